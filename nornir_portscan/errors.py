@@ -1,0 +1,70 @@
+"""Exceptions raised by nornir-portscan.
+
+The tree::
+
+    PortscanError                      base of everything raised on purpose
+    ├── InputError (also ValueError)   bad user input, raised before any packet is sent
+    │   ├── PortSpecError              a bad port, range, service name or port set
+    │   ├── TargetSpecError            a bad address, range, CIDR block, hostname or target file
+    │   ├── ScopeError                 the targets expand to more hosts than allowed
+    │   └── OptionError                a bad option value (timeout, rate, concurrency, ...)
+    └── ScanError                      the scan itself could not run (no worker could start)
+
+    ScanInterrupted (KeyboardInterrupt) Ctrl-C during a scan; ``.report`` holds the partial report
+
+Every ``InputError`` message is one line that names the bad token and shows a valid form.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nornir_portscan.models import ScanReport
+
+__all__ = [
+    "InputError",
+    "OptionError",
+    "PortSpecError",
+    "PortscanError",
+    "ScanError",
+    "ScanInterrupted",
+    "ScopeError",
+    "TargetSpecError",
+]
+
+
+class PortscanError(Exception):
+    """Base class of the errors nornir-portscan raises on purpose."""
+
+
+class InputError(PortscanError, ValueError):
+    """Bad user input; raised before any packet is sent."""
+
+
+class PortSpecError(InputError):
+    """A port specification that cannot be parsed."""
+
+
+class TargetSpecError(InputError):
+    """A target specification that cannot be parsed or read."""
+
+
+class ScopeError(InputError):
+    """The targets expand to more hosts than the scope guard allows."""
+
+
+class OptionError(InputError):
+    """An option value out of range."""
+
+
+class ScanError(PortscanError):
+    """The scan could not run (for example, no worker process could be started)."""
+
+
+class ScanInterrupted(KeyboardInterrupt):  # noqa: N818 - it *is* a KeyboardInterrupt
+    """Ctrl-C during a scan. ``report`` is the partial report gathered so far."""
+
+    def __init__(self, report: ScanReport) -> None:
+        super().__init__("scan interrupted")
+        self.report = report
