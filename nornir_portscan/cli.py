@@ -1,0 +1,155 @@
+"""The ``portscan`` command line: parse arguments, run the engine, print or write the report.
+
+Exit codes: 0 done, 2 bad input (one line on stderr, nothing sent), 3 the scan could not run,
+130 interrupted (the partial report is still written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+from nornir_portscan import __version__
+from nornir_portscan.errors import InputError, ScanError, ScanInterrupted
+from nornir_portscan.models import Progress, ScanReport
+from nornir_portscan.report import render_table, report_to_json
+from nornir_portscan.scanner import build_request, scan
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_INPUT, EXIT_SCAN, EXIT_INTERRUPTED = 0, 2, 3, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="portscan",
+        description="Fast TCP connect port scanner (one worker process per CPU, gevent inside).",
+        epilog="examples: portscan -p 22,80,443 127.0.0.1   portscan -p top100 127.0.0.1-5 "
+               "--json report.json",
+    )
+    p.add_argument("targets", nargs="*", metavar="TARGET",
+                   help="address, hostname, CIDR block (127.0.0.0/24) or octet range "
+                        "(127.0.0.1-20)")
+    p.add_argument("-p", "--ports", default="top1000",
+                   help="ports: 22,80,8000-8100, '-' for all, service names (ssh), top100, "
+                        "top1000 (default: %(default)s)")
+    p.add_argument("-iL", "--target-file", action="append", default=[], metavar="FILE",
+                   help="read targets from FILE (repeatable)")
+    p.add_argument("--exclude", action="append", default=[], metavar="TARGETS",
+                   help="targets to skip, comma separated (repeatable)")
+    p.add_argument("--exclude-ports", metavar="PORTS", help="ports to skip")
+    family = p.add_mutually_exclusive_group()
+    family.add_argument("-4", dest="family", action="store_const", const="ipv4",
+                        help="resolve names to IPv4 (default)")
+    family.add_argument("-6", dest="family", action="store_const", const="ipv6",
+                        help="resolve names to IPv6")
+    family.add_argument("--both", dest="family", action="store_const", const="both",
+                        help="resolve names to IPv4 and IPv6")
+    p.add_argument("--timeout", type=float, default=1.0,
+                   help="connect timeout in seconds, the adaptive timeout's ceiling "
+                        "(default: %(default)s)")
+    p.add_argument("--min-timeout", type=float, default=0.1,
+                   help="floor of the adaptive timeout (default: %(default)s)")
+    p.add_argument("--no-adaptive", dest="adaptive", action="store_false",
+                   help="always wait the full --timeout")
+    p.add_argument("--retries", type=int, default=1,
+                   help="extra attempts for ports that give no response (default: %(default)s)")
+    p.add_argument("--rate", type=float, help="at most this many probes per second, all workers")
+    p.add_argument("--concurrency", type=int, default=500,
+                   help="probes in flight per worker (default: %(default)s)")
+    p.add_argument("--host-concurrency", type=int, help="probes in flight per host")
+    p.add_argument("--processes", type=int, help="worker processes (default: one per CPU)")
+    p.add_argument("--host-timeout", type=float,
+                   help="give up on a host after this many seconds, keeping its results")
+    p.add_argument("--max-hosts", type=int, default=65536,
+                   help="refuse target lists larger than this (default: %(default)s)")
+    p.add_argument("--closed", dest="include_closed", action="store_true",
+                   help="list closed ports in the JSON report too")
+    p.add_argument("--json", metavar="FILE", help="write the JSON report to FILE ('-': stdout)")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (it shows only when stderr is a terminal)")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p
+
+
+class _ProgressBar:
+    """probes done/total, rate and ETA on one terminal line."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.shown = False
+
+    def __call__(self, progress: Progress) -> None:
+        done, total, elapsed = progress.done, max(1, progress.total), progress.elapsed
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 else 0.0
+        filled = int(30 * done / total)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} probes "
+                          f"{rate:,.0f}/s ETA {eta:4.1f}s ")
+        self.stream.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def _write(report: ScanReport, json_path: str | None) -> None:
+    if json_path == "-":
+        sys.stdout.write(report_to_json(report))
+        return
+    sys.stdout.write(render_table(report))
+    if json_path:
+        Path(json_path).write_text(report_to_json(report))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = _parser().parse_args(argv)
+    if not args.targets and not args.target_file:
+        print("portscan: error: no targets given: name at least one, e.g. 'portscan -p 22 "
+              "127.0.0.1' (see 'portscan --help')", file=sys.stderr)
+        return EXIT_INPUT
+    try:
+        request = build_request(
+            args.targets, args.ports, exclude=[t for e in args.exclude for t in e.split(",")],
+            exclude_ports=args.exclude_ports, target_files=args.target_file,
+            family=args.family or "ipv4", max_hosts=args.max_hosts, timeout=args.timeout,
+            min_timeout=args.min_timeout, adaptive=args.adaptive, retries=args.retries,
+            rate=args.rate, concurrency=args.concurrency, host_concurrency=args.host_concurrency,
+            processes=args.processes, host_timeout=args.host_timeout,
+            include_closed=args.include_closed,
+        )
+    except InputError as exc:
+        print(f"portscan: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    bar = _ProgressBar(sys.stderr) if args.progress and sys.stderr.isatty() else None
+    try:
+        report = scan(request, progress=bar)
+    except ScanInterrupted as interrupted:
+        if bar:
+            bar.clear()
+        _write(interrupted.report, args.json)
+        print("portscan: interrupted; the report holds partial results", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ScanError as exc:
+        if bar:
+            bar.clear()
+        print(f"portscan: error: {exc}", file=sys.stderr)
+        return EXIT_SCAN
+    if bar:
+        bar.clear()
+    _write(report, args.json)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

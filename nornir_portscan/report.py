@@ -1,0 +1,131 @@
+"""The one serializer: a ``ScanReport`` as plain data (JSON), and as a readable table.
+
+The JSON shape is described by ``data/report.schema.json`` (``REPORT_SCHEMA``), versioned by
+``REPORT_VERSION``; every front door (CLI, Ansible, Nornir) uses ``host_to_dict``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+from nornir_portscan.models import HostResult, HostStatus, PortResult, ScanReport
+
+__all__ = ["REPORT_VERSION", "host_to_dict", "render_table", "report_schema", "report_to_dict",
+           "report_to_json"]
+
+REPORT_VERSION = "1.0"
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def port_to_dict(port: PortResult) -> dict[str, Any]:
+    """One port entry."""
+    return {"port": port.port, "state": port.state.value, "reason": port.reason,
+            "rtt_ms": port.rtt_ms, "attempts": port.attempts}
+
+
+def host_to_dict(host: HostResult) -> dict[str, Any]:
+    """One host entry of the report; the ``result`` of the Nornir task and Ansible module."""
+    return {
+        "name": host.name,
+        "address": host.address,
+        "status": host.status.value,
+        "up": host.status is HostStatus.UP,
+        "open_ports": host.open_ports,
+        "filtered_ports": host.filtered_ports,
+        "closed_count": host.closed_count,
+        "error_ports": host.error_ports,
+        "error": host.error,
+        "ports": [port_to_dict(p) for p in host.ports],
+    }
+
+
+def summary(report: ScanReport) -> dict[str, Any]:
+    """Counts over the whole scan."""
+    statuses = [h.status for h in report.hosts]
+    return {
+        "hosts": len(report.hosts),
+        **{status.value.replace("-", "_"): statuses.count(status) for status in HostStatus},
+        "open_ports": sum(len(h.open_ports) for h in report.hosts),
+        "filtered_ports": sum(len(h.filtered_ports) for h in report.hosts),
+        "closed_ports": sum(h.closed_count for h in report.hosts),
+        "error_ports": sum(len(h.error_ports) for h in report.hosts),
+        "probes_sent": report.probes_sent,
+        "duration": round(report.duration, 3),
+        "rate": round(report.rate, 1),
+    }
+
+
+def report_to_dict(report: ScanReport) -> dict[str, Any]:
+    """The whole report as JSON-ready data, in a stable order."""
+    from nornir_portscan import __version__
+
+    return {
+        "version": REPORT_VERSION,
+        "scanner": {"name": "nornir-portscan", "version": __version__},
+        "started": _iso(report.started),
+        "finished": _iso(report.finished),
+        "duration": round(report.duration, 3),
+        "probes_sent": report.probes_sent,
+        "rate": round(report.rate, 1),
+        "interrupted": report.interrupted,
+        "options": dataclasses.asdict(report.options),
+        "warnings": list(report.warnings),
+        "summary": summary(report),
+        "hosts": [host_to_dict(h) for h in report.hosts],
+    }
+
+
+def report_to_json(report: ScanReport) -> str:
+    """The report as indented JSON text."""
+    return json.dumps(report_to_dict(report), indent=2) + "\n"
+
+
+def report_schema() -> dict[str, Any]:
+    """The JSON Schema of ``report_to_dict``'s output."""
+    text = resources.files("nornir_portscan").joinpath("data/report.schema.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def _compact(ports: list[int]) -> str:
+    """``[22, 80, 81, 82]`` -> ``'22,80-82'``."""
+    parts: list[str] = []
+    start = prev = None
+    for port in [*ports, None]:
+        if start is not None and (port is None or port != prev + 1):  # type: ignore[operator]
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+            start = None
+        if port is not None and start is None:
+            start = port
+        prev = port
+    return ",".join(parts) or "-"
+
+
+def render_table(report: ScanReport) -> str:
+    """A readable table: one line per host with its open and filtered ports, then a summary."""
+    rows = [("HOST", "ADDRESS", "STATUS", "OPEN", "FILTERED", "CLOSED")]
+    for h in report.hosts:
+        extra = f" ({h.error})" if h.error else ""
+        errors = f" errors:{_compact(h.error_ports)}" if h.error_ports else ""
+        rows.append((h.name, h.address or "-", h.status.value + extra,
+                     _compact(h.open_ports), _compact(h.filtered_ports) + errors,
+                     str(h.closed_count)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
+             for row in rows]
+    s = summary(report)
+    lines.append("")
+    lines.append(
+        f"{s['hosts']} hosts ({s['up']} up, {s['unresolved']} unresolved, {s['timed_out']} timed "
+        f"out), {s['open_ports']} open, {s['filtered_ports']} filtered, {s['closed_ports']} "
+        f"closed, {s['error_ports']} errors; {s['probes_sent']} probes in {s['duration']:.2f} s "
+        f"({s['rate']:.0f}/s)" + (" - INTERRUPTED, partial results" if report.interrupted else ""))
+    lines.extend(f"warning: {w}" for w in report.warnings)
+    return "\n".join(line.rstrip() for line in lines) + "\n"

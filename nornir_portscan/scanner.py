@@ -1,0 +1,458 @@
+"""The scan engine's entry points: ``build_request`` and ``scan``.
+
+``scan`` spreads (host, port-chunk) units over worker processes, one per CPU by default. Each
+worker is its own interpreter (``python -m nornir_portscan._worker``) talking over pipes, so this
+process never imports gevent, never forks with threads running and never re-imports the
+caller's ``__main__``. Units are handed out as workers have room, so one big host keeps every
+worker busy and thousands of small hosts interleave. A worker that dies has its units re-run
+once, then reported as errors; Ctrl-C kills every worker and raises ``ScanInterrupted`` with the
+partial report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import selectors
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from nornir_portscan._protocol import (
+    STOP,
+    FrameReader,
+    Progressed,
+    Unit,
+    UnitDone,
+    WorkerConfig,
+    WorkerReady,
+    frame,
+)
+from nornir_portscan.errors import OptionError, ScanError, ScanInterrupted
+from nornir_portscan.models import (
+    AddressFamily,
+    HostResult,
+    HostStatus,
+    PortResult,
+    PortState,
+    Progress,
+    ScanOptions,
+    ScanReport,
+    ScanRequest,
+    Target,
+)
+from nornir_portscan.ports import parse_ports
+from nornir_portscan.targets import parse_targets
+
+__all__ = ["TargetSpec", "build_request", "scan"]
+
+ProgressCallback = Callable[[Progress], None]
+
+_MAX_CHUNK = 4096
+_MIN_CHUNK = 256
+_PROGRESS_EVERY = 0.1
+_UNIT_TRIES = 2
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSpec:
+    """A named target for the adapters: an inventory host with its address and own ports."""
+
+    name: str
+    address: str | None = None  # an IP literal or a hostname; defaults to ``name``
+    ports: str | Sequence[int | str] | None = None
+
+
+def build_request(
+    targets: Iterable[str | TargetSpec],
+    ports: str | Sequence[int | str] = "top1000",
+    *,
+    exclude: Iterable[str] = (),
+    exclude_ports: str | Sequence[int | str] | None = None,
+    target_files: Iterable[str | os.PathLike[str]] = (),
+    family: AddressFamily = "ipv4",
+    max_hosts: int = 65536,
+    **options: Any,
+) -> ScanRequest:
+    """Parse and validate everything a scan needs; raises an ``InputError`` on bad input.
+
+    ``targets`` are target specifications (addresses, ranges, CIDR blocks, hostnames) or
+    ``TargetSpec`` objects; ``options`` are the fields of ``ScanOptions``.
+    """
+    known = {f.name for f in fields(ScanOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise OptionError(f"unknown option {unknown[0]!r}: use one of {', '.join(sorted(known))}")
+    scan_options = ScanOptions(**options)
+    default_ports = parse_ports(ports, exclude=exclude_ports)
+    plain: list[str] = []
+    named: list[TargetSpec] = []
+    for item in targets:
+        (named if isinstance(item, TargetSpec) else plain).append(item)  # type: ignore[arg-type]
+    resolved: list[Target] = []
+    if plain or target_files or not named:
+        resolved.extend(parse_targets(plain, exclude=exclude, files=target_files, family=family,
+                                      max_hosts=max_hosts))
+    if named:
+        resolved.extend(_resolve_named(named, exclude_ports, family))
+    return ScanRequest(tuple(resolved), default_ports, scan_options)
+
+
+def _resolve_named(specs: Sequence[TargetSpec], exclude_ports: Any,
+                   family: AddressFamily) -> list[Target]:
+    own_ports = [parse_ports(s.ports, exclude=exclude_ports) if s.ports else () for s in specs]
+
+    def resolve(spec: TargetSpec) -> tuple[Target, ...]:
+        return parse_targets([spec.address or spec.name], family=family, max_hosts=1)
+
+    with ThreadPoolExecutor(max_workers=min(32, len(specs))) as pool:
+        found = list(pool.map(resolve, specs))
+    result = []
+    for spec, ports, targets in zip(specs, own_ports, found, strict=True):
+        result.extend(Target(spec.name, t.address, ports, t.error) for t in targets)
+    return result
+
+
+def scan(request: ScanRequest, *, progress: ProgressCallback | None = None) -> ScanReport:
+    """Run the scan; return the report. Ctrl-C raises ``ScanInterrupted`` with partial results."""
+    return _Executor(request, progress).run()
+
+
+@dataclass(slots=True)
+class _HostTally:
+    ports: list[PortResult] = field(default_factory=list)
+    closed: int = 0
+    unscanned: int = 0
+    errors: int = 0
+    srtt: float | None = None
+    rttvar: float | None = None
+    deadline: float | None = None
+
+
+@dataclass(slots=True)
+class _Work:
+    host_id: int
+    ports: tuple[int, ...]
+    tries: int = 0
+
+
+class _Worker:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "nornir_portscan._worker"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True,
+            )
+        except OSError as exc:
+            raise ScanError(f"cannot start a worker process with {sys.executable!r}: {exc}") from exc
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.stdin = self.proc.stdin.fileno()
+        self.stdout = self.proc.stdout.fileno()
+        os.set_blocking(self.stdout, False)
+        self.reader = FrameReader()
+        self.units: dict[int, _Work] = {}
+        self.load = 0  # ports outstanding
+        self.heard = time.monotonic()
+        self.alive = True
+
+    def send(self, message: Any) -> bool:
+        data = frame(message)
+        try:
+            while data:
+                data = data[os.write(self.stdin, data):]
+        except OSError:
+            return False
+        return True
+
+    def kill(self) -> None:
+        self.alive = False
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=1)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError):
+                if pipe is not None:
+                    pipe.close()
+
+    def stop(self) -> None:
+        self.send(STOP)
+        with contextlib.suppress(OSError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
+
+
+class _Executor:
+    def __init__(self, request: ScanRequest, progress: ProgressCallback | None) -> None:
+        self.request = request
+        self.options = request.options
+        self.progress = progress
+        self.tallies = [_HostTally() for _ in request.targets]
+        self.retry: deque[_Work] = deque()
+        self.fresh = self._plan()
+        self.next_unit_id = 0
+        self.probes_sent = 0
+        self.done_ports = 0
+        self.total_ports = request.probe_count
+        self.warnings: list[str] = []
+        self.workers: list[_Worker] = []
+        self.selector = selectors.DefaultSelector()
+        self.started_mono = time.monotonic()
+        self.last_progress = 0.0
+
+    # -- planning ----------------------------------------------------------------------------
+    def _worker_count(self) -> int:
+        wanted = self.options.processes or len(os.sched_getaffinity(0)) or 1
+        units = sum(math.ceil(len(self.request.ports_for(t)) / self._chunk_size(t))
+                    for t in self.request.targets if t.address)
+        return max(0, min(wanted, units))
+
+    def _chunk_size(self, target: Target) -> int:
+        cpus = self.options.processes or len(os.sched_getaffinity(0)) or 1
+        wanted = math.ceil(len(self.request.ports_for(target)) / (cpus * 4))
+        return max(_MIN_CHUNK, min(_MAX_CHUNK, wanted))
+
+    def _plan(self) -> Iterator[_Work]:
+        for host_id, target in enumerate(self.request.targets):
+            if not target.address:
+                continue
+            ports = self.request.ports_for(target)
+            size = self._chunk_size(target)
+            for start in range(0, len(ports), size):
+                yield _Work(host_id, ports[start : start + size])
+
+    def _worker_config(self, count: int) -> WorkerConfig:
+        options = self.options
+        concurrency = options.concurrency
+        ephemeral = _ephemeral_ports()
+        cap = max(1, (ephemeral - 1024) // count)
+        if concurrency > cap:
+            self.warnings.append(
+                f"concurrency lowered from {concurrency} to {cap} per worker: {ephemeral} "
+                f"ephemeral ports are shared by {count} workers")
+            concurrency = cap
+        host_cap = options.host_concurrency
+        return WorkerConfig(
+            concurrency=concurrency,
+            rate=options.rate / count if options.rate else None,
+            host_concurrency=max(1, host_cap // count) if host_cap else None,
+            min_timeout=options.min_timeout,
+            max_timeout=options.timeout,
+            adaptive=options.adaptive,
+            retries=options.retries,
+            include_closed=options.include_closed,
+        )
+
+    # -- running -----------------------------------------------------------------------------
+    def run(self) -> ScanReport:
+        started = time.time()
+        try:
+            count = self._worker_count()
+            if count:
+                self.config = self._worker_config(count)
+                self.respawns_left = count * 2
+                env = dict(os.environ)
+                env["PYTHONPATH"] = os.pathsep.join(
+                    [_PACKAGE_ROOT, *filter(None, [env.get("PYTHONPATH")])])
+                self.env = env
+                for _ in range(count):
+                    self._spawn()
+                self._loop()
+        except KeyboardInterrupt:
+            self._kill_all()
+            raise ScanInterrupted(self._report(started, interrupted=True)) from None
+        except BaseException:
+            self._kill_all()
+            raise
+        self._stop_all()
+        return self._report(started, interrupted=False)
+
+    def _spawn(self) -> None:
+        worker = _Worker(self.env)
+        worker.send(self.config)
+        self.workers.append(worker)
+        self.selector.register(worker.stdout, selectors.EVENT_READ, worker)
+
+    def _has_work(self) -> bool:
+        if self.retry:
+            return True
+        try:
+            self.retry.append(next(self.fresh))
+        except StopIteration:
+            return False
+        return True
+
+    def _dispatch(self) -> None:
+        credit = 2 * self.config.concurrency
+        for worker in self.workers:
+            while worker.alive and worker.load < credit and self._has_work():
+                work = self.retry.popleft()
+                tally = self.tallies[work.host_id]
+                if tally.deadline is None and self.options.host_timeout:
+                    tally.deadline = time.monotonic() + self.options.host_timeout
+                unit = Unit(self.next_unit_id, work.host_id,
+                            self.request.targets[work.host_id].address or "", work.ports,
+                            tally.srtt, tally.rttvar, tally.deadline)
+                self.next_unit_id += 1
+                worker.units[unit.unit_id] = work
+                worker.load += len(work.ports)
+                worker.heard = time.monotonic()
+                if not worker.send(unit):
+                    self._lost(worker)
+                    break
+
+    def _loop(self) -> None:
+        options = self.options
+        stall_limit = (options.retries + 1) * options.timeout * 2 + 10
+        if options.rate:
+            stall_limit += 2 * len(self.workers) * _MAX_CHUNK / options.rate
+        while True:
+            self._dispatch()
+            busy = [w for w in self.workers if w.alive and w.units]
+            if not busy and not self._has_work():
+                return
+            if not any(w.alive for w in self.workers):
+                if self.respawns_left <= 0:
+                    self._fail_remaining("no worker process left")
+                    return
+                self.respawns_left -= 1
+                self._spawn()
+                continue
+            for key, _ in self.selector.select(timeout=0.2):
+                self._read(key.data)
+            now = time.monotonic()
+            for worker in busy:
+                if worker.alive and now - worker.heard > stall_limit:
+                    self.warnings.append(f"a worker stopped answering for {stall_limit:.0f} s; "
+                                         "its ports were re-run")
+                    self._lost(worker)
+            self._report_progress(now)
+
+    def _read(self, worker: _Worker) -> None:
+        try:
+            data = os.read(worker.stdout, 1 << 20)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._lost(worker)
+            return
+        worker.heard = time.monotonic()
+        for message in worker.reader.feed(data):
+            if isinstance(message, UnitDone):
+                self._merge(worker, message)
+            elif isinstance(message, Progressed):
+                self.done_ports += message.ports
+            elif isinstance(message, WorkerReady) and message.warning:
+                if message.warning not in self.warnings:
+                    self.warnings.append(message.warning)
+
+    def _merge(self, worker: _Worker, done: UnitDone) -> None:
+        work = worker.units.pop(done.unit_id)
+        worker.load -= len(work.ports)
+        tally = self.tallies[work.host_id]
+        tally.ports.extend(PortResult(p, PortState(s), r, rtt, a) for p, s, r, rtt, a in done.ports)
+        tally.closed += done.closed_count
+        tally.unscanned += done.unscanned
+        if done.srtt is not None:
+            tally.srtt, tally.rttvar = done.srtt, done.rttvar
+        self.probes_sent += done.probes_sent
+
+    def _lost(self, worker: _Worker) -> None:
+        """A worker died or hung: re-run its units once, then report their ports as errors."""
+        if not worker.alive:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(worker.stdout)
+        code = worker.proc.poll()
+        worker.kill()
+        self.workers.remove(worker)
+        for work in worker.units.values():
+            work.tries += 1
+            if work.tries < _UNIT_TRIES:
+                self.retry.appendleft(work)
+            else:
+                reason = "worker-died" if code is not None else "worker-hung"
+                self._fail(work, reason)
+        worker.units.clear()
+        if self.respawns_left > 0 and self._has_work():
+            self.respawns_left -= 1
+            self._spawn()
+
+    def _fail(self, work: _Work, reason: str) -> None:
+        tally = self.tallies[work.host_id]
+        tally.errors += len(work.ports)
+        tally.ports.extend(PortResult(p, PortState.ERROR, reason, None, 0) for p in work.ports)
+        self.done_ports += len(work.ports)
+
+    def _fail_remaining(self, reason: str) -> None:
+        while self._has_work():
+            self._fail(self.retry.popleft(), reason)
+
+    def _report_progress(self, now: float) -> None:
+        if self.progress is not None and now - self.last_progress >= _PROGRESS_EVERY:
+            self.last_progress = now
+            self.progress(Progress(min(self.done_ports, self.total_ports), self.total_ports,
+                                   now - self.started_mono))
+
+    def _stop_all(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.selector.close()
+        if self.progress is not None:
+            self.progress(Progress(self.total_ports, self.total_ports,
+                                   time.monotonic() - self.started_mono))
+
+    def _kill_all(self) -> None:
+        for worker in self.workers:
+            worker.kill()
+        self.selector.close()
+
+    # -- the report --------------------------------------------------------------------------
+    def _report(self, started: float, *, interrupted: bool) -> ScanReport:
+        hosts = tuple(self._host_result(target, tally)
+                      for target, tally in zip(self.request.targets, self.tallies, strict=True))
+        return ScanReport(hosts=hosts, options=self.options, started=started,
+                          finished=time.time(), probes_sent=self.probes_sent,
+                          warnings=tuple(self.warnings), interrupted=interrupted)
+
+    @staticmethod
+    def _host_result(target: Target, tally: _HostTally) -> HostResult:
+        if not target.address:
+            return HostResult(target.name, None, HostStatus.UNRESOLVED, error=target.error)
+        ports = tuple(sorted(tally.ports, key=lambda p: p.port))
+        answered = tally.closed or any(p.state in (PortState.OPEN, PortState.CLOSED)
+                                       for p in ports)
+        if tally.unscanned:
+            status = HostStatus.TIMED_OUT
+        elif answered:
+            status = HostStatus.UP
+        elif ports and all(p.state is PortState.ERROR for p in ports):
+            status = HostStatus.ERROR
+        else:
+            status = HostStatus.NO_RESPONSE
+        error = f"host timeout: {tally.unscanned} ports not scanned" if tally.unscanned else None
+        return HostResult(target.name, target.address, status, ports, tally.closed, error)
+
+
+def _ephemeral_ports() -> int:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(high) - int(low) + 1
+    except (OSError, ValueError):
+        return 28232
