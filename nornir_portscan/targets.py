@@ -1,0 +1,513 @@
+"""Target specifications: addresses, ranges, CIDR blocks, hostnames and target files to Targets.
+
+Each spec is split on whitespace and commas into tokens; a token is one of:
+
+- an IPv4 address, with nmap-style ranges and lists in any octet: ``127.0.0.1``,
+  ``127.0.0.1-20``, ``127.0.1-3.1``, ``127.0.0.1,3,5``, ``127.0.0-1.*`` (``-5``, ``250-`` and
+  ``*`` are open ranges). A comma inside such a pattern lists octet values, so
+  ``127.0.0.1,3,5`` is three hosts while ``127.0.0.1,127.0.0.3`` is two targets;
+- an IPv6 address, bare or in brackets: ``::1``, ``[::1]``;
+- a CIDR block, IPv4 or IPv6: ``127.0.0.0/30`` is four hosts; like nmap, every address of the
+  block is scanned, network and broadcast included;
+- a hostname: ``localhost``. Each distinct name is resolved once, all names in parallel; a name
+  that does not resolve becomes a ``Target`` with ``address=None`` and an ``error``.
+
+Hosts are counted arithmetically before anything is expanded, so a ``/8`` fails the scope guard
+at once instead of building 16 million objects.
+
+    >>> [t.address for t in parse_targets(["127.0.0.0/31", "[::1]"])]
+    ['127.0.0.0', '127.0.0.1', '::1']
+    >>> [t.address for t in parse_targets(["127.0.0.1-4"], exclude=["127.0.0.2,3"])]
+    ['127.0.0.1', '127.0.0.4']
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import os
+import re
+import socket
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeAlias
+
+from nornir_portscan.errors import OptionError, ScopeError, TargetSpecError
+from nornir_portscan.models import AddressFamily, Target
+
+__all__ = ["DEFAULT_MAX_HOSTS", "Resolver", "parse_targets", "resolve_name"]
+
+DEFAULT_MAX_HOSTS = 65536
+"""The default scope guard: at most this many hosts per scan."""
+
+Resolver: TypeAlias = Callable[[str, int], list[str]]
+"""``resolver(name, socket_family) -> addresses``; raises ``OSError`` when the name does not
+resolve. ``socket_family`` is ``AF_INET``, ``AF_INET6`` or ``AF_UNSPEC``."""
+
+_IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+_IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_FAMILIES: dict[str, int] = {
+    "ipv4": socket.AF_INET,
+    "ipv6": socket.AF_INET6,
+    "both": socket.AF_UNSPEC,
+}
+_MAX_RESOLVER_THREADS = 64
+
+_IPV4_EXAMPLE = "e.g. '127.0.0.1' or '127.0.0.1-20'"
+_ANY_EXAMPLE = "e.g. '127.0.0.1', '127.0.0.0/24', '[::1]' or 'localhost'"
+
+# Tokens made only of these characters are IPv4 addresses or octet patterns, never hostnames.
+_IPV4ISH = re.compile(r"[0-9.,*-]+")
+_OCTET_ITEM = re.compile(r"([0-9]*)-([0-9]*)|([0-9]+)")
+_HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOSTNAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
+_MAX_HOSTNAME = 253
+
+
+@dataclass(frozen=True, slots=True)
+class _Octets:
+    """An IPv4 address or octet pattern: the allowed values of each octet, ascending."""
+
+    text: str
+    where: str
+    octet_texts: tuple[str, ...]
+    octets: tuple[frozenset[int], ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.octets[0]) * len(self.octets[1]) * len(self.octets[2]) * len(self.octets[3])
+
+    def expand(self) -> Iterator[str]:
+        for a, b, c, d in itertools.product(*(sorted(o) for o in self.octets)):
+            yield f"{a}.{b}.{c}.{d}"
+
+    def __contains__(self, address: _IPAddress) -> bool:
+        if address.version != 4:
+            return False
+        return all(
+            value in allowed for value, allowed in zip(address.packed, self.octets, strict=True)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Network:
+    """An IPv6 address (a one-address network) or a CIDR block of either family."""
+
+    text: str
+    where: str
+    network: _IPNetwork
+
+    @property
+    def count(self) -> int:
+        return self.network.num_addresses
+
+    def expand(self) -> Iterator[str]:
+        return (str(address) for address in self.network)
+
+    def __contains__(self, address: _IPAddress) -> bool:
+        return address.version == self.network.version and address in self.network
+
+
+@dataclass(frozen=True, slots=True)
+class _Address:
+    """One IPv6 address kept as written by ipaddress (it may carry a ``%scope``)."""
+
+    text: str
+    where: str
+    address: ipaddress.IPv6Address
+
+    @property
+    def count(self) -> int:
+        return 1
+
+    def expand(self) -> Iterator[str]:
+        yield str(self.address)
+
+    def __contains__(self, address: _IPAddress) -> bool:
+        return address == self.address
+
+
+@dataclass(frozen=True, slots=True)
+class _Name:
+    """A hostname, resolved later."""
+
+    text: str
+    where: str
+
+
+_Spec: TypeAlias = _Octets | _Network | _Address | _Name
+
+
+def parse_targets(
+    specs: Iterable[str],
+    *,
+    exclude: Iterable[str] = (),
+    files: Iterable[str | os.PathLike[str]] = (),
+    family: AddressFamily = "ipv4",
+    max_hosts: int = DEFAULT_MAX_HOSTS,
+    resolver: Resolver | None = None,
+) -> tuple[Target, ...]:
+    """Parse target specifications into the Targets to scan.
+
+    Args:
+        specs: Targets, each an address, octet range, CIDR block or hostname; a spec may hold
+            several, separated by whitespace or commas.
+        exclude: Targets to leave out, same syntax; hostnames are resolved and every address
+            they resolve to (in ``family``) is removed.
+        files: Target files: targets separated by whitespace or commas, ``#`` starts a comment.
+            Their targets come after those of ``specs``.
+        family: Which addresses of a hostname to scan: ``"ipv4"`` (the first IPv4 address),
+            ``"ipv6"`` (the first IPv6 address) or ``"both"`` (the first of each, IPv4 first).
+            Address literals are scanned whatever the family.
+        max_hosts: The scope guard: fail if the targets add up to more hosts than this (counted
+            before exclusions, a hostname as one host per family).
+        resolver: ``resolver(name, socket_family) -> addresses``; the default uses
+            ``socket.getaddrinfo``. A seam for tests.
+
+    Returns:
+        The targets in the order given, each pattern expanded in address order, duplicates
+        (same name and address) merged keeping the first. A hostname that did not resolve is
+        a Target with ``address=None`` and ``error`` set.
+
+    Raises:
+        TargetSpecError: A token is not valid, a file cannot be read, an excluded hostname does
+            not resolve, no target is given, or the exclusions remove every target.
+        ScopeError: The targets add up to more than ``max_hosts`` hosts.
+        OptionError: ``family`` or ``max_hosts`` is not valid.
+    """
+    if family not in _FAMILIES:
+        raise OptionError(
+            f"invalid family {family!r}: use 'ipv4', 'ipv6' or 'both', e.g. family='ipv4'"
+        )
+    if isinstance(max_hosts, bool) or not isinstance(max_hosts, int) or max_hosts < 1:
+        raise OptionError(
+            f"invalid max_hosts {max_hosts!r}: use a whole number >= 1, "
+            f"e.g. max_hosts={DEFAULT_MAX_HOSTS}"
+        )
+
+    wanted = [_parse_token(token, where) for token, where in _tokens(specs, files)]
+    if not wanted:
+        raise TargetSpecError(
+            f"no targets given: give an address, range, CIDR block or hostname, {_ANY_EXAMPLE}"
+        )
+    unwanted = [_parse_token(token, " in exclude") for token, _ in _tokens(exclude, ())]
+    _check_scope(wanted, max_hosts, 2 if family == "both" else 1)
+
+    names = [spec.text for spec in itertools.chain(wanted, unwanted) if isinstance(spec, _Name)]
+    resolved = _resolve_all(names, _FAMILIES[family], resolver or resolve_name)
+
+    excluded_names: set[_IPAddress] = set()
+    for spec in unwanted:
+        if isinstance(spec, _Name):
+            addresses, error = resolved[spec.text.lower()]
+            if error is not None:
+                raise TargetSpecError(
+                    f"cannot resolve excluded host {spec.text!r}: {error}; fix the name or "
+                    "exclude its address, e.g. '127.0.0.5'"
+                )
+            excluded_names.update(_pick(addresses, family, first_only=False))
+    patterns = [spec for spec in unwanted if not isinstance(spec, _Name)]
+
+    def excluded(address: str) -> bool:
+        if not unwanted:
+            return False
+        ip = ipaddress.ip_address(address)
+        return ip in excluded_names or any(ip in pattern for pattern in patterns)
+
+    found: dict[tuple[str, str | None], Target] = {}
+    for spec in wanted:
+        for target in _expand(spec, resolved, family):
+            key = (target.name, target.address)
+            if key in found or (target.address is not None and excluded(target.address)):
+                continue
+            found[key] = target
+
+    if not found:
+        shown = ",".join(spec.text for spec in unwanted)
+        raise TargetSpecError(
+            f"no targets left after excluding {shown!r}: every target is excluded, "
+            "exclude fewer addresses, e.g. '127.0.0.1-20' excluding '127.0.0.5'"
+        )
+    return tuple(found.values())
+
+
+def resolve_name(name: str, family: int) -> list[str]:
+    """Resolve ``name`` with ``socket.getaddrinfo``; the default resolver.
+
+    Args:
+        name: A hostname.
+        family: ``socket.AF_INET``, ``socket.AF_INET6`` or ``socket.AF_UNSPEC``.
+
+    Returns:
+        The distinct addresses in the order getaddrinfo gave them.
+
+    Raises:
+        OSError: The name does not resolve (``socket.gaierror``).
+    """
+    infos = socket.getaddrinfo(name, None, family, socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _tokens(
+    specs: Iterable[str], files: Iterable[str | os.PathLike[str]]
+) -> Iterator[tuple[str, str]]:
+    """Yield ``(token, where)`` for every token in ``specs`` and then in ``files``."""
+    if isinstance(specs, str):
+        specs = [specs]
+    for spec in specs:
+        yield from ((token, "") for token in _split(spec))
+    if isinstance(files, str | os.PathLike):
+        files = [files]
+    for file in files:
+        path = Path(file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise TargetSpecError(
+                f"cannot read target file {str(file)!r}: {exc.strerror or exc}"
+            ) from exc
+        except UnicodeDecodeError as exc:
+            raise TargetSpecError(
+                f"cannot read target file {str(file)!r}: not UTF-8 text "
+                f"(byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+            ) from exc
+        for number, line in enumerate(text.splitlines(), start=1):
+            where = f" in {str(file)!r} line {number}"
+            yield from ((token, where) for token in _split(line.partition("#")[0]))
+
+
+def _split(spec: str) -> Iterator[str]:
+    """Split on whitespace and commas, except commas that list values inside an IPv4 octet."""
+    for chunk in spec.split():
+        chunk = chunk.strip(",")  # noqa: PLW2901 - a trailing comma is harmless
+        if "," in chunk and _IPV4ISH.fullmatch(chunk) and chunk.count(".") == 3:
+            yield chunk  # 127.0.0.1,3,5: one pattern
+        else:
+            yield from (piece for piece in chunk.split(",") if piece)
+
+
+def _parse_token(token: str, where: str) -> _Spec:
+    """Classify and validate one token without expanding it."""
+    if token.startswith("["):
+        return _parse_bracketed(token, where)
+    if "/" in token:
+        return _parse_cidr(token, token, where)
+    if ":" in token:
+        return _parse_ipv6(token, token, where)
+    if _IPV4ISH.fullmatch(token):
+        if "." not in token:
+            raise TargetSpecError(
+                f"invalid target {token!r}{where}: not an address or hostname, {_ANY_EXAMPLE}"
+            )
+        return _parse_octets(token, where)
+    if len(token) <= _MAX_HOSTNAME and _HOSTNAME.fullmatch(token):
+        return _Name(token, where)
+    raise TargetSpecError(
+        f"invalid target {token!r}{where}: not an address, range, CIDR block or hostname, "
+        f"{_ANY_EXAMPLE}"
+    )
+
+
+def _parse_bracketed(token: str, where: str) -> _Spec:
+    """``[::1]`` or ``[::1]/128``."""
+    inner, bracket, suffix = token[1:].partition("]")
+    if not bracket or (suffix and not suffix.startswith("/")):
+        raise TargetSpecError(
+            f"invalid target {token!r}{where}: close the brackets around an IPv6 address, "
+            "e.g. '[::1]'"
+        )
+    if ":" not in inner:
+        raise TargetSpecError(
+            f"invalid target {token!r}{where}: brackets are for IPv6 addresses, "
+            "e.g. '[::1]' or '127.0.0.1'"
+        )
+    if suffix:
+        return _parse_cidr(token, inner + suffix, where)
+    return _parse_ipv6(token, inner, where)
+
+
+def _parse_ipv6(token: str, text: str, where: str) -> _Address:
+    try:
+        address = ipaddress.IPv6Address(text)
+    except ValueError as exc:
+        raise TargetSpecError(
+            f"invalid IPv6 address {token!r}{where}: {_lower_first(str(exc))}, "
+            "e.g. '::1' or '[::1]'"
+        ) from exc
+    return _Address(token, where, address)
+
+
+def _lower_first(text: str) -> str:
+    """``"Only hex digits..."`` to ``"only hex digits..."``, to sit in the middle of a message."""
+    return text[:1].lower() + text[1:]
+
+
+def _parse_cidr(token: str, text: str, where: str) -> _Network:
+    address_text, _, prefix_text = text.partition("/")
+    version = 6 if ":" in address_text else 4
+    bits = 128 if version == 6 else 32
+    address: _IPAddress
+    try:
+        address = (
+            ipaddress.IPv6Address(address_text)
+            if version == 6
+            else ipaddress.IPv4Address(address_text)
+        )
+    except ValueError as exc:
+        example = "'::1/128'" if version == 6 else "'127.0.0.0/24'"
+        raise TargetSpecError(
+            f"invalid CIDR block {token!r}{where}: {address_text!r} is not an IPv{version} "
+            f"address, e.g. {example}"
+        ) from exc
+    example = repr(str(ipaddress.ip_network((address, bits - 8), strict=False)))
+    prefix = int(prefix_text) if prefix_text.isascii() and prefix_text.isdigit() else -1
+    if not 0 <= prefix <= bits or len(prefix_text) > 3:
+        raise TargetSpecError(
+            f"invalid CIDR block {token!r}{where}: prefix must be 0-{bits} for IPv{version}, "
+            f"e.g. {example}"
+        )
+    network = ipaddress.ip_network((address, prefix), strict=False)
+    return _Network(token, where, network)
+
+
+def _parse_octets(token: str, where: str) -> _Octets:
+    """``127.0.0.1``, ``127.0.0.1-20``, ``127.0.1-3.1``, ``127.0.0.1,3,5``, ``127.0.0.*``."""
+    parts = token.split(".")
+    if len(parts) != 4:
+        raise TargetSpecError(
+            f"invalid target {token!r}{where}: an IPv4 address has 4 octets, {_IPV4_EXAMPLE}"
+        )
+    octets = tuple(_parse_octet(part, token, where) for part in parts)
+    return _Octets(token, where, tuple(parts), octets)
+
+
+def _parse_octet(part: str, token: str, where: str) -> frozenset[int]:
+    def fail(reason: str) -> TargetSpecError:
+        return TargetSpecError(f"invalid target {token!r}{where}: {reason}, {_IPV4_EXAMPLE}")
+
+    if not part:
+        raise fail("an octet is empty")
+    if part == "*":
+        return frozenset(range(256))
+    values: set[int] = set()
+    for item in part.split(","):
+        match = _OCTET_ITEM.fullmatch(item)
+        if match is None:
+            raise fail(f"octet {item!r} is not a number, a range (1-20), a list (1,3,5) or '*'")
+        start_text, end_text, single = match.groups()
+        if single is not None:
+            start = end = _octet_value(single, fail)
+        else:
+            start = _octet_value(start_text, fail) if start_text else 0
+            end = _octet_value(end_text, fail) if end_text else 255
+            if start > end:
+                raise fail(f"octet range {item} has start > end")
+        values.update(range(start, end + 1))
+    return frozenset(values)
+
+
+def _octet_value(text: str, fail: Callable[[str], TargetSpecError]) -> int:
+    if len(text) > 3 or int(text) > 255:
+        raise fail(f"octet {text} is out of range 0-255")
+    if len(text) > 1 and text[0] == "0":
+        # inet_aton and ping read a leading zero as octal; refuse rather than guess.
+        raise fail(f"octet {text} has a leading zero (octal or decimal?)")
+    return int(text)
+
+
+def _check_scope(specs: list[_Spec], max_hosts: int, per_name: int) -> None:
+    """Raise ScopeError if the specs add up to more than ``max_hosts``; expands nothing."""
+    total = 0
+    for spec in specs:
+        count = per_name if isinstance(spec, _Name) else spec.count
+        if count > max_hosts:
+            raise ScopeError(
+                f"{spec.text!r}{spec.where} expands to {count} hosts, more than the limit of "
+                f"{max_hosts}; raise the limit (--max-hosts) or narrow the target, "
+                f"e.g. {_narrower(spec, max_hosts)!r}"
+            )
+        total += count
+    if total > max_hosts:
+        raise ScopeError(
+            f"the targets expand to {total} hosts in all, more than the limit of {max_hosts}; "
+            "raise the limit (--max-hosts) or give fewer targets, e.g. split them across scans"
+        )
+
+
+def _narrower(spec: _Spec, max_hosts: int) -> str:
+    """A smaller version of ``spec`` for the ScopeError message."""
+    if isinstance(spec, _Network):
+        bits = spec.network.max_prefixlen
+        # A /24 (or /120) as in the docs, or smaller still when the limit is below 256.
+        prefix = max(bits - 8, bits - (max_hosts.bit_length() - 1))
+        return str(ipaddress.ip_network((spec.network.network_address, prefix), strict=False))
+    if isinstance(spec, _Octets):
+        first = [str(min(values)) for values in spec.octets]
+        last = spec.octet_texts[3] if len(spec.octets[3]) <= max_hosts else first[3]
+        return ".".join([*first[:3], last])
+    return "127.0.0.1"
+
+
+def _resolve_all(
+    names: list[str], socket_family: int, resolver: Resolver
+) -> dict[str, tuple[list[str], str | None]]:
+    """Resolve each distinct name (case-insensitively) once, in parallel.
+
+    Returns ``{name.lower(): (addresses, error)}`` with ``error`` None on success.
+    """
+    unique = list(dict.fromkeys(name.lower() for name in names))
+
+    def resolve(name: str) -> tuple[list[str], str | None]:
+        try:
+            return resolver(name, socket_family), None
+        except (OSError, UnicodeError) as exc:
+            # UnicodeError: the IDNA codec rejects a label (empty or longer than 63).
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            return [], reason or type(exc).__name__
+
+    if len(unique) <= 1:
+        return {name: resolve(name) for name in unique}
+    with ThreadPoolExecutor(
+        max_workers=min(_MAX_RESOLVER_THREADS, len(unique)), thread_name_prefix="portscan-dns"
+    ) as pool:
+        return dict(zip(unique, pool.map(resolve, unique), strict=True))
+
+
+def _pick(addresses: list[str], family: AddressFamily, *, first_only: bool) -> list[_IPAddress]:
+    """The addresses of ``family``, IPv4 before IPv6; only the first of each with first_only."""
+    v4: list[_IPAddress] = []
+    v6: list[_IPAddress] = []
+    for text in addresses:
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            continue  # a resolver gave something that is not an address; ignore it
+        (v4 if address.version == 4 else v6).append(address)
+    if first_only:
+        v4, v6 = v4[:1], v6[:1]
+    return [
+        *(v4 if family in ("ipv4", "both") else []),
+        *(v6 if family in ("ipv6", "both") else []),
+    ]
+
+
+def _expand(
+    spec: _Spec, resolved: dict[str, tuple[list[str], str | None]], family: AddressFamily
+) -> Iterator[Target]:
+    """The Targets of one spec."""
+    if not isinstance(spec, _Name):
+        for address in spec.expand():
+            yield Target(name=address, address=address)
+        return
+    addresses, error = resolved[spec.text.lower()]
+    if error is None:
+        picked = _pick(addresses, family, first_only=True)
+        if picked:
+            for ip in picked:
+                yield Target(name=spec.text, address=str(ip))
+            return
+        error = {"ipv4": "no IPv4 address", "ipv6": "no IPv6 address"}.get(family, "no address")
+    yield Target(name=spec.text, address=None, error=error)
