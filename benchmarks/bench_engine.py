@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +58,13 @@ def scenarios() -> dict[str, Scenario]:
     c_hosts = [f"127.2.0.{i + 1}" for i in range(16)]
     c_open = [(h, p) for i, h in enumerate(c_hosts) for p in (443, 8000 + i, 60000 + i)]
     return {
-        "a": Scenario("a", "127.0.0.1 x 65,535 ports", ["127.0.0.1"], "1-65535",
-                      [("127.0.0.1", p) for p in a_open]),
+        "a": Scenario(
+            "a",
+            "127.0.0.1 x 65,535 ports",
+            ["127.0.0.1"],
+            "1-65535",
+            [("127.0.0.1", p) for p in a_open],
+        ),
         "b": Scenario("b", "1,000 addresses x 100 ports", b_hosts, "1-100", b_open),
         "c": Scenario("c", "16 addresses x 65,535 ports", c_hosts, "1-65535", c_open),
     }
@@ -119,8 +123,9 @@ def timed(cmd: list[str]) -> tuple[float, float, float]:
         "u=resource.getrusage(resource.RUSAGE_CHILDREN);"
         "print(json.dumps([r.returncode,w,u.ru_utime+u.ru_stime,u.ru_maxrss/1024]))"
     )
-    out = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code, *cmd], capture_output=True, text=True, check=True
+    ).stdout
     rc, wall, cpu, peak = json.loads(out)
     if rc != 0:
         raise SystemExit(f"command failed ({rc}): {' '.join(cmd)}")
@@ -131,8 +136,20 @@ def run_engine(sc: Scenario, workdir: Path) -> Run:
     targets = workdir / f"{sc.key}.targets"
     report = workdir / f"{sc.key}.json"
     portscan = shutil.which("portscan", path=str(Path(sys.executable).parent)) or "portscan"
-    wall, cpu, peak = timed([portscan, "-iL", str(targets), "-p", sc.ports, "--json",
-                             str(report), "--no-progress", "--max-hosts", "100000"])
+    wall, cpu, peak = timed(
+        [
+            portscan,
+            "-iL",
+            str(targets),
+            "-p",
+            sc.ports,
+            "--json",
+            str(report),
+            "--no-progress",
+            "--max-hosts",
+            "100000",
+        ]
+    )
     data = json.loads(report.read_text())
     found = {(h["address"], p) for h in data["hosts"] for p in h["open_ports"]}
     return Run(wall, cpu, peak, found)
@@ -165,8 +182,9 @@ def reexec_in_netns() -> int | None:
     try:
         subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
         env = {**os.environ, "PORTSCAN_BENCH_NETNS": "1"}
-        return subprocess.run(["ip", "netns", "exec", name, sys.executable, *sys.argv],
-                              env=env).returncode
+        return subprocess.run(
+            ["ip", "netns", "exec", name, sys.executable, *sys.argv], env=env
+        ).returncode
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
@@ -181,8 +199,10 @@ def main() -> int:
     if code is not None:
         return code
     if not in_own_netns():
-        print("note: running in the machine's own network namespace (no root or no 'ip');"
-              " its listeners may leak into the results")
+        print(
+            "note: running in the machine's own network namespace (no root or no 'ip');"
+            " its listeners may leak into the results"
+        )
     if not shutil.which("nmap"):
         raise SystemExit("nmap is not installed (apt-get install nmap)")
     rows = []
@@ -205,20 +225,29 @@ def main() -> int:
                 exact = all(r.found == truth for r in runs)
                 all_exact &= exact or tool == "nmap"
                 wall = statistics.median(r.wall for r in runs)
-                rows.append({
-                    "scenario": f"({key}) {sc.title}", "tool": tool, "wall": wall,
-                    "cpu": statistics.median(r.cpu for r in runs),
-                    "peak_mb": max(r.peak_mb for r in runs), "rate": sc.probes / wall,
-                    "exact": f"{sum(r.found == truth for r in runs)}/{len(runs)}",
-                })
+                rows.append(
+                    {
+                        "scenario": f"({key}) {sc.title}",
+                        "tool": tool,
+                        "wall": wall,
+                        "cpu": statistics.median(r.cpu for r in runs),
+                        "peak_mb": max(r.peak_mb for r in runs),
+                        "rate": sc.probes / wall,
+                        "exact": f"{sum(r.found == truth for r in runs)}/{len(runs)}",
+                    }
+                )
             rows[-2]["ratio"] = rows[-2]["wall"] / rows[-1]["wall"]
-    header = ("| scenario | tool | wall s (median) | CPU s | peak MB | probes/s | "
-              "wall vs nmap | exact runs |")
+    header = (
+        "| scenario | tool | wall s (median) | CPU s | peak MB | probes/s | "
+        "wall vs nmap | exact runs |"
+    )
     lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         ratio = f"{r['ratio']:.2f}x" if "ratio" in r else ""
-        lines.append(f"| {r['scenario']} | {r['tool']} | {r['wall']:.2f} | {r['cpu']:.2f} | "
-                     f"{r['peak_mb']:.0f} | {r['rate']:,.0f} | {ratio} | {r['exact']} |")
+        lines.append(
+            f"| {r['scenario']} | {r['tool']} | {r['wall']:.2f} | {r['cpu']:.2f} | "
+            f"{r['peak_mb']:.0f} | {r['rate']:,.0f} | {ratio} | {r['exact']} |"
+        )
     table = "\n".join(lines)
     print(f"runs per tool: {args.runs}; {os.cpu_count()} CPUs; nmap: {' '.join(NMAP)}")
     print(table)

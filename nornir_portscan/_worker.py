@@ -78,8 +78,17 @@ class _Job:
     """A unit being worked on."""
 
     __slots__ = (
-        "address", "family", "host", "outstanding", "pending", "probes", "results", "unit",
-        "closed", "sent", "unscanned",
+        "address",
+        "closed",
+        "family",
+        "host",
+        "outstanding",
+        "pending",
+        "probes",
+        "results",
+        "sent",
+        "unit",
+        "unscanned",
     )
 
     def __init__(self, unit: Unit, host: _Host) -> None:
@@ -200,8 +209,9 @@ class Prober:
             self.wakeup.start(self.pump)
 
     # -- one probe ---------------------------------------------------------------------------
-    def _start(self, slot: _Slot, job: _Job, port: int, attempt: int, failures: int,
-               now: float) -> None:
+    def _start(
+        self, slot: _Slot, job: _Job, port: int, attempt: int, failures: int, now: float
+    ) -> None:
         slot.job, slot.port, slot.attempt, slot.failures = job, port, attempt, failures
         job.outstanding += 1
         job.host.inflight += 1
@@ -278,8 +288,11 @@ class Prober:
             return
         state, default_reason = answer
         job.host.sample(rtt)
-        self._record(slot, job, (slot.port, state.value, reason or default_reason,
-                                 round(rtt * 1000, 3), slot.attempt))
+        self._record(
+            slot,
+            job,
+            (slot.port, state.value, reason or default_reason, round(rtt * 1000, 3), slot.attempt),
+        )
 
     def _icmp_reason(self, sock: socket.socket, family: int) -> str | None:
         """The reason carried by the ICMP error in the socket's error queue, if any."""
@@ -291,8 +304,10 @@ class Prober:
                     if len(data) >= _EE_FORMAT.size:
                         _, origin, icmp_type, icmp_code, _, _, _ = _EE_FORMAT.unpack_from(data)
                         if origin in (2, 3):  # SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6
-                            reason = classify_icmp(family == socket.AF_INET6, icmp_type,
-                                                   icmp_code) or reason
+                            reason = (
+                                classify_icmp(family == socket.AF_INET6, icmp_type, icmp_code)
+                                or reason
+                            )
         return reason
 
     def _sweep(self) -> None:
@@ -347,8 +362,7 @@ class Prober:
         job.host.inflight -= 1
         self.idle.append(slot)
 
-    def _requeue(self, slot: _Slot, job: _Job, attempt: int, failures: int, *,
-                 front: bool) -> None:
+    def _requeue(self, slot: _Slot, job: _Job, attempt: int, failures: int, *, front: bool) -> None:
         self._release(slot, job)
         item = (slot.port, attempt, failures)
         if front:
@@ -389,8 +403,17 @@ class Prober:
         closed = job.closed
         if self.config.include_closed:
             closed = sum(1 for r in job.results if r[1] == "closed")
-        self.send(UnitDone(job.unit.unit_id, job.results, closed, job.probes, host.srtt,
-                           host.rttvar, job.unscanned))
+        self.send(
+            UnitDone(
+                job.unit.unit_id,
+                job.results,
+                closed,
+                job.probes,
+                host.srtt,
+                host.rttvar,
+                job.unscanned,
+            )
+        )
         job.sent = True
         with contextlib.suppress(ValueError):
             self.jobs.remove(job)
@@ -417,8 +440,10 @@ def _raise_fd_limit(wanted: int) -> tuple[int, str | None]:
             soft = target
     usable = wanted if soft == resource.RLIM_INFINITY else max(1, min(wanted, soft - _FD_RESERVE))
     if usable < wanted:
-        return usable, (f"concurrency lowered from {wanted} to {usable} per worker: the open-file "
-                        f"limit is {soft} (raise it with 'ulimit -n')")
+        return usable, (
+            f"concurrency lowered from {wanted} to {usable} per worker: the open-file "
+            f"limit is {soft} (raise it with 'ulimit -n')"
+        )
     return usable, None
 
 

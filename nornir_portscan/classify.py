@@ -20,10 +20,20 @@ _NETWORK_ANSWERS: dict[int, tuple[PortState, str]] = {
 }
 
 # ICMP destination-unreachable codes (RFC 792, RFC 1812) and ICMPv6 (RFC 4443).
-_ICMP4_REASONS = {0: "net-unreach", 1: "host-unreach", 9: "admin-prohibited",
-                  10: "admin-prohibited", 13: "admin-prohibited"}
-_ICMP6_REASONS = {0: "net-unreach", 1: "admin-prohibited", 3: "host-unreach",
-                  5: "admin-prohibited", 6: "admin-prohibited"}
+_ICMP4_REASONS = {
+    0: "net-unreach",
+    1: "host-unreach",
+    9: "admin-prohibited",
+    10: "admin-prohibited",
+    13: "admin-prohibited",
+}
+_ICMP6_REASONS = {
+    0: "net-unreach",
+    1: "admin-prohibited",
+    3: "host-unreach",
+    5: "admin-prohibited",
+    6: "admin-prohibited",
+}
 _ICMP4_DEST_UNREACH = 3
 _ICMP6_DEST_UNREACH = 1
 
@@ -51,8 +61,11 @@ def classify_icmp(ipv6: bool, icmp_type: int, icmp_code: int) -> str | None:
     'host-unreach'
     """
     if ipv6:
-        return _ICMP6_REASONS.get(icmp_code, "host-unreach") if icmp_type == _ICMP6_DEST_UNREACH \
+        return (
+            _ICMP6_REASONS.get(icmp_code, "host-unreach")
+            if icmp_type == _ICMP6_DEST_UNREACH
             else None
+        )
     if icmp_type == _ICMP4_DEST_UNREACH:
         return _ICMP4_REASONS.get(icmp_code, "host-unreach")
     return None

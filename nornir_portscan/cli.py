@@ -32,49 +32,112 @@ def _parser() -> argparse.ArgumentParser:
         prog="portscan",
         description="Fast TCP connect port scanner (one worker process per CPU, gevent inside).",
         epilog="examples: portscan -p 22,80,443 127.0.0.1   portscan -p top100 127.0.0.1-5 "
-               "--json report.json",
+        "--json report.json",
     )
-    p.add_argument("targets", nargs="*", metavar="TARGET",
-                   help="address, hostname, CIDR block (127.0.0.0/24) or octet range "
-                        "(127.0.0.1-20)")
-    p.add_argument("-p", "--ports", default="top1000",
-                   help="ports: 22,80,8000-8100, '-' for all, service names (ssh), top100, "
-                        "top1000 (default: %(default)s)")
-    p.add_argument("-iL", "--target-file", action="append", default=[], metavar="FILE",
-                   help="read targets from FILE (repeatable)")
-    p.add_argument("--exclude", action="append", default=[], metavar="TARGETS",
-                   help="targets to skip, comma separated (repeatable)")
+    p.add_argument(
+        "targets",
+        nargs="*",
+        metavar="TARGET",
+        help="address, hostname, CIDR block (127.0.0.0/24) or octet range (127.0.0.1-20)",
+    )
+    p.add_argument(
+        "-p",
+        "--ports",
+        default="top1000",
+        help="ports: 22,80,8000-8100, '-' for all, service names (ssh), top100, "
+        "top1000 (default: %(default)s)",
+    )
+    p.add_argument(
+        "-iL",
+        "--target-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read targets from FILE (repeatable)",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="TARGETS",
+        help="targets to skip, comma separated (repeatable)",
+    )
     p.add_argument("--exclude-ports", metavar="PORTS", help="ports to skip")
     family = p.add_mutually_exclusive_group()
-    family.add_argument("-4", dest="family", action="store_const", const="ipv4",
-                        help="resolve names to IPv4 (default)")
-    family.add_argument("-6", dest="family", action="store_const", const="ipv6",
-                        help="resolve names to IPv6")
-    family.add_argument("--both", dest="family", action="store_const", const="both",
-                        help="resolve names to IPv4 and IPv6")
-    p.add_argument("--timeout", type=float, default=1.0,
-                   help="connect timeout in seconds, the adaptive timeout's ceiling "
-                        "(default: %(default)s)")
-    p.add_argument("--min-timeout", type=float, default=0.1,
-                   help="floor of the adaptive timeout (default: %(default)s)")
-    p.add_argument("--no-adaptive", dest="adaptive", action="store_false",
-                   help="always wait the full --timeout")
-    p.add_argument("--retries", type=int, default=1,
-                   help="extra attempts for ports that give no response (default: %(default)s)")
+    family.add_argument(
+        "-4",
+        dest="family",
+        action="store_const",
+        const="ipv4",
+        help="resolve names to IPv4 (default)",
+    )
+    family.add_argument(
+        "-6", dest="family", action="store_const", const="ipv6", help="resolve names to IPv6"
+    )
+    family.add_argument(
+        "--both",
+        dest="family",
+        action="store_const",
+        const="both",
+        help="resolve names to IPv4 and IPv6",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=1.0,
+        help="connect timeout in seconds, the adaptive timeout's ceiling (default: %(default)s)",
+    )
+    p.add_argument(
+        "--min-timeout",
+        type=float,
+        default=0.1,
+        help="floor of the adaptive timeout (default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-adaptive",
+        dest="adaptive",
+        action="store_false",
+        help="always wait the full --timeout",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help="extra attempts for ports that give no response (default: %(default)s)",
+    )
     p.add_argument("--rate", type=float, help="at most this many probes per second, all workers")
-    p.add_argument("--concurrency", type=int, default=500,
-                   help="probes in flight per worker (default: %(default)s)")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=500,
+        help="probes in flight per worker (default: %(default)s)",
+    )
     p.add_argument("--host-concurrency", type=int, help="probes in flight per host")
     p.add_argument("--processes", type=int, help="worker processes (default: one per CPU)")
-    p.add_argument("--host-timeout", type=float,
-                   help="give up on a host after this many seconds, keeping its results")
-    p.add_argument("--max-hosts", type=int, default=65536,
-                   help="refuse target lists larger than this (default: %(default)s)")
-    p.add_argument("--closed", dest="include_closed", action="store_true",
-                   help="list closed ports in the JSON report too")
+    p.add_argument(
+        "--host-timeout",
+        type=float,
+        help="give up on a host after this many seconds, keeping its results",
+    )
+    p.add_argument(
+        "--max-hosts",
+        type=int,
+        default=65536,
+        help="refuse target lists larger than this (default: %(default)s)",
+    )
+    p.add_argument(
+        "--closed",
+        dest="include_closed",
+        action="store_true",
+        help="list closed ports in the JSON report too",
+    )
     p.add_argument("--json", metavar="FILE", help="write the JSON report to FILE ('-': stdout)")
-    p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar (it shows only when stderr is a terminal)")
+    p.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="no progress bar (it shows only when stderr is a terminal)",
+    )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 
@@ -91,8 +154,10 @@ class _ProgressBar:
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (total - done) / rate if rate > 0 else 0.0
         filled = int(30 * done / total)
-        self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} probes "
-                          f"{rate:,.0f}/s ETA {eta:4.1f}s ")
+        self.stream.write(
+            f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} probes "
+            f"{rate:,.0f}/s ETA {eta:4.1f}s "
+        )
         self.stream.flush()
         self.shown = True
 
@@ -115,17 +180,30 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = _parser().parse_args(argv)
     if not args.targets and not args.target_file:
-        print("portscan: error: no targets given: name at least one, e.g. 'portscan -p 22 "
-              "127.0.0.1' (see 'portscan --help')", file=sys.stderr)
+        print(
+            "portscan: error: no targets given: name at least one, e.g. 'portscan -p 22 "
+            "127.0.0.1' (see 'portscan --help')",
+            file=sys.stderr,
+        )
         return EXIT_INPUT
     try:
         request = build_request(
-            args.targets, args.ports, exclude=[t for e in args.exclude for t in e.split(",")],
-            exclude_ports=args.exclude_ports, target_files=args.target_file,
-            family=args.family or "ipv4", max_hosts=args.max_hosts, timeout=args.timeout,
-            min_timeout=args.min_timeout, adaptive=args.adaptive, retries=args.retries,
-            rate=args.rate, concurrency=args.concurrency, host_concurrency=args.host_concurrency,
-            processes=args.processes, host_timeout=args.host_timeout,
+            args.targets,
+            args.ports,
+            exclude=[t for e in args.exclude for t in e.split(",")],
+            exclude_ports=args.exclude_ports,
+            target_files=args.target_file,
+            family=args.family or "ipv4",
+            max_hosts=args.max_hosts,
+            timeout=args.timeout,
+            min_timeout=args.min_timeout,
+            adaptive=args.adaptive,
+            retries=args.retries,
+            rate=args.rate,
+            concurrency=args.concurrency,
+            host_concurrency=args.host_concurrency,
+            processes=args.processes,
+            host_timeout=args.host_timeout,
             include_closed=args.include_closed,
         )
     except InputError as exc:

@@ -62,7 +62,7 @@ class ScanError(PortscanError):
     """The scan could not run (for example, no worker process could be started)."""
 
 
-class ScanInterrupted(KeyboardInterrupt):  # noqa: N818 - it *is* a KeyboardInterrupt
+class ScanInterrupted(KeyboardInterrupt):
     """Ctrl-C during a scan. ``report`` is the partial report gathered so far."""
 
     def __init__(self, report: ScanReport) -> None:

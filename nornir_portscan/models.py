@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import math
+import socket
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -55,8 +57,6 @@ class Target:
     @property
     def family(self) -> int:
         """The socket address family of ``address``."""
-        import socket
-
         return socket.AF_INET6 if self.address and ":" in self.address else socket.AF_INET
 
 
@@ -108,17 +108,20 @@ class ScanOptions:
 
 def _positive(name: str, value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise OptionError(f"invalid {name} {value!r}: use a number of seconds > 0, e.g. {name}=1.5"
-                          if "timeout" in name
-                          else f"invalid {name} {value!r}: use a number > 0, e.g. {name}=1000")
-    if value != value or value == float("inf"):
+        raise OptionError(
+            f"invalid {name} {value!r}: use a number of seconds > 0, e.g. {name}=1.5"
+            if "timeout" in name
+            else f"invalid {name} {value!r}: use a number > 0, e.g. {name}=1000"
+        )
+    if math.isnan(value) or math.isinf(value):
         raise OptionError(f"invalid {name} {value!r}: use a finite number, e.g. {name}=1.5")
 
 
 def _count(name: str, value: int, maximum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-        raise OptionError(f"invalid {name} {value!r}: use a whole number from 1 to {maximum}, "
-                          f"e.g. {name}=100")
+        raise OptionError(
+            f"invalid {name} {value!r}: use a whole number from 1 to {maximum}, e.g. {name}=100"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,14 @@ from typing import Any
 
 from nornir_portscan.models import HostResult, HostStatus, PortResult, ScanReport
 
-__all__ = ["REPORT_VERSION", "host_to_dict", "render_table", "report_schema", "report_to_dict",
-           "report_to_json"]
+__all__ = [
+    "REPORT_VERSION",
+    "host_to_dict",
+    "render_table",
+    "report_schema",
+    "report_to_dict",
+    "report_to_json",
+]
 
 REPORT_VERSION = "1.0"
 
@@ -26,8 +32,13 @@ def _iso(timestamp: float) -> str:
 
 def port_to_dict(port: PortResult) -> dict[str, Any]:
     """One port entry."""
-    return {"port": port.port, "state": port.state.value, "reason": port.reason,
-            "rtt_ms": port.rtt_ms, "attempts": port.attempts}
+    return {
+        "port": port.port,
+        "state": port.state.value,
+        "reason": port.reason,
+        "rtt_ms": port.rtt_ms,
+        "attempts": port.attempts,
+    }
 
 
 def host_to_dict(host: HostResult) -> dict[str, Any]:
@@ -114,18 +125,28 @@ def render_table(report: ScanReport) -> str:
     for h in report.hosts:
         extra = f" ({h.error})" if h.error else ""
         errors = f" errors:{_compact(h.error_ports)}" if h.error_ports else ""
-        rows.append((h.name, h.address or "-", h.status.value + extra,
-                     _compact(h.open_ports), _compact(h.filtered_ports) + errors,
-                     str(h.closed_count)))
+        rows.append(
+            (
+                h.name,
+                h.address or "-",
+                h.status.value + extra,
+                _compact(h.open_ports),
+                _compact(h.filtered_ports) + errors,
+                str(h.closed_count),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
-             for row in rows]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
+        for row in rows
+    ]
     s = summary(report)
     lines.append("")
     lines.append(
         f"{s['hosts']} hosts ({s['up']} up, {s['unresolved']} unresolved, {s['timed_out']} timed "
         f"out), {s['open_ports']} open, {s['filtered_ports']} filtered, {s['closed_ports']} "
         f"closed, {s['error_ports']} errors; {s['probes_sent']} probes in {s['duration']:.2f} s "
-        f"({s['rate']:.0f}/s)" + (" - INTERRUPTED, partial results" if report.interrupted else ""))
+        f"({s['rate']:.0f}/s)" + (" - INTERRUPTED, partial results" if report.interrupted else "")
+    )
     lines.extend(f"warning: {w}" for w in report.warnings)
     return "\n".join(line.rstrip() for line in lines) + "\n"

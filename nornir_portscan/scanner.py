@@ -60,6 +60,8 @@ _MIN_CHUNK = 256
 _PROGRESS_EVERY = 0.1
 _UNIT_TRIES = 2
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+WORKER_COMMAND = ["-m", "nornir_portscan._worker"]
+"""Arguments to ``sys.executable`` that start a worker; a seam for the scheduler's unit tests."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,23 +101,27 @@ def build_request(
         (named if isinstance(item, TargetSpec) else plain).append(item)  # type: ignore[arg-type]
     resolved: list[Target] = []
     if plain or target_files or not named:
-        resolved.extend(parse_targets(plain, exclude=exclude, files=target_files, family=family,
-                                      max_hosts=max_hosts))
+        resolved.extend(
+            parse_targets(
+                plain, exclude=exclude, files=target_files, family=family, max_hosts=max_hosts
+            )
+        )
     if named:
         resolved.extend(_resolve_named(named, exclude_ports, family))
     return ScanRequest(tuple(resolved), default_ports, scan_options)
 
 
-def _resolve_named(specs: Sequence[TargetSpec], exclude_ports: Any,
-                   family: AddressFamily) -> list[Target]:
+def _resolve_named(
+    specs: Sequence[TargetSpec], exclude_ports: Any, family: AddressFamily
+) -> list[Target]:
     own_ports = [parse_ports(s.ports, exclude=exclude_ports) if s.ports else () for s in specs]
 
     def resolve(spec: TargetSpec) -> tuple[Target, ...]:
-        return parse_targets([spec.address or spec.name], family=family, max_hosts=1)
+        return parse_targets([spec.address or spec.name], family=family, max_hosts=2)
 
     with ThreadPoolExecutor(max_workers=min(32, len(specs))) as pool:
         found = list(pool.map(resolve, specs))
-    result = []
+    result: list[Target] = []
     for spec, ports, targets in zip(specs, own_ports, found, strict=True):
         result.extend(Target(spec.name, t.address, ports, t.error) for t in targets)
     return result
@@ -148,11 +154,16 @@ class _Worker:
     def __init__(self, env: Mapping[str, str]) -> None:
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "nornir_portscan._worker"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True,
+                [sys.executable, *WORKER_COMMAND],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+                start_new_session=True,
             )
         except OSError as exc:
-            raise ScanError(f"cannot start a worker process with {sys.executable!r}: {exc}") from exc
+            raise ScanError(
+                f"cannot start a worker process with {sys.executable!r}: {exc}"
+            ) from exc
         assert self.proc.stdin is not None
         assert self.proc.stdout is not None
         self.stdin = self.proc.stdin.fileno()
@@ -168,7 +179,7 @@ class _Worker:
         data = frame(message)
         try:
             while data:
-                data = data[os.write(self.stdin, data):]
+                data = data[os.write(self.stdin, data) :]
         except OSError:
             return False
         return True
@@ -189,10 +200,8 @@ class _Worker:
         with contextlib.suppress(OSError):
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            pass
         self.kill()
 
 
@@ -217,8 +226,11 @@ class _Executor:
     # -- planning ----------------------------------------------------------------------------
     def _worker_count(self) -> int:
         wanted = self.options.processes or len(os.sched_getaffinity(0)) or 1
-        units = sum(math.ceil(len(self.request.ports_for(t)) / self._chunk_size(t))
-                    for t in self.request.targets if t.address)
+        units = sum(
+            math.ceil(len(self.request.ports_for(t)) / self._chunk_size(t))
+            for t in self.request.targets
+            if t.address
+        )
         return max(0, min(wanted, units))
 
     def _chunk_size(self, target: Target) -> int:
@@ -243,7 +255,8 @@ class _Executor:
         if concurrency > cap:
             self.warnings.append(
                 f"concurrency lowered from {concurrency} to {cap} per worker: {ephemeral} "
-                f"ephemeral ports are shared by {count} workers")
+                f"ephemeral ports are shared by {count} workers"
+            )
             concurrency = cap
         host_cap = options.host_concurrency
         return WorkerConfig(
@@ -267,7 +280,8 @@ class _Executor:
                 self.respawns_left = count * 2
                 env = dict(os.environ)
                 env["PYTHONPATH"] = os.pathsep.join(
-                    [_PACKAGE_ROOT, *filter(None, [env.get("PYTHONPATH")])])
+                    [_PACKAGE_ROOT, *filter(None, [env.get("PYTHONPATH")])]
+                )
                 self.env = env
                 for _ in range(count):
                     self._spawn()
@@ -304,9 +318,15 @@ class _Executor:
                 tally = self.tallies[work.host_id]
                 if tally.deadline is None and self.options.host_timeout:
                     tally.deadline = time.monotonic() + self.options.host_timeout
-                unit = Unit(self.next_unit_id, work.host_id,
-                            self.request.targets[work.host_id].address or "", work.ports,
-                            tally.srtt, tally.rttvar, tally.deadline)
+                unit = Unit(
+                    self.next_unit_id,
+                    work.host_id,
+                    self.request.targets[work.host_id].address or "",
+                    work.ports,
+                    tally.srtt,
+                    tally.rttvar,
+                    tally.deadline,
+                )
                 self.next_unit_id += 1
                 worker.units[unit.unit_id] = work
                 worker.load += len(work.ports)
@@ -337,8 +357,9 @@ class _Executor:
             now = time.monotonic()
             for worker in busy:
                 if worker.alive and now - worker.heard > stall_limit:
-                    self.warnings.append(f"a worker stopped answering for {stall_limit:.0f} s; "
-                                         "its ports were re-run")
+                    self.warnings.append(
+                        f"a worker stopped answering for {stall_limit:.0f} s; its ports were re-run"
+                    )
                     self._lost(worker)
             self._report_progress(now)
 
@@ -358,9 +379,12 @@ class _Executor:
                 self._merge(worker, message)
             elif isinstance(message, Progressed):
                 self.done_ports += message.ports
-            elif isinstance(message, WorkerReady) and message.warning:
-                if message.warning not in self.warnings:
-                    self.warnings.append(message.warning)
+            elif (
+                isinstance(message, WorkerReady)
+                and message.warning
+                and message.warning not in self.warnings
+            ):
+                self.warnings.append(message.warning)
 
     def _merge(self, worker: _Worker, done: UnitDone) -> None:
         work = worker.units.pop(done.unit_id)
@@ -407,16 +431,22 @@ class _Executor:
     def _report_progress(self, now: float) -> None:
         if self.progress is not None and now - self.last_progress >= _PROGRESS_EVERY:
             self.last_progress = now
-            self.progress(Progress(min(self.done_ports, self.total_ports), self.total_ports,
-                                   now - self.started_mono))
+            self.progress(
+                Progress(
+                    min(self.done_ports, self.total_ports),
+                    self.total_ports,
+                    now - self.started_mono,
+                )
+            )
 
     def _stop_all(self) -> None:
         for worker in self.workers:
             worker.stop()
         self.selector.close()
         if self.progress is not None:
-            self.progress(Progress(self.total_ports, self.total_ports,
-                                   time.monotonic() - self.started_mono))
+            self.progress(
+                Progress(self.total_ports, self.total_ports, time.monotonic() - self.started_mono)
+            )
 
     def _kill_all(self) -> None:
         for worker in self.workers:
@@ -425,19 +455,26 @@ class _Executor:
 
     # -- the report --------------------------------------------------------------------------
     def _report(self, started: float, *, interrupted: bool) -> ScanReport:
-        hosts = tuple(self._host_result(target, tally)
-                      for target, tally in zip(self.request.targets, self.tallies, strict=True))
-        return ScanReport(hosts=hosts, options=self.options, started=started,
-                          finished=time.time(), probes_sent=self.probes_sent,
-                          warnings=tuple(self.warnings), interrupted=interrupted)
+        hosts = tuple(
+            self._host_result(target, tally)
+            for target, tally in zip(self.request.targets, self.tallies, strict=True)
+        )
+        return ScanReport(
+            hosts=hosts,
+            options=self.options,
+            started=started,
+            finished=time.time(),
+            probes_sent=self.probes_sent,
+            warnings=tuple(self.warnings),
+            interrupted=interrupted,
+        )
 
     @staticmethod
     def _host_result(target: Target, tally: _HostTally) -> HostResult:
         if not target.address:
             return HostResult(target.name, None, HostStatus.UNRESOLVED, error=target.error)
         ports = tuple(sorted(tally.ports, key=lambda p: p.port))
-        answered = tally.closed or any(p.state in (PortState.OPEN, PortState.CLOSED)
-                                       for p in ports)
+        answered = tally.closed or any(p.state in (PortState.OPEN, PortState.CLOSED) for p in ports)
         if tally.unscanned:
             status = HostStatus.TIMED_OUT
         elif answered:

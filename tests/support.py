@@ -102,16 +102,18 @@ def netns() -> Iterator[str]:
 
 def in_netns(ns: str, *cmd: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` inside namespace ``ns``."""
-    return subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True,
-                          timeout=120, **kwargs)  # type: ignore[call-overload]
+    return subprocess.run(
+        ["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True, timeout=120, **kwargs
+    )  # type: ignore[call-overload]
 
 
 def nft(ns: str, ruleset: str) -> None:
     """Load an nftables ruleset inside ``ns``; skip the test when nft is missing."""
     if not shutil.which("nft"):
         pytest.skip("nftables ('nft') is not installed")
-    done = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=ruleset,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["ip", "netns", "exec", ns, "nft", "-f", "-"], input=ruleset, capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"nft cannot load rules here: {done.stderr.strip()}")
 
@@ -124,8 +126,9 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run the real ``portscan`` command line; returns the finished process."""
 
     def run(*args: str, timeout: float = 120, **kwargs: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout,
-                              **kwargs)  # type: ignore[call-overload]
+        return subprocess.run(
+            [*CLI, *args], capture_output=True, text=True, timeout=timeout, **kwargs
+        )  # type: ignore[call-overload]
 
     return run
 
@@ -151,8 +154,6 @@ def listening_ports(address: str) -> set[int]:
             # /proc prints each 32-bit word in host (little-endian) order
             raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
             bound = ipaddress.ip_address(raw)
-            if bound.is_unspecified or bound == target or (
-                    bound.version == 6 and bound.ipv4_mapped == target):
-                if bound.version == target.version or bound.is_unspecified:
-                    found.add(int(hex_port, 16))
+            if bound.is_unspecified or (bound.version == target.version and bound == target):
+                found.add(int(hex_port, 16))
     return found

@@ -1,0 +1,55 @@
+# make demo  - set everything up, start a demo target on loopback, scan it through every front door
+# make test  - set everything up, run the linters and the whole test suite
+# make bench - the benchmarks (portscan vs nmap and friends), figures for the README
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# nmap: reference tool of the benchmarks and the XML report checks; iproute2 and nftables: the
+# test network (namespaces, firewall rules); util-linux: prlimit for the low-ulimit test.
+APT_PACKAGES := nmap iproute2 nftables util-linux procps
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.ansible/collections
+export ANSIBLE_HOME := $(CURDIR)/.ansible
+
+.PHONY: setup system-deps demo test lint bench clean
+
+setup: system-deps $(STAMP) $(ANSIBLE_COLLECTIONS_PATH)/ansible_collections/nornir_portscan/portscan
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "note: Debian packages missing:$$missing (the tests that need them skip)"; fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# The repo root is the collection: resolve it from the working tree, no install step.
+$(ANSIBLE_COLLECTIONS_PATH)/ansible_collections/nornir_portscan/portscan:
+	mkdir -p $(@D)
+	ln -sfn $(CURDIR) $@
+
+demo: setup
+	$(PY) examples/demo.py
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check nornir_portscan
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) benchmarks/bench_engine.py
+
+clean:
+	rm -rf $(VENV) .ansible .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -1,0 +1,53 @@
+"""A stand-in worker for the scheduler's unit tests: no sockets, answers from a rule.
+
+Port p is open when p % 7 == 0, else closed. FAKE_DIE_ON_PORT=N makes it exit when handed a
+unit holding port N; FAKE_DIE_ONCE=path makes that happen only while path does not exist.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+from nornir_portscan._protocol import (
+    STOP,
+    FrameReader,
+    Unit,
+    UnitDone,
+    WorkerConfig,
+    WorkerReady,
+    frame,
+)
+
+die_on = int(os.environ.get("FAKE_DIE_ON_PORT", "0"))
+once = os.environ.get("FAKE_DIE_ONCE")
+reader = FrameReader()
+out = sys.stdout.buffer
+while True:
+    data = os.read(0, 65536)
+    if not data:
+        break
+    for message in reader.feed(data):
+        if isinstance(message, WorkerConfig):
+            out.write(frame(WorkerReady(message.concurrency, None)))
+        elif isinstance(message, Unit):
+            if die_on in message.ports and not (once and Path(once).exists()):
+                if once:
+                    Path(once).touch()
+                os._exit(1)
+            opened = [(p, "open", "syn-ack", 0.1, 1) for p in message.ports if p % 7 == 0]
+            out.write(
+                frame(
+                    UnitDone(
+                        message.unit_id,
+                        opened,
+                        len(message.ports) - len(opened),
+                        len(message.ports),
+                        0.0001,
+                        0.00005,
+                        0,
+                    )
+                )
+            )
+        elif message == STOP:
+            sys.exit(0)
+        out.flush()
