@@ -360,7 +360,7 @@ class _Executor:
                     self.warnings.append(
                         f"a worker stopped answering for {stall_limit:.0f} s; its ports were re-run"
                     )
-                    self._lost(worker)
+                    self._lost(worker, "worker-hung")
             self._report_progress(now)
 
     def _read(self, worker: _Worker) -> None:
@@ -397,13 +397,12 @@ class _Executor:
             tally.srtt, tally.rttvar = done.srtt, done.rttvar
         self.probes_sent += done.probes_sent
 
-    def _lost(self, worker: _Worker) -> None:
+    def _lost(self, worker: _Worker, reason: str = "worker-died") -> None:
         """A worker died or hung: re-run its units once, then report their ports as errors."""
         if not worker.alive:
             return
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(worker.stdout)
-        code = worker.proc.poll()
         worker.kill()
         self.workers.remove(worker)
         for work in worker.units.values():
@@ -411,7 +410,6 @@ class _Executor:
             if work.tries < _UNIT_TRIES:
                 self.retry.appendleft(work)
             else:
-                reason = "worker-died" if code is not None else "worker-hung"
                 self._fail(work, reason)
         worker.units.clear()
         if self.respawns_left > 0 and self._has_work():
