@@ -70,7 +70,7 @@ class PortscanResult(dict[str, Any]):
         address = self["address"] or self["name"]
         if self["error"] and not self["ports"]:
             return f"{address} {self['status']}: {self['error']}"
-        parts = [f"open {_compact(self['open_ports'])}"]
+        parts = [f"open {_compact(self['open_ports']) if self['open_ports'] else 'none'}"]
         if self["filtered_ports"]:
             parts.append(f"filtered {_compact(self['filtered_ports'])}")
         parts.append(f"closed {self['closed_count']}")

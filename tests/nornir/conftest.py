@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,7 @@ class EngineCalls(list[ScanRequest]):
 
 
 @pytest.fixture
-def engine_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[EngineCalls]:
+def engine_calls(monkeypatch: pytest.MonkeyPatch) -> EngineCalls:
     """Record each engine run of the task; the real engine still scans."""
     calls = EngineCalls()
     real = tasks.scan
@@ -67,4 +67,4 @@ def engine_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[EngineCalls]:
         return real(request, **kwargs)
 
     monkeypatch.setattr(tasks, "scan", spy)
-    yield calls
+    return calls

@@ -281,6 +281,6 @@ def test_engine_failure_reaches_every_host(make_nornir: MakeNornir,
     monkeypatch.setattr(tasks, "scan", broken)
     nr = make_nornir({"a": {"hostname": "127.0.0.11"}, "b": {"hostname": "127.0.0.12"}})
     result = nr.run(task=portscan, ports="22")
-    assert {n: str(r[0].exception) for n, r in result.items()} == {
-        n: "the scan of this run failed: cannot start a worker process" for n in ("a", "b")}
+    message = "the scan of this run failed: cannot start a worker process"
+    assert {n: str(r[0].exception) for n, r in result.items()} == {"a": message, "b": message}
     assert len(tasks._BATCHES) == 0
