@@ -5,35 +5,77 @@ module ``nornir_portscan.portscan.portscan`` and the Nornir task ``portscan``.
 
     >>> from nornir_portscan import build_request, scan
     >>> report = scan(build_request(["127.0.0.1"], ports="22,80"))  # doctest: +SKIP
+
+Names are imported on first use (PEP 562), so a worker process pays only for what it needs and
+the engine never imports nornir unless the Nornir task is asked for.
 """
 
-from nornir_portscan.errors import (
-    InputError,
-    OptionError,
-    PortscanError,
-    PortSpecError,
-    ScanError,
-    ScanInterrupted,
-    ScopeError,
-    TargetSpecError,
-)
-from nornir_portscan.models import (
-    HostResult,
-    HostStatus,
-    PortResult,
-    PortState,
-    Progress,
-    ScanOptions,
-    ScanReport,
-    ScanRequest,
-    Target,
-)
-from nornir_portscan.ports import parse_ports
-from nornir_portscan.report import host_to_dict, report_to_dict
-from nornir_portscan.scanner import build_request, scan
-from nornir_portscan.targets import parse_targets
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nornir_portscan.errors import (
+        InputError,
+        OptionError,
+        PortscanError,
+        PortSpecError,
+        ScanError,
+        ScanInterrupted,
+        ScopeError,
+        TargetSpecError,
+    )
+    from nornir_portscan.models import (
+        HostResult,
+        HostStatus,
+        PortResult,
+        PortState,
+        Progress,
+        ScanOptions,
+        ScanReport,
+        ScanRequest,
+        Target,
+    )
+    from nornir_portscan.ports import parse_ports
+    from nornir_portscan.processors import ProgressBar
+    from nornir_portscan.report import host_to_dict, report_to_dict
+    from nornir_portscan.scanner import TargetSpec, build_request, scan
+    from nornir_portscan.targets import parse_targets
+    from nornir_portscan.tasks import portscan
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "nornir_portscan.errors": [
+        "InputError",
+        "OptionError",
+        "PortSpecError",
+        "PortscanError",
+        "ScanError",
+        "ScanInterrupted",
+        "ScopeError",
+        "TargetSpecError",
+    ],
+    "nornir_portscan.models": [
+        "HostResult",
+        "HostStatus",
+        "PortResult",
+        "PortState",
+        "Progress",
+        "ScanOptions",
+        "ScanReport",
+        "ScanRequest",
+        "Target",
+    ],
+    "nornir_portscan.ports": ["parse_ports"],
+    "nornir_portscan.processors": ["ProgressBar"],
+    "nornir_portscan.report": ["host_to_dict", "report_to_dict"],
+    "nornir_portscan.scanner": ["TargetSpec", "build_request", "scan"],
+    "nornir_portscan.targets": ["parse_targets"],
+    "nornir_portscan.tasks": ["portscan"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "HostResult",
@@ -45,6 +87,7 @@ __all__ = [
     "PortState",
     "PortscanError",
     "Progress",
+    "ProgressBar",
     "ScanError",
     "ScanInterrupted",
     "ScanOptions",
@@ -52,12 +95,27 @@ __all__ = [
     "ScanRequest",
     "ScopeError",
     "Target",
+    "TargetSpec",
     "TargetSpecError",
     "__version__",
     "build_request",
     "host_to_dict",
     "parse_ports",
     "parse_targets",
+    "portscan",
     "report_to_dict",
     "scan",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nornir_portscan' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
