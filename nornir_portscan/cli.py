@@ -170,6 +170,8 @@ class _ProgressBar:
 def _write(report: ScanReport, json_path: str | None) -> None:
     if json_path == "-":
         sys.stdout.write(report_to_json(report))
+        for warning in report.warnings:  # the table is not shown: say them on stderr
+            print(f"portscan: warning: {warning}", file=sys.stderr)
         return
     sys.stdout.write(render_table(report))
     if json_path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -254,3 +255,42 @@ def test_scan_from_a_thread_in_this_process(listeners):
     thread.join(60)
     assert box[0].hosts[0].open_ports == [port]
     assert "gevent" not in sys.modules
+
+
+def test_host_concurrency_cap_keeps_answers_exact(listeners):
+    opened = sorted(listeners.open("127.0.0.1") for _ in range(2))
+    report = scan(
+        build_request(["127.0.0.1"], "1-2000," + ",".join(map(str, opened)), host_concurrency=4)
+    )
+    (host,) = report.hosts
+    scanned = set(range(1, 2001)) | set(opened)
+    assert host.open_ports == sorted(listening_ports("127.0.0.1") & scanned)
+    assert host.closed_count == len(scanned) - len(host.open_ports)
+
+
+def test_progress_bar_only_on_a_terminal(listeners):
+    import pty
+
+    listeners.open()
+    primary, secondary = pty.openpty()
+    with subprocess.Popen(
+        [*CLI, "-p", "1-3000", "--rate", "3000", "127.0.0.1"],
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+    ) as proc:
+        os.close(secondary)
+        proc.wait(timeout=60)
+        out = proc.stdout.read().decode() if proc.stdout else ""
+    shown = b""
+    with contextlib.suppress(OSError):
+        while chunk := os.read(primary, 65536):
+            shown += chunk
+    os.close(primary)
+    assert proc.returncode == 0
+    assert b"/3000 probes" in shown
+    assert b"ETA" in shown
+    assert "probes" not in out.splitlines()[0]
+    quiet = subprocess.run(
+        [*CLI, "-p", "1-100", "127.0.0.1"], capture_output=True, text=True, timeout=60
+    )
+    assert quiet.stderr == ""
