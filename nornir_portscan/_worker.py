@@ -169,11 +169,11 @@ class Prober:
         cap = config.host_concurrency
         rate = config.rate
         now = time.monotonic()
-        if now < self.resume_at:
-            self._wake_at(self.resume_at - now)
-            return
         skipped = 0
         while idle and jobs:
+            if now < self.resume_at:  # backing off after a local failure
+                self._wake_at(self.resume_at - now)
+                return
             job = jobs[0]
             if not job.pending:
                 jobs.popleft()
@@ -275,7 +275,7 @@ class Prober:
             if self_connect:
                 # The kernel picked the target port as our source port and connected the
                 # socket to itself: that says nothing about the port. Probe it again.
-                self._requeue(slot, job, slot.attempt, slot.failures, front=True)
+                self._local_failure(slot, errno.EADDRINUSE)
                 return
         elif err in _UNREACH:
             reason = self._icmp_reason(sock, job.family)
