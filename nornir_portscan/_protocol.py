@@ -54,7 +54,7 @@ class UnitDone:
     probes_sent: int
     srtt: float | None
     rttvar: float | None
-    unscanned: int  # ports not probed because the host timeout expired
+    unscanned: list[int]  # ports not probed because the host timeout expired
 
 
 @dataclass(frozen=True, slots=True)

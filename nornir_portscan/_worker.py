@@ -101,7 +101,7 @@ class _Job:
         self.outstanding = 0
         self.probes = 0
         self.closed = 0
-        self.unscanned = 0
+        self.unscanned: list[int] = []
         self.sent = False
         self.results: list[WirePort] = []
 
@@ -181,7 +181,7 @@ class Prober:
                 continue
             deadline = job.unit.deadline
             if deadline is not None and now >= deadline:
-                job.unscanned += len(job.pending)
+                job.unscanned.extend(item[0] for item in job.pending)
                 self.finished_ports += len(job.pending)
                 job.pending.clear()
                 continue

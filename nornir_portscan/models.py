@@ -163,6 +163,7 @@ class HostResult:
     ports: tuple[PortResult, ...] = ()
     closed_count: int = 0
     error: str | None = None
+    scanned: tuple[int, ...] = ()  # every port probed to the end, in request order
 
     def _with_state(self, state: PortState) -> list[int]:
         return [p.port for p in self.ports if p.state is state]
@@ -181,6 +182,15 @@ class HostResult:
     def error_ports(self) -> list[int]:
         """Ports with a local error (no state known), sorted."""
         return self._with_state(PortState.ERROR)
+
+    def state_of(self, port: int) -> PortState | None:
+        """The state of ``port``; None if it was not scanned (or the host was not reached)."""
+        for result in self.ports:
+            if result.port == port:
+                return result.state
+        if self.address is not None and port in self.scanned:
+            return PortState.CLOSED
+        return None
 
 
 @dataclass(frozen=True, slots=True)

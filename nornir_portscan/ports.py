@@ -31,7 +31,7 @@ from importlib import resources
 
 from nornir_portscan.errors import PortSpecError
 
-__all__ = ["MAX_PORT", "parse_ports", "top_ports"]
+__all__ = ["MAX_PORT", "format_ports", "parse_ports", "top_ports"]
 
 MAX_PORT = 65535
 """The highest TCP port number; the lowest is 1."""
@@ -260,3 +260,24 @@ def _service_port(name: str, where: str) -> int:
     raise PortSpecError(
         f"unknown service name {name!r} {where}: not in the services database, e.g. 'ssh' or '22'"
     )
+
+
+def format_ports(ports: Iterable[int]) -> str:
+    """The shortest port spec for sorted ``ports``, the inverse of ``parse_ports``.
+
+    >>> format_ports([22, 80, 81, 82, 443])
+    '22,80-82,443'
+    >>> format_ports([])
+    ''
+    """
+    parts: list[str] = []
+    start = prev = -2
+    for port in ports:
+        if port != prev + 1:
+            if start > 0:
+                parts.append(str(start) if start == prev else f"{start}-{prev}")
+            start = port
+        prev = port
+    if start > 0:
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+    return ",".join(parts)

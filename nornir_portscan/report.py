@@ -13,6 +13,7 @@ from importlib import resources
 from typing import Any
 
 from nornir_portscan.models import HostResult, HostStatus, PortResult, ScanReport
+from nornir_portscan.ports import format_ports
 
 __all__ = [
     "REPORT_VERSION",
@@ -53,6 +54,7 @@ def host_to_dict(host: HostResult) -> dict[str, Any]:
         "closed_count": host.closed_count,
         "error_ports": host.error_ports,
         "error": host.error,
+        "scanned_ports": format_ports(sorted(host.scanned)),
         "ports": [port_to_dict(p) for p in host.ports],
     }
 
@@ -105,33 +107,19 @@ def report_schema() -> dict[str, Any]:
     return schema
 
 
-def _compact(ports: list[int]) -> str:
-    """``[22, 80, 81, 82]`` -> ``'22,80-82'``."""
-    parts: list[str] = []
-    start = prev = None
-    for port in [*ports, None]:
-        if start is not None and (port is None or port != prev + 1):  # type: ignore[operator]
-            parts.append(str(start) if start == prev else f"{start}-{prev}")
-            start = None
-        if port is not None and start is None:
-            start = port
-        prev = port
-    return ",".join(parts) or "-"
-
-
 def render_table(report: ScanReport) -> str:
     """A readable table: one line per host with its open and filtered ports, then a summary."""
     rows = [("HOST", "ADDRESS", "STATUS", "OPEN", "FILTERED", "CLOSED")]
     for h in report.hosts:
         extra = f" ({h.error})" if h.error else ""
-        errors = f" errors:{_compact(h.error_ports)}" if h.error_ports else ""
+        errors = f" errors:{format_ports(h.error_ports)}" if h.error_ports else ""
         rows.append(
             (
                 h.name,
                 h.address or "-",
                 h.status.value + extra,
-                _compact(h.open_ports),
-                _compact(h.filtered_ports) + errors,
+                format_ports(h.open_ports) or "-",
+                (format_ports(h.filtered_ports) or "-") + errors,
                 str(h.closed_count),
             )
         )

@@ -136,7 +136,8 @@ def scan(request: ScanRequest, *, progress: ProgressCallback | None = None) -> S
 class _HostTally:
     ports: list[PortResult] = field(default_factory=list)
     closed: int = 0
-    unscanned: int = 0
+    unscanned: list[int] = field(default_factory=list)
+    finished: list[tuple[int, int]] = field(default_factory=list)  # index ranges of done units
     errors: int = 0
     srtt: float | None = None
     rttvar: float | None = None
@@ -146,6 +147,7 @@ class _HostTally:
 @dataclass(slots=True)
 class _Work:
     host_id: int
+    start: int  # index of ports[0] in the host's port list
     ports: tuple[int, ...]
     tries: int = 0
 
@@ -245,7 +247,7 @@ class _Executor:
             ports = self.request.ports_for(target)
             size = self._chunk_size(target)
             for start in range(0, len(ports), size):
-                yield _Work(host_id, ports[start : start + size])
+                yield _Work(host_id, start, ports[start : start + size])
 
     def _worker_config(self, count: int) -> WorkerConfig:
         options = self.options
@@ -392,7 +394,8 @@ class _Executor:
         tally = self.tallies[work.host_id]
         tally.ports.extend(PortResult(p, PortState(s), r, rtt, a) for p, s, r, rtt, a in done.ports)
         tally.closed += done.closed_count
-        tally.unscanned += done.unscanned
+        tally.unscanned.extend(done.unscanned)
+        tally.finished.append((work.start, work.start + len(work.ports)))
         if done.srtt is not None:
             tally.srtt, tally.rttvar = done.srtt, done.rttvar
         self.probes_sent += done.probes_sent
@@ -419,6 +422,7 @@ class _Executor:
     def _fail(self, work: _Work, reason: str) -> None:
         tally = self.tallies[work.host_id]
         tally.errors += len(work.ports)
+        tally.finished.append((work.start, work.start + len(work.ports)))
         tally.ports.extend(PortResult(p, PortState.ERROR, reason, None, 0) for p in work.ports)
         self.done_ports += len(work.ports)
 
@@ -454,7 +458,7 @@ class _Executor:
     # -- the report --------------------------------------------------------------------------
     def _report(self, started: float, *, interrupted: bool) -> ScanReport:
         hosts = tuple(
-            self._host_result(target, tally)
+            self._host_result(target, tally, self.request.ports_for(target))
             for target, tally in zip(self.request.targets, self.tallies, strict=True)
         )
         return ScanReport(
@@ -468,7 +472,7 @@ class _Executor:
         )
 
     @staticmethod
-    def _host_result(target: Target, tally: _HostTally) -> HostResult:
+    def _host_result(target: Target, tally: _HostTally, scanned: tuple[int, ...]) -> HostResult:
         if not target.address:
             return HostResult(target.name, None, HostStatus.UNRESOLVED, error=target.error)
         ports = tuple(sorted(tally.ports, key=lambda p: p.port))
@@ -481,8 +485,17 @@ class _Executor:
             status = HostStatus.ERROR
         else:
             status = HostStatus.NO_RESPONSE
-        error = f"host timeout: {tally.unscanned} ports not scanned" if tally.unscanned else None
-        return HostResult(target.name, target.address, status, ports, tally.closed, error)
+        error = None
+        if tally.unscanned:
+            error = f"host timeout: {len(tally.unscanned)} ports not scanned"
+        if tally.unscanned or sum(b - a for a, b in tally.finished) != len(scanned):
+            # A partial host (timed out, interrupted): list exactly what was scanned. A whole
+            # one shares the request's tuple, so memory stays flat.
+            skipped = set(tally.unscanned)
+            scanned = tuple(
+                p for a, b in sorted(tally.finished) for p in scanned[a:b] if p not in skipped
+            )
+        return HostResult(target.name, target.address, status, ports, tally.closed, error, scanned)
 
 
 def _ephemeral_ports() -> int:

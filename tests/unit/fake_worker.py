@@ -44,7 +44,7 @@ while True:
                         len(message.ports),
                         0.0001,
                         0.00005,
-                        0,
+                        [],
                     )
                 )
             )

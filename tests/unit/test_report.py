@@ -24,6 +24,7 @@ HOSTS = (
             PortResult(444, PortState.FILTERED, "admin-prohibited", 0.2, 1),
         ),
         995,
+        scanned=tuple(range(1, 1001)),
     ),
     HostResult("ghost.invalid", None, HostStatus.UNRESOLVED, error="Name or service not known"),
 )
@@ -41,6 +42,7 @@ def test_host_entry_shape():
         "closed_count": 995,
         "error_ports": [],
         "error": None,
+        "scanned_ports": "1-1000",
         "ports": [
             {"port": 22, "state": "open", "reason": "syn-ack", "rtt_ms": 0.05, "attempts": 1},
             {"port": 80, "state": "open", "reason": "syn-ack", "rtt_ms": 0.04, "attempts": 1},
