@@ -30,8 +30,9 @@ class ProgressBar:
         width: Characters of the bar itself.
     """
 
-    def __init__(self, stream: TextIO | None = None, *, force: bool = False,
-                 width: int = 30) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, *, force: bool = False, width: int = 30
+    ) -> None:
         self.stream = stream
         self.force = force
         self.width = width
@@ -47,8 +48,10 @@ class ProgressBar:
             return
         fraction = progress.done / progress.total if progress.total else 1.0
         filled = round(fraction * self.width)
-        line = (f"portscan [{'#' * filled}{'.' * (self.width - filled)}] {fraction:4.0%}  "
-                f"{progress.done}/{progress.total} probes  {progress.elapsed:.1f} s")
+        line = (
+            f"portscan [{'#' * filled}{'.' * (self.width - filled)}] {fraction:4.0%}  "
+            f"{progress.done}/{progress.total} probes  {progress.elapsed:.1f} s"
+        )
         finished = progress.done >= progress.total
         if progress.elapsed < self._elapsed:
             self._decile = -1
@@ -82,4 +85,3 @@ class ProgressBar:
 
     def subtask_instance_completed(self, task: Task, host: Host, result: MultiResult) -> None:
         """Subtasks are not counted."""
-

@@ -11,9 +11,10 @@ inventory (``task.nornir.inventory.hosts``, so ``nr.filter`` applies) that is in
 request and runs the engine once; every other host's call claims its own entry and waits for
 the scan. Batches are keyed by the Nornir object (weakly) and by the task arguments, so
 concurrent ``nr.run`` calls with other arguments or another filter never mix. An entry is
-claimed once: a host that finds its entry taken, or a batch older than ``FRESH_FOR`` seconds,
-starts a new batch, so a repeated run scans again. A batch leaves the registry when its last
-entry is claimed or its scan fails; nothing is kept across runs.
+claimed once: a host that finds its entry taken starts a new batch, so a repeated run scans
+again. A batch leaves the registry when its last entry is claimed, when its scan is interrupted,
+when its Nornir object goes away, or ``FRESH_FOR`` seconds after its scan if some hosts never
+came for their entry (``portscan`` as a subtask of only some hosts).
 
 Failure semantics: ``failed`` is true for a host error (unresolved, timed out, nothing but local
 errors). A closed or filtered port is data. Bad input (task arguments, or one host's inventory
@@ -33,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 from nornir.core.task import Result
 
 from nornir_portscan.errors import InputError, OptionError, ScanError, TargetSpecError
-from nornir_portscan.models import HostResult, HostStatus, Progress
-from nornir_portscan.ports import parse_ports
+from nornir_portscan.models import AddressFamily, HostResult, HostStatus, Progress
+from nornir_portscan.ports import format_ports, parse_ports
 from nornir_portscan.processors import ProgressBar
-from nornir_portscan.report import _compact, host_to_dict
+from nornir_portscan.report import host_to_dict
 from nornir_portscan.scanner import TargetSpec, build_request, scan
 from nornir_portscan.targets import parse_targets
 
@@ -52,9 +53,9 @@ INVENTORY_KEY = "portscan"
 HOST_SETTINGS = ("ports", "exclude_ports")
 """The settings allowed under ``INVENTORY_KEY``."""
 FRESH_FOR = 60.0
-"""Seconds after its scan during which a batch's results may still be claimed."""
+"""Seconds after its scan after which a batch whose hosts did not all read it is dropped."""
 
-PortsSpec = str | int | Sequence[int | str]
+PortsSpec = str | Sequence[int | str]
 ProgressOption = bool | Callable[[Progress], None] | None
 _FAILED_STATUSES = frozenset({HostStatus.UNRESOLVED, HostStatus.TIMED_OUT, HostStatus.ERROR})
 
@@ -70,12 +71,12 @@ class PortscanResult(dict[str, Any]):
         address = self["address"] or self["name"]
         if self["error"] and not self["ports"]:
             return f"{address} {self['status']}: {self['error']}"
-        parts = [f"open {_compact(self['open_ports']) if self['open_ports'] else 'none'}"]
+        parts = [f"open {format_ports(self['open_ports']) or 'none'}"]
         if self["filtered_ports"]:
-            parts.append(f"filtered {_compact(self['filtered_ports'])}")
+            parts.append(f"filtered {format_ports(self['filtered_ports'])}")
         parts.append(f"closed {self['closed_count']}")
         if self["error_ports"]:
-            parts.append(f"errors {_compact(self['error_ports'])}")
+            parts.append(f"errors {format_ports(self['error_ports'])}")
         if self["error"]:
             parts.append(self["error"])
         return f"{address} {self['status']}: {'; '.join(parts)}"
@@ -88,7 +89,7 @@ def portscan(
     ports: PortsSpec = "top1000",
     *,
     exclude_ports: PortsSpec | None = None,
-    family: str = "ipv4",
+    family: AddressFamily = "ipv4",
     progress: ProgressOption = None,
     **options: Any,
 ) -> Result:
@@ -122,8 +123,11 @@ def portscan(
     outcome = batch.outcomes[host.name]
     if isinstance(outcome, InputError):
         return _input_failure(host, outcome)
-    return Result(host=host, result=PortscanResult(host_to_dict(outcome)),
-                  failed=outcome.status in _FAILED_STATUSES)
+    return Result(
+        host=host,
+        result=PortscanResult(host_to_dict(outcome)),
+        failed=outcome.status in _FAILED_STATUSES,
+    )
 
 
 # -- the shared run ------------------------------------------------------------------------------
@@ -135,10 +139,6 @@ class _Batch:
     error: BaseException | None = None
     finished: float | None = None  # time.monotonic() when the scan ended
 
-    def claimable(self, name: str) -> bool:
-        fresh = self.finished is None or time.monotonic() - self.finished < FRESH_FOR
-        return fresh and name in self.pending
-
 
 _LOCK = threading.Lock()
 _BATCHES: weakref.WeakKeyDictionary[Nornir, dict[str, _Batch]] = weakref.WeakKeyDictionary()
@@ -148,9 +148,14 @@ def _claim(nornir: Nornir, host: Host, key: str) -> tuple[_Batch, list[Host] | N
     """This host's batch, and the hosts to scan if this call is the one that scans."""
     with _LOCK:
         batches = _BATCHES.setdefault(nornir, {})
+        now = time.monotonic()
+        for stale in [
+            k for k, b in batches.items() if b.finished is not None and now - b.finished > FRESH_FOR
+        ]:
+            del batches[stale]  # a run whose hosts did not all come for their entry
         batch = batches.get(key)
         hosts = None
-        if batch is None or not batch.claimable(host.name):
+        if batch is None or host.name not in batch.pending:
             failed = nornir.data.failed_hosts
             mine = host.name in failed
             hosts = [h for name, h in nornir.inventory.hosts.items() if (name in failed) == mine]
@@ -174,8 +179,9 @@ def _forget(nornir: Nornir, key: str, batch: _Batch) -> None:
 
 def _run(task: Task, batch: _Batch, hosts: list[Host], args: _Args) -> None:
     try:
-        batch.outcomes = _scan_hosts(hosts, args,
-                                     _progress_callback(args.progress, task.processors))
+        batch.outcomes = _scan_hosts(
+            hosts, args, _progress_callback(args.progress, task.processors)
+        )
     except Exception as exc:
         batch.error = exc  # every host of the run gets it
     except BaseException as exc:
@@ -189,11 +195,14 @@ def _run(task: Task, batch: _Batch, hosts: list[Host], args: _Args) -> None:
         batch.done.set()
 
 
-def _scan_hosts(hosts: list[Host], args: _Args,
-                progress: Callable[[Progress], None] | None) -> dict[str, HostResult | InputError]:
+def _scan_hosts(
+    hosts: list[Host], args: _Args, progress: Callable[[Progress], None] | None
+) -> dict[str, HostResult | InputError]:
     if args.family not in ("ipv4", "ipv6"):
-        raise OptionError(f"invalid family {args.family!r}: the Nornir task scans one address "
-                          "per host, use 'ipv4' or 'ipv6', e.g. family='ipv4'")
+        raise OptionError(
+            f"invalid family {args.family!r}: the Nornir task scans one address "
+            "per host, use 'ipv4' or 'ipv6', e.g. family='ipv4'"
+        )
     outcomes: dict[str, HostResult | InputError] = {}
     specs = []
     for host in hosts:
@@ -202,8 +211,12 @@ def _scan_hosts(hosts: list[Host], args: _Args,
         except InputError as exc:
             outcomes[host.name] = exc
     if specs:
-        request = build_request(specs, args.ports, family=args.family,  # type: ignore[arg-type]
-                                **args.options)
+        request = build_request(
+            specs,
+            args.ports,
+            family=args.family,
+            **args.options,
+        )
         for result in scan(request, progress=progress).hosts:
             outcomes[result.name] = result
     return outcomes
@@ -213,8 +226,9 @@ def _input_failure(host: Host, error: InputError) -> Result:
     return Result(host=host, result=str(error), failed=True, exception=error)
 
 
-def _progress_callback(option: ProgressOption,
-                       processors: Iterable[object]) -> Callable[[Progress], None] | None:
+def _progress_callback(
+    option: ProgressOption, processors: Iterable[object]
+) -> Callable[[Progress], None] | None:
     if option is True:
         return ProgressBar(force=True)
     if option is None:
@@ -227,15 +241,22 @@ def _progress_callback(option: ProgressOption,
 class _Args:
     ports: PortsSpec
     exclude_ports: PortsSpec | None
-    family: str
+    family: AddressFamily
     progress: ProgressOption
     options: dict[str, Any]
     _parsed: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def key(self) -> str:
         """Which runs may share a batch: those with the same arguments."""
-        return repr((self.ports, self.exclude_ports, self.family, self.progress,
-                     sorted(self.options.items())))
+        return repr(
+            (
+                self.ports,
+                self.exclude_ports,
+                self.family,
+                self.progress,
+                sorted(self.options.items()),
+            )
+        )
 
     def target(self, host: Host) -> TargetSpec:
         """The host as a TargetSpec; raises an InputError that names the host."""
@@ -255,11 +276,16 @@ class _Args:
 
     def _check_address(self, name: str, address: str) -> None:
         try:  # syntax only: the engine resolves names, all at once
-            parse_targets([address], family=self.family, max_hosts=1,  # type: ignore[arg-type]
-                          resolver=_no_dns)
+            parse_targets(
+                [address],
+                family=self.family,
+                max_hosts=1,
+                resolver=_no_dns,
+            )
         except InputError as exc:
-            raise TargetSpecError(f"host {name!r}: hostname {address!r} is not one host: "
-                                  f"{exc}") from None
+            raise TargetSpecError(
+                f"host {name!r}: hostname {address!r} is not one host: {exc}"
+            ) from None
 
 
 def _no_dns(name: str, family: int) -> list[str]:  # noqa: ARG001 - the resolver signature
@@ -277,13 +303,16 @@ def _settings(host: Host) -> dict[str, Any]:
         if value is None:
             continue
         if not isinstance(value, Mapping):
-            raise InputError(f"host {host.name!r}: the {INVENTORY_KEY} data of {where} must be "
-                             f"a mapping, e.g. {INVENTORY_KEY}: {{ports: '22,443'}}")
+            raise InputError(
+                f"host {host.name!r}: the {INVENTORY_KEY} data of {where} must be "
+                f"a mapping, e.g. {INVENTORY_KEY}: {{ports: '22,443'}}"
+            )
         unknown = sorted(set(value) - set(HOST_SETTINGS))
         if unknown:
-            raise InputError(f"host {host.name!r}: unknown key {unknown[0]!r} in the "
-                             f"{INVENTORY_KEY} data of {where}: use "
-                             f"{' or '.join(HOST_SETTINGS)}, e.g. {INVENTORY_KEY}: {{ports: '22'}}")
+            raise InputError(
+                f"host {host.name!r}: unknown key {unknown[0]!r} in the "
+                f"{INVENTORY_KEY} data of {where}: use "
+                f"{' or '.join(HOST_SETTINGS)}, e.g. {INVENTORY_KEY}: {{ports: '22'}}"
+            )
         merged.update(value)
     return merged
-

@@ -26,12 +26,18 @@ def make_nornir(tmp_path: Path) -> MakeNornir:
     over a SimpleInventory written to YAML files; ``runner`` is ``("serial",)`` or
     ``("threaded", num_workers)``."""
 
-    def make(hosts: dict[str, Any], groups: dict[str, Any] | None = None,
-             defaults: dict[str, Any] | None = None,
-             runner: tuple[Any, ...] = ("threaded", 20)) -> Nornir:
+    def make(
+        hosts: dict[str, Any],
+        groups: dict[str, Any] | None = None,
+        defaults: dict[str, Any] | None = None,
+        runner: tuple[Any, ...] = ("threaded", 20),
+    ) -> Nornir:
         files = {}
-        for name, data in (("hosts", hosts), ("groups", groups or {}),
-                           ("defaults", defaults or {})):
+        for name, data in (
+            ("hosts", hosts),
+            ("groups", groups or {}),
+            ("defaults", defaults or {}),
+        ):
             files[name] = tmp_path / f"{name}.yaml"  # a missing file is an empty one
             if data:
                 files[name].write_text(yaml.safe_dump(data))
@@ -40,9 +46,14 @@ def make_nornir(tmp_path: Path) -> MakeNornir:
             plugin["options"] = {"num_workers": runner[1]}  # type: ignore[assignment]
         return InitNornir(
             runner=plugin,
-            inventory={"plugin": "SimpleInventory", "options": {
-                "host_file": str(files["hosts"]), "group_file": str(files["groups"]),
-                "defaults_file": str(files["defaults"])}},
+            inventory={
+                "plugin": "SimpleInventory",
+                "options": {
+                    "host_file": str(files["hosts"]),
+                    "group_file": str(files["groups"]),
+                    "defaults_file": str(files["defaults"]),
+                },
+            },
             logging={"enabled": False},
         )
 

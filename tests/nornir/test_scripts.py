@@ -13,8 +13,9 @@ from support import REPO
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-W", "error", *args], capture_output=True,
-                          text=True, timeout=120, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-W", "error", *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
 
 
 def plain(text: str) -> str:
@@ -34,17 +35,24 @@ def test_example_scan_script(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # no nornir.log left behind
 
 
-def test_script_without_main_guard(tmp_path: Path, make_nornir: MakeNornir,
-                                   listeners: Listeners) -> None:
+def test_script_without_main_guard(
+    tmp_path: Path, make_nornir: MakeNornir, listeners: Listeners
+) -> None:
     port = listeners.open("127.0.0.11")
     closed = closed_port("127.0.0.12")
-    make_nornir({"a": {"hostname": "127.0.0.11"}, "b": {"hostname": "127.0.0.12"},
-                 "c": {"hostname": "no-such-host.invalid"}})  # writes hosts.yaml
+    make_nornir(
+        {
+            "a": {"hostname": "127.0.0.11"},
+            "b": {"hostname": "127.0.0.12"},
+            "c": {"hostname": "no-such-host.invalid"},
+        }
+    )  # writes hosts.yaml
     script = tmp_path / "scan_inventory.py"
-    script.write_text(textwrap.dedent(f"""\
+    script.write_text(
+        textwrap.dedent(f"""\
         import sys
         from nornir import InitNornir
-        from nornir_portscan.tasks import portscan
+        from nornir_portscan import portscan
 
         nr = InitNornir(inventory={{"plugin": "SimpleInventory",
                                     "options": {{"host_file": "hosts.yaml"}}}},
@@ -54,7 +62,8 @@ def test_script_without_main_guard(tmp_path: Path, make_nornir: MakeNornir,
         for name, multi in sorted(result.items()):
             print(name, multi.failed, multi[0].result)
         print("gevent imported:", "gevent" in sys.modules)
-        """))
+        """)
+    )
     done = run(str(script), cwd=tmp_path)
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.splitlines() == [
