@@ -67,12 +67,20 @@ def reexec_in_netns() -> int | None:
         return None
     try:
         subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-        rules = shutil.which("nft") and subprocess.run(
-            ["ip", "netns", "exec", name, "nft", "-f", "-"], input=NFT_RULES, text=True,
-            capture_output=True).returncode == 0
+        rules = (
+            shutil.which("nft")
+            and subprocess.run(
+                ["ip", "netns", "exec", name, "nft", "-f", "-"],
+                input=NFT_RULES,
+                text=True,
+                capture_output=True,
+            ).returncode
+            == 0
+        )
         env = {**os.environ, ENV_FLAG: "filtered" if rules else "plain"}
-        return subprocess.run(["ip", "netns", "exec", name, sys.executable, *sys.argv],
-                              env=env).returncode
+        return subprocess.run(
+            ["ip", "netns", "exec", name, sys.executable, *sys.argv], env=env
+        ).returncode
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
@@ -113,10 +121,15 @@ class Listeners:
 
 def inventory() -> Nornir:
     defaults = Defaults()
-    hosts = Hosts({f"h{i:04}": Host(f"h{i:04}", hostname=address, defaults=defaults)
-                   for i, address in enumerate(HOSTS)})
-    return Nornir(inventory=Inventory(hosts, Groups(), defaults),
-                  runner=ThreadedRunner(num_workers=100))
+    hosts = Hosts(
+        {
+            f"h{i:04}": Host(f"h{i:04}", hostname=address, defaults=defaults)
+            for i, address in enumerate(HOSTS)
+        }
+    )
+    return Nornir(
+        inventory=Inventory(hosts, Groups(), defaults), runner=ThreadedRunner(num_workers=100)
+    )
 
 
 def run_portscan(nr: Nornir) -> tuple[float, Counter[str], set[tuple[str, int]], set[Any]]:
@@ -160,14 +173,18 @@ def main() -> int:
     filtered = FILTERED if mode == "filtered" else set()
     open_ports = OPEN - filtered
     if mode != "filtered":
-        print("note: no network namespace with nftables here (needs root, 'ip' and 'nft'): "
-              "no filtered ports in this run, and the machine's loopback listeners may leak in")
+        print(
+            "note: no network namespace with nftables here (needs root, 'ip' and 'nft'): "
+            "no filtered ports in this run, and the machine's loopback listeners may leak in"
+        )
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
     closed = len(HOSTS) * len(PORTS) - len(open_ports) - len(filtered)
-    print(f"{len(HOSTS)} inventory hosts x {len(PORTS)} ports: {len(open_ports)} open, "
-          f"{closed} closed, {len(filtered)} filtered; ThreadedRunner(num_workers=100); "
-          f"{args.runs} runs each")
+    print(
+        f"{len(HOSTS)} inventory hosts x {len(PORTS)} ports: {len(open_ports)} open, "
+        f"{closed} closed, {len(filtered)} filtered; ThreadedRunner(num_workers=100); "
+        f"{args.runs} runs each"
+    )
     nr = inventory()
     listeners = Listeners(OPEN)
     try:
@@ -184,15 +201,18 @@ def main() -> int:
     ping_exact = all(p[2] == open_ports for p in pings)
     states, answers = scans[-1][1], pings[-1][1]
     print(f"{'task':<10}{'wall (median)':>15}  answers")
-    print(f"{'portscan':<10}{scan_wall:>13.2f} s  open {states['open']}, closed "
-          f"{states['closed']}, filtered {states['filtered']} (three-state; "
-          f"{'exact' if exact else 'NOT EXACT'})")
-    print(f"{'tcp_ping':<10}{ping_wall:>13.2f} s  True {answers['True']}, False "
-          f"{answers['False']} (closed and filtered look alike; open ports "
-          f"{'exact' if ping_exact else 'NOT EXACT'})")
+    print(
+        f"{'portscan':<10}{scan_wall:>13.2f} s  open {states['open']}, closed "
+        f"{states['closed']}, filtered {states['filtered']} (three-state; "
+        f"{'exact' if exact else 'NOT EXACT'})"
+    )
+    print(
+        f"{'tcp_ping':<10}{ping_wall:>13.2f} s  True {answers['True']}, False "
+        f"{answers['False']} (closed and filtered look alike; open ports "
+        f"{'exact' if ping_exact else 'NOT EXACT'})"
+    )
     speedup = ping_wall / scan_wall
-    print(f"speedup: {speedup:.1f}x (goal >= 10x): "
-          f"{'met' if speedup >= 10 else 'NOT met'}")
+    print(f"speedup: {speedup:.1f}x (goal >= 10x): {'met' if speedup >= 10 else 'NOT met'}")
     return 0 if exact else 1
 
 

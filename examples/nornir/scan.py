@@ -17,8 +17,7 @@ from pathlib import Path
 from nornir import InitNornir
 from nornir_utils.plugins.functions import print_result
 
-from nornir_portscan.processors import ProgressBar
-from nornir_portscan.tasks import portscan
+from nornir_portscan import ProgressBar, portscan
 
 HERE = Path(__file__).resolve().parent
 DEMO_LISTENERS = {
@@ -46,11 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     nr = InitNornir(
         runner={"plugin": "threaded", "options": {"num_workers": args.workers}},
-        inventory={"plugin": "SimpleInventory", "options": {
-            "host_file": str(HERE / "hosts.yaml"),
-            "group_file": str(HERE / "groups.yaml"),
-            "defaults_file": str(HERE / "defaults.yaml"),
-        }},
+        inventory={
+            "plugin": "SimpleInventory",
+            "options": {
+                "host_file": str(HERE / "hosts.yaml"),
+                "group_file": str(HERE / "groups.yaml"),
+                "defaults_file": str(HERE / "defaults.yaml"),
+            },
+        },
         logging={"enabled": False},
     )
     with contextlib.ExitStack() as stack:
