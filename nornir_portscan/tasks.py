@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from nornir.core.inventory import Host
     from nornir.core.task import Task
 
-__all__ = ["FRESH_FOR", "INVENTORY_KEY", "PortscanResult", "portscan"]
+__all__ = ["FRESH_FOR", "HOST_SETTINGS", "INVENTORY_KEY", "PortscanResult", "portscan"]
 
 INVENTORY_KEY = "portscan"
 """The inventory data key (hosts, groups, defaults) holding per-host settings."""
@@ -211,12 +211,9 @@ def _scan_hosts(
         except InputError as exc:
             outcomes[host.name] = exc
     if specs:
-        request = build_request(
-            specs,
-            args.ports,
-            family=args.family,
-            **args.options,
-        )
+        # every spec has its own ports; the first one's stand in for the request's default
+        default = specs[0].ports or args.ports
+        request = build_request(specs, default, family=args.family, **args.options)
         for result in scan(request, progress=progress).hosts:
             outcomes[result.name] = result
     return outcomes
@@ -276,12 +273,7 @@ class _Args:
 
     def _check_address(self, name: str, address: str) -> None:
         try:  # syntax only: the engine resolves names, all at once
-            parse_targets(
-                [address],
-                family=self.family,
-                max_hosts=1,
-                resolver=_no_dns,
-            )
+            parse_targets([address], family=self.family, max_hosts=1, resolver=_no_dns)
         except InputError as exc:
             raise TargetSpecError(
                 f"host {name!r}: hostname {address!r} is not one host: {exc}"

@@ -10,12 +10,9 @@ import pytest
 import yaml
 from nornir import InitNornir
 from nornir.core import Nornir
-from support import Listeners, closed_port
 
 from nornir_portscan import tasks
 from nornir_portscan.models import ScanReport, ScanRequest
-
-__all__ = ["Listeners", "closed_port"]
 
 MakeNornir = Callable[..., Nornir]
 

@@ -7,9 +7,12 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from conftest import Listeners, MakeNornir, closed_port
-from support import REPO
+from support import REPO, Listeners, closed_port
+
+if TYPE_CHECKING:
+    from conftest import MakeNornir
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -6,12 +6,12 @@ import io
 import pickle
 import re
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import EngineCalls, Listeners, MakeNornir, closed_port
 from nornir.core.task import AggregatedResult, Task
 from nornir_utils.plugins.functions import print_result
+from support import Listeners, closed_port
 
 from nornir_portscan import tasks
 from nornir_portscan.errors import (
@@ -23,6 +23,9 @@ from nornir_portscan.errors import (
 )
 from nornir_portscan.processors import ProgressBar
 from nornir_portscan.tasks import PortscanResult, portscan
+
+if TYPE_CHECKING:
+    from conftest import EngineCalls, MakeNornir
 
 FAST = {"timeout": 0.5, "processes": 2}
 RUNNERS = [("serial",), ("threaded", 1), ("threaded", 5), ("threaded", 100)]
@@ -358,3 +361,19 @@ def test_subtask_of_some_hosts_is_dropped_when_stale(
     nr.run(task=portscan, ports=str(lab["o2"]), **FAST)
     assert len(engine_calls) == 2
     assert nr not in tasks._BATCHES
+
+
+def test_bad_task_ports_spare_hosts_with_their_own(
+    make_nornir: MakeNornir, lab: dict[str, int]
+) -> None:
+    own = {"hostname": "127.0.0.11", "data": {"portscan": {"ports": str(lab["o1"])}}}
+    nr = make_nornir({"own": own, "plain": {"hostname": "127.0.0.12"}})
+    result = nr.run(task=portscan, ports="90-80", **FAST)
+    assert brief(result) == {
+        "own": (False, "up", [lab["o1"]], [], 0),
+        "plain": (
+            True,
+            "host 'plain': invalid port range '90-80' in '90-80': start must be <= end, "
+            "e.g. '80-90'",
+        ),
+    }
