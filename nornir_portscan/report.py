@@ -1,7 +1,9 @@
-"""The one serializer: a ``ScanReport`` as plain data (JSON), and as a readable table.
+"""The one serializer: a ``ScanReport`` (or an ``Audit`` of one) as plain data, and as a table.
 
-The JSON shape is described by ``data/report.schema.json`` (``REPORT_SCHEMA``), versioned by
-``REPORT_VERSION``; every front door (CLI, Ansible, Nornir) uses ``host_to_dict``.
+The JSON shape is described by ``data/report.schema.json`` (``report_schema()``), versioned by
+``REPORT_VERSION``; every front door (CLI, Ansible, Nornir) uses ``report_to_dict`` and
+``host_to_dict``. An audit adds ``compliant``, ``violations`` and ``drift`` to each host and
+``compliance``, ``drift`` and ``wait`` to the report.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
+from nornir_portscan.drift import Drift, HostDrift
+from nornir_portscan.gating import Audit
 from nornir_portscan.models import HostResult, HostStatus, PortResult, ScanReport
+from nornir_portscan.policy import HostVerdict
 from nornir_portscan.ports import format_ports
 
 __all__ = [
@@ -42,9 +47,13 @@ def port_to_dict(port: PortResult) -> dict[str, Any]:
     }
 
 
-def host_to_dict(host: HostResult) -> dict[str, Any]:
+def host_to_dict(
+    host: HostResult,
+    verdict: HostVerdict | None = None,
+    drift: Drift | None = None,
+) -> dict[str, Any]:
     """One host entry of the report; the ``result`` of the Nornir task and Ansible module."""
-    return {
+    entry: dict[str, Any] = {
         "name": host.name,
         "address": host.address,
         "status": host.status.value,
@@ -56,6 +65,23 @@ def host_to_dict(host: HostResult) -> dict[str, Any]:
         "error": host.error,
         "scanned_ports": format_ports(sorted(host.scanned)),
         "ports": [port_to_dict(p) for p in host.ports],
+    }
+    if verdict is not None:
+        entry["compliant"] = verdict.compliant
+        entry["violations"] = [dataclasses.asdict(v) for v in verdict.violations]
+        entry["policy"] = verdict.policy.to_dict()
+    if drift is not None:
+        entry["drift"] = _host_drift(drift.for_host(host.name, host.address))
+    return entry
+
+
+def _host_drift(drift: HostDrift | None) -> dict[str, Any]:
+    if drift is None:
+        return {"opened": [], "closed": [], "changed": []}
+    return {
+        "opened": list(drift.opened),
+        "closed": list(drift.closed),
+        "changed": [dataclasses.asdict(c) for c in drift.changed],
     }
 
 
@@ -75,11 +101,13 @@ def summary(report: ScanReport) -> dict[str, Any]:
     }
 
 
-def report_to_dict(report: ScanReport) -> dict[str, Any]:
-    """The whole report as JSON-ready data, in a stable order."""
+def report_to_dict(scan: ScanReport | Audit) -> dict[str, Any]:
+    """The whole report (of a scan or an audit) as JSON-ready data, in a stable order."""
     from nornir_portscan import __version__
 
-    return {
+    audit = scan if isinstance(scan, Audit) else Audit(scan)
+    report = audit.report
+    data: dict[str, Any] = {
         "version": REPORT_VERSION,
         "scanner": {"name": "nornir-portscan", "version": __version__},
         "started": _iso(report.started),
@@ -91,13 +119,40 @@ def report_to_dict(report: ScanReport) -> dict[str, Any]:
         "options": dataclasses.asdict(report.options),
         "warnings": list(report.warnings),
         "summary": summary(report),
-        "hosts": [host_to_dict(h) for h in report.hosts],
+        "hosts": [
+            host_to_dict(h, audit.verdict(i), audit.drift) for i, h in enumerate(report.hosts)
+        ],
     }
+    if audit.verdicts:
+        judged = [v for v in audit.verdicts if v is not None]
+        data["compliance"] = {
+            "compliant": sum(1 for v in judged if v.compliant is True),
+            "non_compliant": sum(1 for v in judged if v.compliant is False),
+            "error": sum(1 for v in judged if v.compliant is None),
+            "violations": sum(len(v.violations) for v in judged),
+        }
+    if audit.drift is not None:
+        data["drift"] = {
+            "drifted": bool(audit.drift),
+            "hosts_changed": len(audit.drift.hosts),
+            "appeared": list(audit.drift.appeared),
+            "disappeared": list(audit.drift.disappeared),
+            "rechecked": audit.drift.rechecked,
+            "confirmed": audit.drift.confirmed,
+        }
+    if audit.wait is not None:
+        data["wait"] = {
+            "converged": audit.wait.converged,
+            "elapsed": audit.wait.elapsed,
+            "rounds": audit.wait.rounds,
+            "unmet": [dataclasses.asdict(u) for u in audit.wait.unmet],
+        }
+    return data
 
 
-def report_to_json(report: ScanReport) -> str:
+def report_to_json(scan: ScanReport | Audit) -> str:
     """The report as indented JSON text."""
-    return json.dumps(report_to_dict(report), indent=2) + "\n"
+    return json.dumps(report_to_dict(scan), indent=2) + "\n"
 
 
 def report_schema() -> dict[str, Any]:

@@ -1,0 +1,201 @@
+"""Expectations about a host's ports (an exposure policy) and the verdict of a scan against them.
+
+A ``Policy`` holds four port sets, written with the same syntax as ``ports``:
+
+- ``expect_open``: each must be open;
+- ``expect_closed``: each must be closed (an RST from the host);
+- ``expect_filtered``: each must be filtered (no answer, or an ICMP error);
+- ``allowed_open``: every open port not in it is a violation.
+
+Policies layer like inventory data: ``merge_policies(defaults, group, host)`` lets each later
+layer replace the keys it sets. The ports a policy expects something of are scanned even when
+the scan's ports do not list them (``Policy.ports``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from nornir_portscan.errors import InputError
+from nornir_portscan.models import HostResult, HostStatus, PortState
+from nornir_portscan.ports import format_ports, parse_ports
+
+__all__ = [
+    "POLICY_KEYS",
+    "HostVerdict",
+    "Policy",
+    "Violation",
+    "evaluate",
+    "merge_policies",
+    "parse_policy",
+]
+
+POLICY_KEYS = ("expect_open", "expect_closed", "expect_filtered", "allowed_open")
+_EXPECTED_STATE = {
+    "expect_open": PortState.OPEN,
+    "expect_closed": PortState.CLOSED,
+    "expect_filtered": PortState.FILTERED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What a host's ports should look like. Empty sets expect nothing."""
+
+    expect_open: frozenset[int] = frozenset()
+    expect_closed: frozenset[int] = frozenset()
+    expect_filtered: frozenset[int] = frozenset()
+    allowed_open: frozenset[int] | None = None  # None: no allow-list
+
+    @property
+    def ports(self) -> frozenset[int]:
+        """The ports this policy expects a state of; they must be scanned."""
+        return self.expect_open | self.expect_closed | self.expect_filtered
+
+    def __bool__(self) -> bool:
+        return bool(self.ports) or self.allowed_open is not None
+
+    def expected(self, port: int) -> PortState | None:
+        """The state ``port`` must have, if any."""
+        for key, state in _EXPECTED_STATE.items():
+            if port in getattr(self, key):
+                return state
+        return None
+
+    def to_dict(self) -> dict[str, str | None]:
+        """The policy as port specs, e.g. for a report."""
+        return {
+            "expect_open": format_ports(sorted(self.expect_open)),
+            "expect_closed": format_ports(sorted(self.expect_closed)),
+            "expect_filtered": format_ports(sorted(self.expect_filtered)),
+            "allowed_open": None
+            if self.allowed_open is None
+            else format_ports(sorted(self.allowed_open)),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One port that is not as the policy says.
+
+    ``expected`` is ``open``, ``closed``, ``filtered`` or ``not open`` (an allow-list breach);
+    ``actual`` is the state found, or ``not scanned`` when the scan could not tell.
+    """
+
+    port: int
+    expected: str
+    actual: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostVerdict:
+    """A host judged against its policy. ``compliant`` is None when the host could not be judged
+    (unresolved, timed out, only errors): that counts as an error, not as compliance."""
+
+    name: str
+    compliant: bool | None
+    violations: tuple[Violation, ...] = ()
+    error: str | None = None
+    policy: Policy = field(default_factory=Policy)
+
+
+def parse_policy(data: Mapping[str, Any] | None, *, where: str = "policy") -> Policy:
+    """Build a ``Policy`` from a mapping of port specs; raises ``InputError`` naming ``where``.
+
+    >>> sorted(parse_policy({"expect_open": "22,443"}).expect_open)
+    [22, 443]
+    """
+    if not data:
+        return Policy()
+    if not isinstance(data, Mapping):
+        raise InputError(
+            f"invalid {where}: expected a mapping of port specs, e.g. {{expect_open: '22,443'}}"
+        )
+    unknown = sorted(set(data) - set(POLICY_KEYS))
+    if unknown:
+        raise InputError(
+            f"unknown key {unknown[0]!r} in {where}: use {', '.join(POLICY_KEYS)}, "
+            "e.g. {expect_open: '22,443'}"
+        )
+    sets: dict[str, frozenset[int] | None] = {}
+    for key in POLICY_KEYS:
+        value = data.get(key)
+        if value is None or value in ("", []):
+            sets[key] = None if key == "allowed_open" and value is None else frozenset()
+            continue
+        try:
+            sets[key] = frozenset(parse_ports(value))
+        except InputError as exc:
+            raise type(exc)(f"{where} {key}: {exc}") from None
+    policy = Policy(
+        expect_open=sets["expect_open"] or frozenset(),
+        expect_closed=sets["expect_closed"] or frozenset(),
+        expect_filtered=sets["expect_filtered"] or frozenset(),
+        allowed_open=sets["allowed_open"],
+    )
+    _check_consistent(policy, where)
+    return policy
+
+
+def _check_consistent(policy: Policy, where: str) -> None:
+    pairs = [("expect_open", "expect_closed"), ("expect_open", "expect_filtered"),
+             ("expect_closed", "expect_filtered")]  # fmt: skip
+    for first, second in pairs:
+        both = getattr(policy, first) & getattr(policy, second)
+        if both:
+            raise InputError(
+                f"{where}: port {min(both)} is in both {first} and {second}; give each port "
+                f"one expected state, e.g. {first}: '22' and {second}: '23'"
+            )
+    if policy.allowed_open is not None and policy.expect_open - policy.allowed_open:
+        port = min(policy.expect_open - policy.allowed_open)
+        raise InputError(
+            f"{where}: port {port} is in expect_open but not in allowed_open; allow what you "
+            f"expect open, e.g. allowed_open: '{port}'"
+        )
+
+
+def merge_policies(layers: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
+    """Merge raw policy mappings, later layers replacing the keys they set (defaults first)."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if layer:
+            merged.update(layer)
+    return merged
+
+
+def evaluate(host: HostResult, policy: Policy) -> HostVerdict:
+    """Judge ``host`` against ``policy``."""
+    if host.status in (HostStatus.UNRESOLVED, HostStatus.ERROR):
+        return HostVerdict(host.name, None, error=host.error or host.status.value, policy=policy)
+    violations = []
+    for port in sorted(policy.ports):
+        want = policy.expected(port)
+        assert want is not None
+        got = host.state_of(port)
+        if got is not want:
+            violations.append(
+                Violation(
+                    port, want.value, got.value if got else "not scanned", _reason(host, port)
+                )
+            )
+    if policy.allowed_open is not None:
+        violations.extend(
+            Violation(port, "not open", "open", "syn-ack")
+            for port in host.open_ports
+            if port not in policy.allowed_open
+        )
+    violations.sort(key=lambda v: v.port)
+    if host.status is HostStatus.TIMED_OUT and not violations:
+        return HostVerdict(host.name, None, error=host.error, policy=policy)
+    return HostVerdict(host.name, not violations, tuple(violations), None, policy)
+
+
+def _reason(host: HostResult, port: int) -> str:
+    for result in host.ports:
+        if result.port == port:
+            return result.reason
+    return "conn-refused" if host.state_of(port) is PortState.CLOSED else "not-scanned"
