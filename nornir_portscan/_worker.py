@@ -133,6 +133,7 @@ class Prober:
         self.idle = list(self.slots)
         self.jobs: deque[_Job] = deque()
         self.hosts: dict[int, _Host] = {}
+        self.overall = _Host(None, None)  # every answer this worker has had, all hosts
         self.finished_ports = 0
         self.tokens = 1.0
         self.refilled = time.monotonic()
@@ -246,11 +247,21 @@ class Prober:
             self._finish(slot, err)
 
     def _timeout(self, host: _Host, attempt: int) -> float:
+        """srtt + 4 rttvar of the host, doubled per retry. A host that has not answered yet
+        gets a first guess from every host this worker has heard, and the full timeout on its
+        last attempt, so a slow host is never called filtered on a guess."""
         config = self.config
-        base = config.max_timeout
-        if config.adaptive and host.srtt is not None and host.rttvar is not None:
-            base = min(base, max(config.min_timeout, host.srtt + 4 * host.rttvar))
-        return min(config.max_timeout, base * (1 << (attempt - 1)))
+        if not config.adaptive:
+            return config.max_timeout
+        if host.srtt is not None and host.rttvar is not None:
+            base = max(config.min_timeout, host.srtt + 4 * host.rttvar)
+            return min(config.max_timeout, base * (1 << (attempt - 1)))
+        overall = self.overall
+        if attempt <= config.retries and overall.srtt is not None and overall.rttvar is not None:
+            return min(
+                config.max_timeout, max(config.min_timeout, overall.srtt + 4 * overall.rttvar)
+            )
+        return config.max_timeout
 
     def _on_writable(self, slot: _Slot) -> None:
         slot.watcher.stop()
@@ -288,6 +299,7 @@ class Prober:
             return
         state, default_reason = answer
         job.host.sample(rtt)
+        self.overall.sample(rtt)
         self._record(
             slot,
             job,
