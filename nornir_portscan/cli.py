@@ -1,7 +1,8 @@
 """The ``portscan`` command line: parse arguments, run the engine, print or write the report.
 
-Exit codes: 0 done, 2 bad input (one line on stderr, nothing sent), 3 the scan could not run,
-130 interrupted (the partial report is still written).
+Exit codes: 0 done, 1 an expectation was violated (a policy, a wait that did not converge, confirmed
+drift), 2 bad input (one line on stderr, nothing sent), 3 the scan could not run, 130 interrupted
+(the partial report is still written).
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from nornir_portscan import __version__
+from nornir_portscan.drift import load_baseline
 from nornir_portscan.errors import InputError, ScanError, ScanInterrupted
-from nornir_portscan.models import Progress, ScanReport
+from nornir_portscan.gating import Audit, run_audit
+from nornir_portscan.models import Progress, ScanReport, ScanRequest
+from nornir_portscan.policy import POLICY_KEYS, Policy, PolicyBook, load_policy_file
+from nornir_portscan.ports import parse_ports
 from nornir_portscan.report import render_table, report_to_json
 from nornir_portscan.scanner import build_request, scan
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_INPUT, EXIT_SCAN, EXIT_INTERRUPTED = 0, 2, 3, 130
+EXIT_OK, EXIT_VIOLATED, EXIT_INPUT, EXIT_SCAN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -132,6 +137,58 @@ def _parser() -> argparse.ArgumentParser:
         help="list closed ports in the JSON report too",
     )
     p.add_argument("--json", metavar="FILE", help="write the JSON report to FILE ('-': stdout)")
+    audit = p.add_argument_group(
+        "audits and gates",
+        "exit code 1 when a host violates its expectations, a --wait does "
+        "not converge or drift from --baseline is confirmed",
+    )
+    audit.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="YAML policy file: defaults, groups and hosts with expect_open, "
+        "expect_closed, expect_filtered and allowed_open port specs",
+    )
+    for key, text in (("expect_open", "must be open"), ("expect_closed", "must be closed"),
+                      ("expect_filtered", "must be filtered"),
+                      ("allowed_open", "the only ports allowed open")):  # fmt: skip
+        audit.add_argument(
+            "--" + key.replace("_", "-"),
+            dest=key,
+            metavar="PORTS",
+            help=f"ports that {text} on every host (scanned even if not in -p)",
+        )
+    audit.add_argument(
+        "--baseline",
+        metavar="FILE",
+        help="a JSON report saved earlier: report ports that opened, closed or changed since",
+    )
+    audit.add_argument(
+        "--recheck",
+        type=int,
+        default=3,
+        metavar="N",
+        help="probe differences from the baseline N more times before calling "
+        "them drift (default: %(default)s)",
+    )
+    audit.add_argument(
+        "--wait",
+        action="store_true",
+        help="scan the unmet expectations again until all are met or --wait-timeout passes",
+    )
+    audit.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="give up waiting after S seconds (default: %(default)s)",
+    )
+    audit.add_argument(
+        "--interval",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds between wait rounds (default: %(default)s)",
+    )
     p.add_argument(
         "--no-progress",
         dest="progress",
@@ -167,15 +224,54 @@ class _ProgressBar:
             self.stream.flush()
 
 
-def _write(report: ScanReport, json_path: str | None) -> None:
+def _write(scan: ScanReport | Audit, json_path: str | None) -> None:
+    report = scan.report if isinstance(scan, Audit) else scan
     if json_path == "-":
-        sys.stdout.write(report_to_json(report))
+        sys.stdout.write(report_to_json(scan))
         for warning in report.warnings:  # the table is not shown: say them on stderr
             print(f"portscan: warning: {warning}", file=sys.stderr)
         return
-    sys.stdout.write(render_table(report))
+    sys.stdout.write(render_table(scan))
     if json_path:
-        Path(json_path).write_text(report_to_json(report))
+        Path(json_path).write_text(report_to_json(scan))
+
+
+def _request(args: argparse.Namespace) -> ScanRequest:
+    return build_request(
+        args.targets,
+        args.ports,
+        exclude=[t for e in args.exclude for t in e.split(",")],
+        exclude_ports=args.exclude_ports,
+        target_files=args.target_file,
+        family=args.family or "ipv4",
+        max_hosts=args.max_hosts,
+        timeout=args.timeout,
+        min_timeout=args.min_timeout,
+        adaptive=args.adaptive,
+        retries=args.retries,
+        rate=args.rate,
+        concurrency=args.concurrency,
+        host_concurrency=args.host_concurrency,
+        processes=args.processes,
+        host_timeout=args.host_timeout,
+        include_closed=args.include_closed,
+    )
+
+
+def _policies(args: argparse.Namespace, request: ScanRequest) -> list[Policy] | None:
+    """The policy of every target: the policy file's, with the --expect-* options on top of
+    its defaults; None when no expectation was given."""
+    flags = {key: getattr(args, key) for key in POLICY_KEYS if getattr(args, key) is not None}
+    if not flags and not args.policy:
+        return None
+    for key, value in flags.items():
+        try:
+            parse_ports(value)
+        except InputError as exc:
+            raise type(exc)(f"--{key.replace('_', '-')}: {exc}") from None
+    book = load_policy_file(args.policy) if args.policy else PolicyBook({}, {}, {})
+    book = PolicyBook({**book.defaults, **flags}, book.groups, book.hosts)
+    return [book.policy_for(t.name, t.address) for t in request.targets]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,37 +285,42 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_INPUT
     try:
-        request = build_request(
-            args.targets,
-            args.ports,
-            exclude=[t for e in args.exclude for t in e.split(",")],
-            exclude_ports=args.exclude_ports,
-            target_files=args.target_file,
-            family=args.family or "ipv4",
-            max_hosts=args.max_hosts,
-            timeout=args.timeout,
-            min_timeout=args.min_timeout,
-            adaptive=args.adaptive,
-            retries=args.retries,
-            rate=args.rate,
-            concurrency=args.concurrency,
-            host_concurrency=args.host_concurrency,
-            processes=args.processes,
-            host_timeout=args.host_timeout,
-            include_closed=args.include_closed,
-        )
+        request = _request(args)
+        policies = _policies(args, request)
+        baseline = load_baseline(args.baseline) if args.baseline else None
+        if args.wait and not (policies and any(policies)):
+            raise InputError(
+                "--wait needs expectations to wait for, e.g. --expect-open 8080 or --policy FILE"
+            )
     except InputError as exc:
         print(f"portscan: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     bar = _ProgressBar(sys.stderr) if args.progress and sys.stderr.isatty() else None
     try:
-        report = scan(request, progress=bar)
+        if policies is None and baseline is None:
+            result: ScanReport | Audit = scan(request, progress=bar)
+        else:
+            result = run_audit(
+                request,
+                policies,
+                baseline=baseline,
+                wait=args.wait,
+                wait_timeout=args.wait_timeout,
+                interval=args.interval,
+                recheck=args.recheck,
+                progress=bar,
+            )
     except ScanInterrupted as interrupted:
         if bar:
             bar.clear()
         _write(interrupted.report, args.json)
         print("portscan: interrupted; the report holds partial results", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except InputError as exc:
+        if bar:
+            bar.clear()
+        print(f"portscan: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
     except ScanError as exc:
         if bar:
             bar.clear()
@@ -227,8 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SCAN
     if bar:
         bar.clear()
-    _write(report, args.json)
-    return EXIT_OK
+    _write(result, args.json)
+    return EXIT_VIOLATED if isinstance(result, Audit) and result.violated else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -14,8 +14,10 @@ the scan's ports do not list them (``Policy.ports``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nornir_portscan.errors import InputError
@@ -26,8 +28,10 @@ __all__ = [
     "POLICY_KEYS",
     "HostVerdict",
     "Policy",
+    "PolicyBook",
     "Violation",
     "evaluate",
+    "load_policy_file",
     "merge_policies",
     "parse_policy",
 ]
@@ -199,3 +203,71 @@ def _reason(host: HostResult, port: int) -> str:
         if result.port == port:
             return result.reason
     return "conn-refused" if host.state_of(port) is PortState.CLOSED else "not-scanned"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyBook:
+    """A policy file: defaults, groups and hosts, each a mapping of port specs.
+
+    Layers apply in this order, later keys winning: ``defaults``, the host's groups (in file
+    order), the host's own entry. A group lists its members under ``hosts``; a host entry may
+    name its groups under ``groups``. Hosts are matched by target name or address.
+    """
+
+    defaults: Mapping[str, Any]
+    groups: Mapping[str, Mapping[str, Any]]
+    hosts: Mapping[str, Mapping[str, Any]]
+
+    def policy_for(self, name: str, address: str | None = None) -> Policy:
+        """The merged policy of one target."""
+        keys = {name} if address is None else {name, address}
+        own = next((self.hosts[k] for k in (name, address) if k and k in self.hosts), {})
+        wanted = set(own.get("groups") or ())
+        layers: list[Mapping[str, Any]] = [self.defaults]
+        for group, data in self.groups.items():
+            if group in wanted or keys & {str(h) for h in data.get("hosts") or ()}:
+                layers.append({k: v for k, v in data.items() if k != "hosts"})
+        layers.append({k: v for k, v in own.items() if k != "groups"})
+        return parse_policy(merge_policies(layers), where=f"policy of {name!r}")
+
+
+def load_policy_file(path: str | os.PathLike[str]) -> PolicyBook:
+    """Read and check a YAML policy file; raises ``InputError`` naming what is wrong."""
+    import yaml
+
+    where = str(path)
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise InputError(f"cannot read policy file {where!r}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "bad YAML"
+        raise InputError(f"policy file {where!r} is not valid YAML: {first}") from None
+    data = data or {}
+    if not isinstance(data, Mapping) or set(data) - {"defaults", "groups", "hosts"}:
+        raise InputError(
+            f"policy file {where!r}: use the top-level keys defaults, groups and hosts, "
+            "e.g. 'defaults: {allowed_open: \"22,443\"}'"
+        )
+    sections: dict[str, Any] = {}
+    for section in ("groups", "hosts"):
+        value = data.get(section) or {}
+        if not isinstance(value, Mapping) or not all(
+            isinstance(v, Mapping) for v in value.values()
+        ):
+            raise InputError(
+                f"policy file {where!r}: {section} must map names to settings, "
+                f"e.g. '{section}: {{web: {{expect_open: \"443\"}}}}'"
+            )
+        sections[section] = {str(k): dict(v) for k, v in value.items()}
+    book = PolicyBook(dict(data.get("defaults") or {}), sections["groups"], sections["hosts"])
+    parse_policy(book.defaults, where=f"{where} defaults")
+    for name, group in book.groups.items():
+        parse_policy(
+            {k: v for k, v in group.items() if k != "hosts"}, where=f"{where} group {name!r}"
+        )
+    for name, host in book.hosts.items():
+        parse_policy(
+            {k: v for k, v in host.items() if k != "groups"}, where=f"{where} host {name!r}"
+        )
+    return book

@@ -162,8 +162,11 @@ def report_schema() -> dict[str, Any]:
     return schema
 
 
-def render_table(report: ScanReport) -> str:
-    """A readable table: one line per host with its open and filtered ports, then a summary."""
+def render_table(scan: ScanReport | Audit) -> str:
+    """A readable table: one line per host with its open and filtered ports, then a summary
+    and, for an audit, the violations, the drift and the wait."""
+    audit = scan if isinstance(scan, Audit) else Audit(scan)
+    report = audit.report
     rows = [("HOST", "ADDRESS", "STATUS", "OPEN", "FILTERED", "CLOSED")]
     for h in report.hosts:
         extra = f" ({h.error})" if h.error else ""
@@ -192,4 +195,48 @@ def render_table(report: ScanReport) -> str:
         f"({s['rate']:.0f}/s)" + (" - INTERRUPTED, partial results" if report.interrupted else "")
     )
     lines.extend(f"warning: {w}" for w in report.warnings)
+    lines.extend(_audit_lines(audit))
     return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def _audit_lines(audit: Audit) -> list[str]:
+    lines: list[str] = []
+    judged = [(h, v) for h, v in zip(audit.report.hosts, audit.verdicts, strict=False) if v]
+    if judged:
+        bad = sum(1 for _, v in judged if v.compliant is False)
+        errors = sum(1 for _, v in judged if v.compliant is None)
+        lines.append(
+            f"policy: {len(judged) - bad - errors} compliant, {bad} non-compliant, "
+            f"{errors} not judged"
+        )
+        for host, verdict in judged:
+            if verdict.compliant is None:
+                lines.append(f"  {host.name}: not judged ({verdict.error})")
+            lines.extend(
+                f"  {host.name} port {v.port}: expected {v.expected}, found {v.actual} ({v.reason})"
+                for v in verdict.violations
+            )
+    if audit.drift is not None:
+        drift = audit.drift
+        lines.append(
+            f"drift: {len(drift.hosts)} hosts changed ({drift.confirmed} of {drift.rechecked} "
+            f"differences confirmed on re-check), {len(drift.appeared)} appeared, "
+            f"{len(drift.disappeared)} disappeared"
+        )
+        for changed in drift.hosts:
+            lines.extend(
+                f"  {changed.name} port {c.port}: {c.before} -> {c.after}" for c in changed.changes
+            )
+        lines.extend(f"  appeared: {name}" for name in drift.appeared)
+        lines.extend(f"  disappeared: {name}" for name in drift.disappeared)
+    if audit.wait is not None:
+        wait = audit.wait
+        outcome = "converged" if wait.converged else "did NOT converge"
+        lines.append(f"wait: {outcome} after {wait.elapsed:.1f} s, {wait.rounds} rounds")
+        lines.extend(
+            f"  never met: {u.host}"
+            + (f" port {u.port}" if u.port is not None else "")
+            + f": expected {u.expected}, found {u.actual}"
+            for u in wait.unmet
+        )
+    return lines
