@@ -99,9 +99,9 @@ class ActionModule(ActionBase):
         """What the module would return, computed in this process."""
         checked = ArgumentSpecValidator(portscan.ARGUMENT_SPEC).validate(args)
         if checked.error_messages:
-            return {"failed": True, "msg": checked.errors.msg}
+            return {"failed": True, "changed": False, "msg": checked.errors.msg}
         try:
             result = portscan.run(checked.validated_parameters, self._task.check_mode)
         except portscan.TaskError as exc:
-            return {"failed": True, "msg": str(exc)}
+            return {"failed": True, "changed": False, "msg": str(exc)}
         return dict(result, changed=False)

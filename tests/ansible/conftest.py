@@ -11,33 +11,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
-from support import Listeners
-
-REPO = Path(__file__).resolve().parents[2]
-PLAYBOOKS = REPO / "playbooks"
-DEMO_INVENTORY = PLAYBOOKS / "inventory" / "demo.yml"
-BIN = Path(sys.executable).parent
-
-
-def demo_hosts() -> dict[str, tuple[str, list[int]]]:
-    """``{inventory name: (address, ports to open)}`` from the demo inventory."""
-    hosts: dict[str, tuple[str, list[int]]] = {}
-
-    def walk(group: dict) -> None:
-        for name, host in (group.get("hosts") or {}).items():
-            hosts[name] = (host["ansible_host"], list(host["demo_listeners"]))
-        for child in (group.get("children") or {}).values():
-            walk(child)
-
-    walk(yaml.safe_load(DEMO_INVENTORY.read_text())["all"])
-    assert all(address.startswith("127.") for address, _ in hosts.values())
-    return hosts
+from ansible_support import BIN, DEMO_INVENTORY, REPO, NetnsListeners, PlaybookRunner, demo_binds
 
 
 @pytest.fixture(scope="session")
@@ -77,37 +55,28 @@ def ansible_env(collections_path: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture
-def demo_listeners() -> Iterator[Listeners]:
-    """The demo inventory's listeners, open for the test; ``.open(address, port)`` adds more."""
-    listeners = Listeners()
-    try:
-        for address, ports in demo_hosts().values():
-            for port in ports:
-                listeners.open(address, port)
-        yield listeners
-    finally:
-        listeners.close()
-
-
-def open_later(listeners: Listeners, address: str, port: int, delay: float) -> threading.Timer:
-    """Open a listener after ``delay`` seconds (a service coming up after a change)."""
-    timer = threading.Timer(delay, listeners.open, (address, port))
-    timer.start()
-    return timer
-
-
-PlaybookRunner = Callable[..., subprocess.CompletedProcess[str]]
+def lab(netns: str, tmp_path: Path) -> Iterator[NetnsListeners]:
+    """A private network namespace; ``lab.open([(address, port), ...])`` listens in it."""
+    listeners = NetnsListeners(netns, tmp_path)
+    yield listeners
+    listeners.close()
 
 
 @pytest.fixture
-def run_playbook(ansible_env: dict[str, str], tmp_path: Path) -> PlaybookRunner:
-    """Run ``ansible-playbook`` for real; ``netns`` names a namespace to run it in."""
+def demo_listeners(lab: NetnsListeners) -> NetnsListeners:
+    """The lab with the demo inventory's listeners open."""
+    lab.open(demo_binds())
+    return lab
+
+
+@pytest.fixture
+def run_playbook(ansible_env: dict[str, str], netns: str, tmp_path: Path) -> PlaybookRunner:
+    """Run ``ansible-playbook`` for real, inside the lab's network namespace."""
 
     def run(playbook: Path | str, *args: str, inventory: Path | str = DEMO_INVENTORY,
-            netns: str | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook), *args]
-        if netns:
-            argv = ["ip", "netns", "exec", netns, *argv]
+            timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        argv = ["ip", "netns", "exec", netns, str(BIN / "ansible-playbook"), "-i",
+                str(inventory), str(playbook), *args]
         return subprocess.run(argv, env=ansible_env, cwd=tmp_path, capture_output=True,
                               text=True, timeout=timeout)
 

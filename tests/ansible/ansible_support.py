@@ -1,0 +1,83 @@
+"""Helpers of the Ansible tests: paths, the demo inventory's listeners, playbook runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOKS = REPO / "playbooks"
+DEMO_INVENTORY = PLAYBOOKS / "inventory" / "demo.yml"
+BIN = Path(sys.executable).parent
+LISTENER = REPO / "tests" / "lab" / "listener.py"
+
+PlaybookRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def demo_hosts() -> dict[str, tuple[str, list[int]]]:
+    """``{inventory name: (address, ports to open)}`` from the demo inventory."""
+    hosts: dict[str, tuple[str, list[int]]] = {}
+
+    def walk(group: dict) -> None:
+        for name, host in (group.get("hosts") or {}).items():
+            hosts[name] = (host["ansible_host"], list(host["demo_listeners"]))
+        for child in (group.get("children") or {}).values():
+            walk(child)
+
+    walk(yaml.safe_load(DEMO_INVENTORY.read_text())["all"])
+    assert all(address.startswith("127.") for address, _ in hosts.values())
+    return hosts
+
+
+class NetnsListeners:
+    """Listening sockets inside a network namespace, held by ``tests/lab/listener.py`` processes.
+
+    The playbooks' fixed ports (2222, 8080, ...) on 127.0.0.11-13 cannot clash with anything
+    else on the machine there, and a resolver finds no server to ask.
+    """
+
+    def __init__(self, netns: str, workdir: Path) -> None:
+        self.netns = netns
+        self.workdir = workdir
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def open(self, binds: list[tuple[str, int]]) -> None:
+        assert all(address.startswith("127.") for address, _ in binds)
+        n = len(self.procs)
+        config = self.workdir / f"listener{n}.json"
+        ready = self.workdir / f"listener{n}.ready"
+        config.write_text(json.dumps({"binds": binds, "backlog": 128, "ready": str(ready)}))
+        self.procs.append(subprocess.Popen(
+            ["ip", "netns", "exec", self.netns, sys.executable, str(LISTENER), str(config)],
+            stdout=subprocess.DEVNULL))
+        deadline = time.monotonic() + 10
+        while not ready.exists():
+            assert self.procs[-1].poll() is None, "the listener process failed"
+            assert time.monotonic() < deadline, "the listener process did not start"
+            time.sleep(0.02)
+
+    def open_later(self, binds: list[tuple[str, int]], delay: float) -> threading.Timer:
+        """Open listeners after ``delay`` seconds (a service coming up after a change)."""
+        timer = threading.Timer(delay, self.open, (binds,))
+        timer.start()
+        return timer
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.wait(timeout=10)
+
+
+def demo_binds(skip: Iterable[tuple[str, int]] = ()) -> list[tuple[str, int]]:
+    """The demo inventory's ``(address, port)`` listeners, less the ``(host, port)`` in skip."""
+    skipped = set(skip)
+    return [(address, port) for name, (address, ports) in demo_hosts().items()
+            for port in ports if (name, port) not in skipped]
