@@ -1,0 +1,185 @@
+"""Loopback benchmark: one Ansible task scanning 1,000 inventory hosts x 10 ports vs the CLI.
+
+The task is ``nornir_portscan.portscan.portscan`` with ``run_once`` and no ``targets`` (the
+inventory-wide mode), run by ``ansible-playbook`` against an inventory of 1,000 hosts on
+127.1.x.y; the CLI is ``portscan`` with the same 1,000 addresses and ports. A third run, the same
+playbook with a no-op task, measures Ansible's own start-up (interpreter, inventory, play setup), so
+the scan task's share is ``playbook - baseline``. Runs alternate so machine noise hits all alike;
+medians are printed with the ratios (goal: playbook / CLI <= 1.5).
+
+It re-runs itself in a network namespace of its own (root and ``ip`` needed; else it warns), so
+the machine's listeners do not leak in. Traffic goes to 127.0.0.0/8 only.
+
+    python benchmarks/bench_ansible.py [--runs 3] [--hosts 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PORTS = "22,80,443,3306,5432,6379,8080,8443,9000,9090"
+BIN = Path(sys.executable).parent
+
+
+def addresses(count: int) -> list[str]:
+    return [f"127.1.{i // 250}.{i % 250 + 1}" for i in range(count)]
+
+
+def listeners_for(hosts: list[str]) -> list[tuple[str, int]]:
+    """Every 10th host listens on 22 and 80."""
+    return [(h, p) for i, h in enumerate(hosts) for p in (22, 80) if i % 10 == 0]
+
+
+class Listeners:
+    """Listening sockets whose connections a thread accepts and closes."""
+
+    def __init__(self, endpoints: list[tuple[str, int]]) -> None:
+        self.socks = []
+        for host, port in endpoints:
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+            s.listen(1024)
+            s.settimeout(0.05)
+            self.socks.append(s)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        for s in self.socks:
+            sel.register(s, selectors.EVENT_READ)
+        while not self.stopping.is_set():
+            for key, _ in sel.select(timeout=0.1):
+                try:
+                    conn, _ = key.fileobj.accept()  # type: ignore[union-attr]
+                    conn.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join()
+        for s in self.socks:
+            s.close()
+
+
+def write_files(workdir: Path, hosts: list[str]) -> None:
+    lines = ["all:", "  vars:", "    ansible_connection: local", "  hosts:"]
+    lines += [f"    h{i:04d}:\n      ansible_host: {h}" for i, h in enumerate(hosts)]
+    (workdir / "hosts.yml").write_text("\n".join(lines) + "\n")
+    (workdir / "targets.txt").write_text("\n".join(hosts) + "\n")
+    play = """---
+- name: Benchmark
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Scan every host of the play in one task
+      %s
+      run_once: true
+      delegate_to: localhost
+"""
+    scan = (f"nornir_portscan.portscan.portscan:\n        ports: {PORTS}\n"
+            f"        report: {workdir / 'ansible.json'}")
+    (workdir / "scan.yml").write_text(play % scan)
+    (workdir / "noop.yml").write_text(play % "ansible.builtin.meta: noop")
+    collection = workdir / "collections" / "ansible_collections" / "nornir_portscan"
+    collection.mkdir(parents=True)
+    (collection / "portscan").symlink_to(REPO)
+
+
+def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv[0]} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return wall
+
+
+def open_ports(report: Path, key: str) -> set[tuple[str, int]]:
+    data = json.loads(report.read_text())
+    return {(h[key], p) for h in data["hosts"] for p in h["open_ports"]}
+
+
+def reexec_in_netns() -> int | None:
+    """Run this script again inside a fresh network namespace; None if that is impossible."""
+    if os.environ.get("PORTSCAN_BENCH_NETNS") == "1" or not shutil.which("ip") \
+            or os.geteuid() != 0:
+        return None
+    name = f"portscan-bench-ansible-{os.getpid()}"
+    if subprocess.run(["ip", "netns", "add", name], capture_output=True).returncode != 0:
+        return None
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+        env = {**os.environ, "PORTSCAN_BENCH_NETNS": "1"}
+        return subprocess.run(
+            ["ip", "netns", "exec", name, sys.executable, *sys.argv], env=env
+        ).returncode
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--hosts", type=int, default=1000)
+    args = parser.parse_args()
+    code = reexec_in_netns()
+    if code is not None:
+        return code
+    if os.environ.get("PORTSCAN_BENCH_NETNS") != "1":
+        print("note: running in the machine's own network namespace (no root or no 'ip')")
+    hosts = addresses(args.hosts)
+    truth = set(listeners_for(hosts))
+    by_name = {f"h{i:04d}": h for i, h in enumerate(hosts)}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        write_files(workdir, hosts)
+        env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(workdir / "collections"),
+               "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": str(workdir / "tmp")}
+        playbook = [str(BIN / "ansible-playbook"), "-i", "hosts.yml"]
+        cli = [str(BIN / "portscan"), "-p", PORTS, "-iL", "targets.txt", "--json", "cli.json",
+               "--no-progress"]
+        times: dict[str, list[float]] = {"cli": [], "playbook": [], "baseline": []}
+        listeners = Listeners(sorted(truth))
+        try:
+            for _ in range(args.runs):
+                times["cli"].append(timed(cli, env, workdir))
+                times["playbook"].append(timed([*playbook, "scan.yml"], env, workdir))
+                times["baseline"].append(timed([*playbook, "noop.yml"], env, workdir))
+        finally:
+            listeners.close()
+        cli_found = open_ports(workdir / "cli.json", "address")
+        ansible_found = {(by_name[n], p) for n, p in open_ports(workdir / "ansible.json", "name")}
+    cli, play, base = (statistics.median(times[k]) for k in ("cli", "playbook", "baseline"))
+    task = max(0.0, play - base)
+    print(f"{args.hosts} inventory hosts x 10 ports, {len(truth)} listeners, "
+          f"median of {args.runs} runs")
+    print(f"  portscan CLI                 {cli:7.2f} s")
+    print(f"  ansible-playbook, one task   {play:7.2f} s   ratio {play / cli:4.2f} (goal <= 1.5)")
+    print(f"  ansible-playbook, no-op task {base:7.2f} s   (Ansible start-up and inventory)")
+    print(f"  the scan task alone          {task:7.2f} s   ratio {task / cli:4.2f}")
+    exact = cli_found == truth and ansible_found == truth
+    print(f"  open ports found exactly: {'yes' if exact else 'NO'} "
+          f"(CLI {len(cli_found)}, Ansible {len(ansible_found)}, truth {len(truth)})")
+    return 0 if exact else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
