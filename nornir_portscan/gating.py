@@ -164,7 +164,8 @@ def _wait(
         for i in pending:
             verdict = verdicts[i]
             assert verdict is not None
-            ports = tuple(v.port for v in verdict.violations)
+            # one port may break two rules (expect_closed and the allow-list): probe it once
+            ports = tuple(sorted({v.port for v in verdict.violations}))
             target = request.targets[i]
             if verdict.compliant is None or not ports:  # not judged: try the host again
                 ports = request.ports_for(target)
@@ -194,10 +195,13 @@ def _merge(old: HostResult, new: HostResult) -> HostResult:
     closed_before = sum(1 for p in redone if old.state_of(p) is PortState.CLOSED)
     closed_now = sum(1 for p in new.scanned if new.state_of(p) is PortState.CLOSED)
     status = HostStatus.UP if new.status is HostStatus.UP else old.status
+    known = set(old.scanned)
+    added = tuple(p for p in new.scanned if p not in known)
     return replace(
         old,
         ports=ports,
         closed_count=old.closed_count - closed_before + closed_now,
         status=status,
-        scanned=old.scanned or new.scanned,
+        # a host that timed out did not scan every port: add the ones probed now
+        scanned=(*old.scanned, *added) if added else old.scanned,
     )

@@ -244,9 +244,18 @@ def load_policy_file(path: str | os.PathLike[str]) -> PolicyBook:
         first = str(exc).splitlines()[0] if str(exc) else "bad YAML"
         raise InputError(f"policy file {where!r} is not valid YAML: {first}") from None
     data = data or {}
-    if not isinstance(data, Mapping) or set(data) - {"defaults", "groups", "hosts"}:
+    top = ("defaults", "groups", "hosts")
+    unknown = sorted(str(k) for k in set(data) - set(top)) if isinstance(data, Mapping) else []
+    if not isinstance(data, Mapping) or unknown:
         raise InputError(
-            f"policy file {where!r}: use the top-level keys defaults, groups and hosts, "
+            f"policy file {where!r}: "
+            + (f"unknown key {unknown[0]!r}: " if unknown else "")
+            + "use the top-level keys defaults, groups and hosts, "
+            "e.g. 'defaults: {allowed_open: \"22,443\"}'"
+        )
+    if not isinstance(data.get("defaults") or {}, Mapping):
+        raise InputError(
+            f"policy file {where!r}: defaults must map policy keys to port specs, "
             "e.g. 'defaults: {allowed_open: \"22,443\"}'"
         )
     sections: dict[str, Any] = {}
@@ -263,11 +272,28 @@ def load_policy_file(path: str | os.PathLike[str]) -> PolicyBook:
     book = PolicyBook(dict(data.get("defaults") or {}), sections["groups"], sections["hosts"])
     parse_policy(book.defaults, where=f"{where} defaults")
     for name, group in book.groups.items():
+        where_group = f"policy file {where!r} group {name!r}"
+        _check_names(group.get("hosts"), where_group, "hosts", "[web1, 127.0.0.1]")
         parse_policy(
             {k: v for k, v in group.items() if k != "hosts"}, where=f"{where} group {name!r}"
         )
     for name, host in book.hosts.items():
+        _check_names(host.get("groups"), f"policy file {where!r} host {name!r}", "groups", "[web]")
+        missing = [str(g) for g in host.get("groups") or () if str(g) not in book.groups]
+        if missing:
+            raise InputError(
+                f"policy file {where!r} host {name!r}: unknown group {missing[0]!r}: define it "
+                f"under groups, e.g. 'groups: {{{missing[0]}: {{expect_open: \"443\"}}}}'"
+            )
         parse_policy(
             {k: v for k, v in host.items() if k != "groups"}, where=f"{where} host {name!r}"
         )
     return book
+
+
+def _check_names(value: Any, where: str, key: str, example: str) -> None:
+    # A bare string would be iterated letter by letter and silently match nothing.
+    if value is not None and not isinstance(value, list):
+        raise InputError(
+            f"{where}: {key} must be a list of names, not {value!r}, e.g. '{key}: {example}'"
+        )
