@@ -39,11 +39,14 @@ from nornir_portscan._protocol import (
     frame,
 )
 from nornir_portscan.classify import classify_errno, classify_icmp, errno_name
+from nornir_portscan.models import PortState
 
 _EINPROGRESS = errno.EINPROGRESS
 _ECONNABORTED = errno.ECONNABORTED
 _ECONNREFUSED = errno.ECONNREFUSED
-_UNREACH = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH})
+# Errors an ICMP message can cause; the error queue tells which one came (Linux reports an
+# ICMPv6 admin-prohibited as EACCES, which can also be a local firewall: the queue decides).
+_ICMP_ERRORS = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES, errno.EPERM})
 _SOL_SOCKET = socket.SOL_SOCKET
 _SO_ERROR = socket.SO_ERROR
 _LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST: no TIME_WAIT on either side
@@ -288,12 +291,12 @@ class Prober:
                 # socket to itself: that says nothing about the port. Probe it again.
                 self._local_failure(slot, errno.EADDRINUSE)
                 return
-        elif err in _UNREACH:
+        elif err in _ICMP_ERRORS:
             reason = self._icmp_reason(sock, job.family)
             self._discard(slot)
         elif err != _ECONNREFUSED:
             self._discard(slot)
-        answer = classify_errno(err)
+        answer = (PortState.FILTERED, reason) if reason else classify_errno(err)
         if answer is None:
             self._local_failure(slot, err)
             return

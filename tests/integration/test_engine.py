@@ -294,3 +294,33 @@ def test_progress_bar_only_on_a_terminal(listeners):
         [*CLI, "-p", "1-100", "127.0.0.1"], capture_output=True, text=True, timeout=60
     )
     assert quiet.stderr == ""
+
+
+def test_ipv6_rejects_are_filtered_with_their_reason(netns):
+    """Linux reports an ICMPv6 admin-prohibited as EACCES: the error queue must decide."""
+    if in_netns(netns, "ip", "-6", "addr", "show", "dev", "lo").stdout.find("::1") < 0:
+        pytest.skip("no IPv6 loopback in the namespace")
+    nft(
+        netns,
+        textwrap.dedent("""
+        table ip6 t {
+          chain input {
+            type filter hook input priority 0;
+            tcp dport 81 drop
+            tcp dport 82 reject with icmpv6 type admin-prohibited
+            tcp dport 83 reject with icmpv6 type addr-unreachable
+          }
+        }
+    """),
+    )
+    done = in_netns(
+        netns, *CLI, "--json", "-", "-p", "80-83", "--timeout", "0.5", "::1", cwd=str(REPO)
+    )
+    assert done.returncode == 0, done.stderr
+    (host,) = json.loads(done.stdout)["hosts"]
+    by_port = {p["port"]: (p["state"], p["reason"], p["attempts"]) for p in host["ports"]}
+    assert by_port == {
+        81: ("filtered", "no-response", 2),
+        82: ("filtered", "admin-prohibited", 1),
+        83: ("filtered", "host-unreach", 1),
+    }
