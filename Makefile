@@ -7,9 +7,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# nmap: reference tool of the benchmarks and the XML report checks; iproute2 and nftables: the
-# test network (namespaces, firewall rules); util-linux: prlimit for the low-ulimit test.
-APT_PACKAGES := nmap iproute2 nftables util-linux procps
+# nmap, ndiff, libxml2-utils (xmllint): reference tools of the benchmarks and the XML report
+# checks; iproute2, nftables, iptables: the test network (namespaces, firewall rules, NFQUEUE
+# latency); util-linux: prlimit for the low-ulimit test; chromium: renders the HTML report.
+APT_PACKAGES := nmap ndiff libxml2-utils iproute2 nftables iptables util-linux procps chromium
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.ansible/collections
 export ANSIBLE_HOME := $(CURDIR)/.ansible
 
