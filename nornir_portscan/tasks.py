@@ -8,8 +8,9 @@ many (``ThreadedRunner``). The first call of a run claims a *batch*: every host 
 inventory (``task.nornir.inventory.hosts``, so ``nr.filter`` applies) that is in the same
 ``failed_hosts`` class as the caller, since a run takes either the good or the failed hosts
 (both with ``on_good=True, on_failed=True``: then it is two batches). That call builds one
-request and runs the engine once; every other host's call claims its own entry and waits for
-the scan. Batches are keyed by the Nornir object (weakly) and by the task arguments, so
+request and runs the engine once (``gating.run_audit``: the scan, then the wait and the drift
+re-checks when asked for); every other host's call claims its own entry and waits for it.
+Batches are keyed by the Nornir object (weakly) and by the task arguments, so
 concurrent ``nr.run`` calls with other arguments or another filter never mix. An entry is
 claimed once: a host that finds its entry taken starts a new batch, so a repeated run scans
 again. A batch leaves the registry when its last entry is claimed, when its scan is interrupted,
@@ -17,27 +18,34 @@ when its Nornir object goes away, or ``FRESH_FOR`` seconds after its scan if som
 came for their entry (``portscan`` as a subtask of only some hosts).
 
 Failure semantics: ``failed`` is true for a host error (unresolved, timed out, nothing but local
-errors). A closed or filtered port is data. Bad input (task arguments, or one host's inventory
-data) gives that host a failed ``Result`` whose ``exception`` is the ``InputError`` and whose
-``result`` is its one-line message; the other hosts are still scanned.
+errors), for a host that breaks its expectations (after waiting, with ``wait=True``) and for a
+host with drift from the ``baseline`` confirmed by re-probing. A closed or filtered port is
+data. Bad input (task arguments, or one host's inventory data) gives that host a failed
+``Result`` whose ``exception`` is the ``InputError`` and whose ``result`` is its one-line
+message; the other hosts are still scanned.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nornir.core.task import Result
 
+from nornir_portscan.drift import load_baseline
 from nornir_portscan.errors import InputError, OptionError, ScanError, TargetSpecError
-from nornir_portscan.models import AddressFamily, HostResult, HostStatus, Progress
+from nornir_portscan.gating import Audit, run_audit
+from nornir_portscan.models import AddressFamily, HostStatus, Progress, Target
+from nornir_portscan.policy import POLICY_KEYS, Policy, parse_policy
 from nornir_portscan.ports import format_ports, parse_ports
 from nornir_portscan.processors import ProgressBar
-from nornir_portscan.report import host_to_dict
+from nornir_portscan.report import host_to_dict, report_to_json
 from nornir_portscan.scanner import TargetSpec, build_request, scan
 from nornir_portscan.targets import parse_targets
 
@@ -50,14 +58,16 @@ __all__ = ["FRESH_FOR", "HOST_SETTINGS", "INVENTORY_KEY", "PortscanResult", "por
 
 INVENTORY_KEY = "portscan"
 """The inventory data key (hosts, groups, defaults) holding per-host settings."""
-HOST_SETTINGS = ("ports", "exclude_ports")
-"""The settings allowed under ``INVENTORY_KEY``."""
+HOST_SETTINGS = ("ports", "exclude_ports", *POLICY_KEYS)
+"""The settings allowed under ``INVENTORY_KEY``: the ports to scan and the expectations."""
 FRESH_FOR = 60.0
 """Seconds after its scan after which a batch whose hosts did not all read it is dropped."""
 
 PortsSpec = str | Sequence[int | str]
+PathArg = str | os.PathLike[str]
 ProgressOption = bool | Callable[[Progress], None] | None
 _FAILED_STATUSES = frozenset({HostStatus.UNRESOLVED, HostStatus.TIMED_OUT, HostStatus.ERROR})
+_SHOWN_VIOLATIONS = 5  # in the one-line summary; the entry has them all
 
 
 class PortscanResult(dict[str, Any]):
@@ -70,18 +80,67 @@ class PortscanResult(dict[str, Any]):
     def __repr__(self) -> str:
         address = self["address"] or self["name"]
         if self["error"] and not self["ports"]:
-            return f"{address} {self['status']}: {self['error']}"
-        parts = [f"open {format_ports(self['open_ports']) or 'none'}"]
-        if self["filtered_ports"]:
-            parts.append(f"filtered {format_ports(self['filtered_ports'])}")
-        parts.append(f"closed {self['closed_count']}")
-        if self["error_ports"]:
-            parts.append(f"errors {format_ports(self['error_ports'])}")
-        if self["error"]:
-            parts.append(self["error"])
-        return f"{address} {self['status']}: {'; '.join(parts)}"
+            line = f"{address} {self['status']}: {self['error']}"
+        else:
+            parts = [f"open {format_ports(self['open_ports']) or 'none'}"]
+            if self["filtered_ports"]:
+                parts.append(f"filtered {format_ports(self['filtered_ports'])}")
+            parts.append(f"closed {self['closed_count']}")
+            if self["error_ports"]:
+                parts.append(f"errors {format_ports(self['error_ports'])}")
+            if self["error"]:
+                parts.append(self["error"])
+            line = f"{address} {self['status']}: {'; '.join(parts)}"
+        return "; ".join([line, *self._audit_parts()])
 
     __str__ = __repr__
+
+    def _audit_parts(self) -> list[str]:
+        parts = []
+        wait = self.get("wait")
+        waited_in_vain = wait is not None and not wait["converged"]
+        compliant = self.get("compliant")
+        if compliant is True:
+            parts.append("compliant")
+        elif compliant is False and not waited_in_vain:
+            parts.append(f"violations: {_violations_text(self['violations'])}")
+        if wait is not None:
+            if waited_in_vain:
+                unmet = [u for u in wait["unmet"] if u["port"] is not None]
+                parts.append(
+                    f"wait: NOT converged in {wait['elapsed']:.1f} s"
+                    + (f": {_violations_text(unmet)}" if unmet else "")
+                )
+            else:
+                parts.append(f"wait: converged in {wait['elapsed']:.1f} s")
+        drift = self.get("drift")
+        if drift is not None:
+            parts.append(_drift_text(drift))
+        return parts
+
+
+def _violations_text(violations: Sequence[Mapping[str, Any]]) -> str:
+    """``8080 open (not allowed), 443 closed (expected open)``, the first few of them."""
+    texts = [
+        f"{v['port']} open (not allowed)"
+        if v["expected"] == "not open"
+        else f"{v['port']} {v['actual']} (expected {v['expected']})"
+        for v in violations[:_SHOWN_VIOLATIONS]
+    ]
+    more = len(violations) - _SHOWN_VIOLATIONS
+    return ", ".join(texts) + (f" and {more} more" if more > 0 else "")
+
+
+def _drift_text(drift: Mapping[str, Any]) -> str:
+    if not drift.get("in_baseline", True):
+        return "drift: not in the baseline"
+    texts = []
+    if drift["opened"]:
+        texts.append(f"opened {format_ports(drift['opened'])}")
+    if drift["closed"]:
+        texts.append(f"closed {format_ports(drift['closed'])}")
+    texts.extend(f"{c['port']} {c['before']}->{c['after']}" for c in drift["changed"])
+    return f"drift: {', '.join(texts)}" if texts else "no drift"
 
 
 def portscan(
@@ -89,6 +148,16 @@ def portscan(
     ports: PortsSpec = "top1000",
     *,
     exclude_ports: PortsSpec | None = None,
+    expect_open: PortsSpec | None = None,
+    expect_closed: PortsSpec | None = None,
+    expect_filtered: PortsSpec | None = None,
+    allowed_open: PortsSpec | None = None,
+    baseline: PathArg | None = None,
+    recheck: int = 3,
+    wait: bool = False,
+    wait_timeout: float = 300.0,
+    interval: float = 2.0,
+    report: PathArg | None = None,
     family: AddressFamily = "ipv4",
     progress: ProgressOption = None,
     **options: Any,
@@ -101,6 +170,21 @@ def portscan(
             A host's inventory ``portscan: {ports: ...}`` replaces it.
         exclude_ports: Default ports to leave out; inventory ``portscan: {exclude_ports: ...}``
             replaces it.
+        expect_open: Default ports that must be open; inventory ``portscan: {expect_open: ...}``
+            replaces it. The ports of all four expectations are scanned even if ``ports``
+            does not list them.
+        expect_closed: Default ports that must be closed (refused).
+        expect_filtered: Default ports that must be filtered (no answer).
+        allowed_open: Default allow-list: any other open port is a violation.
+        baseline: A JSON report saved earlier (``report=``, or ``portscan --json``): each
+            host gets its ``drift`` and fails on drift confirmed by re-probing.
+        recheck: How many times to re-probe a port that differs from the baseline before it
+            counts as drift (0: at once).
+        wait: Scan the unmet expectations again every ``interval`` seconds until all are met
+            or ``wait_timeout`` seconds pass; hosts that never converge fail.
+        wait_timeout: Seconds to wait at most, counted from the start of the scan.
+        interval: Seconds between rounds of the wait.
+        report: Write the JSON report of the whole run (every host scanned) to this path.
         family: ``"ipv4"`` or ``"ipv6"``: which address of a hostname to scan.
         progress: ``True`` draws a progress bar on stderr, a callable gets each ``Progress``,
             ``False`` shows none; ``None`` uses a ``ProgressBar`` processor if the run has one.
@@ -108,10 +192,25 @@ def portscan(
             ``processes``, ``host_timeout``, ``include_closed``, ...
 
     Returns:
-        A ``Result`` whose ``result`` is a ``PortscanResult``, ``failed`` for a host error.
+        A ``Result`` whose ``result`` is a ``PortscanResult``; ``failed`` for a host error, a
+        violated expectation or confirmed drift.
     """
     host = task.host
-    args = _Args(ports, exclude_ports, family, progress, options)
+    expectations = {
+        "expect_open": expect_open,
+        "expect_closed": expect_closed,
+        "expect_filtered": expect_filtered,
+        "allowed_open": allowed_open,
+    }
+    args = _Args(
+        ports,
+        exclude_ports,
+        family,
+        progress,
+        options,
+        {k: v for k, v in expectations.items() if v is not None},
+        _Audit(baseline, recheck, wait, wait_timeout, interval, report),
+    )
     batch, hosts = _claim(task.nornir, host, args.key())
     if hosts is not None:
         _run(task, batch, hosts, args)
@@ -123,19 +222,21 @@ def portscan(
     outcome = batch.outcomes[host.name]
     if isinstance(outcome, InputError):
         return _input_failure(host, outcome)
-    return Result(
-        host=host,
-        result=PortscanResult(host_to_dict(outcome)),
-        failed=outcome.status in _FAILED_STATUSES,
-    )
+    return Result(host=host, result=outcome.entry, failed=outcome.failed)
 
 
 # -- the shared run ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    entry: PortscanResult
+    failed: bool
+
+
 @dataclass(eq=False)
 class _Batch:
     pending: set[str]  # hosts that have not claimed their entry yet
     done: threading.Event = field(default_factory=threading.Event)
-    outcomes: dict[str, HostResult | InputError] = field(default_factory=dict)
+    outcomes: dict[str, _Outcome | InputError] = field(default_factory=dict)
     error: BaseException | None = None
     finished: float | None = None  # time.monotonic() when the scan ended
 
@@ -197,26 +298,104 @@ def _run(task: Task, batch: _Batch, hosts: list[Host], args: _Args) -> None:
 
 def _scan_hosts(
     hosts: list[Host], args: _Args, progress: Callable[[Progress], None] | None
-) -> dict[str, HostResult | InputError]:
+) -> dict[str, _Outcome | InputError]:
     if args.family not in ("ipv4", "ipv6"):
         raise OptionError(
             f"invalid family {args.family!r}: the Nornir task scans one address "
             "per host, use 'ipv4' or 'ipv6', e.g. family='ipv4'"
         )
-    outcomes: dict[str, HostResult | InputError] = {}
-    specs = []
+    gate = args.audit
+    gate.check()
+    baseline = load_baseline(gate.baseline) if gate.baseline is not None else None
+    outcomes: dict[str, _Outcome | InputError] = {}
+    specs, policies = [], {}
     for host in hosts:
         try:
-            specs.append(args.target(host))
+            spec, policies[host.name] = args.target(host)
         except InputError as exc:
             outcomes[host.name] = exc
-    if specs:
-        # every spec has its own ports; the first one's stand in for the request's default
-        default = specs[0].ports or args.ports
-        request = build_request(specs, default, family=args.family, **args.options)
-        for result in scan(request, progress=progress).hosts:
-            outcomes[result.name] = result
+        else:
+            specs.append(spec)
+    if not specs:
+        return outcomes
+    if gate.wait and not any(policies.values()):
+        raise OptionError(
+            "nothing to wait for: wait=True needs expectations, e.g. expect_open='8080' as a "
+            f"task argument or {INVENTORY_KEY}: {{expect_open: '8080'}} in the inventory"
+        )
+    # every spec has its own ports; the first one's stand in for the request's default
+    default = specs[0].ports or args.ports
+    request = build_request(specs, default, family=args.family, **args.options)
+    aligned = [policies[t.name] for t in request.targets]
+    if baseline is not None:
+        baseline = _match_baseline(baseline, request.targets)
+    audit = run_audit(
+        request,
+        aligned if any(aligned) else None,
+        baseline=baseline,
+        wait=gate.wait,
+        wait_timeout=gate.wait_timeout,
+        interval=gate.interval,
+        recheck=gate.recheck,
+        progress=progress,
+        scanner=scan,  # looked up now: tests record the engine's runs
+    )
+    if gate.report is not None:
+        try:
+            Path(gate.report).write_text(report_to_json(audit))
+        except OSError as exc:
+            raise InputError(
+                f"cannot write the report {str(gate.report)!r}: {exc.strerror}"
+            ) from None
+    in_baseline = (
+        {(h.get("name"), h.get("address")) for h in baseline["hosts"]}
+        if baseline is not None
+        else set()
+    )
+    for index, result in enumerate(audit.report.hosts):
+        outcomes[result.name] = _outcome(audit, index, in_baseline)
     return outcomes
+
+
+def _outcome(audit: Audit, index: int, in_baseline: set[tuple[Any, Any]]) -> _Outcome:
+    """One host's entry, with its verdict, drift and wait, and whether it failed."""
+    host = audit.report.hosts[index]
+    verdict = audit.verdict(index)
+    entry = PortscanResult(host_to_dict(host, verdict, audit.drift))
+    failed = host.status in _FAILED_STATUSES or (verdict is not None and not verdict.compliant)
+    if audit.drift is not None:
+        entry["drift"]["in_baseline"] = (host.name, host.address) in in_baseline
+        failed = failed or audit.drift.for_host(host.name, host.address) is not None
+    if audit.wait is not None and verdict is not None:
+        unmet = [u for u in audit.wait.unmet if u.host == host.name]
+        entry["wait"] = {
+            "converged": not unmet,
+            "elapsed": audit.wait.elapsed,
+            "rounds": audit.wait.rounds,
+            "unmet": [{"port": u.port, "expected": u.expected, "actual": u.actual} for u in unmet],
+        }
+    return _Outcome(entry, failed)
+
+
+def _match_baseline(baseline: dict[str, Any], targets: Sequence[Target]) -> dict[str, Any]:
+    """The baseline with hosts saved under another name (``portscan --json 10.0.0.1``) renamed
+    to the inventory host that has their address, where that match is one to one."""
+    hosts = [h for h in baseline["hosts"] if isinstance(h, Mapping)]
+    saved = {(h.get("name"), h.get("address")) for h in hosts}
+    current = {(t.name, t.address) for t in targets if t.address}
+    by_address: dict[str, list[str]] = {}
+    for name, address in current - saved:
+        by_address.setdefault(address, []).append(name)
+    orphans: dict[Any, list[int]] = {}
+    for i, h in enumerate(hosts):
+        if (h.get("name"), h.get("address")) not in current:
+            orphans.setdefault(h.get("address"), []).append(i)
+    renamed = list(hosts)
+    for address, indexes in orphans.items():
+        names = by_address.get(address, [])
+        if len(indexes) == 1 and len(names) == 1:
+            renamed[indexes[0]] = {**hosts[indexes[0]], "name": names[0]}
+    return {**baseline, "hosts": renamed}
 
 
 def _input_failure(host: Host, error: InputError) -> Result:
@@ -234,6 +413,32 @@ def _progress_callback(
 
 
 # -- arguments and inventory data ----------------------------------------------------------------
+@dataclass(frozen=True)
+class _Audit:
+    """The run-wide audit arguments: baseline, wait, report."""
+
+    baseline: PathArg | None
+    recheck: int
+    wait: bool
+    wait_timeout: float
+    interval: float
+    report: PathArg | None
+
+    def check(self) -> None:
+        if isinstance(self.recheck, bool) or not isinstance(self.recheck, int) or self.recheck < 0:
+            raise OptionError(
+                f"invalid recheck {self.recheck!r}: use how many times to re-probe a "
+                "difference from the baseline, 0 or more, e.g. recheck=3"
+            )
+        for name in ("wait_timeout", "interval"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise OptionError(
+                    f"invalid {name} {value!r}: use a number of seconds > 0, "
+                    "e.g. wait_timeout=60, interval=2"
+                )
+
+
 @dataclass
 class _Args:
     ports: PortsSpec
@@ -241,7 +446,10 @@ class _Args:
     family: AddressFamily
     progress: ProgressOption
     options: dict[str, Any]
+    expectations: dict[str, PortsSpec]  # the task's, None left out
+    audit: _Audit
     _parsed: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    _policies: dict[str, Policy] = field(default_factory=dict)
 
     def key(self) -> str:
         """Which runs may share a batch: those with the same arguments."""
@@ -252,24 +460,38 @@ class _Args:
                 self.family,
                 self.progress,
                 sorted(self.options.items()),
+                sorted(self.expectations.items()),
+                self.audit,
             )
         )
 
-    def target(self, host: Host) -> TargetSpec:
-        """The host as a TargetSpec; raises an InputError that names the host."""
+    def target(self, host: Host) -> tuple[TargetSpec, Policy]:
+        """The host as a TargetSpec, and its policy; raises an InputError that names the host."""
         settings = _settings(host)
         ports = settings.get("ports", self.ports)
         exclude = settings.get("exclude_ports", self.exclude_ports)
-        where = "" if settings.keys().isdisjoint(HOST_SETTINGS) else " (inventory data)"
+        own = not settings.keys().isdisjoint(("ports", "exclude_ports"))
+        where = " (inventory data)" if own else ""
         cache_key = repr((ports, exclude))
         if cache_key not in self._parsed:
             try:
                 self._parsed[cache_key] = parse_ports(ports, exclude=exclude)
             except InputError as exc:
                 raise type(exc)(f"host {host.name!r}{where}: {exc}") from None
+        policy = self._policy(host.name, settings)
         address = host.hostname or host.name
         self._check_address(host.name, address)
-        return TargetSpec(host.name, address, self._parsed[cache_key])
+        return TargetSpec(host.name, address, self._parsed[cache_key]), policy
+
+    def _policy(self, name: str, settings: Mapping[str, Any]) -> Policy:
+        """The host's expectations: each key from the inventory, else from the task."""
+        raw = {**self.expectations, **{k: settings[k] for k in POLICY_KEYS if k in settings}}
+        cache_key = repr(sorted(raw.items()))
+        if cache_key not in self._policies:
+            where = "" if settings.keys().isdisjoint(POLICY_KEYS) else " (inventory data)"
+            # the policy's errors name the host; only good policies are shared between hosts
+            self._policies[cache_key] = parse_policy(raw, where=f"host {name!r}{where}")
+        return self._policies[cache_key]
 
     def _check_address(self, name: str, address: str) -> None:
         try:  # syntax only: the engine resolves names, all at once
@@ -304,7 +526,8 @@ def _settings(host: Host) -> dict[str, Any]:
             raise InputError(
                 f"host {host.name!r}: unknown key {unknown[0]!r} in the "
                 f"{INVENTORY_KEY} data of {where}: use "
-                f"{' or '.join(HOST_SETTINGS)}, e.g. {INVENTORY_KEY}: {{ports: '22'}}"
+                f"{', '.join(HOST_SETTINGS[:-1])} or {HOST_SETTINGS[-1]}, "
+                f"e.g. {INVENTORY_KEY}: {{ports: '22'}}"
             )
         merged.update(value)
     return merged

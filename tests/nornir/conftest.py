@@ -1,4 +1,4 @@
-"""Fixtures for the Nornir task: real SimpleInventory files, real listeners, an engine-call spy."""
+"""Fixtures for the Nornir task: real SimpleInventory files, real listeners, engine-call spies."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from nornir import InitNornir
 from nornir.core import Nornir
 
 from nornir_portscan import tasks
+from nornir_portscan.gating import Audit
 from nornir_portscan.models import ScanReport, ScanRequest
 
 MakeNornir = Callable[..., Nornir]
@@ -75,4 +76,18 @@ def engine_calls(monkeypatch: pytest.MonkeyPatch) -> EngineCalls:
         return real(request, **kwargs)
 
     monkeypatch.setattr(tasks, "scan", spy)
+    return calls
+
+
+@pytest.fixture
+def audit_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Record the keyword arguments of each ``run_audit`` of the task; the real one runs."""
+    calls: list[dict[str, Any]] = []
+    real = tasks.run_audit
+
+    def spy(request: ScanRequest, *args: Any, **kwargs: Any) -> Audit:
+        calls.append(kwargs)
+        return real(request, *args, **kwargs)
+
+    monkeypatch.setattr(tasks, "run_audit", spy)
     return calls

@@ -188,7 +188,8 @@ def test_bad_inventory_fails_only_that_host(make_nornir: MakeNornir, lab: dict[s
         "typo": (
             InputError,
             "host 'typo': unknown key 'port' in the portscan data of the "
-            "host: use ports or exclude_ports, e.g. portscan: {ports: '22'}",
+            "host: use ports, exclude_ports, expect_open, expect_closed, expect_filtered or "
+            "allowed_open, e.g. portscan: {ports: '22'}",
         ),
         "notmap": (
             InputError,
