@@ -19,10 +19,11 @@ came for their entry (``portscan`` as a subtask of only some hosts).
 
 Failure semantics: ``failed`` is true for a host error (unresolved, timed out, nothing but local
 errors), for a host that breaks its expectations (after waiting, with ``wait=True``) and for a
-host with drift from the ``baseline`` confirmed by re-probing. A closed or filtered port is
-data. Bad input (task arguments, or one host's inventory data) gives that host a failed
-``Result`` whose ``exception`` is the ``InputError`` and whose ``result`` is its one-line
-message; the other hosts are still scanned.
+host with drift from the ``baseline``, confirmed by re-probing, that its expectations do not
+explain (a port that opened and is expected open is the change that was wanted). A closed or
+filtered port is data. Bad input (task arguments, or one host's inventory data) gives that
+host a failed ``Result`` whose ``exception`` is the ``InputError`` and whose ``result`` is its
+one-line message; the other hosts are still scanned.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 from nornir.core.task import Result
 
-from nornir_portscan.drift import load_baseline
+from nornir_portscan.drift import PortChange, load_baseline
 from nornir_portscan.errors import InputError, OptionError, ScanError, TargetSpecError
 from nornir_portscan.gating import Audit, run_audit
-from nornir_portscan.models import AddressFamily, HostStatus, Progress, Target
+from nornir_portscan.models import AddressFamily, HostStatus, PortState, Progress, Target
 from nornir_portscan.policy import POLICY_KEYS, Policy, parse_policy
 from nornir_portscan.ports import format_ports, parse_ports
 from nornir_portscan.processors import ProgressBar
@@ -140,7 +141,15 @@ def _drift_text(drift: Mapping[str, Any]) -> str:
     if drift["closed"]:
         texts.append(f"closed {format_ports(drift['closed'])}")
     texts.extend(f"{c['port']} {c['before']}->{c['after']}" for c in drift["changed"])
-    return f"drift: {', '.join(texts)}" if texts else "no drift"
+    if not texts:
+        return "no drift"
+    unexpected = drift.get("unexpected")
+    if unexpected == []:
+        return f"drift: {', '.join(texts)}, as expected"
+    total = len(drift["opened"]) + len(drift["closed"]) + len(drift["changed"])
+    if unexpected and len(unexpected) < total:
+        return f"drift: {', '.join(texts)} (unexpected: {format_ports(unexpected)})"
+    return f"drift: {', '.join(texts)}"
 
 
 def portscan(
@@ -177,7 +186,8 @@ def portscan(
         expect_filtered: Default ports that must be filtered (no answer).
         allowed_open: Default allow-list: any other open port is a violation.
         baseline: A JSON report saved earlier (``report=``, or ``portscan --json``): each
-            host gets its ``drift`` and fails on drift confirmed by re-probing.
+            host gets its ``drift`` and fails on confirmed drift that its expectations do not
+            explain (``drift["unexpected"]``).
         recheck: How many times to re-probe a port that differs from the baseline before it
             counts as drift (0: at once).
         wait: Scan the unmet expectations again every ``interval`` seconds until all are met
@@ -193,7 +203,7 @@ def portscan(
 
     Returns:
         A ``Result`` whose ``result`` is a ``PortscanResult``; ``failed`` for a host error, a
-        violated expectation or confirmed drift.
+        violated expectation or unexpected drift.
     """
     host = task.host
     expectations = {
@@ -364,8 +374,14 @@ def _outcome(audit: Audit, index: int, in_baseline: set[tuple[Any, Any]]) -> _Ou
     entry = PortscanResult(host_to_dict(host, verdict, audit.drift))
     failed = host.status in _FAILED_STATUSES or (verdict is not None and not verdict.compliant)
     if audit.drift is not None:
+        changed = audit.drift.for_host(host.name, host.address)
+        policy = verdict.policy if verdict is not None else Policy()
+        unexpected = (
+            [c.port for c in changed.changes if not _foreseen(c, policy)] if changed else []
+        )
+        entry["drift"]["unexpected"] = unexpected
         entry["drift"]["in_baseline"] = (host.name, host.address) in in_baseline
-        failed = failed or audit.drift.for_host(host.name, host.address) is not None
+        failed = failed or bool(unexpected)
     if audit.wait is not None and verdict is not None:
         unmet = [u for u in audit.wait.unmet if u.host == host.name]
         entry["wait"] = {
@@ -375,6 +391,17 @@ def _outcome(audit: Audit, index: int, in_baseline: set[tuple[Any, Any]]) -> _Ou
             "unmet": [{"port": u.port, "expected": u.expected, "actual": u.actual} for u in unmet],
         }
     return _Outcome(entry, failed)
+
+
+def _foreseen(change: PortChange, policy: Policy) -> bool:
+    """Whether the host's expectations name the state ``change`` brought its port to: a change
+    that makes an expectation come true is the point of a change, not drift to fail on."""
+    want = policy.expected(change.port)
+    if want is None:
+        return False
+    if change.after == "not open":  # open before; the verdict checks closed vs filtered
+        return want is not PortState.OPEN
+    return want.value == change.after
 
 
 def _match_baseline(baseline: dict[str, Any], targets: Sequence[Target]) -> dict[str, Any]:

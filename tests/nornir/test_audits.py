@@ -44,6 +44,18 @@ def late() -> Iterator[list[socket.socket]]:
         sock.close()
 
 
+def closed_ports(address: str, count: int) -> list[int]:
+    """``count`` distinct ports with nothing listening on ``address``, ascending."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind((address, 0))
+        return sorted(int(sock.getsockname()[1]) for sock in socks)
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def listen_later(socks: list[socket.socket], address: str, port: int, delay: float) -> None:
     """Start listening on ``address:port`` after ``delay`` seconds (the kernel accepts)."""
 
@@ -212,7 +224,7 @@ def test_hosts_without_expectations_report_as_before(
 def test_many_violations_are_cut_short_in_the_summary(
     make_nornir: MakeNornir, lab: dict[str, int]
 ) -> None:
-    closed = sorted({closed_port("127.0.0.12") for _ in range(12)})[:7]
+    closed = closed_ports("127.0.0.12", 7)
     nr = make_nornir({"a": {"hostname": "127.0.0.12"}})
     result = nr.run(
         task=portscan, ports=str(lab["o1"]), expect_open=",".join(map(str, closed)), **FAST
@@ -358,8 +370,20 @@ def test_report_then_baseline_shows_confirmed_drift(
     listeners.open("127.0.0.12", new)
     after = nr.run(task=portscan, ports=f"{o1},{new}", baseline=str(saved), **FAST)
     assert {n: (r[0].failed, r[0].result["drift"]) for n, r in after.items()} == {
-        "a": (False, {"opened": [], "closed": [], "changed": [], "in_baseline": True}),
-        "b": (True, {"opened": [new], "closed": [], "changed": [], "in_baseline": True}),
+        "a": (
+            False,
+            {"opened": [], "closed": [], "changed": [], "unexpected": [], "in_baseline": True},
+        ),
+        "b": (
+            True,
+            {
+                "opened": [new],
+                "closed": [],
+                "changed": [],
+                "unexpected": [new],
+                "in_baseline": True,
+            },
+        ),
     }
     assert audit_calls[-1]["recheck"] == 3  # the change was probed again before it counted
     assert "compliant" not in after["b"][0].result
@@ -367,6 +391,35 @@ def test_report_then_baseline_shows_confirmed_drift(
     assert lines(after) == {
         "a": f"127.0.0.11 up: open {o1}; closed 1; no drift",
         "b": f"127.0.0.12 up: open {shown}; closed 0; drift: opened {new}",
+    }
+
+
+def test_drift_that_meets_expectations_does_not_fail(
+    make_nornir: MakeNornir, listeners: Listeners, tmp_path: Path
+) -> None:
+    p, q = closed_ports("127.0.0.14", 2)
+    nr = make_nornir({"x": {"hostname": "127.0.0.14"}, "y": {"hostname": "127.0.0.15"}})
+    saved = tmp_path / "before.json"
+    assert nr.run(task=portscan, ports=f"{p},{q}", report=saved, **FAST).failed is False
+    for address, port in (("127.0.0.14", p), ("127.0.0.14", q), ("127.0.0.15", p)):
+        listeners.open(address, port)
+    after = nr.run(
+        task=portscan, ports=f"{p},{q}", baseline=saved, recheck=1, expect_open=str(p), **FAST
+    )
+    assert {n: (r[0].failed, r[0].result["drift"]) for n, r in after.items()} == {
+        "x": (
+            True,
+            {"opened": [p, q], "closed": [], "changed": [], "unexpected": [q], "in_baseline": True},
+        ),
+        "y": (
+            False,
+            {"opened": [p], "closed": [], "changed": [], "unexpected": [], "in_baseline": True},
+        ),
+    }
+    pq = f"{p}-{q}" if q == p + 1 else f"{p},{q}"
+    assert lines(after) == {
+        "x": f"127.0.0.14 up: open {pq}; closed 0; compliant; drift: opened {pq} (unexpected: {q})",
+        "y": f"127.0.0.15 up: open {p}; closed 1; compliant; drift: opened {p}, as expected",
     }
 
 
@@ -392,8 +445,14 @@ def test_cli_baseline_matches_hosts_by_address(
         **FAST,
     )
     assert {n: (r[0].failed, r[0].result["drift"]) for n, r in result.items()} == {
-        "web1": (False, {"opened": [], "closed": [], "changed": [], "in_baseline": True}),
-        "new": (False, {"opened": [], "closed": [], "changed": [], "in_baseline": False}),
+        "web1": (
+            False,
+            {"opened": [], "closed": [], "changed": [], "unexpected": [], "in_baseline": True},
+        ),
+        "new": (
+            False,
+            {"opened": [], "closed": [], "changed": [], "unexpected": [], "in_baseline": False},
+        ),
     }
     assert str(result["new"][0].result) == (
         f"127.0.0.12 up: open {o1}; closed 2; compliant; drift: not in the baseline"
