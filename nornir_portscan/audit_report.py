@@ -1,0 +1,360 @@
+"""A readable audit report, as Markdown or as a self-contained HTML page.
+
+Both show the same things, in this order: the outcome and a summary (hosts, up, compliance,
+violations, drift, the wait, ports, duration), a table of hosts, the policy violations, the
+drift against the baseline, the expectations a wait never saw met, and the scan's warnings.
+Every number comes from the JSON report (``report_to_dict``), so the three never disagree.
+
+The HTML page needs nothing else: the CSS is inline, there is no script and no external link,
+and every value from the scan is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nornir_portscan.errors import InputError
+from nornir_portscan.gating import Audit
+from nornir_portscan.models import ScanReport
+from nornir_portscan.ports import format_ports
+from nornir_portscan.report import report_to_dict
+
+__all__ = ["audit_to_html", "audit_to_markdown", "write_report"]
+
+NONE = "—"  # an empty cell
+_TITLE = "Port exposure audit"
+_COMPLIANT = {True: "yes", False: "no", None: "error"}
+
+
+@dataclass(slots=True)
+class _Table:
+    headers: tuple[str, ...]
+    key: int  # the column that Markdown puts in bold on a highlighted row
+    rows: list[tuple[str, ...]] = field(default_factory=list)
+    marked: set[int] = field(default_factory=set)  # rows to highlight
+
+
+@dataclass(slots=True)
+class _View:
+    """What both formats show, as text."""
+
+    outcome: str
+    failed: bool
+    started: str
+    summary: list[tuple[str, str, bool]]  # label, value, whether it calls for attention
+    hosts: _Table
+    violations: _Table | None  # None: no policies
+    drift: _Table | None  # None: no baseline
+    drift_note: str
+    unmet: _Table | None  # None: no wait
+    warnings: list[str]
+
+
+def _view(audit: Audit) -> _View:
+    data = report_to_dict(audit)
+    hosts, violations = _host_tables(data)
+    drift, drift_note = _drift_table(audit, data)
+    return _View(
+        outcome=_outcome(audit),
+        failed=audit.violated,
+        started=f"{data['started']} to {data['finished']}",
+        summary=_summary(data),
+        hosts=hosts,
+        violations=violations,
+        drift=drift,
+        drift_note=drift_note,
+        unmet=_unmet_table(data),
+        warnings=list(data["warnings"]),
+    )
+
+
+def _outcome(audit: Audit) -> str:
+    judged = bool(audit.verdicts) or audit.drift is not None or audit.wait is not None
+    if audit.violated:
+        outcome = "FAILED: violations, drift or unmet expectations"
+    elif judged:
+        outcome = "PASSED: every expectation met"
+    else:
+        outcome = "scan only: no expectations"
+    if audit.report.interrupted:
+        outcome += " (interrupted: partial results)"
+    return outcome
+
+
+def _summary(data: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    counts = data["summary"]
+    summary = [("Hosts", str(counts["hosts"]), False), ("Up", str(counts["up"]), False)]
+    compliance = data.get("compliance")
+    if compliance is None:
+        summary.append(("Compliance", "no policy", False))
+    else:
+        summary += [
+            ("Compliant", str(compliance["compliant"]), False),
+            _count("Non-compliant", compliance["non_compliant"]),
+            _count("Not judged (error)", compliance["error"]),
+            _count("Violations", compliance["violations"]),
+        ]
+    drift = data.get("drift")
+    if drift is None:
+        summary.append(("Drift", "not compared", False))
+    else:
+        summary += [
+            _count("Hosts drifted", drift["hosts_changed"]),
+            _count("Hosts appeared", len(drift["appeared"])),
+            _count("Hosts disappeared", len(drift["disappeared"])),
+        ]
+    wait = data.get("wait")
+    summary.append(("Wait", _wait_text(wait), wait is not None and not wait["converged"]))
+    ports = (
+        f"{counts['open_ports']} open, {counts['filtered_ports']} filtered, "
+        f"{counts['closed_ports']} closed, {counts['error_ports']} with errors"
+    )
+    summary.append(("Ports", ports, False))
+    summary.append(("Duration", f"{data['duration']:.2f} s, {data['probes_sent']} probes", False))
+    return summary
+
+
+def _count(label: str, count: int) -> tuple[str, str, bool]:
+    return label, str(count), count > 0
+
+
+def _host_tables(data: dict[str, Any]) -> tuple[_Table, _Table | None]:
+    hosts = _Table(("Host", "Address", "Status", "Open", "Filtered", "Closed", "Compliant"), 6)
+    violations = _Table(("Host", "Port", "Expected", "Actual", "Reason"), 3)
+    for index, entry in enumerate(data["hosts"]):
+        status = entry["status"] + (f" ({entry['error']})" if entry["error"] else "")
+        if entry["error_ports"]:
+            status += f"; errors on {format_ports(entry['error_ports'])}"
+        compliant = _COMPLIANT[entry["compliant"]] if "compliant" in entry else NONE
+        hosts.rows.append(
+            (
+                entry["name"],
+                entry["address"] or NONE,
+                status,
+                format_ports(entry["open_ports"]) or NONE,
+                format_ports(entry["filtered_ports"]) or NONE,
+                str(entry["closed_count"]),
+                compliant,
+            )
+        )
+        if entry.get("compliant") is False:
+            hosts.marked.add(index)
+        for v in entry.get("violations", []):
+            violations.marked.add(len(violations.rows))
+            violations.rows.append(
+                (entry["name"], str(v["port"]), v["expected"], v["actual"], v["reason"])
+            )
+    return hosts, (violations if "compliance" in data else None)
+
+
+def _drift_table(audit: Audit, data: dict[str, Any]) -> tuple[_Table | None, str]:
+    if audit.drift is None:
+        return None, ""
+    table = _Table(("Host", "Address", "Change", "Port", "Before", "After"), 2)
+    for host in audit.drift.hosts:
+        for change in host.changes:
+            if change.port in host.opened:
+                kind = "opened"
+            elif change.port in host.closed:
+                kind = "closed"
+            else:
+                kind = "changed"
+            table.rows.append(
+                (
+                    host.name,
+                    host.address or NONE,
+                    kind,
+                    str(change.port),
+                    change.before,
+                    change.after,
+                )
+            )
+    drift = data["drift"]
+    for kind in ("appeared", "disappeared"):
+        table.rows.extend((label, NONE, kind, NONE, NONE, NONE) for label in drift[kind])
+    table.marked.update(range(len(table.rows)))
+    note = f"Re-checked {drift['rechecked']} differing ports; {drift['confirmed']} confirmed."
+    return table, note
+
+
+def _unmet_table(data: dict[str, Any]) -> _Table | None:
+    if "wait" not in data:
+        return None
+    table = _Table(("Host", "Port", "Expected", "Actual"), 3)
+    for item in data["wait"]["unmet"]:
+        port = NONE if item["port"] is None else str(item["port"])
+        table.rows.append((item["host"], port, item["expected"], item["actual"]))
+    table.marked.update(range(len(table.rows)))
+    return table
+
+
+def _wait_text(wait: dict[str, Any] | None) -> str:
+    if wait is None:
+        return "not requested"
+    rounds = f"{wait['rounds']} round{'' if wait['rounds'] == 1 else 's'}"
+    if wait["converged"]:
+        return f"converged after {rounds} in {wait['elapsed']:.2f} s"
+    return f"NOT converged: {len(wait['unmet'])} unmet after {rounds} in {wait['elapsed']:.2f} s"
+
+
+def _as_audit(audit: Audit | ScanReport) -> Audit:
+    return audit if isinstance(audit, Audit) else Audit(audit)
+
+
+# Markdown
+
+
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*[]<>|"})
+_MD_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")  # intraword "_" is plain
+
+
+def _md(text: str) -> str:
+    return _MD_UNDERSCORE.sub(r"\_", text.translate(_MD_SPECIAL))
+
+
+def _md_table(table: _Table) -> list[str]:
+    lines = [
+        "| " + " | ".join(table.headers) + " |",
+        "|" + "|".join("---" for _ in table.headers) + "|",
+    ]
+    for index, row in enumerate(table.rows):
+        cells = [_md(cell) for cell in row]
+        if index in table.marked:
+            cells[table.key] = f"**{cells[table.key]}**"
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def audit_to_markdown(audit: Audit | ScanReport) -> str:
+    """The audit (or a plain scan) as a Markdown document."""
+    view = _view(_as_audit(audit))
+    lines = [f"# {_TITLE}", "", f"**{_md(view.outcome)}**", "", _md(view.started), ""]
+    lines += ["| Summary | |", "|---|---|"]
+    lines += [
+        f"| {label} | {f'**{_md(value)}**' if alert else _md(value)} |"
+        for label, value, alert in view.summary
+    ]
+    lines += ["", "## Hosts", "", *_md_table(view.hosts)]
+    if view.violations is not None:
+        lines += ["", "## Violations", ""]
+        lines += _md_table(view.violations) if view.violations.rows else ["No violations."]
+    if view.drift is not None:
+        lines += ["", "## Drift", ""]
+        lines += _md_table(view.drift) if view.drift.rows else ["No drift."]
+        lines += ["", _md(view.drift_note)]
+    if view.unmet is not None:
+        lines += ["", "## Wait", ""]
+        lines += _md_table(view.unmet) if view.unmet.rows else ["Every expectation was met."]
+    if view.warnings:
+        lines += ["", "## Warnings", "", *(f"- {_md(w)}" for w in view.warnings)]
+    return "\n".join(lines) + "\n"
+
+
+# HTML
+
+_CSS = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1f2328;
+  margin: 2rem auto; max-width: 72rem; padding: 0 1rem; }
+h1 { font-size: 1.6rem; margin-bottom: .3rem; }
+h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; }
+.outcome { display: inline-block; padding: .3rem .8rem; border-radius: 6px; font-weight: 600; }
+.outcome.failed { background: #ffebe9; color: #a40e26; border: 1px solid #ff8182; }
+.outcome.passed { background: #dafbe1; color: #116329; border: 1px solid #4ac26b; }
+.when { color: #59636e; margin: .4rem 0 1rem; }
+.cards { display: flex; flex-wrap: wrap; gap: .6rem; }
+.card { border: 1px solid #d0d7de; border-radius: 6px; padding: .5rem .8rem; min-width: 7rem; }
+.card .label { color: #59636e; font-size: .8rem; text-transform: uppercase; letter-spacing: .03em; }
+.card .value { font-size: 1.05rem; font-weight: 600; }
+.card.alert { border-color: #ff8182; background: #ffebe9; }
+.card.alert .value { color: #a40e26; }
+table { border-collapse: collapse; width: 100%; margin-top: .5rem; }
+th, td { border: 1px solid #d0d7de; padding: .3rem .6rem; text-align: left; vertical-align: top; }
+th { background: #f6f8fa; }
+td { font-variant-numeric: tabular-nums; }
+tr.violation td { background: #ffebe9; }
+tr.drift td { background: #fff8c5; }
+tr.unmet td { background: #ffebe9; }
+td.key { font-weight: 600; }
+.note { color: #59636e; }
+"""
+
+
+def _h(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _html_table(table: _Table, mark: str) -> list[str]:
+    out = ["<table>", "<thead><tr>" + "".join(f"<th>{_h(h)}</th>" for h in table.headers)]
+    out.append("</tr></thead><tbody>")
+    for index, row in enumerate(table.rows):
+        marked = index in table.marked
+        cells = "".join(
+            f'<td class="key">{_h(cell)}</td>'
+            if marked and column == table.key
+            else f"<td>{_h(cell)}</td>"
+            for column, cell in enumerate(row)
+        )
+        out.append((f'<tr class="{mark}">' if marked else "<tr>") + cells + "</tr>")
+    out.append("</tbody></table>")
+    return out
+
+
+def _html_section(title: str, table: _Table | None, mark: str, empty: str) -> list[str]:
+    if table is None:
+        return []
+    out = [f"<h2>{_h(title)}</h2>"]
+    out += _html_table(table, mark) if table.rows else [f'<p class="note">{_h(empty)}</p>']
+    return out
+
+
+def audit_to_html(audit: Audit | ScanReport) -> str:
+    """The audit (or a plain scan) as a self-contained HTML page."""
+    view = _view(_as_audit(audit))
+    tone = "failed" if view.failed else "passed"
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_TITLE}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{_TITLE}</h1>",
+        f'<div class="outcome {tone}" id="outcome">{_h(view.outcome)}</div>',
+        f'<p class="when">{_h(view.started)}</p>',
+        '<section class="cards" id="summary">',
+    ]
+    out += [
+        f'<div class="card{" alert" if alert else ""}"><div class="label">{_h(label)}</div>'
+        f'<div class="value">{_h(value)}</div></div>'
+        for label, value, alert in view.summary
+    ]
+    out.append("</section>")
+    out += _html_section("Hosts", view.hosts, "violation", "No hosts.")
+    out += _html_section("Violations", view.violations, "violation", "No violations.")
+    out += _html_section("Drift", view.drift, "drift", "No drift.")
+    if view.drift is not None:
+        out.append(f'<p class="note">{_h(view.drift_note)}</p>')
+    out += _html_section("Wait", view.unmet, "unmet", "Every expectation was met.")
+    if view.warnings:
+        out.append("<h2>Warnings</h2><ul>")
+        out += [f"<li>{_h(w)}</li>" for w in view.warnings]
+        out.append("</ul>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+_WRITERS = {".md": audit_to_markdown, ".html": audit_to_html, ".htm": audit_to_html}
+
+
+def write_report(path: str | os.PathLike[str], audit: Audit | ScanReport) -> None:
+    """Write the report to ``path``: Markdown for ``.md``, HTML for ``.html`` or ``.htm``."""
+    writer = _WRITERS.get(Path(path).suffix.lower())
+    if writer is None:
+        raise InputError(
+            f"unknown report format {str(path)!r}: use a .md or .html file name, e.g. 'audit.html'"
+        )
+    Path(path).write_text(writer(audit), encoding="utf-8")
