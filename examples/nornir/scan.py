@@ -1,9 +1,16 @@
-"""Scan the example inventory with the ``portscan`` Nornir task and print the result.
+"""Audit the example inventory with the ``portscan`` Nornir task and print the result.
 
-    python examples/nornir/scan.py --demo   # starts the listeners the inventory expects
+    python examples/nornir/scan.py --demo           # the listeners the inventory expects
+    python examples/nornir/scan.py --demo=before --report before.json
+    python examples/nornir/scan.py --demo=rollout --wait 10 --baseline before.json
 
-The inventory (hosts.yaml, groups.yaml, defaults.yaml) holds loopback hosts only. Without
-``--demo`` nothing listens there and every port is closed. Exit status 1 if a host failed.
+The inventory (hosts.yaml, groups.yaml, defaults.yaml) holds loopback hosts only, with their
+expectations (``expect_open``, ``allowed_open``) under ``portscan:``. ``--demo`` starts the
+listeners it expects; ``--demo=before`` leaves out web2's 18443, as before a change (web2
+fails: 18443 closed, expected open); ``--demo=rollout`` opens it a second in, like a change
+rolling out, which ``--wait`` waits for; against the snapshot taken before, 18443 opened, as
+web2's expectations want, so nothing fails. Without ``--demo`` nothing listens and every
+expected open port fails. Exit status 1 if a host failed.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import argparse
 import contextlib
 import socket
 import sys
+import threading
 from pathlib import Path
 
 from nornir import InitNornir
@@ -22,27 +30,60 @@ from nornir_portscan import ProgressBar, portscan
 HERE = Path(__file__).resolve().parent
 DEMO_LISTENERS = {
     "127.0.0.11": [18080, 18443],
-    "127.0.0.12": [18080, 18444],  # 18444 is excluded for web2, so it is not scanned
+    "127.0.0.12": [18080, 18443, 18444],  # 18444 is excluded for web2, so it is not scanned
     "127.0.0.21": [15432],
     "127.0.0.31": [18022],
 }
+CHANGE = ("127.0.0.12", 18443)  # what the change adds: closed before, open after
+ROLLOUT_AFTER = 1.0  # seconds after the start that --demo=rollout opens it
 
 
-def listen(stack: contextlib.ExitStack) -> None:
-    """Open the demo listeners; the kernel completes handshakes without accept()."""
+def listen(stack: contextlib.ExitStack, address: str, port: int) -> None:
+    """Listen on ``address:port`` until ``stack`` closes; the kernel completes handshakes
+    without accept()."""
+    sock = stack.enter_context(socket.socket())
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((address, port))
+    sock.listen(16)
+
+
+def start_demo(stack: contextlib.ExitStack, stage: str) -> None:
+    """Open the demo listeners: all of them (``after``), all but ``CHANGE`` (``before``), or
+    ``CHANGE`` a little later (``rollout``)."""
     for address, ports in DEMO_LISTENERS.items():
         for port in ports:
-            sock = stack.enter_context(socket.socket())
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((address, port))
-            sock.listen(16)
+            if (address, port) != CHANGE or stage == "after":
+                listen(stack, address, port)
+    if stage == "rollout":
+        timer = threading.Timer(ROLLOUT_AFTER, listen, (stack, *CHANGE))
+        timer.start()
+        stack.callback(timer.join)  # before the stack closes the sockets
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--demo", action="store_true", help="start the example's listeners")
+    parser.add_argument(
+        "--demo",
+        nargs="?",
+        const="after",
+        choices=["before", "rollout", "after"],
+        help="start the example's listeners: before, during (rollout) or after a change "
+        "that opens web2's 18443 (default: after)",
+    )
     parser.add_argument("--workers", type=int, default=20, help="Nornir threads (default 20)")
+    parser.add_argument("--report", metavar="FILE", help="save the run's JSON report (a baseline)")
+    parser.add_argument("--baseline", metavar="FILE", help="compare with a saved JSON report")
+    parser.add_argument(
+        "--wait", metavar="SECONDS", type=float, help="wait up to SECONDS for the expectations"
+    )
     args = parser.parse_args(argv)
+    audit = {
+        "report": args.report,
+        "baseline": args.baseline,
+        "wait": args.wait is not None,
+        "wait_timeout": args.wait or 60,
+        "interval": 0.5,
+    }
     nr = InitNornir(
         runner={"plugin": "threaded", "options": {"num_workers": args.workers}},
         inventory={
@@ -57,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     with contextlib.ExitStack() as stack:
         if args.demo:
-            listen(stack)
-        result = nr.with_processors([ProgressBar()]).run(task=portscan, timeout=0.5)
+            start_demo(stack, args.demo)
+        result = nr.with_processors([ProgressBar()]).run(task=portscan, timeout=0.5, **audit)
     print_result(result)
     return 1 if result.failed else 0
 

@@ -25,17 +25,46 @@ def plain(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
+def up_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
+    """The one-line host results of ``print_result``, wait times made N."""
+    return [
+        re.sub(r"converged in \d+\.\d s", "converged in N s", line)
+        for line in plain(done.stdout).splitlines()
+        if " up: " in line
+    ]
+
+
 def test_example_scan_script(tmp_path: Path) -> None:
-    done = run(str(REPO / "examples" / "nornir" / "scan.py"), "--demo", cwd=tmp_path)
+    script = str(REPO / "examples" / "nornir" / "scan.py")
+    done = run(script, "--demo", cwd=tmp_path)
     assert (done.returncode, done.stderr) == (0, "")
-    lines = [line for line in plain(done.stdout).splitlines() if " up: " in line]
-    assert lines == [
-        "127.0.0.21 up: open 15432; closed 1",
-        "127.0.0.31 up: open 18022; closed 1",
-        "127.0.0.11 up: open 18080,18443; closed 1",
-        "127.0.0.12 up: open 18080; closed 1",
+    assert up_lines(done) == [
+        "127.0.0.21 up: open 15432; closed 1; compliant",
+        "127.0.0.31 up: open 18022; closed 1; compliant",
+        "127.0.0.11 up: open 18080,18443; closed 1; compliant",
+        "127.0.0.12 up: open 18080,18443; closed 0; compliant",
     ]
     assert list(tmp_path.iterdir()) == []  # no nornir.log left behind
+
+
+def test_example_change_gate(tmp_path: Path) -> None:
+    script = str(REPO / "examples" / "nornir" / "scan.py")
+    done = run(script, "--demo=before", "--report", "before.json", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (1, "")  # web2 lacks 18443
+    assert up_lines(done)[3] == (
+        "127.0.0.12 up: open 18080; closed 1; violations: 18443 closed (expected open)"
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["before.json"]
+    # 18443 opens a second in: the wait sees it, and the drift from before is the expected one
+    done = run(script, "--demo=rollout", "--wait", "10", "--baseline", "before.json", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert up_lines(done) == [
+        "127.0.0.21 up: open 15432; closed 1; compliant; wait: converged in N s; no drift",
+        "127.0.0.31 up: open 18022; closed 1; compliant; wait: converged in N s; no drift",
+        "127.0.0.11 up: open 18080,18443; closed 1; compliant; wait: converged in N s; no drift",
+        "127.0.0.12 up: open 18080,18443; closed 0; compliant; wait: converged in N s; "
+        "drift: opened 18443, as expected",
+    ]
 
 
 def test_script_without_main_guard(
