@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from nornir_portscan import __version__
+from nornir_portscan.audit_report import report_writer, write_report
 from nornir_portscan.drift import load_baseline
 from nornir_portscan.errors import InputError, ScanError, ScanInterrupted
 from nornir_portscan.gating import Audit, run_audit
@@ -21,6 +23,7 @@ from nornir_portscan.policy import POLICY_KEYS, Policy, PolicyBook, load_policy_
 from nornir_portscan.ports import parse_ports
 from nornir_portscan.report import render_table, report_to_json
 from nornir_portscan.scanner import build_request, scan
+from nornir_portscan.xml_report import report_to_xml
 
 __all__ = ["main"]
 
@@ -137,6 +140,12 @@ def _parser() -> argparse.ArgumentParser:
         help="list closed ports in the JSON report too",
     )
     p.add_argument("--json", metavar="FILE", help="write the JSON report to FILE ('-': stdout)")
+    p.add_argument("--xml", metavar="FILE", help="write an nmap-compatible XML report to FILE")
+    p.add_argument(
+        "--report",
+        metavar="FILE",
+        help="write a readable audit report: Markdown (.md) or a self-contained HTML page (.html)",
+    )
     audit = p.add_argument_group(
         "audits and gates",
         "exit code 1 when a host violates its expectations, a --wait does "
@@ -224,8 +233,13 @@ class _ProgressBar:
             self.stream.flush()
 
 
-def _write(scan: ScanReport | Audit, json_path: str | None) -> None:
+def _write(scan: ScanReport | Audit, args: argparse.Namespace) -> None:
     report = scan.report if isinstance(scan, Audit) else scan
+    json_path = args.json
+    if args.xml:
+        Path(args.xml).write_text(report_to_xml(scan))
+    if args.report:
+        write_report(args.report, scan if isinstance(scan, Audit) else Audit(scan))
     if json_path == "-":
         sys.stdout.write(report_to_json(scan))
         for warning in report.warnings:  # the table is not shown: say them on stderr
@@ -274,61 +288,73 @@ def _policies(args: argparse.Namespace, request: ScanRequest) -> list[Policy] | 
     return [book.policy_for(t.name, t.address) for t in request.targets]
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """A parsed command line: what to scan and how to judge it."""
+
+    request: ScanRequest
+    policies: list[Policy] | None
+    baseline: dict[str, Any] | None
+
+
+def _prepare(args: argparse.Namespace) -> _Job:
+    """Parse and check every input; raises ``InputError`` before anything is sent."""
+    if not args.targets and not args.target_file:
+        raise InputError("no targets given: name at least one, e.g. 'portscan -p 22 127.0.0.1'")
+    request = _request(args)
+    policies = _policies(args, request)
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    if args.report:
+        report_writer(args.report)
+    if args.wait and not (policies and any(policies)):
+        raise InputError(
+            "--wait needs expectations to wait for, e.g. --expect-open 8080 or --policy FILE"
+        )
+    return _Job(request, policies, baseline)
+
+
+def _run(args: argparse.Namespace, job: _Job, bar: _ProgressBar | None) -> ScanReport | Audit:
+    if job.policies is None and job.baseline is None:
+        return scan(job.request, progress=bar)
+    return run_audit(
+        job.request,
+        job.policies,
+        baseline=job.baseline,
+        wait=args.wait,
+        wait_timeout=args.wait_timeout,
+        interval=args.interval,
+        recheck=args.recheck,
+        progress=bar,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = _parser().parse_args(argv)
-    if not args.targets and not args.target_file:
-        print(
-            "portscan: error: no targets given: name at least one, e.g. 'portscan -p 22 "
-            "127.0.0.1' (see 'portscan --help')",
-            file=sys.stderr,
-        )
-        return EXIT_INPUT
     try:
-        request = _request(args)
-        policies = _policies(args, request)
-        baseline = load_baseline(args.baseline) if args.baseline else None
-        if args.wait and not (policies and any(policies)):
-            raise InputError(
-                "--wait needs expectations to wait for, e.g. --expect-open 8080 or --policy FILE"
-            )
+        job = _prepare(args)
     except InputError as exc:
-        print(f"portscan: error: {exc}", file=sys.stderr)
+        print(f"portscan: error: {exc} (see 'portscan --help')"
+              if str(exc).startswith("no targets") else f"portscan: error: {exc}",
+              file=sys.stderr)  # fmt: skip
         return EXIT_INPUT
     bar = _ProgressBar(sys.stderr) if args.progress and sys.stderr.isatty() else None
     try:
-        if policies is None and baseline is None:
-            result: ScanReport | Audit = scan(request, progress=bar)
-        else:
-            result = run_audit(
-                request,
-                policies,
-                baseline=baseline,
-                wait=args.wait,
-                wait_timeout=args.wait_timeout,
-                interval=args.interval,
-                recheck=args.recheck,
-                progress=bar,
-            )
+        result = _run(args, job, bar)
     except ScanInterrupted as interrupted:
         if bar:
             bar.clear()
-        _write(interrupted.report, args.json)
+        _write(interrupted.report, args)
         print("portscan: interrupted; the report holds partial results", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except InputError as exc:
+    except (InputError, ScanError) as exc:
         if bar:
             bar.clear()
         print(f"portscan: error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
-    except ScanError as exc:
-        if bar:
-            bar.clear()
-        print(f"portscan: error: {exc}", file=sys.stderr)
-        return EXIT_SCAN
+        return EXIT_INPUT if isinstance(exc, InputError) else EXIT_SCAN
     if bar:
         bar.clear()
-    _write(result, args.json)
+    _write(result, args)
     return EXIT_VIOLATED if isinstance(result, Audit) and result.violated else EXIT_OK
 
 
