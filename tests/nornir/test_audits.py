@@ -305,7 +305,7 @@ def test_wait_that_never_converges_fails_those_hosts(
         False,
         [{"port": never, "expected": "open", "actual": "closed"}],
     )
-    assert 0.7 <= wait["elapsed"] <= 1.5
+    assert 0.7 <= wait["elapsed"] < 3  # the timeout, plus the last round
     assert result["fine"][0].result["wait"] == {**wait, "converged": True, "unmet": []}
     assert re.fullmatch(
         rf"127\.0\.0\.15 up: open none; closed 2; wait: NOT converged in \d\.\d s: "
