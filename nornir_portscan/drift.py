@@ -23,9 +23,18 @@ from nornir_portscan.models import (
     ScanRequest,
     Target,
 )
+from nornir_portscan.policy import Policy
 from nornir_portscan.ports import parse_ports
 
-__all__ = ["Drift", "HostDrift", "PortChange", "compare", "confirm", "load_baseline"]
+__all__ = [
+    "Drift",
+    "HostDrift",
+    "PortChange",
+    "compare",
+    "confirm",
+    "load_baseline",
+    "unexpected_changes",
+]
 
 HostKey = tuple[str, str | None]  # (name, address)
 
@@ -79,6 +88,10 @@ class Drift:
     def __bool__(self) -> bool:
         return bool(self.hosts or self.appeared or self.disappeared)
 
+    def in_baseline(self, name: str, address: str | None) -> bool:
+        """Whether the host was in the baseline (it did not appear since)."""
+        return _label((name, address)) not in self.appeared
+
     def for_host(self, name: str, address: str | None) -> HostDrift | None:
         """The drift of one host, if it changed."""
         for host in self.hosts:
@@ -95,12 +108,18 @@ def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputError(f"cannot read baseline {str(path)!r}: {exc.strerror}") from None
     except ValueError as exc:
         raise InputError(f"baseline {str(path)!r} is not JSON: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("hosts"), list):
+    hosts = data.get("hosts") if isinstance(data, dict) else None
+    if not isinstance(hosts, list) or not all(
+        isinstance(h, dict)
+        and isinstance(h.get("name"), str)
+        and isinstance(h.get("ports", []), list)
+        for h in hosts
+    ):
         raise InputError(
             f"baseline {str(path)!r} is not a portscan JSON report: save one with "
             "'portscan --json baseline.json ...'"
         )
-    return data
+    return dict(data)
 
 
 def _baseline_states(entry: Mapping[str, Any]) -> dict[int, str]:
@@ -127,7 +146,10 @@ def _label(key: HostKey) -> str:
 
 def compare(baseline: Mapping[str, Any], report: ScanReport) -> Drift:
     """Every difference between ``baseline`` (a JSON report) and ``report``, unconfirmed."""
-    before = {(h["name"], h.get("address")): h for h in baseline["hosts"] if h.get("address")}
+    before = _match_by_address(
+        {(h["name"], h.get("address")): h for h in baseline["hosts"] if h.get("address")},
+        {(h.name, h.address) for h in report.hosts if h.address},
+    )
     after = {(h.name, h.address): h for h in report.hosts if h.address}
     drifts = []
     for key, host in after.items():
@@ -153,6 +175,41 @@ def compare(baseline: Mapping[str, Any], report: ScanReport) -> Drift:
         appeared=tuple(_label(k) for k in after if k not in before),
         disappeared=tuple(_label(k) for k in before if k not in after),
     )
+
+
+def _match_by_address(
+    before: dict[HostKey, Mapping[str, Any]], current: set[HostKey]
+) -> dict[HostKey, Mapping[str, Any]]:
+    """Pair a baseline host saved under another name (``portscan --json 127.0.0.11``) with the
+    current host of the same address (inventory host ``web1``) where that is one to one."""
+    missing: dict[str | None, list[HostKey]] = {}
+    for key in current - before.keys():
+        missing.setdefault(key[1], []).append(key)
+    orphans: dict[str | None, list[HostKey]] = {}
+    for key in before.keys() - current:
+        orphans.setdefault(key[1], []).append(key)
+    matched = dict(before)
+    for address, old in orphans.items():
+        new = missing.get(address, [])
+        if len(old) == 1 and len(new) == 1:
+            matched[new[0]] = matched.pop(old[0])
+    return matched
+
+
+def unexpected_changes(drift: HostDrift, policy: Policy | None) -> tuple[int, ...]:
+    """The changed ports the host's expectations do not explain. A change that makes an
+    expectation come true (a port expected open that opened) is the point of a change, not
+    drift to fail on; without a policy every change is unexpected."""
+    return tuple(c.port for c in drift.changes if not _foreseen(c, policy))
+
+
+def _foreseen(change: PortChange, policy: Policy | None) -> bool:
+    want = policy.expected(change.port) if policy is not None else None
+    if want is None:
+        return False
+    if change.after == "not open":  # open before; the verdict checks closed vs filtered
+        return want is not PortState.OPEN
+    return want.value == change.after
 
 
 Rescan = Callable[[ScanRequest], ScanReport]

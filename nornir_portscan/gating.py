@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from nornir_portscan.drift import Drift, compare, confirm
+from nornir_portscan.drift import Drift, compare, confirm, unexpected_changes
 from nornir_portscan.errors import OptionError
 from nornir_portscan.models import (
     HostResult,
@@ -29,6 +29,7 @@ from nornir_portscan.policy import HostVerdict, Policy, evaluate
 __all__ = ["Audit", "Unmet", "WaitResult", "apply_policies", "run_audit"]
 
 Scanner = Callable[..., ScanReport]
+_HOST_ERRORS = frozenset({HostStatus.UNRESOLVED, HostStatus.TIMED_OUT, HostStatus.ERROR})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +66,35 @@ class Audit:
         """The verdict of ``report.hosts[index]``, if it had a policy."""
         return self.verdicts[index] if index < len(self.verdicts) else None
 
+    def unexpected_drift(self, index: int) -> tuple[int, ...]:
+        """Confirmed changes of ``report.hosts[index]`` its expectations do not explain."""
+        host = self.report.hosts[index]
+        changed = self.drift.for_host(host.name, host.address) if self.drift else None
+        if changed is None:
+            return ()
+        verdict = self.verdict(index)
+        return unexpected_changes(changed, verdict.policy if verdict else None)
+
+    def failed(self, index: int) -> bool:
+        """Whether ``report.hosts[index]`` fails the audit: an error, a violated expectation
+        (after the wait, if any) or unexpected confirmed drift."""
+        verdict = self.verdict(index)
+        return (
+            self.report.hosts[index].status in _HOST_ERRORS
+            or (verdict is not None and verdict.compliant is not True)
+            or bool(self.unexpected_drift(index))
+        )
+
     @property
     def violated(self) -> bool:
-        """True when a host broke its policy, a wait did not converge or drift was confirmed."""
+        """True when a host broke its policy, a wait did not converge, unexpected drift was
+        confirmed, or hosts appeared or disappeared since the baseline (that fails the run,
+        not a host)."""
         return (
             any(v is not None and v.compliant is False for v in self.verdicts)
             or (self.wait is not None and not self.wait.converged)
-            or bool(self.drift)
+            or any(self.unexpected_drift(i) for i in range(len(self.report.hosts)))
+            or (self.drift is not None and bool(self.drift.appeared or self.drift.disappeared))
         )
 
 

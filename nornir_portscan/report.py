@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
-from nornir_portscan.drift import Drift, HostDrift
+from nornir_portscan.drift import Drift, HostDrift, unexpected_changes
 from nornir_portscan.gating import Audit
 from nornir_portscan.models import HostResult, HostStatus, PortResult, ScanReport
 from nornir_portscan.policy import HostVerdict
@@ -71,17 +71,20 @@ def host_to_dict(
         entry["violations"] = [dataclasses.asdict(v) for v in verdict.violations]
         entry["policy"] = verdict.policy.to_dict()
     if drift is not None:
-        entry["drift"] = _host_drift(drift.for_host(host.name, host.address))
+        changed = drift.for_host(host.name, host.address)
+        entry["drift"] = _host_drift(changed, verdict)
+        entry["drift"]["in_baseline"] = drift.in_baseline(host.name, host.address)
     return entry
 
 
-def _host_drift(drift: HostDrift | None) -> dict[str, Any]:
+def _host_drift(drift: HostDrift | None, verdict: HostVerdict | None) -> dict[str, Any]:
     if drift is None:
-        return {"opened": [], "closed": [], "changed": []}
+        return {"opened": [], "closed": [], "changed": [], "unexpected": []}
     return {
         "opened": list(drift.opened),
         "closed": list(drift.closed),
         "changed": [dataclasses.asdict(c) for c in drift.changed],
+        "unexpected": list(unexpected_changes(drift, verdict.policy if verdict else None)),
     }
 
 

@@ -39,10 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 from nornir.core.task import Result
 
-from nornir_portscan.drift import PortChange, load_baseline
+from nornir_portscan.drift import load_baseline
 from nornir_portscan.errors import InputError, OptionError, ScanError, TargetSpecError
 from nornir_portscan.gating import Audit, run_audit
-from nornir_portscan.models import AddressFamily, HostStatus, PortState, Progress, Target
+from nornir_portscan.models import AddressFamily, HostStatus, Progress
 from nornir_portscan.policy import POLICY_KEYS, Policy, parse_policy
 from nornir_portscan.ports import format_ports, parse_ports
 from nornir_portscan.processors import ProgressBar
@@ -337,8 +337,6 @@ def _scan_hosts(
     default = specs[0].ports or args.ports
     request = build_request(specs, default, family=args.family, **args.options)
     aligned = [policies[t.name] for t in request.targets]
-    if baseline is not None:
-        baseline = _match_baseline(baseline, request.targets)
     audit = run_audit(
         request,
         aligned if any(aligned) else None,
@@ -357,31 +355,17 @@ def _scan_hosts(
             raise InputError(
                 f"cannot write the report {str(gate.report)!r}: {exc.strerror}"
             ) from None
-    in_baseline = (
-        {(h.get("name"), h.get("address")) for h in baseline["hosts"]}
-        if baseline is not None
-        else set()
-    )
     for index, result in enumerate(audit.report.hosts):
-        outcomes[result.name] = _outcome(audit, index, in_baseline)
+        outcomes[result.name] = _outcome(audit, index)
     return outcomes
 
 
-def _outcome(audit: Audit, index: int, in_baseline: set[tuple[Any, Any]]) -> _Outcome:
+def _outcome(audit: Audit, index: int) -> _Outcome:
     """One host's entry, with its verdict, drift and wait, and whether it failed."""
     host = audit.report.hosts[index]
     verdict = audit.verdict(index)
     entry = PortscanResult(host_to_dict(host, verdict, audit.drift))
-    failed = host.status in _FAILED_STATUSES or (verdict is not None and not verdict.compliant)
-    if audit.drift is not None:
-        changed = audit.drift.for_host(host.name, host.address)
-        policy = verdict.policy if verdict is not None else Policy()
-        unexpected = (
-            [c.port for c in changed.changes if not _foreseen(c, policy)] if changed else []
-        )
-        entry["drift"]["unexpected"] = unexpected
-        entry["drift"]["in_baseline"] = (host.name, host.address) in in_baseline
-        failed = failed or bool(unexpected)
+    failed = audit.failed(index)
     if audit.wait is not None and verdict is not None:
         unmet = [u for u in audit.wait.unmet if u.host == host.name]
         entry["wait"] = {
@@ -391,38 +375,6 @@ def _outcome(audit: Audit, index: int, in_baseline: set[tuple[Any, Any]]) -> _Ou
             "unmet": [{"port": u.port, "expected": u.expected, "actual": u.actual} for u in unmet],
         }
     return _Outcome(entry, failed)
-
-
-def _foreseen(change: PortChange, policy: Policy) -> bool:
-    """Whether the host's expectations name the state ``change`` brought its port to: a change
-    that makes an expectation come true is the point of a change, not drift to fail on."""
-    want = policy.expected(change.port)
-    if want is None:
-        return False
-    if change.after == "not open":  # open before; the verdict checks closed vs filtered
-        return want is not PortState.OPEN
-    return want.value == change.after
-
-
-def _match_baseline(baseline: dict[str, Any], targets: Sequence[Target]) -> dict[str, Any]:
-    """The baseline with hosts saved under another name (``portscan --json 10.0.0.1``) renamed
-    to the inventory host that has their address, where that match is one to one."""
-    hosts = [h for h in baseline["hosts"] if isinstance(h, Mapping)]
-    saved = {(h.get("name"), h.get("address")) for h in hosts}
-    current = {(t.name, t.address) for t in targets if t.address}
-    by_address: dict[str, list[str]] = {}
-    for name, address in current - saved:
-        by_address.setdefault(address, []).append(name)
-    orphans: dict[Any, list[int]] = {}
-    for i, h in enumerate(hosts):
-        if (h.get("name"), h.get("address")) not in current:
-            orphans.setdefault(h.get("address"), []).append(i)
-    renamed = list(hosts)
-    for address, indexes in orphans.items():
-        names = by_address.get(address, [])
-        if len(indexes) == 1 and len(names) == 1:
-            renamed[indexes[0]] = {**hosts[indexes[0]], "name": names[0]}
-    return {**baseline, "hosts": renamed}
 
 
 def _input_failure(host: Host, error: InputError) -> Result:

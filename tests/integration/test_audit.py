@@ -420,7 +420,13 @@ def test_cli_drift_is_confirmed_and_fails(run_cli, listeners, tmp_path):
         "rechecked": 2,
         "confirmed": 2,
     }
-    assert data["hosts"][0]["drift"] == {"opened": [c], "closed": [was_open], "changed": []}
+    assert data["hosts"][0]["drift"] == {
+        "opened": [c],
+        "closed": [was_open],
+        "changed": [],
+        "unexpected": sorted([c, was_open]),  # no expectations: every change is unexpected
+        "in_baseline": True,
+    }
     assert "compliance" not in data
 
 
@@ -456,7 +462,13 @@ def test_a_blip_is_rechecked_but_not_called_drift(listeners):
         "rechecked": 1,
         "confirmed": 0,
     }
-    assert data["hosts"][0]["drift"] == {"opened": [], "closed": [], "changed": []}
+    assert data["hosts"][0]["drift"] == {
+        "opened": [],
+        "closed": [],
+        "changed": [],
+        "unexpected": [],
+        "in_baseline": True,
+    }
 
 
 def test_cli_hosts_that_appeared_and_disappeared(run_cli, tmp_path):

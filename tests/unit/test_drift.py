@@ -306,3 +306,44 @@ def test_confirm_waits_between_rechecks(monkeypatch):
     confirm(DRIFT, OPTIONS, rescan, times=4, interval=0.75)
     assert slept == [0.75, 0.75, 0.75]
     assert len(rescan.requests) == 4
+
+
+# -- address matching and expected changes ----------------------------------------------------
+
+
+def test_a_baseline_saved_under_an_address_pairs_with_the_named_host():
+    saved = report_to_dict(report(host("127.0.0.11", "127.0.0.11", {22: OPEN}, (22, 80))))
+    drift = compare(saved, report(host("web1", "127.0.0.11", {22: OPEN, 80: OPEN})))
+    assert drift.hosts == (HostDrift("web1", "127.0.0.11", opened=(80,)),)
+    assert (drift.appeared, drift.disappeared) == ((), ())
+    assert drift.in_baseline("web1", "127.0.0.11")
+
+
+def test_address_pairing_needs_one_host_on_each_side():
+    saved = report_to_dict(
+        report(host("a", "127.0.0.11", {22: OPEN}), host("b", "127.0.0.11", {22: OPEN}))
+    )
+    drift = compare(saved, report(host("web1", "127.0.0.11", {22: CLOSED})))
+    assert drift.hosts == ()
+    assert drift.appeared == ("web1 (127.0.0.11)",)
+    assert not drift.in_baseline("web1", "127.0.0.11")
+
+
+@pytest.mark.parametrize(
+    ("policy", "unexpected"),
+    [
+        (None, (80, 443, 8080)),
+        ({"expect_open": "80"}, (443, 8080)),
+        ({"expect_closed": "443", "expect_filtered": "8080"}, (80,)),
+        ({"expect_filtered": "443"}, (80, 8080)),  # closing is foreseen; the verdict judges it
+    ],
+)
+def test_changes_the_policy_explains_are_expected(policy, unexpected):
+    from nornir_portscan.drift import unexpected_changes
+    from nornir_portscan.policy import parse_policy
+
+    changed = HostDrift(
+        "web1", "127.0.0.11", opened=(80,), closed=(443,),
+        changed=(PortChange(8080, "closed", "filtered"),),
+    )  # fmt: skip
+    assert unexpected_changes(changed, parse_policy(policy) if policy else None) == unexpected

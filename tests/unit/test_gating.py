@@ -504,8 +504,21 @@ def test_audit_report_json_and_table(clock):
         "expect_filtered": "",
         "allowed_open": "22,8080",
     }
-    assert web2["drift"] == {"opened": [80], "closed": [], "changed": []}
-    assert web1["drift"] == {"opened": [], "closed": [], "changed": []}
+    # 80 opened and is not allowed open: an unexpected change
+    assert web2["drift"] == {
+        "opened": [80],
+        "closed": [],
+        "changed": [],
+        "unexpected": [80],
+        "in_baseline": True,
+    }
+    assert web1["drift"] == {
+        "opened": [],
+        "closed": [],
+        "changed": [],
+        "unexpected": [],
+        "in_baseline": True,
+    }
     assert (ghost["compliant"], ghost["violations"]) == (None, [])
     assert render_table(audit).splitlines()[-12:] == [
         "policy: 0 compliant, 2 non-compliant, 1 not judged",
