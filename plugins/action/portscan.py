@@ -4,7 +4,15 @@
 
 - Without ``targets``, build them from the inventory: every host of the play batch with
   ``run_once``, else the current host alone. Address: ``ansible_host``, falling back to the
-  inventory name; ports: ``portscan_ports``, falling back to the task's ``ports``.
+  inventory name; ports: ``portscan_ports``, falling back to the task's ``ports``; expectations:
+  ``portscan_expect_open`` and the like, each replacing the task's option of that name. One
+  variable per key, so that Ansible's precedence (all, group, child group, host) applies to each
+  key on its own: a host that sets only ``portscan_allowed_open`` keeps its group's
+  ``portscan_expect_open``. (One dict variable would be replaced whole, not merged.)
+- Refuse ``fail_on_violation`` with ``run_once``: Ansible fails every host of the play when a
+  run_once task fails, so one violating host would fail them all. A following per-host task
+  (``assert: that: scan.hosts[inventory_hostname].passed``) fails exactly the hosts that did not
+  pass.
 - On a local connection whose interpreter is left to discovery, use the controller's Python:
   discovery would pick the system Python, which rarely has the engine.
 - When the module would run here anyway (local connection, no become, the controller's Python),
@@ -19,6 +27,7 @@ import sys
 
 from ansible import constants as C  # noqa: N812 - as ansible names it
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 try:
@@ -28,6 +37,15 @@ except ImportError:  # ansible itself is fine; only the in-process path is off
 
 MODULE = "nornir_portscan.portscan.portscan"
 PORTS_VAR = "portscan_ports"
+# target key -> the host variable that sets it (literal: the engine may be missing here)
+POLICY_VARS = {key: f"portscan_{key}" for key in
+               ("expect_open", "expect_closed", "expect_filtered", "allowed_open")}
+RUN_ONCE_FAILURE = (
+    "fail_on_violation cannot be used with run_once: a failed run_once task fails every host "
+    "of the play, not only the hosts that did not pass. Leave it off and fail those hosts in the "
+    "next task, e.g. ansible.builtin.assert that scan.hosts[inventory_hostname].passed, with "
+    "scan.hosts[inventory_hostname].failure as its fail_msg; or drop run_once so that each host "
+    "scans itself and fails on its own")
 _DISCOVERY = ("", "auto", "auto_legacy", "auto_silent", "auto_legacy_silent")
 
 
@@ -39,8 +57,12 @@ class ActionModule(ActionBase):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         args = dict(self._task.args)
+        if self._task.run_once and boolean(args.get("fail_on_violation", False), strict=False):
+            result.update(failed=True, changed=False, msg=RUN_ONCE_FAILURE)
+            return result
         if args.get("targets") is None:
-            args["targets"] = self._inventory_targets(task_vars)
+            args["targets"] = self._inventory_targets(
+                task_vars, boolean(args.get("inventory_policy", True), strict=False))
         interpreter = self._local_interpreter(task_vars)
         if interpreter is None:
             result.update(self._execute_module(module_name=MODULE, module_args=args,
@@ -53,7 +75,7 @@ class ActionModule(ActionBase):
                 task_vars=self._with_interpreter(task_vars, interpreter)))
         return result
 
-    def _inventory_targets(self, task_vars):
+    def _inventory_targets(self, task_vars, with_policy):
         if self._task.run_once:
             names = task_vars["ansible_play_batch"]
         else:
@@ -66,6 +88,9 @@ class ActionModule(ActionBase):
             ports = host.get(PORTS_VAR)
             if ports not in (None, "", []):
                 target["ports"] = ports
+            for key, var in POLICY_VARS.items() if with_policy else ():
+                if var in host:  # set, even to null (for allowed_open: no allow-list)
+                    target[key] = host[var]
             targets.append(target)
         return targets
 
@@ -104,4 +129,6 @@ class ActionModule(ActionBase):
             result = portscan.run(checked.validated_parameters, self._task.check_mode)
         except portscan.TaskError as exc:
             return {"failed": True, "changed": False, "msg": str(exc)}
+        except portscan.ViolationError as exc:
+            return dict(exc.result, failed=True, changed=False, msg=str(exc))
         return dict(result, changed=False)

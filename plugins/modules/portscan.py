@@ -20,6 +20,22 @@ description:
     C(run_once) each host scans only itself. The address is the host's C(ansible_host) (falling
     back to C(inventory_hostname)), the ports are the host's C(portscan_ports) variable (set it per
     host or per group; falling back to O(ports)).
+  - "Expectations turn the scan into an audit: O(expect_open), O(expect_closed),
+    O(expect_filtered) and O(allowed_open) apply to every target. In the inventory-wide mode, the
+    host variables C(portscan_expect_open), C(portscan_expect_closed), C(portscan_expect_filtered)
+    and C(portscan_allowed_open) replace the option of the same name for that host, each on its
+    own, so Ansible's variable precedence (all, group, child group, host) is the inheritance: set
+    the policy in C(group_vars) and override single keys in C(host_vars). A dict target's keys of
+    those names do the same for it. The ports of the expectations are scanned even if O(ports)
+    does not list them."
+  - Each entry of RV(hosts) says whether the host RV(hosts.passed) and, if not, why in
+    RV(hosts.failure). A host does not pass when it could not be scanned (unresolved, timed out,
+    error), breaks an expectation, still breaks one when O(wait) gives up, or has drifted from
+    O(baseline) in a way its expectations do not explain.
+  - "To fail exactly the hosts that did not pass, register the result of a C(run_once) scan and
+    follow it with a per-host task, C(ansible.builtin.assert) with
+    C(that: scan.hosts[inventory_hostname].passed) (see the examples). Without C(run_once) each
+    host scans itself and O(fail_on_violation) fails its own task."
 options:
   targets:
     description:
@@ -94,15 +110,105 @@ options:
     description: Refuse targets that expand to more hosts than this (a scope guard).
     type: int
     default: 65536
+  expect_open:
+    description:
+      - Ports that must be open on every target, same syntax as O(ports).
+      - A host variable C(portscan_expect_open) (inventory-wide mode) or a dict target's
+        C(expect_open) replaces it for that host.
+    type: raw
+  expect_closed:
+    description:
+      - Ports that must be closed (refused) on every target; replaced per host like
+        O(expect_open), by C(portscan_expect_closed).
+    type: raw
+  expect_filtered:
+    description:
+      - Ports that must be filtered (no answer, or an ICMP error) on every target; replaced per
+        host like O(expect_open), by C(portscan_expect_filtered).
+    type: raw
+  allowed_open:
+    description:
+      - The ports that may be open; every other open port is a violation. Each port of
+        O(expect_open) must be in it.
+      - Replaced per host like O(expect_open), by C(portscan_allowed_open). A host variable set to
+        null means no allow-list for that host; an empty string allows no open port.
+    type: raw
+  inventory_policy:
+    description:
+      - In the inventory-wide mode (no O(targets)), let the host variables
+        C(portscan_expect_open), C(portscan_expect_closed), C(portscan_expect_filtered) and
+        C(portscan_allowed_open) replace the options of the same name per host.
+      - Set it to false when the task's own expectations must hold for every host whatever the
+        inventory's audit policy says, for example to wait for one service port during a change.
+    type: bool
+    default: true
+  fail_on_violation:
+    description:
+      - Fail the task when a host does not pass (see RV(hosts.passed)); the message names each
+        such host and why. The result is returned in full all the same.
+      - Not with C(run_once), which the action plugin refuses, because Ansible fails every host
+        of the play when a C(run_once) task fails. Register the scan and fail the hosts with a
+        following C(ansible.builtin.assert) instead (see the examples).
+    type: bool
+    default: false
+  baseline:
+    description:
+      - A JSON report saved earlier (O(report), or C(portscan --json)) to compare with, on the
+        host that runs the module. Hosts are matched by name and address; every port scanned
+        both times is compared.
+      - Each entry gets RV(hosts.drift), and the result a RV(drift) summary. A change that makes
+        an expectation come true (a port in O(expect_open) that opened) is expected; any other
+        change fails the host (RV(hosts.passed) is false).
+    type: path
+  recheck:
+    description:
+      - How many times to probe again, slowly, a port that differs from O(baseline) before it
+        counts as drift (0 counts it at once). A change not seen every time was a blip.
+    type: int
+    default: 3
+  wait:
+    description:
+      - Wait until every expectation is met, like M(ansible.builtin.wait_for) for many hosts and
+        ports at once. Only the unmet expectations are scanned again, every O(interval)
+        seconds, until all are met or O(wait_timeout) runs out.
+      - Needs expectations. A host whose expectations were never met does not pass; the task
+        itself fails only with O(fail_on_violation). RV(wait) says how it went.
+    type: bool
+    default: false
+  wait_timeout:
+    description: Seconds to wait at most with O(wait), counted from the start of the scan.
+    type: float
+    default: 300.0
+  interval:
+    description: Seconds between the rounds of O(wait).
+    type: float
+    default: 2.0
   report:
     description:
-      - Write the full JSON report (the same document as C(portscan --json)) to this path on the
-        host that runs the module. Not written in check mode.
+      - Write the full JSON report (the same document as C(portscan --json), with the audit's
+        compliance, drift and wait) to this path on the host that runs the module. It serves as
+        a later O(baseline). Not written in check mode.
     type: path
   report_table:
     description:
       - Write a readable table (one line per host with its open and filtered ports, then a
-        summary) to this path on the host that runs the module. Not written in check mode.
+        summary and the audit's findings) to this path on the host that runs the module. Not
+        written in check mode.
+    type: path
+  report_xml:
+    description:
+      - Write the report as nmap XML (as C(nmap -oX) does; C(ndiff) and nmap parsers read it) to
+        this path on the host that runs the module. Not written in check mode.
+    type: path
+  report_markdown:
+    description:
+      - Write a readable audit report in Markdown (summary, hosts, violations, drift, the wait)
+        to this path on the host that runs the module. Not written in check mode.
+    type: path
+  report_html:
+    description:
+      - Write the audit report as a self-contained HTML page (no script, no external link) to
+        this path on the host that runs the module. Not written in check mode.
     type: path
 attributes:
   action:
@@ -149,11 +255,12 @@ EXAMPLES = r"""
   delegate_to: localhost
   register: scan
 
-- name: Scan every host of the play in one engine run (ports from portscan_ports per host)
+- name: Audit every host of the play in one engine run against its portscan_* variables
   nornir_portscan.portscan.portscan:
     ports: 22
+    allowed_open: 22  # for the hosts whose variables do not say
     report: /tmp/exposure.json
-    report_table: /tmp/exposure.txt
+    report_html: /tmp/exposure.html
   run_once: true
   delegate_to: localhost
   register: scan
@@ -163,10 +270,21 @@ EXAMPLES = r"""
     msg: "{{ inventory_hostname }} has SSH open"
   when: 22 in scan.hosts[inventory_hostname].open_ports
 
-- name: Fail the hosts where not every scanned port is open
+- name: Fail exactly the hosts that did not pass (not every host, as a failed run_once task would)
   ansible.builtin.assert:
-    that: scan.hosts[inventory_hostname].all_open
-    fail_msg: "closed or filtered: {{ scan.hosts[inventory_hostname].filtered_ports }}"
+    that: scan.hosts[inventory_hostname].passed
+    fail_msg: "{{ scan.hosts[inventory_hostname].failure }}"
+    quiet: true
+
+- name: Each host waits for its own port 8080 and fails on its own if it never opens
+  nornir_portscan.portscan.portscan:
+    expect_open: 8080
+    ports: 8080
+    wait: true
+    wait_timeout: 60
+    interval: 2
+    fail_on_violation: true
+  delegate_to: localhost
 """
 
 RETURN = r"""
@@ -258,6 +376,61 @@ hosts:
           description: Probes sent to the port.
           type: int
       sample: [{port: 22, state: open, reason: syn-ack, rtt_ms: 0.1, attempts: 1}]
+    passed:
+      description:
+        - The host passed. False when it could not be scanned (status C(unresolved),
+          C(timed_out) or C(error)), broke an expectation (after waiting, with O(wait)), or
+          drifted from O(baseline) in a way its expectations do not explain.
+        - The condition for a per-host C(assert) after a C(run_once) scan.
+      type: bool
+      sample: false
+    failure:
+      description:
+        - Why the host did not pass, in one line; empty when it passed (a string either way, so
+          that it can be the C(fail_msg) of a per-host C(assert)).
+      type: str
+      sample: "web2 (127.0.0.12): port 8080 closed (expected open)"
+    compliant:
+      description:
+        - The host meets its expectations; null when it could not be judged (unresolved, timed
+          out with nothing to show). Only for hosts with expectations.
+      type: bool
+      returned: when the host has expectations
+      sample: true
+    violations:
+      description:
+        - Every port that is not as expected. C(expected) is C(open), C(closed), C(filtered) or
+          C(not open) (an O(allowed_open) breach); C(actual) is the state found, or
+          C(not scanned).
+      type: list
+      elements: dict
+      returned: when the host has expectations
+      sample: [{port: 8080, expected: open, actual: closed, reason: conn-refused}]
+    policy:
+      description:
+        - The host's expectations as port specs, after the host variables replaced the task's
+          options. C(allowed_open) is null without an allow-list.
+      type: dict
+      returned: when the host has expectations
+      sample: {expect_open: "2222,8080", expect_closed: "", expect_filtered: "",
+               allowed_open: "2222,8080,8443"}
+    drift:
+      description:
+        - "How the host changed since O(baseline), confirmed by re-probing (O(recheck)):
+          C(opened) (now open, not before), C(closed) (open before, not now), C(changed) (other
+          changes, C({port, before, after})), C(unexpected) (the ports whose change the
+          expectations do not explain; they fail the host) and C(in_baseline) (false for a host
+          the baseline does not have; it is not compared)."
+      type: dict
+      returned: when O(baseline) is set
+      sample: {opened: [8443], closed: [], changed: [], unexpected: [8443], in_baseline: true}
+    wait:
+      description:
+        - With O(wait), whether this host's expectations C(converged), and the C(unmet) ones
+          (C({port, expected, actual})) if not.
+      type: dict
+      returned: when O(wait) is set and the host has expectations
+      sample: {converged: false, unmet: [{port: 8080, expected: open, actual: closed}]}
 summary:
   description: Counts over the whole scan, its duration in seconds and its rate in probes/s.
   returned: success
@@ -276,11 +449,44 @@ summary:
     probes_sent: 20
     duration: 0.21
     rate: 95.2
+failed_hosts:
+  description:
+    - The keys of RV(hosts) whose RV(hosts.passed) is false, in scan order.
+  returned: success
+  type: list
+  elements: str
+  sample: [web2]
+compliance:
+  description: How many judged hosts were compliant, non-compliant or could not be judged, and
+    how many violations they had in all.
+  returned: when any host has expectations
+  type: dict
+  sample: {compliant: 2, non_compliant: 1, error: 0, violations: 2}
+drift:
+  description:
+    - The comparison with O(baseline). C(drifted) is true when any host changed, appeared or
+      disappeared; C(hosts_changed) counts the hosts with confirmed changes; C(appeared) and
+      C(disappeared) name hosts as C(name (address)); C(rechecked) counts the differing ports
+      probed again and C(confirmed) those still different every time.
+  returned: when O(baseline) is set
+  type: dict
+  sample: {drifted: true, hosts_changed: 1, appeared: [], disappeared: [], rechecked: 2,
+           confirmed: 1}
+wait:
+  description:
+    - How O(wait) went. C(converged) is true when every expectation was met; C(elapsed) is in
+      seconds from the start of the scan; C(rounds) counts the scans; C(unmet) lists the
+      expectations never met, as C({host, port, expected, actual}) (C(port) null for a host that
+      could not be judged).
+  returned: when O(wait) is set
+  type: dict
+  sample: {converged: false, elapsed: 10.02, rounds: 6,
+           unmet: [{host: web2, port: 8080, expected: open, actual: closed}]}
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.nornir_portscan.portscan.plugins.module_utils.portscan import (
-    ARGUMENT_SPEC, ENGINE_IMPORT_ERROR, INSTALL_HINT, TaskError, run)
+    ARGUMENT_SPEC, ENGINE_IMPORT_ERROR, INSTALL_HINT, TaskError, ViolationError, run)
 
 
 def main():
@@ -288,12 +494,17 @@ def main():
     if ENGINE_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("nornir-portscan", reason=INSTALL_HINT),
                          exception=ENGINE_IMPORT_ERROR)
+    failure = None
     try:
         result = run(module.params, module.check_mode)
     except TaskError as exc:
         module.fail_json(msg=str(exc))
+    except ViolationError as exc:  # fail_on_violation: the result still says everything
+        result, failure = exc.result, str(exc)
     for warning in result.pop("warnings"):
         module.warn(warning)
+    if failure is not None:
+        module.fail_json(msg=failure, changed=False, **result)
     module.exit_json(changed=False, **result)
 
 

@@ -15,7 +15,17 @@ import pytest
 import yaml
 from ansible_support import BIN, REPO, demo_hosts
 
-from nornir_portscan.models import HostResult, HostStatus, PortResult, PortState
+from nornir_portscan.drift import Drift
+from nornir_portscan.gating import Audit, WaitResult
+from nornir_portscan.models import (
+    HostResult,
+    HostStatus,
+    PortResult,
+    PortState,
+    ScanOptions,
+    ScanReport,
+)
+from nornir_portscan.policy import evaluate, parse_policy
 
 FQCN = "nornir_portscan.portscan.portscan"
 MODULE = REPO / "plugins" / "modules" / "portscan.py"
@@ -50,26 +60,40 @@ def test_documented_options_match_the_argument_spec() -> None:
         assert {f: doc.get(f) for f in fields} == {f: spec.get(f) for f in fields}, name
 
 
-@pytest.mark.usefixtures("collection_import")
-def test_documented_return_matches_a_real_host_entry() -> None:
-    from ansible_collections.nornir_portscan.portscan.plugins.module_utils.portscan import (
-        host_entry,
-    )
-
+def audit_of_one_host() -> Audit:
+    """An audit with everything in it: a policy, a baseline and a wait."""
     host = HostResult("web1", "127.0.0.1", HostStatus.UP,
                       (PortResult(22, PortState.OPEN, "syn-ack", 0.1, 1),), scanned=(22,))
-    entry = host_entry(host)
-    documented = module_docs()["RETURN"]["hosts"]["contains"]
+    report = ScanReport((host,), ScanOptions(), started=0.0, finished=1.0, probes_sent=1)
+    verdict = evaluate(host, parse_policy({"expect_open": "22"}))
+    return Audit(report, (verdict,), Drift(()), WaitResult(True, 0.1, 1))
+
+
+@pytest.mark.usefixtures("collection_import")
+def test_documented_return_matches_a_real_result() -> None:
+    from ansible_collections.nornir_portscan.portscan.plugins.module_utils.portscan import (
+        task_result,
+    )
+
+    result = task_result(audit_of_one_host(), 10.0)
+    returned = module_docs()["RETURN"]
+    assert sorted(returned) == sorted(result)
+    entry = result["hosts"]["web1"]
+    documented = returned["hosts"]["contains"]
     assert sorted(documented) == sorted(entry)
     assert sorted(documented["ports"]["contains"]) == sorted(entry["ports"][0])
     booleans = sorted(k for k, v in documented.items() if v["type"] == "bool")
     assert booleans == sorted(k for k, v in entry.items() if isinstance(v, bool))
+    for key in ("drift", "wait", "policy"):
+        assert sorted(documented[key]["sample"]) == sorted(entry[key]), key
+    for key in ("compliance", "drift", "wait", "summary"):
+        assert sorted(returned[key]["sample"]) == sorted(result[key]), key
 
 
 def test_examples_use_fully_qualified_modules() -> None:
     modules = [next(key for key in task if key != "name" and "." in key)
                for task in module_docs()["EXAMPLES"]]
-    assert modules == [FQCN, FQCN, "ansible.builtin.debug", "ansible.builtin.assert"]
+    assert modules == [FQCN, FQCN, "ansible.builtin.debug", "ansible.builtin.assert", FQCN]
 
 
 def test_ansible_doc_renders(ansible_env: dict[str, str]) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 from support import Listeners, closed_port
@@ -17,7 +19,10 @@ from nornir_portscan.models import (
     PortState,
     ScanOptions,
     ScanReport,
+    Target,
 )
+from nornir_portscan.policy import Policy
+from nornir_portscan.scanner import TargetSpec
 
 pytestmark = pytest.mark.usefixtures("collection_import")
 
@@ -54,7 +59,12 @@ def test_scan_returns_hosts_keyed_by_name(listeners: Listeners, capsys) -> None:
         "error": None, "scanned_ports": ",".join(map(str, sorted([open_port, shut]))),
         "ports": [{"port": open_port, "state": "open", "reason": "syn-ack", "attempts": 1}],
         "resolved": True, "timed_out": False, "any_open": True, "all_open": False,
+        "passed": True, "failure": "",
     }
+    assert result["failed_hosts"] == []
+    assert "compliance" not in result
+    assert "drift" not in result
+    assert "wait" not in result
     summary = result["summary"]
     assert (summary["hosts"], summary["up"], summary["open_ports"], summary["closed_ports"],
             summary["probes_sent"]) == (1, 1, 1, 1, 2)
@@ -88,13 +98,36 @@ def test_string_targets_and_per_target_ports(listeners: Listeners, capsys) -> No
      "invalid target 42: use a string or a dict, e.g. '127.0.0.1' or "
      "{name: web1, address: 127.0.0.2, ports: '22,80'}"),
     ({"targets": [{"name": "web1", "port": 22}]},
-     "invalid target {'name': 'web1', 'port': 22}: unknown key 'port', use name, address and "
-     "ports, e.g. '127.0.0.1' or {name: web1, address: 127.0.0.2, ports: '22,80'}"),
+     "invalid target {'name': 'web1', 'port': 22}: unknown key 'port', use name, address, "
+     "ports, expect_open, expect_closed, expect_filtered, allowed_open, e.g. '127.0.0.1' or "
+     "{name: web1, address: 127.0.0.2, ports: '22,80'}"),
     ({"targets": [{"ports": "22"}]},
      "invalid target {'ports': '22'}: give a name (a string), e.g. '127.0.0.1' or "
      "{name: web1, address: 127.0.0.2, ports: '22,80'}"),
     ({"targets": ["127.0.0.1"], "address_family": "ipx"},
      "value of address_family must be one of: ipv4, ipv6, both, got: ipx"),
+    ({"targets": ["127.0.0.1"], "expect_open": "90-80"},
+     "task options expect_open: invalid port range '90-80' in '90-80': start must be <= end, "
+     "e.g. '80-90'"),
+    ({"targets": ["127.0.0.1"], "expect_open": "22", "allowed_open": "80"},
+     "task options: port 22 is in expect_open but not in allowed_open; allow what you expect "
+     "open, e.g. allowed_open: '22'"),
+    ({"targets": [{"name": "web1", "expect_open": 22, "expect_closed": "22"}]},
+     "policy of 'web1': port 22 is in both expect_open and expect_closed; give each port one "
+     "expected state, e.g. expect_open: '22' and expect_closed: '23'"),
+    ({"targets": [{"name": "web1", "allowed_open": "http,x"}]},
+     "policy of 'web1' allowed_open: unknown service name 'x' in 'http,x': not in the "
+     "services database, e.g. 'ssh' or '22'"),
+    ({"targets": ["127.0.0.1"], "wait": True},
+     "nothing to wait for: wait needs expectations, e.g. expect_open: 8080 or the host "
+     "variable portscan_expect_open"),
+    ({"targets": ["127.0.0.1"], "expect_open": 22, "wait": True, "interval": 0},
+     "invalid interval 0: use a number of seconds > 0, e.g. wait_timeout: 60, interval: 2"),
+    ({"targets": ["127.0.0.1"], "recheck": -1},
+     "invalid recheck -1: use how many times to re-probe a difference from the baseline, "
+     "0 or more, e.g. recheck: 3"),
+    ({"targets": ["127.0.0.1"], "baseline": "/nonexistent/base.json"},
+     "cannot read baseline '/nonexistent/base.json': No such file or directory"),
 ])
 def test_bad_input_fails_with_one_line(args: dict[str, Any], message: str, capsys) -> None:
     result = run_module(args, capsys)
@@ -144,11 +177,13 @@ def test_check_mode_scans_but_writes_nothing(listeners: Listeners, tmp_path: Pat
     assert not (tmp_path / "r.json").exists()
 
 
-def test_unwritable_report_fails(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("option", ["report", "report_html"])
+def test_report_in_a_missing_directory_fails_before_the_scan(tmp_path: Path, capsys,
+                                                              option: str) -> None:
     path = tmp_path / "missing" / "r.json"
-    result = run_module({"targets": ["127.0.0.1"], "ports": closed_port(),
-                         "report": str(path)}, capsys)
-    assert result["msg"] == f"cannot write the report to '{path}': No such file or directory"
+    result = run_module({"targets": ["127.0.0.1"], "ports": closed_port(), "expect_open": 1,
+                         "wait": True, "wait_timeout": 60, option: str(path)}, capsys)
+    assert result["msg"] == f"cannot write the report to '{path}': No such directory"
 
 
 def test_missing_engine_names_the_library(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
@@ -174,3 +209,165 @@ def test_a_name_seen_twice_is_keyed_with_its_address() -> None:
         options=ScanOptions(), started=0.0, finished=1.0, probes_sent=2)
     assert {k: (h["address"], h["all_open"]) for k, h in hosts_by_name(report).items()} == {
         "localhost": ("127.0.0.1", True), "localhost@::1": ("::1", True)}
+
+
+# -- audits: expectations, fail_on_violation, wait, baseline, reports -----------------------------
+def verdicts(result: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    return {name: (h["compliant"], h["violations"], h["passed"], h["failure"])
+            for name, h in result["hosts"].items()}
+
+
+def test_expectations_apply_to_every_target_and_a_dict_target_replaces_keys(
+        listeners: Listeners, capsys) -> None:
+    web = listeners.open("127.0.0.21")
+    shut = closed_port("127.0.0.22")
+    result = run_module({
+        "targets": ["127.0.0.21",
+                    # expect_open replaced, allowed_open null: no allow-list for this one
+                    {"name": "db", "address": "127.0.0.22", "expect_open": shut,
+                     "allowed_open": None}],
+        "ports": web, "expect_open": web, "allowed_open": web, "timeout": 0.5}, capsys)
+    assert "failed" not in result
+    assert {name: h["policy"] for name, h in result["hosts"].items()} == {
+        "127.0.0.21": {"expect_open": str(web), "expect_closed": "", "expect_filtered": "",
+                       "allowed_open": str(web)},
+        "db": {"expect_open": str(shut), "expect_closed": "", "expect_filtered": "",
+               "allowed_open": None},
+    }
+    assert result["hosts"]["127.0.0.21"]["scanned_ports"] == str(web)  # ports and expectations
+    assert result["hosts"]["db"]["scanned_ports"] == ",".join(map(str, sorted([web, shut])))
+    assert verdicts(result) == {
+        "127.0.0.21": (True, [], True, ""),
+        "db": (False, [{"port": shut, "expected": "open", "actual": "closed",
+                        "reason": "conn-refused"}], False,
+               f"db (127.0.0.22): port {shut} closed (expected open)"),
+    }
+    assert result["failed_hosts"] == ["db"]
+    assert result["compliance"] == {"compliant": 1, "non_compliant": 1, "error": 0,
+                                    "violations": 1}
+
+
+def test_allowed_open_breach_and_fail_on_violation(listeners: Listeners, capsys) -> None:
+    allowed = listeners.open("127.0.0.23")
+    rogue = listeners.open("127.0.0.23")
+    ports = ",".join(map(str, sorted([allowed, rogue])))
+    result = run_module({"targets": [{"name": "web", "address": "127.0.0.23"}, "127.0.0.24"],
+                         "ports": ports, "allowed_open": allowed, "fail_on_violation": True},
+                        capsys)
+    assert result["failed"] is True
+    assert result["msg"] == f"1 of 2 hosts did not pass: web (127.0.0.23): port {rogue} open " \
+                            f"(not in allowed_open)"
+    assert verdicts(result)["web"] == (
+        False, [{"port": rogue, "expected": "not open", "actual": "open", "reason": "syn-ack"}],
+        False, f"web (127.0.0.23): port {rogue} open (not in allowed_open)")
+    assert result["hosts"]["127.0.0.24"]["passed"] is True  # the result is all there
+
+
+def test_fail_on_violation_with_one_host_says_why(capsys) -> None:
+    shut = closed_port("127.0.0.25")
+    result = run_module({"targets": ["127.0.0.25"], "expect_open": shut,
+                         "fail_on_violation": True}, capsys)
+    assert result["msg"] == f"127.0.0.25: port {shut} closed (expected open)"
+    assert result["failed_hosts"] == ["127.0.0.25"]
+
+
+def test_wait_converges_when_the_port_opens_late(listeners: Listeners, capsys) -> None:
+    port = closed_port("127.0.0.26")
+    timer = threading.Timer(0.8, listeners.open, ("127.0.0.26", port))
+    timer.start()
+    try:
+        result = run_module({"targets": ["127.0.0.26"], "expect_open": port, "ports": port,
+                             "wait": True, "wait_timeout": 10, "interval": 0.2,
+                             "fail_on_violation": True}, capsys)
+    finally:
+        timer.cancel()
+    assert "failed" not in result, result.get("msg")
+    wait = result["wait"]
+    assert (wait["converged"], wait["unmet"]) == (True, [])
+    assert wait["rounds"] >= 2
+    assert 0.8 <= wait["elapsed"] < 10
+    host = result["hosts"]["127.0.0.26"]
+    assert (host["open_ports"], host["wait"], host["passed"]) == (
+        [port], {"converged": True, "unmet": []}, True)
+
+
+def test_wait_that_never_converges_fails_the_host(capsys) -> None:
+    port = closed_port("127.0.0.27")
+    result = run_module({"targets": ["127.0.0.27"], "expect_open": port, "ports": port,
+                         "wait": True, "wait_timeout": 0.6, "interval": 0.2}, capsys)
+    assert "failed" not in result  # without fail_on_violation
+    assert result["wait"]["converged"] is False
+    assert result["wait"]["unmet"] == [
+        {"host": "127.0.0.27", "port": port, "expected": "open", "actual": "closed"}]
+    assert result["wait"]["rounds"] >= 2
+    host = result["hosts"]["127.0.0.27"]
+    assert host["wait"] == {"converged": False, "unmet": [
+        {"port": port, "expected": "open", "actual": "closed"}]}
+    assert (host["passed"], host["failure"]) == (
+        False, f"127.0.0.27: did not converge within 0.6 s: port {port} closed (expected open)")
+    assert result["failed_hosts"] == ["127.0.0.27"]
+
+
+@pytest.mark.parametrize(("expect_open", "unexpected"), [(False, True), (True, False)])
+def test_baseline_drift_fails_unless_expected(listeners: Listeners, tmp_path: Path, capsys,
+                                              expect_open: bool, unexpected: bool) -> None:
+    kept = listeners.open("127.0.0.28")
+    later = closed_port("127.0.0.28")
+    ports = ",".join(map(str, sorted([kept, later])))
+    baseline = tmp_path / "baseline.json"
+    run_module({"targets": ["127.0.0.28"], "ports": ports, "report": str(baseline)}, capsys)
+    listeners.open("127.0.0.28", later)
+    args: dict[str, Any] = {"targets": ["127.0.0.28"], "ports": ports,
+                            "baseline": str(baseline), "recheck": 1}
+    if expect_open:
+        args["expect_open"] = later
+    result = run_module(args, capsys)
+    assert result["drift"] == {"drifted": True, "hosts_changed": 1, "appeared": [],
+                               "disappeared": [], "rechecked": 1, "confirmed": 1}
+    host = result["hosts"]["127.0.0.28"]
+    assert host["drift"] == {"opened": [later], "closed": [], "changed": [],
+                             "unexpected": [later] if unexpected else [], "in_baseline": True}
+    assert (host["passed"], host["failure"]) == (
+        (False, f"127.0.0.28: unexpected drift since the baseline: port {later} not open -> "
+                "open") if unexpected else (True, ""))
+
+
+def test_audit_reports_are_written(listeners: Listeners, tmp_path: Path, capsys) -> None:
+    port = listeners.open("127.0.0.29")
+    shut = closed_port("127.0.0.29")
+    paths = {key: tmp_path / f"r.{ext}" for key, ext in [
+        ("report", "json"), ("report_table", "txt"), ("report_xml", "xml"),
+        ("report_markdown", "md"), ("report_html", "html")]}
+    result = run_module({"targets": [{"name": "web", "address": "127.0.0.29"}],
+                         "ports": port, "expect_open": f"{port},{shut}",
+                         **{k: str(v) for k, v in paths.items()}}, capsys)
+    assert result["failed_hosts"] == ["web"]
+    report = json.loads(paths["report"].read_text())
+    assert report["compliance"] == result["compliance"]
+    assert report["hosts"][0]["violations"] == result["hosts"]["web"]["violations"]
+    assert f"  web port {shut}: expected open, found closed (conn-refused)" in \
+        paths["report_table"].read_text().splitlines()
+    root = ElementTree.fromstring(paths["report_xml"].read_text())
+    assert root.tag == "nmaprun"
+    assert [(p.get("portid"), p.find("state").get("state"))  # type: ignore[union-attr]
+            for p in root.iter("port")] == sorted([(str(port), "open"), (str(shut), "closed")])
+    markdown = paths["report_markdown"].read_text()
+    assert markdown.startswith("# Port exposure audit\n")
+    assert "| web | 127.0.0.29 | up |" in markdown
+    page = paths["report_html"].read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert "<title>Port exposure audit</title>" in page
+
+
+def test_policies_align_with_the_engines_targets() -> None:
+    from ansible_collections.nornir_portscan.portscan.plugins.module_utils.portscan import (
+        align,
+    )
+
+    default, own, other = Policy(), Policy(frozenset({22})), Policy(frozenset({80}))
+    targets = [Target("127.0.0.1", "127.0.0.1"), Target("127.0.0.2", "127.0.0.2"),
+               Target("web", "127.0.0.3"), Target("web", "::3"), Target("db", "127.0.0.4")]
+    named = [TargetSpec("web"), TargetSpec("db")]
+    assert align(targets, named, [own, other], default, "both") == [
+        default, default, own, own, other]
+    assert align(targets[:3], named[:1], [own], default, "ipv4") == [default, default, own]
