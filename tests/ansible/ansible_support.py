@@ -47,6 +47,8 @@ class NetnsListeners:
         self.netns = netns
         self.workdir = workdir
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.threads: list[threading.Thread] = []
+        self.closing = threading.Event()
 
     def open(self, binds: list[tuple[str, int]]) -> None:
         assert all(address.startswith("127.") for address, _ in binds)
@@ -63,13 +65,25 @@ class NetnsListeners:
             assert time.monotonic() < deadline, "the listener process did not start"
             time.sleep(0.02)
 
-    def open_later(self, binds: list[tuple[str, int]], delay: float) -> threading.Timer:
-        """Open listeners after ``delay`` seconds (a service coming up after a change)."""
-        timer = threading.Timer(delay, self.open, (binds,))
-        timer.start()
-        return timer
+    def open_when(self, path: Path, binds: list[tuple[str, int]], delay: float) -> None:
+        """Open listeners ``delay`` seconds after ``path`` appears (a step of a playbook wrote
+        it: a service that comes up after that step), unless the lab closes first."""
+
+        def wait_then_open() -> None:
+            while not path.exists():
+                if self.closing.wait(0.02):
+                    return
+            if not self.closing.wait(delay):
+                self.open(binds)
+
+        thread = threading.Thread(target=wait_then_open)
+        thread.start()
+        self.threads.append(thread)
 
     def close(self) -> None:
+        self.closing.set()
+        for thread in self.threads:
+            thread.join()
         for proc in self.procs:
             proc.terminate()
         for proc in self.procs:
