@@ -67,7 +67,9 @@ class WorkerReady:
 
 @dataclass(frozen=True, slots=True)
 class Progressed:
-    """Ports finished since the last message."""
+    """Ports finished since the last message. A worker reports every port of a unit finished
+    before it sends the unit's ``UnitDone``; the executor hands out work by the ports that
+    are not yet reported, so one slow port does not hold back a whole unit's credit."""
 
     ports: int
 

@@ -138,6 +138,7 @@ class Prober:
         self.hosts: dict[int, _Host] = {}
         self.overall = _Host(None, None)  # every answer this worker has had, all hosts
         self.finished_ports = 0
+        self.progress_batch = max(1, config.concurrency // 4)
         self.tokens = 1.0
         self.refilled = time.monotonic()
         self.resume_at = 0.0
@@ -406,6 +407,8 @@ class Prober:
         else:
             job.results.append(result)
         self.finished_ports += 1
+        if self.finished_ports >= self.progress_batch:  # the parent hands out work by it
+            self._report_progress()
         self._release(slot, job)
         if not job.pending:
             self._maybe_done(job)
@@ -418,6 +421,7 @@ class Prober:
         closed = job.closed
         if self.config.include_closed:
             closed = sum(1 for r in job.results if r[1] == "closed")
+        self._report_progress()  # every port of a unit is reported finished before the unit
         self.send(
             UnitDone(
                 job.unit.unit_id,

@@ -156,7 +156,10 @@ class _Worker:
     def __init__(self, env: Mapping[str, str]) -> None:
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, *WORKER_COMMAND],
+                # -P: never the caller's working directory first on sys.path, so the worker
+                # runs this copy of the package (PYTHONPATH below), not one that happens to be
+                # in the current directory.
+                [sys.executable, "-P", *WORKER_COMMAND],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env=env,
@@ -173,7 +176,7 @@ class _Worker:
         os.set_blocking(self.stdout, False)
         self.reader = FrameReader()
         self.units: dict[int, _Work] = {}
-        self.load = 0  # ports outstanding
+        self.load = 0  # ports handed out and not yet reported finished
         self.heard = time.monotonic()
         self.alive = True
 
@@ -197,11 +200,14 @@ class _Worker:
                 if pipe is not None:
                     pipe.close()
 
-    def stop(self) -> None:
+    def ask_to_stop(self) -> None:
         self.send(STOP)
         with contextlib.suppress(OSError):
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
+
+    def stop(self) -> None:
+        """Wait for the worker to leave after ``ask_to_stop``; kill it if it does not."""
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=2)
         self.kill()
@@ -381,6 +387,7 @@ class _Executor:
                 self._merge(worker, message)
             elif isinstance(message, Progressed):
                 self.done_ports += message.ports
+                worker.load -= message.ports
             elif (
                 isinstance(message, WorkerReady)
                 and message.warning
@@ -390,7 +397,6 @@ class _Executor:
 
     def _merge(self, worker: _Worker, done: UnitDone) -> None:
         work = worker.units.pop(done.unit_id)
-        worker.load -= len(work.ports)
         tally = self.tallies[work.host_id]
         tally.ports.extend(PortResult(p, PortState(s), r, rtt, a) for p, s, r, rtt, a in done.ports)
         tally.closed += done.closed_count
@@ -442,6 +448,8 @@ class _Executor:
             )
 
     def _stop_all(self) -> None:
+        for worker in self.workers:  # all at once: they exit in parallel
+            worker.ask_to_stop()
         for worker in self.workers:
             worker.stop()
         self.selector.close()

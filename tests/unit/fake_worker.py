@@ -11,6 +11,7 @@ from pathlib import Path
 from nornir_portscan._protocol import (
     STOP,
     FrameReader,
+    Progressed,
     Unit,
     UnitDone,
     WorkerConfig,
@@ -35,6 +36,7 @@ while True:
                     Path(once).touch()
                 os._exit(1)
             opened = [(p, "open", "syn-ack", 0.1, 1) for p in message.ports if p % 7 == 0]
+            out.write(frame(Progressed(len(message.ports))))
             out.write(
                 frame(
                     UnitDone(
