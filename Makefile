@@ -51,6 +51,9 @@ test: lint
 
 bench: setup
 	$(PY) benchmarks/bench_engine.py
+	$(PY) benchmarks/bench_lab.py
+	$(PY) benchmarks/bench_nornir.py
+	$(PY) benchmarks/bench_ansible.py
 
 clean:
 	rm -rf $(VENV) .ansible .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
