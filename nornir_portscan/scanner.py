@@ -12,6 +12,7 @@ partial report.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import math
 import os
 import selectors
@@ -35,7 +36,13 @@ from nornir_portscan._protocol import (
     WorkerReady,
     frame,
 )
-from nornir_portscan.errors import OptionError, ScanError, ScanInterrupted
+from nornir_portscan.errors import (
+    OptionError,
+    ScanError,
+    ScanInterrupted,
+    ScopeError,
+    TargetSpecError,
+)
 from nornir_portscan.models import (
     AddressFamily,
     HostResult,
@@ -114,17 +121,49 @@ def build_request(
 def _resolve_named(
     specs: Sequence[TargetSpec], exclude_ports: Any, family: AddressFamily
 ) -> list[Target]:
-    own_ports = [parse_ports(s.ports, exclude=exclude_ports) if s.ports else () for s in specs]
+    parsed: dict[Any, tuple[int, ...]] = {}  # inventories repeat the same few port specs
+
+    def own_ports(spec: TargetSpec) -> tuple[int, ...]:
+        if not spec.ports:
+            return ()
+        key = spec.ports if isinstance(spec.ports, str) else tuple(spec.ports)
+        if key not in parsed:
+            parsed[key] = parse_ports(spec.ports, exclude=exclude_ports)
+        return parsed[key]
 
     def resolve(spec: TargetSpec) -> tuple[Target, ...]:
-        return parse_targets([spec.address or spec.name], family=family, max_hosts=2)
+        address = spec.address or spec.name
+        try:
+            return parse_targets([address], family=family, max_hosts=2)
+        except ScopeError:
+            raise TargetSpecError(
+                f"target {spec.name!r}: address {address!r} is more than one host; give one "
+                "address or hostname, e.g. '127.0.0.1'"
+            ) from None
 
-    with ThreadPoolExecutor(max_workers=min(32, len(specs))) as pool:
-        found = list(pool.map(resolve, specs))
+    ports = [own_ports(s) for s in specs]
+    found = [_literal(s.address or s.name) for s in specs]
+    names = [i for i, f in enumerate(found) if f is None]
+    if names:  # only hostnames need the resolver's threads
+        with ThreadPoolExecutor(max_workers=min(32, len(names))) as pool:
+            for i, resolved in zip(
+                names, pool.map(resolve, [specs[i] for i in names]), strict=True
+            ):
+                found[i] = resolved
     result: list[Target] = []
-    for spec, ports, targets in zip(specs, own_ports, found, strict=True):
-        result.extend(Target(spec.name, t.address, ports, t.error) for t in targets)
+    for spec, own, targets in zip(specs, ports, found, strict=True):
+        assert targets is not None
+        result.extend(Target(spec.name, t.address, own, t.error) for t in targets)
     return result
+
+
+def _literal(text: str) -> tuple[Target, ...] | None:
+    """``(Target,)`` for one IP address (IPv6 bracketed or not), else None."""
+    try:
+        address = ipaddress.ip_address(text.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return None
+    return (Target(str(address), str(address)),)
 
 
 def scan(request: ScanRequest, *, progress: ProgressCallback | None = None) -> ScanReport:
