@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--min-timeout",
         type=float,
-        default=0.05,
+        default=0.1,
         help="floor of the adaptive timeout (default: %(default)s)",
     )
     p.add_argument(

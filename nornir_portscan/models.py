@@ -66,7 +66,7 @@ class ScanOptions:
 
     timeout: float = 1.0
     """Connect timeout in seconds: the ceiling of the adaptive per-probe timeout."""
-    min_timeout: float = 0.05
+    min_timeout: float = 0.1
     """Floor of the adaptive timeout, in seconds."""
     adaptive: bool = True
     """Learn each host's round-trip time and wait srtt + 4*rttvar instead of ``timeout``."""

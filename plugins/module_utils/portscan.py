@@ -42,7 +42,7 @@ ARGUMENT_SPEC = {
     "exclude": {"type": "list", "elements": "str", "default": []},
     "exclude_ports": {"type": "raw"},
     "timeout": {"type": "float", "default": 1.0},
-    "min_timeout": {"type": "float", "default": 0.05},
+    "min_timeout": {"type": "float", "default": 0.1},
     "adaptive": {"type": "bool", "default": True},
     "retries": {"type": "int", "default": 1},
     "rate": {"type": "float"},

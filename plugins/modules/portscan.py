@@ -67,7 +67,7 @@ options:
   min_timeout:
     description: Floor of the adaptive timeout in seconds.
     type: float
-    default: 0.05
+    default: 0.1
   adaptive:
     description: Learn each host's round-trip time and wait less than O(timeout) for answers.
     type: bool
