@@ -18,17 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from common import REPO, listen, reexec_in_netns, timed
+
+NETNS_FLAG = "PORTSCAN_BENCH_NETNS"
 PORTS = "22,80,443,3306,5432,6379,8080,8443,9000,9090"
 BIN = Path(sys.executable).parent
 
@@ -40,43 +37,6 @@ def addresses(count: int) -> list[str]:
 def listeners_for(hosts: list[str]) -> list[tuple[str, int]]:
     """Every 10th host listens on 22 and 80."""
     return [(h, p) for i, h in enumerate(hosts) for p in (22, 80) if i % 10 == 0]
-
-
-class Listeners:
-    """Listening sockets whose connections a thread accepts and closes."""
-
-    def __init__(self, endpoints: list[tuple[str, int]]) -> None:
-        self.socks = []
-        for host, port in endpoints:
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((host, port))
-            s.listen(1024)
-            s.settimeout(0.05)
-            self.socks.append(s)
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        import selectors
-
-        sel = selectors.DefaultSelector()
-        for s in self.socks:
-            sel.register(s, selectors.EVENT_READ)
-        while not self.stopping.is_set():
-            for key, _ in sel.select(timeout=0.1):
-                try:
-                    conn, _ = key.fileobj.accept()  # type: ignore[union-attr]
-                    conn.close()
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.stopping.set()
-        self.thread.join()
-        for s in self.socks:
-            s.close()
 
 
 def write_files(workdir: Path, hosts: list[str]) -> None:
@@ -94,8 +54,10 @@ def write_files(workdir: Path, hosts: list[str]) -> None:
       run_once: true
       delegate_to: localhost
 """
-    scan = (f"nornir_portscan.portscan.portscan:\n        ports: {PORTS}\n"
-            f"        report: {workdir / 'ansible.json'}")
+    scan = (
+        f"nornir_portscan.portscan.portscan:\n        ports: {PORTS}\n"
+        f"        report: {workdir / 'ansible.json'}"
+    )
     (workdir / "scan.yml").write_text(play % scan)
     callbacks = workdir / "callbacks"
     callbacks.mkdir()
@@ -129,36 +91,9 @@ class CallbackModule(CallbackBase):
 '''
 
 
-def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{argv[0]} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return wall
-
-
 def open_ports(report: Path, key: str) -> set[tuple[str, int]]:
     data = json.loads(report.read_text())
     return {(h[key], p) for h in data["hosts"] for p in h["open_ports"]}
-
-
-def reexec_in_netns() -> int | None:
-    """Run this script again inside a fresh network namespace; None if that is impossible."""
-    if os.environ.get("PORTSCAN_BENCH_NETNS") == "1" or not shutil.which("ip") \
-            or os.geteuid() != 0:
-        return None
-    name = f"portscan-bench-ansible-{os.getpid()}"
-    if subprocess.run(["ip", "netns", "add", name], capture_output=True).returncode != 0:
-        return None
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-        env = {**os.environ, "PORTSCAN_BENCH_NETNS": "1"}
-        return subprocess.run(
-            ["ip", "netns", "exec", name, sys.executable, *sys.argv], env=env
-        ).returncode
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
 def main() -> int:
@@ -166,10 +101,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--hosts", type=int, default=1000)
     args = parser.parse_args()
-    code = reexec_in_netns()
+    code = reexec_in_netns("portscan-bench-ansible", NETNS_FLAG)
     if code is not None:
         return code
-    if os.environ.get("PORTSCAN_BENCH_NETNS") != "1":
+    if not os.environ.get(NETNS_FLAG):
         print("note: running in the machine's own network namespace (no root or no 'ip')")
     hosts = addresses(args.hosts)
     truth = set(listeners_for(hosts))
@@ -178,19 +113,32 @@ def main() -> int:
         workdir = Path(tmp)
         write_files(workdir, hosts)
         task_times = workdir / "task_times.txt"
-        env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(workdir / "collections"),
-               "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": str(workdir / "tmp"),
-               "ANSIBLE_CALLBACK_PLUGINS": str(workdir / "callbacks"),
-               "ANSIBLE_CALLBACKS_ENABLED": "task_timer", "TASK_TIMES": str(task_times)}
+        env = {
+            **os.environ,
+            "ANSIBLE_COLLECTIONS_PATH": str(workdir / "collections"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_LOCAL_TEMP": str(workdir / "tmp"),
+            "ANSIBLE_CALLBACK_PLUGINS": str(workdir / "callbacks"),
+            "ANSIBLE_CALLBACKS_ENABLED": "task_timer",
+            "TASK_TIMES": str(task_times),
+        }
         playbook = [str(BIN / "ansible-playbook"), "-i", "hosts.yml"]
-        cli = [str(BIN / "portscan"), "-p", PORTS, "-iL", "targets.txt", "--json", "cli.json",
-               "--no-progress"]
+        cli = [
+            str(BIN / "portscan"),
+            "-p",
+            PORTS,
+            "-iL",
+            "targets.txt",
+            "--json",
+            "cli.json",
+            "--no-progress",
+        ]
         times: dict[str, list[float]] = {"cli": [], "playbook": []}
-        listeners = Listeners(sorted(truth))
+        listeners = listen(truth)
         try:
             for _ in range(args.runs):
-                times["cli"].append(timed(cli, env, workdir))
-                times["playbook"].append(timed([*playbook, "scan.yml"], env, workdir))
+                times["cli"].append(timed(cli, env, workdir)[0])
+                times["playbook"].append(timed([*playbook, "scan.yml"], env, workdir)[0])
         finally:
             listeners.close()
         cli_found = open_ports(workdir / "cli.json", "address")
@@ -198,15 +146,19 @@ def main() -> int:
         task_runs = [float(line) for line in task_times.read_text().split()]
     cli, play = (statistics.median(times[k]) for k in ("cli", "playbook"))
     task = statistics.median(task_runs)
-    print(f"{args.hosts} inventory hosts x 10 ports, {len(truth)} listeners, "
-          f"median of {args.runs} runs")
+    print(
+        f"{args.hosts} inventory hosts x 10 ports, {len(truth)} listeners, "
+        f"median of {args.runs} runs"
+    )
     print(f"  portscan CLI                 {cli:7.2f} s")
     print(f"  ansible-playbook, one task   {play:7.2f} s   ratio {play / cli:4.2f} (goal <= 1.5)")
     print(f"  the scan task in it          {task:7.2f} s   ratio {task / cli:4.2f}")
     print(f"  Ansible's own start-up       {play - task:7.2f} s   (interpreter, inventory, play)")
     exact = cli_found == truth and ansible_found == truth
-    print(f"  open ports found exactly: {'yes' if exact else 'NO'} "
-          f"(CLI {len(cli_found)}, Ansible {len(ansible_found)}, truth {len(truth)})")
+    print(
+        f"  open ports found exactly: {'yes' if exact else 'NO'} "
+        f"(CLI {len(cli_found)}, Ansible {len(ansible_found)}, truth {len(truth)})"
+    )
     return 0 if exact else 1
 
 

@@ -20,18 +20,17 @@ import json
 import os
 import resource
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import listen, reexec_in_netns, timed
+
+NETNS_FLAG = "PORTSCAN_BENCH_NETNS"
 NMAP = ["nmap", "-sT", "-T5", "--min-rate", "20000", "-n", "-Pn", "--open"]
-REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -70,66 +69,12 @@ def scenarios() -> dict[str, Scenario]:
     }
 
 
-class Listeners:
-    """Real listening sockets that accept and close, on a thread."""
-
-    def __init__(self, endpoints: list[tuple[str, int]]) -> None:
-        self.socks = []
-        for host, port in endpoints:
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((host, port))
-            s.listen(4096)
-            s.setblocking(False)
-            self.socks.append(s)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        import selectors
-
-        sel = selectors.DefaultSelector()
-        for s in self.socks:
-            sel.register(s, selectors.EVENT_READ)
-        while not self.stop.is_set():
-            for key, _ in sel.select(0.2):
-                try:
-                    conn, _ = key.fileobj.accept()  # type: ignore[union-attr]
-                    conn.close()
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(2)
-        for s in self.socks:
-            s.close()
-
-
 @dataclass
 class Run:
     wall: float
     cpu: float
     peak_mb: float
     found: set[tuple[str, int]]
-
-
-def timed(cmd: list[str]) -> tuple[float, float, float]:
-    """Run cmd; return wall, CPU (user+sys of it and its children) and peak RSS in MB."""
-    code = (
-        "import resource,subprocess,sys,time,json;t=time.perf_counter();"
-        "r=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL);w=time.perf_counter()-t;"
-        "u=resource.getrusage(resource.RUSAGE_CHILDREN);"
-        "print(json.dumps([r.returncode,w,u.ru_utime+u.ru_stime,u.ru_maxrss/1024]))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, *cmd], capture_output=True, text=True, check=True
-    ).stdout
-    rc, wall, cpu, peak = json.loads(out)
-    if rc != 0:
-        raise SystemExit(f"command failed ({rc}): {' '.join(cmd)}")
-    return wall, cpu, peak
 
 
 def run_engine(sc: Scenario, workdir: Path) -> Run:
@@ -169,24 +114,7 @@ def run_nmap(sc: Scenario, workdir: Path) -> Run:
 
 
 def in_own_netns() -> bool:
-    return os.environ.get("PORTSCAN_BENCH_NETNS") == "1"
-
-
-def reexec_in_netns() -> int | None:
-    """Run this script again inside a fresh network namespace; None if that is impossible."""
-    if in_own_netns() or not shutil.which("ip") or os.geteuid() != 0:
-        return None
-    name = f"portscan-bench-{os.getpid()}"
-    if subprocess.run(["ip", "netns", "add", name], capture_output=True).returncode != 0:
-        return None
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-        env = {**os.environ, "PORTSCAN_BENCH_NETNS": "1"}
-        return subprocess.run(
-            ["ip", "netns", "exec", name, sys.executable, *sys.argv], env=env
-        ).returncode
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    return bool(os.environ.get(NETNS_FLAG))
 
 
 def main() -> int:
@@ -195,7 +123,7 @@ def main() -> int:
     parser.add_argument("--scenarios", default="abc")
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
     args = parser.parse_args()
-    code = reexec_in_netns()
+    code = reexec_in_netns("portscan-bench", NETNS_FLAG)
     if code is not None:
         return code
     if not in_own_netns():
@@ -212,7 +140,7 @@ def main() -> int:
         for key in args.scenarios:
             sc = scenarios()[key]
             (workdir / f"{key}.targets").write_text("\n".join(sc.targets) + "\n")
-            listeners = Listeners(sc.listeners)
+            listeners = listen(sc.listeners)
             truth = set(sc.listeners)
             try:
                 engine_runs, nmap_runs = [], []

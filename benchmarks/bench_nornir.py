@@ -21,17 +21,13 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import selectors
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from typing import Any
 
+from common import listen, reexec_in_netns
 from nornir.core import Nornir
 from nornir.core.inventory import Defaults, Groups, Host, Hosts, Inventory
 from nornir.plugins.runners import ThreadedRunner
@@ -56,67 +52,6 @@ table inet bench {{
 }}
 """
 ENV_FLAG = "PORTSCAN_BENCH_NORNIR_NETNS"
-
-
-def reexec_in_netns() -> int | None:
-    """Run this script again inside a fresh namespace with the drop rule; None if impossible."""
-    if os.environ.get(ENV_FLAG) or os.geteuid() != 0 or not shutil.which("ip"):
-        return None
-    name = f"portscan-bench-nornir-{os.getpid()}"
-    if subprocess.run(["ip", "netns", "add", name], capture_output=True).returncode != 0:
-        return None
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-        rules = (
-            shutil.which("nft")
-            and subprocess.run(
-                ["ip", "netns", "exec", name, "nft", "-f", "-"],
-                input=NFT_RULES,
-                text=True,
-                capture_output=True,
-            ).returncode
-            == 0
-        )
-        env = {**os.environ, ENV_FLAG: "filtered" if rules else "plain"}
-        return subprocess.run(
-            ["ip", "netns", "exec", name, sys.executable, *sys.argv], env=env
-        ).returncode
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
-
-
-class Listeners:
-    """One listening socket per open (host, port), accepting and closing on a thread."""
-
-    def __init__(self, endpoints: set[tuple[str, int]]) -> None:
-        self.selector = selectors.DefaultSelector()
-        self.socks = []
-        for host, port in sorted(endpoints):
-            sock = socket.socket()
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            sock.listen(128)
-            sock.setblocking(False)
-            self.selector.register(sock, selectors.EVENT_READ)
-            self.socks.append(sock)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            for key, _ in self.selector.select(0.1):
-                try:
-                    conn, _ = key.fileobj.accept()  # type: ignore[union-attr]
-                    conn.close()
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(2)
-        for sock in self.socks:
-            sock.close()
 
 
 def inventory() -> Nornir:
@@ -166,7 +101,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs of each tool (default 3)")
     args = parser.parse_args()
-    code = reexec_in_netns()
+    code = reexec_in_netns("portscan-bench-nornir", ENV_FLAG, NFT_RULES)
     if code is not None:
         return code
     mode = os.environ.get(ENV_FLAG)
@@ -186,7 +121,7 @@ def main() -> int:
         f"{args.runs} runs each"
     )
     nr = inventory()
-    listeners = Listeners(OPEN)
+    listeners = listen(OPEN)
     try:
         scans = []
         pings = []
