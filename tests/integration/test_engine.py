@@ -304,3 +304,17 @@ def test_progress_bar_only_on_a_terminal(listeners):
         [*CLI, "-p", "1-100", "127.0.0.1"], capture_output=True, text=True, timeout=60
     )
     assert quiet.stderr == ""
+
+
+def test_open_ports_leave_no_time_wait_on_either_side(listeners):
+    """Connections to open ports are reset (SO_LINGER 0), not closed: no TIME_WAIT piles up."""
+    port = listeners.open("127.0.0.44")
+    for _ in range(20):
+        scan(build_request(["127.0.0.44"], [port], processes=1))
+    time_wait = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state = fields[1], fields[2], fields[3]
+        if state == "06" and f"{port:04X}" in (local.split(":")[1], remote.split(":")[1]):
+            time_wait += 1
+    assert time_wait == 0
