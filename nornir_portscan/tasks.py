@@ -42,7 +42,7 @@ from nornir.core.task import Result
 from nornir_portscan.drift import load_baseline
 from nornir_portscan.errors import InputError, OptionError, ScanError, TargetSpecError
 from nornir_portscan.gating import Audit, run_audit
-from nornir_portscan.models import AddressFamily, HostStatus, Progress
+from nornir_portscan.models import AddressFamily, Progress
 from nornir_portscan.policy import POLICY_KEYS, Policy, parse_policy
 from nornir_portscan.ports import format_ports, parse_ports
 from nornir_portscan.processors import ProgressBar
@@ -67,7 +67,6 @@ FRESH_FOR = 60.0
 PortsSpec = str | Sequence[int | str]
 PathArg = str | os.PathLike[str]
 ProgressOption = bool | Callable[[Progress], None] | None
-_FAILED_STATUSES = frozenset({HostStatus.UNRESOLVED, HostStatus.TIMED_OUT, HostStatus.ERROR})
 _SHOWN_VIOLATIONS = 5  # in the one-line summary; the entry has them all
 
 
