@@ -54,6 +54,7 @@ _IP_RECVERR = 11
 _IPV6_RECVERR = 25
 _EE_FORMAT = struct.Struct("=IBBBBII")  # struct sock_extended_err
 _MAX_LOCAL_FAILURES = 8
+_BACKOFF = 0.005  # seconds, doubled per local failure of the same probe
 _FD_RESERVE = 32
 _PROGRESS_INTERVAL = 0.1
 
@@ -142,7 +143,6 @@ class Prober:
         self.tokens = 1.0
         self.refilled = time.monotonic()
         self.resume_at = 0.0
-        self.backoff = 0.005
         self.pumping = False
         self.wakeup = self.loop.timer(0.0)
         tick = max(0.002, min(0.02, config.min_timeout / 5))
@@ -398,7 +398,7 @@ class Prober:
         if failures >= _MAX_LOCAL_FAILURES:
             self._record(slot, job, (slot.port, "error", errno_name(err), None, slot.attempt))
             return
-        self.resume_at = time.monotonic() + self.backoff * (1 << min(failures, 7))
+        self.resume_at = time.monotonic() + _BACKOFF * (1 << min(failures, 7))
         self._requeue(slot, job, slot.attempt, failures, front=True)
 
     def _record(self, slot: _Slot, job: _Job, result: WirePort) -> None:

@@ -334,9 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         job = _prepare(args)
     except InputError as exc:
-        print(f"portscan: error: {exc} (see 'portscan --help')"
-              if str(exc).startswith("no targets") else f"portscan: error: {exc}",
-              file=sys.stderr)  # fmt: skip
+        print(f"portscan: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     bar = _ProgressBar(sys.stderr) if args.progress and sys.stderr.isatty() else None
     try:

@@ -177,7 +177,6 @@ class _HostTally:
     closed: int = 0
     unscanned: list[int] = field(default_factory=list)
     finished: list[tuple[int, int]] = field(default_factory=list)  # index ranges of done units
-    errors: int = 0
     srtt: float | None = None
     rttvar: float | None = None
     deadline: float | None = None
@@ -466,7 +465,6 @@ class _Executor:
 
     def _fail(self, work: _Work, reason: str) -> None:
         tally = self.tallies[work.host_id]
-        tally.errors += len(work.ports)
         tally.finished.append((work.start, work.start + len(work.ports)))
         tally.ports.extend(PortResult(p, PortState.ERROR, reason, None, 0) for p in work.ports)
         self.done_ports += len(work.ports)
