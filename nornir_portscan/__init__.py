@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from nornir_portscan.ports import parse_ports
     from nornir_portscan.processors import ProgressBar
     from nornir_portscan.report import host_to_dict, report_to_dict
-    from nornir_portscan.scanner import TargetSpec, build_request, scan
+    from nornir_portscan.scanner import TargetSpec, WorkerPool, build_request, scan
     from nornir_portscan.targets import parse_targets
     from nornir_portscan.tasks import portscan
 
@@ -71,7 +71,7 @@ _EXPORTS = {
     "nornir_portscan.ports": ["parse_ports"],
     "nornir_portscan.processors": ["ProgressBar"],
     "nornir_portscan.report": ["host_to_dict", "report_to_dict"],
-    "nornir_portscan.scanner": ["TargetSpec", "build_request", "scan"],
+    "nornir_portscan.scanner": ["TargetSpec", "WorkerPool", "build_request", "scan"],
     "nornir_portscan.targets": ["parse_targets"],
     "nornir_portscan.tasks": ["portscan"],
 }
@@ -97,6 +97,7 @@ __all__ = [
     "Target",
     "TargetSpec",
     "TargetSpecError",
+    "WorkerPool",
     "__version__",
     "build_request",
     "host_to_dict",

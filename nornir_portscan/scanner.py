@@ -166,9 +166,69 @@ def _literal(text: str) -> tuple[Target, ...] | None:
     return (Target(str(address), str(address)),)
 
 
-def scan(request: ScanRequest, *, progress: ProgressCallback | None = None) -> ScanReport:
-    """Run the scan; return the report. Ctrl-C raises ``ScanInterrupted`` with partial results."""
-    return _Executor(request, progress).run()
+def scan(
+    request: ScanRequest,
+    *,
+    progress: ProgressCallback | None = None,
+    workers: WorkerPool | None = None,
+) -> ScanReport:
+    """Run the scan; return the report. Ctrl-C raises ``ScanInterrupted`` with partial results.
+
+    With ``workers``, the scan takes its worker processes from that pool while it has some.
+    """
+    return _Executor(request, progress, workers).run()
+
+
+class WorkerPool:
+    """Worker processes started before the scan is known, so that their start-up (a fresh
+    interpreter importing gevent, about 0.1 s) overlaps the caller's own work, such as walking
+    an inventory of a thousand hosts::
+
+        with WorkerPool() as workers:
+            request = build_request(targets_from_inventory(), ports="22,443")
+            report = scan(request, workers=workers)
+
+    ``scan`` takes the workers it needs; ``close`` (the end of the ``with`` block) stops the
+    others. Idle workers only wait for their orders: nothing is sent before ``scan``.
+    """
+
+    def __init__(self, processes: int | None = None) -> None:
+        if processes is not None and processes < 1:
+            raise OptionError(f"invalid processes {processes}: use 1 or more, e.g. processes=2")
+        self._idle: list[_Worker] = []
+        env = _worker_env()
+        try:
+            for _ in range(processes or _cpu_count()):
+                self._idle.append(_Worker(env))
+        except BaseException:
+            self.close()
+            raise
+
+    def take(self) -> _Worker | None:
+        """An idle worker, or None when all are taken."""
+        return self._idle.pop() if self._idle else None
+
+    def close(self) -> None:
+        """Stop the workers no scan took."""
+        while self._idle:
+            self._idle.pop().kill()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) or 1
+
+
+def _worker_env() -> dict[str, str]:
+    """The environment of a worker: this one, with this copy of the package first."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *filter(None, [env.get("PYTHONPATH")])])
+    return env
 
 
 @dataclass(slots=True)
@@ -252,10 +312,16 @@ class _Worker:
 
 
 class _Executor:
-    def __init__(self, request: ScanRequest, progress: ProgressCallback | None) -> None:
+    def __init__(
+        self,
+        request: ScanRequest,
+        progress: ProgressCallback | None,
+        pool: WorkerPool | None = None,
+    ) -> None:
         self.request = request
         self.options = request.options
         self.progress = progress
+        self.pool = pool
         self.tallies = [_HostTally() for _ in request.targets]
         self.retry: deque[_Work] = deque()
         self.fresh = self._plan()
@@ -271,7 +337,7 @@ class _Executor:
 
     # -- planning ----------------------------------------------------------------------------
     def _worker_count(self) -> int:
-        wanted = self.options.processes or len(os.sched_getaffinity(0)) or 1
+        wanted = self.options.processes or _cpu_count()
         units = sum(
             math.ceil(len(self.request.ports_for(t)) / self._chunk_size(t))
             for t in self.request.targets
@@ -280,7 +346,7 @@ class _Executor:
         return max(0, min(wanted, units))
 
     def _chunk_size(self, target: Target) -> int:
-        cpus = self.options.processes or len(os.sched_getaffinity(0)) or 1
+        cpus = self.options.processes or _cpu_count()
         wanted = math.ceil(len(self.request.ports_for(target)) / (cpus * 4))
         return max(_MIN_CHUNK, min(_MAX_CHUNK, wanted))
 
@@ -324,11 +390,7 @@ class _Executor:
             if count:
                 self.config = self._worker_config(count)
                 self.respawns_left = count * 2
-                env = dict(os.environ)
-                env["PYTHONPATH"] = os.pathsep.join(
-                    [_PACKAGE_ROOT, *filter(None, [env.get("PYTHONPATH")])]
-                )
-                self.env = env
+                self.env = _worker_env()
                 for _ in range(count):
                     self._spawn()
                 self._loop()
@@ -342,7 +404,8 @@ class _Executor:
         return self._report(started, interrupted=False)
 
     def _spawn(self) -> None:
-        worker = _Worker(self.env)
+        worker = (self.pool.take() if self.pool else None) or _Worker(self.env)
+        worker.heard = time.monotonic()
         worker.send(self.config)
         self.workers.append(worker)
         self.selector.register(worker.stdout, selectors.EVENT_READ, worker)

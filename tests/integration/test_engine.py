@@ -16,7 +16,15 @@ from pathlib import Path
 import pytest
 from support import CLI, REPO, closed_port, in_netns, ipv6_loopback, listening_ports, nft
 
-from nornir_portscan import HostStatus, PortState, Progress, build_request, scan
+from nornir_portscan import (
+    HostStatus,
+    OptionError,
+    PortState,
+    Progress,
+    WorkerPool,
+    build_request,
+    scan,
+)
 
 
 def test_open_and_closed_ports_are_exact_and_repeatable(listeners):
@@ -87,6 +95,29 @@ def test_host_timeout_keeps_partial_results(listeners):
     assert host.error is not None
     assert "ports not scanned" in host.error
     assert 0 < host.closed_count < 20000
+
+
+def _children() -> set[int]:
+    return {int(pid) for pid in Path(f"/proc/self/task/{os.getpid()}/children").read_text().split()}
+
+
+def test_a_worker_pool_serves_the_scan_and_leaves_no_process(listeners):
+    port = listeners.open("127.0.0.1")
+    before = _children()
+    with WorkerPool(3) as pool:
+        assert len(_children() - before) == 3
+        request = build_request(["127.0.0.1"], [port, closed_port()], processes=1)
+        report = scan(request, workers=pool)
+        assert len(_children() - before) == 2  # the scan took one, and stopped it
+        again = scan(request, workers=pool)  # takes another
+    assert _children() == before
+    for done in (report, again):
+        assert (done.hosts[0].open_ports, done.hosts[0].closed_count) == ([port], 1)
+
+
+def test_a_worker_pool_of_no_processes_is_refused():
+    with pytest.raises(OptionError, match="invalid processes 0"):
+        WorkerPool(0)
 
 
 def test_worker_killed_mid_scan_loses_nothing(listeners):
