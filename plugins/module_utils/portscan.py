@@ -15,12 +15,14 @@ expectations do not explain) and, if not, why in one line (``failure``).
 
 from __future__ import annotations
 
+import functools
 import traceback
 from pathlib import Path
 
 try:
     from nornir_portscan import (InputError, PortscanError, ScanInterrupted, build_request,
-                                 parse_ports)
+                                 parse_ports, scan)
+    from nornir_portscan import WorkerPool  # noqa: F401 - for the action plugin
     from nornir_portscan.audit_report import audit_to_html, audit_to_markdown
     from nornir_portscan.drift import load_baseline
     from nornir_portscan.gating import Audit, run_audit
@@ -94,8 +96,10 @@ class ViolationError(Exception):
         self.result = result
 
 
-def run(params, check_mode=False):
+def run(params, check_mode=False, workers=None):
     """Scan (and audit) as ``params`` (validated against ARGUMENT_SPEC) say; return the result.
+
+    ``workers``: a ``WorkerPool`` started ahead, for the scan to take its processes from.
 
     The result holds ``hosts``, ``summary``, ``failed_hosts``, with an audit ``compliance``,
     ``drift`` and ``wait``, and ``warnings`` (to show, not to return). Raises TaskError for bad
@@ -116,7 +120,8 @@ def run(params, check_mode=False):
     try:
         audit = run_audit(request, policies if any(policies) else None, baseline=baseline,
                           wait=params["wait"], wait_timeout=params["wait_timeout"],
-                          interval=params["interval"], recheck=params["recheck"])
+                          interval=params["interval"], recheck=params["recheck"],
+                          scanner=functools.partial(scan, workers=workers))
     except ScanInterrupted:
         raise TaskError("scan interrupted") from None
     except PortscanError as exc:
