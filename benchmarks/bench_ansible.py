@@ -51,6 +51,7 @@ def write_files(workdir: Path, hosts: list[str]) -> None:
   tasks:
     - name: Scan every host of the play in one task
       %s
+      register: scan
       run_once: true
       delegate_to: localhost
 """
