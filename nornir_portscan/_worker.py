@@ -113,7 +113,17 @@ class _Job:
 class _Slot:
     """One probe in flight at a time."""
 
-    __slots__ = ("attempt", "deadline", "failures", "job", "port", "sock", "started", "watcher")
+    __slots__ = (
+        "attempt",
+        "deadline",
+        "failures",
+        "guessing",
+        "job",
+        "port",
+        "sock",
+        "started",
+        "watcher",
+    )
 
     def __init__(self) -> None:
         self.sock: socket.socket | None = None
@@ -124,6 +134,7 @@ class _Slot:
         self.failures = 0
         self.started = 0.0
         self.deadline = 0.0
+        self.guessing = False  # the deadline is the full timeout for want of any estimate
 
 
 class Prober:
@@ -245,27 +256,33 @@ class Prober:
         job.probes += 1
         slot.started = now
         if err == _EINPROGRESS:
-            slot.deadline = now + self._timeout(job.host, attempt)
+            timeout, slot.guessing = self._timeout(job.host, attempt)
+            slot.deadline = now + timeout
             slot.watcher.start(self._on_writable, slot)
         else:
             self._finish(slot, err)
 
-    def _timeout(self, host: _Host, attempt: int) -> float:
+    def _timeout(self, host: _Host, attempt: int) -> tuple[float, bool]:
         """srtt + 4 rttvar of the host, doubled per retry. A host that has not answered yet
         gets a first guess from every host this worker has heard, and the full timeout on its
-        last attempt, so a slow host is never called filtered on a guess."""
+        last attempt, so a slow host is never called filtered on a guess.
+
+        Also says whether the timeout would be shorter with an estimate that is still missing
+        (the first probes of a scan): the sweep then shortens it when one comes.
+        """
         config = self.config
         if not config.adaptive:
-            return config.max_timeout
+            return config.max_timeout, False
         if host.srtt is not None and host.rttvar is not None:
             base = max(config.min_timeout, host.srtt + 4 * host.rttvar)
-            return min(config.max_timeout, base * (1 << (attempt - 1)))
+            return min(config.max_timeout, base * (1 << (attempt - 1))), False
+        if attempt > config.retries:
+            return config.max_timeout, False
         overall = self.overall
-        if attempt <= config.retries and overall.srtt is not None and overall.rttvar is not None:
-            return min(
-                config.max_timeout, max(config.min_timeout, overall.srtt + 4 * overall.rttvar)
-            )
-        return config.max_timeout
+        if overall.srtt is not None and overall.rttvar is not None:
+            guess = max(config.min_timeout, overall.srtt + 4 * overall.rttvar)
+            return min(config.max_timeout, guess), False
+        return config.max_timeout, True
 
     def _on_writable(self, slot: _Slot) -> None:
         slot.watcher.stop()
@@ -330,7 +347,12 @@ class Prober:
         """Time out probes past their deadline; retry them or call them filtered."""
         now = time.monotonic()
         for slot in self.slots:
-            if slot.job is None or now < slot.deadline:
+            if slot.job is None:
+                continue
+            if slot.guessing:
+                timeout, slot.guessing = self._timeout(slot.job.host, slot.attempt)
+                slot.deadline = slot.started + timeout
+            if now < slot.deadline:
                 continue
             sock = slot.sock
             assert sock is not None
