@@ -117,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--concurrency",
         type=int,
-        default=500,
+        default=1000,
         help="probes in flight per worker (default: %(default)s)",
     )
     p.add_argument("--host-concurrency", type=int, help="probes in flight per host")

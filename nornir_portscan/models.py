@@ -74,7 +74,7 @@ class ScanOptions:
     """Extra attempts for a port that gave no response."""
     rate: float | None = None
     """Global limit in probes per second, shared by all workers; None for no limit."""
-    concurrency: int = 500
+    concurrency: int = 1000
     """Probes in flight per worker process."""
     host_concurrency: int | None = None
     """Probes in flight per host (across all workers); None for no cap."""

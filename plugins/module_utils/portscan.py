@@ -48,7 +48,7 @@ ARGUMENT_SPEC = {
     "adaptive": {"type": "bool", "default": True},
     "retries": {"type": "int", "default": 1},
     "rate": {"type": "float"},
-    "concurrency": {"type": "int", "default": 500},
+    "concurrency": {"type": "int", "default": 1000},
     "host_concurrency": {"type": "int"},
     "processes": {"type": "int"},
     "host_timeout": {"type": "float"},

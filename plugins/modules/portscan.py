@@ -82,7 +82,7 @@ options:
   concurrency:
     description: Probes in flight per worker process.
     type: int
-    default: 500
+    default: 1000
   host_concurrency:
     description: Probes in flight per host over all workers; no cap when omitted.
     type: int
