@@ -217,7 +217,7 @@ class Prober:
             skipped = 0
             port, attempt, failures = job.pending.popleft()
             jobs.rotate(-1)
-            self._start(idle.pop(), job, port, attempt, failures, now)
+            self._start(idle.pop(), job, port, attempt, failures)
 
     def _wake_at(self, delay: float) -> None:
         if not self.wakeup.active:
@@ -225,9 +225,7 @@ class Prober:
             self.wakeup.start(self.pump)
 
     # -- one probe ---------------------------------------------------------------------------
-    def _start(
-        self, slot: _Slot, job: _Job, port: int, attempt: int, failures: int, now: float
-    ) -> None:
+    def _start(self, slot: _Slot, job: _Job, port: int, attempt: int, failures: int) -> None:
         slot.job, slot.port, slot.attempt, slot.failures = job, port, attempt, failures
         job.outstanding += 1
         job.host.inflight += 1
@@ -250,14 +248,15 @@ class Prober:
             slot.sock = sock
             slot.watcher = self.loop.io(sock.fileno(), 2)
         address = (job.address, port)
+        # the clock of this probe, not of the pump pass: a pass can start a thousand probes
+        slot.started = started = time.monotonic()
         err = sock.connect_ex(address)
         if err == _ECONNABORTED:  # the reused socket's previous connect failed: connect again
             err = sock.connect_ex(address)
         job.probes += 1
-        slot.started = now
         if err == _EINPROGRESS:
             timeout, slot.guessing = self._timeout(job.host, attempt)
-            slot.deadline = now + timeout
+            slot.deadline = started + timeout
             slot.watcher.start(self._on_writable, slot)
         else:
             self._finish(slot, err)
