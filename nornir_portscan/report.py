@@ -104,8 +104,11 @@ def summary(report: ScanReport) -> dict[str, Any]:
     }
 
 
-def report_to_dict(scan: ScanReport | Audit) -> dict[str, Any]:
-    """The whole report (of a scan or an audit) as JSON-ready data, in a stable order."""
+def report_to_dict(scan: ScanReport | Audit, *, hosts: bool = True) -> dict[str, Any]:
+    """The whole report (of a scan or an audit) as JSON-ready data, in a stable order.
+
+    With ``hosts=False``, only the totals: no ``hosts`` key, and no cost per host for it.
+    """
     from nornir_portscan import __version__
 
     audit = scan if isinstance(scan, Audit) else Audit(scan)
@@ -122,10 +125,11 @@ def report_to_dict(scan: ScanReport | Audit) -> dict[str, Any]:
         "options": dataclasses.asdict(report.options),
         "warnings": list(report.warnings),
         "summary": summary(report),
-        "hosts": [
-            host_to_dict(h, audit.verdict(i), audit.drift) for i, h in enumerate(report.hosts)
-        ],
     }
+    if hosts:
+        data["hosts"] = [
+            host_to_dict(h, audit.verdict(i), audit.drift) for i, h in enumerate(report.hosts)
+        ]
     if audit.verdicts:
         judged = [v for v in audit.verdicts if v is not None]
         data["compliance"] = {

@@ -284,7 +284,7 @@ def _host_script(host: HostResult, verdict: HostVerdict | None, drift: Drift | N
 
 def _run_script(audit: Audit) -> ET.Element:
     """Totals of the audit, from the JSON report."""
-    data = report_to_dict(audit)
+    data = report_to_dict(audit, hosts=False)
     script = ET.Element("script", id="portscan-audit")
     lines = []
     if "compliance" in data:

@@ -321,7 +321,7 @@ def label(entry):
 def task_result(audit, wait_timeout):
     """The task's result: hosts, summary, failed_hosts and, for an audit, its totals."""
     hosts = hosts_by_name(audit, wait_timeout)
-    data = report_to_dict(audit)
+    data = report_to_dict(audit, hosts=False)
     result = {"hosts": hosts, "summary": data["summary"],
               "failed_hosts": [name for name, entry in hosts.items() if not entry["passed"]]}
     for key in ("compliance", "drift", "wait"):

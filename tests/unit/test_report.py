@@ -70,6 +70,12 @@ def test_report_matches_the_shipped_schema():
     assert data == report_to_dict(REPORT)
 
 
+def test_totals_alone_are_the_report_without_its_hosts():
+    whole = report_to_dict(REPORT)
+    del whole["hosts"]
+    assert report_to_dict(REPORT, hosts=False) == whole
+
+
 def test_table_is_readable():
     lines = render_table(REPORT).splitlines()
     assert lines[0].split() == ["HOST", "ADDRESS", "STATUS", "OPEN", "FILTERED", "CLOSED"]
