@@ -54,6 +54,7 @@ _IP_RECVERR = 11
 _IPV6_RECVERR = 25
 _EE_FORMAT = struct.Struct("=IBBBBII")  # struct sock_extended_err
 _MAX_LOCAL_FAILURES = 8
+_EXTRA_ATTEMPTS = 1  # beyond 1 + retries, once a host has answered only a retry
 _BACKOFF = 0.005  # seconds, doubled per local failure of the same probe
 _FD_RESERVE = 32
 _PROGRESS_INTERVAL = 0.1
@@ -149,6 +150,7 @@ class Prober:
         self.jobs: deque[_Job] = deque()
         self.hosts: dict[int, _Host] = {}
         self.overall = _Host(None, None)  # every answer this worker has had, all hosts
+        self.answered_attempt = 1  # the latest attempt of a probe that any host answered
         self.finished_ports = 0
         self.progress_batch = max(1, config.concurrency // 4)
         self.tokens = 1.0
@@ -283,6 +285,17 @@ class Prober:
             return min(config.max_timeout, guess), False
         return config.max_timeout, True
 
+    def _attempts(self, host: _Host) -> int:
+        """How many probes a silent port of ``host`` gets: 1 + retries, and one more once some
+        host answered only a retry. A firewall drops a SYN every time, a full accept queue or a
+        policer only for a while: after a sign of the latter, a silent port of a host that
+        answers may still be open, and gets one more try, later (its timeout doubles). A host
+        that answers nothing (down, most likely) gets no more."""
+        retries = self.config.retries
+        if retries == 0 or host.srtt is None:
+            return retries + 1
+        return max(retries + 1, min(self.answered_attempt + 1, retries + 1 + _EXTRA_ATTEMPTS))
+
     def _on_writable(self, slot: _Slot) -> None:
         slot.watcher.stop()
         sock = slot.sock
@@ -320,6 +333,7 @@ class Prober:
         state, default_reason = answer
         job.host.sample(rtt)
         self.overall.sample(rtt)
+        self.answered_attempt = max(self.answered_attempt, slot.attempt)
         self._record(
             slot,
             job,
@@ -374,7 +388,7 @@ class Prober:
             slot.watcher.stop()
             self._discard(slot)
             job = slot.job
-            if slot.attempt <= self.config.retries:
+            if slot.attempt < self._attempts(job.host):
                 self._requeue(slot, job, slot.attempt + 1, slot.failures, front=False)
             else:
                 self._record(slot, job, (slot.port, "filtered", "no-response", None, slot.attempt))

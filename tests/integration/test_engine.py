@@ -190,6 +190,41 @@ def test_first_probes_do_not_wait_the_full_timeout(netns):
     assert report["duration"] < 2.5  # 0.1 s, then 0.2 s; not 5 s, then 0.2 s
 
 
+def test_a_port_that_drops_for_a_while_gets_one_more_try(netns):
+    """Port 80 listens but drops its first two SYNs (a full accept queue does that), port 81
+    drops its first one only, port 82 all: once 81 answers a retry, the silent ports get a
+    third attempt, which finds 80 open; 82 stays filtered."""
+    nft(
+        netns,
+        """
+        table ip t {
+          chain input {
+            type filter hook input priority 0;
+            tcp dport 80 tcp flags syn quota until 120 bytes drop
+            tcp dport 81 tcp flags syn quota until 60 bytes drop
+            tcp dport 82 drop
+          }
+        }
+    """,
+    )
+    script = (
+        "import socket, subprocess, sys\n"
+        "listener = socket.create_server(('127.0.0.1', 80))\n"
+        "sys.exit(subprocess.run(sys.argv[1:]).returncode)\n"
+    )
+    done = in_netns(
+        netns, sys.executable, "-c", script, *CLI, "--json", "-", "-p", "80-83", "127.0.0.1",
+        cwd=str(REPO),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (host,) = json.loads(done.stdout)["hosts"]
+    assert [(p["port"], p["state"], p["attempts"]) for p in host["ports"]] == [
+        (80, "open", 3),
+        (82, "filtered", 3),
+    ]
+    assert host["closed_count"] == 2
+
+
 @pytest.mark.parametrize("address", list(REJECT_RULES))
 def test_dropped_and_rejected_ports_are_filtered_with_their_reason(netns, address):
     family, admin_prohibited, unreachable = REJECT_RULES[address]
