@@ -75,6 +75,13 @@ class Audit:
         verdict = self.verdict(index)
         return unexpected_changes(changed, verdict.policy if verdict else None)
 
+    def unmet(self, index: int) -> tuple[Unmet, ...]:
+        """The expectations of ``report.hosts[index]`` still unmet when the wait ended; empty
+        without a wait. (``wait.unmet`` lists them all, by host name: with both address
+        families one name has two hosts.)"""
+        verdict = self.verdict(index)
+        return _unmet(verdict) if self.wait is not None and verdict is not None else ()
+
     def failed(self, index: int) -> bool:
         """Whether ``report.hosts[index]`` fails the audit: an error, a violated expectation
         (after the wait, if any) or unexpected confirmed drift."""
@@ -199,15 +206,23 @@ def _wait(
         for i, host in zip(index, again.hosts, strict=True):
             hosts[i] = _merge(hosts[i], host)
             verdicts[i] = evaluate(hosts[i], policies[i])
-    unmet = []
-    for verdict in verdicts:
-        if verdict is None or verdict.compliant is True:
-            continue
-        if verdict.compliant is None:
-            unmet.append(Unmet(verdict.name, None, "judged", verdict.error or "unknown"))
-        unmet.extend(Unmet(verdict.name, v.port, v.expected, v.actual) for v in verdict.violations)
+    unmet = [u for verdict in verdicts if verdict is not None for u in _unmet(verdict)]
     result = WaitResult(not unmet, round(time.monotonic() - started, 3), rounds, tuple(unmet))
     return replace(report, hosts=tuple(hosts)), verdicts, result
+
+
+def _unmet(verdict: HostVerdict) -> tuple[Unmet, ...]:
+    """What a host's verdict says is still not as expected."""
+    if verdict.compliant is True:
+        return ()
+    unjudged = (
+        (Unmet(verdict.name, None, "judged", verdict.error or "unknown"),)
+        if verdict.compliant is None
+        else ()
+    )
+    return unjudged + tuple(
+        Unmet(verdict.name, v.port, v.expected, v.actual) for v in verdict.violations
+    )
 
 
 def _merge(old: HostResult, new: HostResult) -> HostResult:

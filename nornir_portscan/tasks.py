@@ -366,7 +366,7 @@ def _outcome(audit: Audit, index: int) -> _Outcome:
     entry = PortscanResult(host_to_dict(host, verdict, audit.drift))
     failed = audit.failed(index)
     if audit.wait is not None and verdict is not None:
-        unmet = [u for u in audit.wait.unmet if u.host == host.name]
+        unmet = audit.unmet(index)
         entry["wait"] = {
             "converged": not unmet,
             "elapsed": audit.wait.elapsed,

@@ -268,7 +268,7 @@ def hosts_by_name(audit, wait_timeout=None):
         verdict = audit.verdict(index)
         entry = host_entry(host, verdict, audit.drift)
         if audit.wait is not None and verdict is not None:
-            unmet = [u for u in audit.wait.unmet if u.host == host.name]
+            unmet = audit.unmet(index)
             entry["wait"] = {
                 "converged": not unmet,
                 "unmet": [{"port": u.port, "expected": u.expected, "actual": u.actual}

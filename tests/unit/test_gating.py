@@ -278,6 +278,29 @@ def test_wait_that_never_converges_names_every_unmet_pair(clock):
     assert audit.violated
 
 
+def test_the_unmet_expectations_of_each_address_of_one_name(clock):
+    """With both address families one name is two hosts: each has its own unmet list."""
+    net = FakeNet({("::1", 8080): OPEN})
+    policy = parse_policy({"expect_open": "8080"})
+    audit = run_audit(
+        request(Target("dual", "127.0.0.1"), Target("dual", "::1")),
+        [policy, policy],
+        wait=True,
+        wait_timeout=1.5,
+        interval=1.0,
+        scanner=net,
+    )
+    assert audit.wait is not None
+    assert audit.wait.unmet == (Unmet("dual", 8080, "open", "closed"),)
+    assert (audit.unmet(0), audit.unmet(1)) == ((Unmet("dual", 8080, "open", "closed"),), ())
+    assert (audit.failed(0), audit.failed(1)) == (True, False)
+
+
+def test_no_unmet_expectations_without_a_wait():
+    audit = run_audit(request(WEB1), [parse_policy({"expect_open": "8080"})], scanner=FakeNet())
+    assert audit.unmet(0) == ()
+
+
 def test_wait_never_sleeps_past_its_timeout(clock):
     net = FakeNet(clock=clock)
     audit = run_audit(
