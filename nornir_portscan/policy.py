@@ -241,8 +241,13 @@ def load_policy_file(path: str | os.PathLike[str]) -> PolicyBook:
     except OSError as exc:
         raise InputError(f"cannot read policy file {where!r}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "bad YAML"
-        raise InputError(f"policy file {where!r} is not valid YAML: {first}") from None
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["bad YAML"])[0]
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise InputError(
+            f"policy file {where!r} is not valid YAML: {at}{problem}; "
+            "e.g. 'defaults: {allowed_open: \"22,443\"}'"
+        ) from None
     data = data or {}
     top = ("defaults", "groups", "hosts")
     unknown = sorted(str(k) for k in set(data) - set(top)) if isinstance(data, Mapping) else []

@@ -517,8 +517,9 @@ NOT_A_REPORT = (
         (
             {"p.yaml": "defaults: [\n"},
             ["--policy", "{tmp}/p.yaml"],
-            "portscan: error: policy file '{tmp}/p.yaml' is not valid YAML: while parsing a "
-            "flow node",
+            "portscan: error: policy file '{tmp}/p.yaml' is not valid YAML: line 2, column 1: "
+            "expected the node content, but found '<stream end>'; "
+            "e.g. 'defaults: {{allowed_open: \"22,443\"}}'",
         ),
         (
             {"p.yaml": "groups:\n  web:\n    hosts: [127.0.0.1]\n    expect_opn: '22'\n"},

@@ -413,7 +413,8 @@ def test_empty_policy_file_is_an_empty_book(tmp_path, text):
     [
         (
             "defaults: [\n",
-            "policy file '{path}' is not valid YAML: while parsing a flow node",
+            "policy file '{path}' is not valid YAML: line 2, column 1: expected the node "
+            "content, but found '<stream end>'; e.g. 'defaults: {{allowed_open: \"22,443\"}}'",
         ),
         (
             "- 22\n",
