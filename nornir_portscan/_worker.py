@@ -586,4 +586,7 @@ def _fields(config: WorkerConfig) -> dict[str, Any]:
 
 if __name__ == "__main__":
     main()
-    sys.exit(0)
+    # Everything is written: leave now, without the interpreter's teardown (tens of ms that
+    # the executor would wait for).
+    sys.stderr.flush()
+    os._exit(0)
