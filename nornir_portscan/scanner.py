@@ -1,4 +1,4 @@
-"""The scan engine's entry points: ``build_request`` and ``scan``.
+"""The scan engine's entry points: ``build_request``, ``scan`` and ``WorkerPool``.
 
 ``scan`` spreads (host, port-chunk) units over worker processes, one per CPU by default. Each
 worker is its own interpreter (``python -m nornir_portscan._worker``) talking over pipes, so this
@@ -19,6 +19,7 @@ import selectors
 import subprocess
 import sys
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,7 +59,7 @@ from nornir_portscan.models import (
 from nornir_portscan.ports import parse_ports
 from nornir_portscan.targets import parse_targets
 
-__all__ = ["TargetSpec", "build_request", "scan"]
+__all__ = ["TargetSpec", "WorkerPool", "build_request", "scan"]
 
 ProgressCallback = Callable[[Progress], None]
 
@@ -196,6 +197,8 @@ class WorkerPool:
         if processes is not None and processes < 1:
             raise OptionError(f"invalid processes {processes}: use 1 or more, e.g. processes=2")
         self._idle: list[_Worker] = []
+        # a pool dropped without close() still stops its workers when it is collected
+        self._finalizer = weakref.finalize(self, _kill_workers, self._idle)
         env = _worker_env()
         try:
             for _ in range(processes or _cpu_count()):
@@ -205,19 +208,28 @@ class WorkerPool:
             raise
 
     def take(self) -> _Worker | None:
-        """An idle worker, or None when all are taken."""
-        return self._idle.pop() if self._idle else None
+        """An idle worker that is still running, or None when none is left."""
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.proc.poll() is None:
+                return worker
+            worker.kill()  # died while idle: reap it, try the next
+        return None
 
     def close(self) -> None:
         """Stop the workers no scan took."""
-        while self._idle:
-            self._idle.pop().kill()
+        self._finalizer()
 
     def __enter__(self) -> WorkerPool:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _kill_workers(workers: list[_Worker]) -> None:
+    while workers:
+        workers.pop().kill()
 
 
 def _cpu_count() -> int:

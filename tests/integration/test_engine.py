@@ -97,6 +97,10 @@ def test_host_timeout_keeps_partial_results(listeners):
     assert 0 < host.closed_count < 20000
 
 
+def _zombie(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
 def _children() -> set[int]:
     return {int(pid) for pid in Path(f"/proc/self/task/{os.getpid()}/children").read_text().split()}
 
@@ -113,6 +117,32 @@ def test_a_worker_pool_serves_the_scan_and_leaves_no_process(listeners):
     assert _children() == before
     for done in (report, again):
         assert (done.hosts[0].open_ports, done.hosts[0].closed_count) == ([port], 1)
+
+
+def test_pool_workers_that_died_while_idle_are_not_taken(listeners):
+    port = listeners.open("127.0.0.1")
+    before = _children()
+    with WorkerPool(3) as pool:
+        idle = _children() - before
+        for pid in idle:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while not all(_zombie(pid) for pid in idle) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        request = build_request(["127.0.0.1"], f"1-300,{port}", processes=1)
+        report = scan(request, workers=pool)
+    (host,) = report.hosts
+    assert (host.status, host.error_ports) == (HostStatus.UP, [])
+    assert host.open_ports == sorted(listening_ports("127.0.0.1") & {*range(1, 301), port})
+    assert _children() == before
+
+
+def test_a_worker_pool_dropped_without_close_stops_its_workers():
+    before = _children()
+    pool = WorkerPool(2)
+    assert len(_children() - before) == 2
+    del pool
+    assert _children() == before
 
 
 def test_a_worker_pool_of_no_processes_is_refused():
