@@ -38,6 +38,7 @@ from nornir_portscan._protocol import (
     WorkerReady,
     frame,
 )
+from nornir_portscan._timing import RoundTrip, attempts_for, probe_timeout
 from nornir_portscan.classify import classify_errno, classify_icmp, errno_name
 from nornir_portscan.models import PortState
 
@@ -54,29 +55,19 @@ _IP_RECVERR = 11
 _IPV6_RECVERR = 25
 _EE_FORMAT = struct.Struct("=IBBBBII")  # struct sock_extended_err
 _MAX_LOCAL_FAILURES = 8
-_EXTRA_ATTEMPTS = 1  # beyond 1 + retries, once a host has answered only a retry
 _BACKOFF = 0.005  # seconds, doubled per local failure of the same probe
-_FD_RESERVE = 32
+_FD_RESERVE = 24  # stdio, the pipes, libev; 1000 probes + 24 fit the common 1024
 _PROGRESS_INTERVAL = 0.1
 
 
-class _Host:
-    """Per-host state in this worker: the round-trip estimator and probes in flight."""
+class _Host(RoundTrip):
+    """Per-host state in this worker: the round-trip estimate and probes in flight."""
 
-    __slots__ = ("inflight", "rttvar", "srtt")
+    __slots__ = ("inflight",)
 
     def __init__(self, srtt: float | None, rttvar: float | None) -> None:
-        self.srtt = srtt
-        self.rttvar = rttvar
+        super().__init__(srtt, rttvar)
         self.inflight = 0
-
-    def sample(self, rtt: float) -> None:
-        """Jacobson/Karels smoothing, as TCP (RFC 6298) does."""
-        if self.srtt is None or self.rttvar is None:
-            self.srtt, self.rttvar = rtt, rtt / 2
-        else:
-            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
-            self.srtt = 0.875 * self.srtt + 0.125 * rtt
 
 
 class _Job:
@@ -149,7 +140,7 @@ class Prober:
         self.idle = list(self.slots)
         self.jobs: deque[_Job] = deque()
         self.hosts: dict[int, _Host] = {}
-        self.overall = _Host(None, None)  # every answer this worker has had, all hosts
+        self.overall = RoundTrip()  # every answer this worker has had, all hosts
         self.answered_attempt = 1  # the latest attempt of a probe that any host answered
         self.finished_ports = 0
         self.progress_batch = max(1, config.concurrency // 4)
@@ -257,44 +248,11 @@ class Prober:
             err = sock.connect_ex(address)
         job.probes += 1
         if err == _EINPROGRESS:
-            timeout, slot.guessing = self._timeout(job.host, attempt)
+            timeout, slot.guessing = probe_timeout(self.config, job.host, self.overall, attempt)
             slot.deadline = started + timeout
             slot.watcher.start(self._on_writable, slot)
         else:
             self._finish(slot, err)
-
-    def _timeout(self, host: _Host, attempt: int) -> tuple[float, bool]:
-        """srtt + 4 rttvar of the host, doubled per retry. A host that has not answered yet
-        gets a first guess from every host this worker has heard, and the full timeout on its
-        last attempt, so a slow host is never called filtered on a guess.
-
-        Also says whether the timeout would be shorter with an estimate that is still missing
-        (the first probes of a scan): the sweep then shortens it when one comes.
-        """
-        config = self.config
-        if not config.adaptive:
-            return config.max_timeout, False
-        if host.srtt is not None and host.rttvar is not None:
-            base = max(config.min_timeout, host.srtt + 4 * host.rttvar)
-            return min(config.max_timeout, base * (1 << (attempt - 1))), False
-        if attempt > config.retries:
-            return config.max_timeout, False
-        overall = self.overall
-        if overall.srtt is not None and overall.rttvar is not None:
-            guess = max(config.min_timeout, overall.srtt + 4 * overall.rttvar)
-            return min(config.max_timeout, guess), False
-        return config.max_timeout, True
-
-    def _attempts(self, host: _Host) -> int:
-        """How many probes a silent port of ``host`` gets: 1 + retries, and one more once some
-        host answered only a retry. A firewall drops a SYN every time, a full accept queue or a
-        policer only for a while: after a sign of the latter, a silent port of a host that
-        answers may still be open, and gets one more try, later (its timeout doubles). A host
-        that answers nothing (down, most likely) gets no more."""
-        retries = self.config.retries
-        if retries == 0 or host.srtt is None:
-            return retries + 1
-        return max(retries + 1, min(self.answered_attempt + 1, retries + 1 + _EXTRA_ATTEMPTS))
 
     def _on_writable(self, slot: _Slot) -> None:
         slot.watcher.stop()
@@ -363,7 +321,9 @@ class Prober:
             if slot.job is None:
                 continue
             if slot.guessing:
-                timeout, slot.guessing = self._timeout(slot.job.host, slot.attempt)
+                timeout, slot.guessing = probe_timeout(
+                    self.config, slot.job.host, self.overall, slot.attempt
+                )
                 slot.deadline = slot.started + timeout
             if now < slot.deadline:
                 continue
@@ -388,7 +348,7 @@ class Prober:
             slot.watcher.stop()
             self._discard(slot)
             job = slot.job
-            if slot.attempt < self._attempts(job.host):
+            if slot.attempt < attempts_for(self.config, job.host, self.answered_attempt):
                 self._requeue(slot, job, slot.attempt + 1, slot.failures, front=False)
             else:
                 self._record(slot, job, (slot.port, "filtered", "no-response", None, slot.attempt))
