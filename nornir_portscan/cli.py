@@ -111,7 +111,8 @@ def _parser() -> argparse.ArgumentParser:
         "--retries",
         type=int,
         default=1,
-        help="extra attempts for ports that give no response (default: %(default)s)",
+        help="extra attempts for ports that give no response, plus one once a port answered "
+        "only its last one (default: %(default)s)",
     )
     p.add_argument("--rate", type=float, help="at most this many probes per second, all workers")
     p.add_argument(

@@ -71,7 +71,8 @@ class ScanOptions:
     adaptive: bool = True
     """Learn each host's round-trip time and wait srtt + 4*rttvar instead of ``timeout``."""
     retries: int = 1
-    """Extra attempts for a port that gave no response."""
+    """Extra attempts for a port that gave no response; one more once some port answered only
+    its last attempt (SYNs dropped for a while, by a full accept queue or a policer)."""
     rate: float | None = None
     """Global limit in probes per second, shared by all workers; None for no limit."""
     concurrency: int = 1000

@@ -73,7 +73,10 @@ options:
     type: bool
     default: true
   retries:
-    description: Extra attempts for a port that gave no response (0 to 10).
+    description:
+      - Extra attempts for a port that gave no response (0 to 10).
+      - One more once some port answered only its last attempt (SYNs dropped for a while, by a
+        full accept queue or a policer), for ports of hosts that answer.
     type: int
     default: 1
   rate:
