@@ -33,7 +33,7 @@ from nornir.core.inventory import Defaults, Groups, Host, Hosts, Inventory
 from nornir.plugins.runners import ThreadedRunner
 from nornir_utils.plugins.tasks.networking import tcp_ping
 
-from nornir_portscan.tasks import portscan
+from nornir_portscan.nornir.tasks import portscan
 
 HOSTS = [f"127.1.{i // 250}.{i % 250 + 1}" for i in range(1000)]
 PORTS = list(range(20001, 20011))

@@ -16,6 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from nornir_portscan.engine.executor import TargetSpec, WorkerPool, build_request, scan
     from nornir_portscan.errors import (
         InputError,
         OptionError,
@@ -37,12 +38,11 @@ if TYPE_CHECKING:
         ScanRequest,
         Target,
     )
+    from nornir_portscan.nornir.processors import ProgressBar
+    from nornir_portscan.nornir.tasks import portscan
     from nornir_portscan.ports import parse_ports
-    from nornir_portscan.processors import ProgressBar
-    from nornir_portscan.report import host_to_dict, report_to_dict
-    from nornir_portscan.scanner import TargetSpec, WorkerPool, build_request, scan
+    from nornir_portscan.reports.data import host_to_dict, report_to_dict
     from nornir_portscan.targets import parse_targets
-    from nornir_portscan.tasks import portscan
 
 __version__ = "0.1.0"
 
@@ -69,11 +69,11 @@ _EXPORTS = {
         "Target",
     ],
     "nornir_portscan.ports": ["parse_ports"],
-    "nornir_portscan.processors": ["ProgressBar"],
-    "nornir_portscan.report": ["host_to_dict", "report_to_dict"],
-    "nornir_portscan.scanner": ["TargetSpec", "WorkerPool", "build_request", "scan"],
+    "nornir_portscan.nornir.processors": ["ProgressBar"],
+    "nornir_portscan.reports.data": ["host_to_dict", "report_to_dict"],
+    "nornir_portscan.engine.executor": ["TargetSpec", "WorkerPool", "build_request", "scan"],
     "nornir_portscan.targets": ["parse_targets"],
-    "nornir_portscan.tasks": ["portscan"],
+    "nornir_portscan.nornir.tasks": ["portscan"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from nornir_portscan import __version__
-from nornir_portscan.audit_report import report_writer, write_report
-from nornir_portscan.drift import load_baseline
+from nornir_portscan.audit.drift import load_baseline
+from nornir_portscan.audit.gates import Audit, run_audit
+from nornir_portscan.audit.policy import POLICY_KEYS, Policy, PolicyBook, load_policy_file
+from nornir_portscan.engine.executor import build_request, scan
 from nornir_portscan.errors import InputError, ScanError, ScanInterrupted
-from nornir_portscan.gating import Audit, run_audit
 from nornir_portscan.models import Progress, ScanReport, ScanRequest
-from nornir_portscan.policy import POLICY_KEYS, Policy, PolicyBook, load_policy_file
 from nornir_portscan.ports import parse_ports
-from nornir_portscan.report import render_table, report_to_json
-from nornir_portscan.scanner import build_request, scan
-from nornir_portscan.xml_report import report_to_xml
+from nornir_portscan.reports.data import render_table, report_to_json
+from nornir_portscan.reports.nmap_xml import report_to_xml
+from nornir_portscan.reports.pages import report_writer, write_report
 
 __all__ = ["main"]
 

@@ -23,13 +23,14 @@ try:
     from nornir_portscan import (InputError, PortscanError, ScanInterrupted, build_request,
                                  parse_ports, scan)
     from nornir_portscan import WorkerPool  # noqa: F401 - for the action plugin
-    from nornir_portscan.audit_report import audit_to_html, audit_to_markdown
-    from nornir_portscan.drift import load_baseline
-    from nornir_portscan.gating import Audit, run_audit
-    from nornir_portscan.policy import parse_policy
-    from nornir_portscan.report import host_to_dict, render_table, report_to_dict, report_to_json
-    from nornir_portscan.scanner import TargetSpec
-    from nornir_portscan.xml_report import report_to_xml
+    from nornir_portscan.reports.pages import audit_to_html, audit_to_markdown
+    from nornir_portscan.audit.drift import load_baseline
+    from nornir_portscan.audit.gates import Audit, run_audit
+    from nornir_portscan.audit.policy import parse_policy
+    from nornir_portscan.reports.data import (host_to_dict, render_table, report_to_dict,
+                                              report_to_json)
+    from nornir_portscan.engine.executor import TargetSpec
+    from nornir_portscan.reports.nmap_xml import report_to_xml
 except ImportError:
     ENGINE_IMPORT_ERROR = traceback.format_exc()
 else:

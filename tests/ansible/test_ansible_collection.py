@@ -15,8 +15,9 @@ import pytest
 import yaml
 from ansible_support import BIN, REPO, demo_hosts
 
-from nornir_portscan.drift import Drift
-from nornir_portscan.gating import Audit, WaitResult
+from nornir_portscan.audit.drift import Drift
+from nornir_portscan.audit.gates import Audit, WaitResult
+from nornir_portscan.audit.policy import evaluate, parse_policy
 from nornir_portscan.models import (
     HostResult,
     HostStatus,
@@ -25,7 +26,6 @@ from nornir_portscan.models import (
     ScanOptions,
     ScanReport,
 )
-from nornir_portscan.policy import evaluate, parse_policy
 
 FQCN = "nornir_portscan.portscan.portscan"
 MODULE = REPO / "plugins" / "modules" / "portscan.py"

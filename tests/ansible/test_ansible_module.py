@@ -12,6 +12,8 @@ from xml.etree import ElementTree
 import pytest
 from support import Listeners, closed_port
 
+from nornir_portscan.audit.policy import Policy
+from nornir_portscan.engine.executor import TargetSpec
 from nornir_portscan.models import (
     HostResult,
     HostStatus,
@@ -21,8 +23,6 @@ from nornir_portscan.models import (
     ScanReport,
     Target,
 )
-from nornir_portscan.policy import Policy
-from nornir_portscan.scanner import TargetSpec
 
 pytestmark = pytest.mark.usefixtures("collection_import")
 

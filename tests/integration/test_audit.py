@@ -18,11 +18,11 @@ import pytest
 from support import CLI, REPO, closed_port, in_netns, nft
 
 from nornir_portscan import ScanRequest, build_request, parse_ports, scan
+from nornir_portscan.audit.drift import Drift
+from nornir_portscan.audit.gates import Unmet, run_audit
+from nornir_portscan.audit.policy import Violation, load_policy_file, parse_policy
 from nornir_portscan.cli import EXIT_INPUT, EXIT_OK, EXIT_VIOLATED
-from nornir_portscan.drift import Drift
-from nornir_portscan.gating import Unmet, run_audit
-from nornir_portscan.policy import Violation, load_policy_file, parse_policy
-from nornir_portscan.report import report_schema, report_to_dict
+from nornir_portscan.reports.data import report_schema, report_to_dict
 
 FAST = ("--timeout", "0.5", "--no-progress")
 

@@ -11,9 +11,9 @@ import yaml
 from nornir import InitNornir
 from nornir.core import Nornir
 
-from nornir_portscan import tasks
-from nornir_portscan.gating import Audit
+from nornir_portscan.audit.gates import Audit
 from nornir_portscan.models import ScanReport, ScanRequest
+from nornir_portscan.nornir import tasks
 
 MakeNornir = Callable[..., Nornir]
 

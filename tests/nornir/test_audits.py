@@ -17,7 +17,7 @@ from nornir.core.task import AggregatedResult
 from support import Listeners, closed_port
 
 from nornir_portscan.errors import InputError, OptionError, PortSpecError
-from nornir_portscan.tasks import PortscanResult, portscan
+from nornir_portscan.nornir.tasks import PortscanResult, portscan
 
 if TYPE_CHECKING:
     from conftest import EngineCalls, MakeNornir

@@ -13,7 +13,6 @@ from nornir.core.task import AggregatedResult, Task
 from nornir_utils.plugins.functions import print_result
 from support import Listeners, closed_port
 
-from nornir_portscan import tasks
 from nornir_portscan.errors import (
     InputError,
     OptionError,
@@ -21,8 +20,9 @@ from nornir_portscan.errors import (
     ScanError,
     TargetSpecError,
 )
-from nornir_portscan.processors import ProgressBar
-from nornir_portscan.tasks import PortscanResult, portscan
+from nornir_portscan.nornir import tasks
+from nornir_portscan.nornir.processors import ProgressBar
+from nornir_portscan.nornir.tasks import PortscanResult, portscan
 
 if TYPE_CHECKING:
     from conftest import EngineCalls, MakeNornir

@@ -14,8 +14,9 @@ import pytest
 from support import Listeners, closed_port, listening_ports
 
 from nornir_portscan import build_request
-from nornir_portscan.drift import Drift, HostDrift, PortChange
-from nornir_portscan.gating import Audit, Unmet, WaitResult, run_audit
+from nornir_portscan.audit.drift import Drift, HostDrift, PortChange
+from nornir_portscan.audit.gates import Audit, Unmet, WaitResult, run_audit
+from nornir_portscan.audit.policy import HostVerdict, Violation, parse_policy
 from nornir_portscan.models import (
     HostResult,
     HostStatus,
@@ -24,8 +25,7 @@ from nornir_portscan.models import (
     ScanOptions,
     ScanReport,
 )
-from nornir_portscan.policy import HostVerdict, Violation, parse_policy
-from nornir_portscan.report import report_to_dict
+from nornir_portscan.reports.data import report_to_dict
 
 DTD = Path("/usr/share/nmap/nmap.dtd")
 STARTED = 1767225600.0  # 2026-01-01T00:00:00Z

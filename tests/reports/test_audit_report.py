@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from report_support import STARTED, RealAudit, hand_audit, hand_report, port, tool
 
+from nornir_portscan.audit.gates import Audit
+from nornir_portscan.audit.policy import HostVerdict, Violation
 from nornir_portscan.errors import InputError
-from nornir_portscan.gating import Audit
 from nornir_portscan.models import HostResult, HostStatus, PortState, ScanOptions, ScanReport
-from nornir_portscan.policy import HostVerdict, Violation
 
-from nornir_portscan.audit_report import (  # isort: skip
+from nornir_portscan.reports.pages import (  # isort: skip
     audit_to_html,
     audit_to_markdown,
     write_report,

@@ -28,11 +28,11 @@ from report_support import (
     xmllint_errors,
 )
 
-from nornir_portscan.gating import Audit
+from nornir_portscan.audit.gates import Audit
 from nornir_portscan.models import HostResult, HostStatus, ScanOptions, ScanReport
 from nornir_portscan.ports import parse_ports
-from nornir_portscan.report import report_to_dict
-from nornir_portscan.xml_report import report_to_xml
+from nornir_portscan.reports.data import report_to_dict
+from nornir_portscan.reports.nmap_xml import report_to_xml
 
 
 def tree(scan: ScanReport | Audit) -> ET.Element:

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from nornir_portscan._protocol import (
+from nornir_portscan.engine.protocol import (
     STOP,
     FrameReader,
     Progressed,

@@ -3,7 +3,7 @@
 import pytest
 
 from nornir_portscan import PortSpecError, Target, TargetSpecError, build_request
-from nornir_portscan.scanner import TargetSpec
+from nornir_portscan.engine.executor import TargetSpec
 
 
 def test_named_literals_keep_their_names_and_own_ports():

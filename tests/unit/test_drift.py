@@ -18,8 +18,15 @@ from nornir_portscan import (
     ScanRequest,
     Target,
 )
-from nornir_portscan.drift import Drift, HostDrift, PortChange, compare, confirm, load_baseline
-from nornir_portscan.report import report_to_dict
+from nornir_portscan.audit.drift import (
+    Drift,
+    HostDrift,
+    PortChange,
+    compare,
+    confirm,
+    load_baseline,
+)
+from nornir_portscan.reports.data import report_to_dict
 
 OPTIONS = ScanOptions(timeout=2.0, min_timeout=0.2, retries=0, rate=5000, concurrency=800)
 REASONS = {PortState.OPEN: "syn-ack", PortState.FILTERED: "no-response", PortState.ERROR: "EMFILE"}
@@ -298,7 +305,7 @@ def test_nothing_to_confirm_sends_nothing():
 
 
 def test_confirm_waits_between_rechecks(monkeypatch):
-    from nornir_portscan import drift as drift_module
+    from nornir_portscan.audit import drift as drift_module
 
     slept: list[float] = []
     monkeypatch.setattr(drift_module, "time", SimpleNamespace(sleep=slept.append))
@@ -339,8 +346,8 @@ def test_address_pairing_needs_one_host_on_each_side():
     ],
 )
 def test_changes_the_policy_explains_are_expected(policy, unexpected):
-    from nornir_portscan.drift import unexpected_changes
-    from nornir_portscan.policy import parse_policy
+    from nornir_portscan.audit.drift import unexpected_changes
+    from nornir_portscan.audit.policy import parse_policy
 
     changed = HostDrift(
         "web1", "127.0.0.11", opened=(80,), closed=(443,),

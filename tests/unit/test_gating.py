@@ -19,13 +19,13 @@ from nornir_portscan import (
     ScanReport,
     ScanRequest,
     Target,
-    gating,
 )
-from nornir_portscan import drift as drift_module
-from nornir_portscan.drift import Drift, HostDrift
-from nornir_portscan.gating import Audit, Unmet, WaitResult, apply_policies, run_audit
-from nornir_portscan.policy import HostVerdict, Policy, Violation, parse_policy
-from nornir_portscan.report import render_table, report_schema, report_to_dict, report_to_json
+from nornir_portscan.audit import drift as drift_module
+from nornir_portscan.audit import gates as gating
+from nornir_portscan.audit.drift import Drift, HostDrift
+from nornir_portscan.audit.gates import Audit, Unmet, WaitResult, apply_policies, run_audit
+from nornir_portscan.audit.policy import HostVerdict, Policy, Violation, parse_policy
+from nornir_portscan.reports.data import render_table, report_schema, report_to_dict, report_to_json
 
 OPEN, CLOSED, FILTERED = PortState.OPEN, PortState.CLOSED, PortState.FILTERED
 REASONS = {OPEN: "syn-ack", FILTERED: "no-response"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nornir_portscan import HostResult, HostStatus, InputError, PortResult, PortSpecError, PortState
-from nornir_portscan.policy import (
+from nornir_portscan.audit.policy import (
     HostVerdict,
     Policy,
     PolicyBook,

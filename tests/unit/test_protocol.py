@@ -1,4 +1,4 @@
-from nornir_portscan._protocol import FrameReader, Progressed, Unit, frame
+from nornir_portscan.engine.protocol import FrameReader, Progressed, Unit, frame
 
 
 def test_frames_survive_any_split():

@@ -3,7 +3,7 @@ import json
 import jsonschema
 
 from nornir_portscan import HostResult, HostStatus, PortResult, PortState, ScanOptions, ScanReport
-from nornir_portscan.report import (
+from nornir_portscan.reports.data import (
     host_to_dict,
     render_table,
     report_schema,

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from nornir_portscan import HostStatus, PortState, ScanOptions, ScanRequest, Target, scanner
+from nornir_portscan import HostStatus, PortState, ScanOptions, ScanRequest, Target
+from nornir_portscan.engine import executor as scanner
 
 FAKE = str(Path(__file__).with_name("fake_worker.py"))
 

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from nornir_portscan._protocol import WorkerConfig
-from nornir_portscan._timing import RoundTrip, attempts_for, probe_timeout
+from nornir_portscan.engine.protocol import WorkerConfig
+from nornir_portscan.engine.timing import RoundTrip, attempts_for, probe_timeout
 
 CONFIG = WorkerConfig(
     concurrency=100,

@@ -35,12 +35,12 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Iterable
 
-from nornir_portscan.drift import Drift
-from nornir_portscan.gating import Audit
+from nornir_portscan.audit.drift import Drift
+from nornir_portscan.audit.gates import Audit
+from nornir_portscan.audit.policy import HostVerdict
 from nornir_portscan.models import HostResult, HostStatus, PortResult, PortState, ScanReport
-from nornir_portscan.policy import HostVerdict
 from nornir_portscan.ports import format_ports
-from nornir_portscan.report import host_to_dict, report_to_dict
+from nornir_portscan.reports.data import host_to_dict, report_to_dict
 
 __all__ = ["report_to_xml", "service_name"]
 

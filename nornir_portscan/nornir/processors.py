@@ -1,6 +1,6 @@
 """A Nornir processor that draws one progress bar over the probes of a ``portscan`` run.
 
-    >>> from nornir_portscan.processors import ProgressBar
+    >>> from nornir_portscan.nornir.processors import ProgressBar
     >>> nr.with_processors([ProgressBar()]).run(task=portscan, ports="top100")  # doctest: +SKIP
 
 The ``portscan`` task finds the processor among the run's processors and passes it to the engine

@@ -1,8 +1,8 @@
 """The scan engine's entry points: ``build_request``, ``scan`` and ``WorkerPool``.
 
 ``scan`` spreads (host, port-chunk) units over worker processes, one per CPU by default. Each
-worker is its own interpreter (``python -m nornir_portscan._worker``) talking over pipes, so this
-process never imports gevent, never forks with threads running and never re-imports the
+worker is its own interpreter (``python -m nornir_portscan.engine.worker``) talking over pipes, so
+this process never imports gevent, never forks with threads running and never re-imports the
 caller's ``__main__``. Units are handed out as workers have room, so one big host keeps every
 worker busy and thousands of small hosts interleave. A worker that dies has its units re-run
 once, then reported as errors; Ctrl-C kills every worker and raises ``ScanInterrupted`` with the
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from nornir_portscan._protocol import (
+from nornir_portscan.engine.protocol import (
     STOP,
     FrameReader,
     Progressed,
@@ -68,7 +68,7 @@ _MIN_CHUNK = 256
 _PROGRESS_EVERY = 0.1
 _UNIT_TRIES = 2
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
-WORKER_COMMAND = ["-m", "nornir_portscan._worker"]
+WORKER_COMMAND = ["-m", "nornir_portscan.engine.worker"]
 """Arguments to ``sys.executable`` that start a worker; a seam for the scheduler's unit tests."""
 
 

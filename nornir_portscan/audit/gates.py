@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from nornir_portscan.drift import Drift, compare, confirm, unexpected_changes
+from nornir_portscan.audit.drift import Drift, compare, confirm, unexpected_changes
+from nornir_portscan.audit.policy import HostVerdict, Policy, evaluate
 from nornir_portscan.errors import OptionError
 from nornir_portscan.models import (
     HostResult,
@@ -24,7 +25,6 @@ from nornir_portscan.models import (
     ScanRequest,
     Target,
 )
-from nornir_portscan.policy import HostVerdict, Policy, evaluate
 
 __all__ = ["Audit", "Unmet", "WaitResult", "apply_policies", "run_audit"]
 
@@ -136,7 +136,7 @@ def run_audit(
     ``baseline`` (a JSON report), differences are re-probed ``recheck`` times before they count.
     """
     if scanner is None:
-        from nornir_portscan.scanner import scan
+        from nornir_portscan.engine.executor import scan
 
         scanner = scan
     if wait and not (policies and any(policies)):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nornir_portscan.audit.policy import Policy
 from nornir_portscan.errors import InputError
 from nornir_portscan.models import (
     HostResult,
@@ -23,7 +24,6 @@ from nornir_portscan.models import (
     ScanRequest,
     Target,
 )
-from nornir_portscan.policy import Policy
 from nornir_portscan.ports import parse_ports
 
 __all__ = [

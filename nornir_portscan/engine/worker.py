@@ -1,6 +1,6 @@
 """A worker process: drives a pool of connect probes on a gevent hub.
 
-Started by the executor as its own interpreter (``python -m nornir_portscan._worker``), so the
+Started by the executor as its own interpreter (``python -m nornir_portscan.engine.worker``), so the
 caller's process never imports gevent and its ``__main__`` is never re-imported. It reads a
 ``WorkerConfig`` and then ``Unit`` messages on stdin and writes results on stdout.
 
@@ -27,7 +27,8 @@ from typing import Any
 from gevent import get_hub
 from gevent.event import Event
 
-from nornir_portscan._protocol import (
+from nornir_portscan.classify import classify_errno, classify_icmp, errno_name
+from nornir_portscan.engine.protocol import (
     STOP,
     FrameReader,
     Progressed,
@@ -38,8 +39,7 @@ from nornir_portscan._protocol import (
     WorkerReady,
     frame,
 )
-from nornir_portscan._timing import RoundTrip, attempts_for, probe_timeout
-from nornir_portscan.classify import classify_errno, classify_icmp, errno_name
+from nornir_portscan.engine.timing import RoundTrip, attempts_for, probe_timeout
 from nornir_portscan.models import PortState
 
 _EINPROGRESS = errno.EINPROGRESS

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
-from nornir_portscan.drift import Drift, HostDrift, unexpected_changes
-from nornir_portscan.gating import Audit
+from nornir_portscan.audit.drift import Drift, HostDrift, unexpected_changes
+from nornir_portscan.audit.gates import Audit
+from nornir_portscan.audit.policy import HostVerdict
 from nornir_portscan.models import HostResult, HostStatus, PortResult, ScanReport
-from nornir_portscan.policy import HostVerdict
 from nornir_portscan.ports import format_ports
 
 __all__ = [

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nornir_portscan.audit.gates import Audit
 from nornir_portscan.errors import InputError
-from nornir_portscan.gating import Audit
 from nornir_portscan.models import ScanReport
 from nornir_portscan.ports import format_ports
-from nornir_portscan.report import report_to_dict
+from nornir_portscan.reports.data import report_to_dict
 
 __all__ = ["audit_to_html", "audit_to_markdown", "report_writer", "write_report"]
 

@@ -3,7 +3,7 @@ attempts a silent port gets. Pure: no sockets, no clock, no gevent."""
 
 from __future__ import annotations
 
-from nornir_portscan._protocol import WorkerConfig
+from nornir_portscan.engine.protocol import WorkerConfig
 
 EXTRA_ATTEMPTS = 1  # beyond 1 + retries, once some host answered a port only at its last try
 

@@ -39,15 +39,15 @@ from typing import TYPE_CHECKING, Any
 
 from nornir.core.task import Result
 
-from nornir_portscan.drift import load_baseline
+from nornir_portscan.audit.drift import load_baseline
+from nornir_portscan.audit.gates import Audit, run_audit
+from nornir_portscan.audit.policy import POLICY_KEYS, Policy, parse_policy
+from nornir_portscan.engine.executor import TargetSpec, build_request, scan
 from nornir_portscan.errors import InputError, OptionError, ScanError, TargetSpecError
-from nornir_portscan.gating import Audit, run_audit
 from nornir_portscan.models import AddressFamily, Progress
-from nornir_portscan.policy import POLICY_KEYS, Policy, parse_policy
+from nornir_portscan.nornir.processors import ProgressBar
 from nornir_portscan.ports import format_ports, parse_ports
-from nornir_portscan.processors import ProgressBar
-from nornir_portscan.report import host_to_dict, report_to_json
-from nornir_portscan.scanner import TargetSpec, build_request, scan
+from nornir_portscan.reports.data import host_to_dict, report_to_json
 from nornir_portscan.targets import parse_targets
 
 if TYPE_CHECKING:

@@ -1,0 +1,1 @@
+"""Audits: exposure policies, drift against a baseline, and change gates (wait)."""

@@ -1,0 +1,1 @@
+"""The I/O edge: the executor, its worker processes, their wire protocol and timing."""

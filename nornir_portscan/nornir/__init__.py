@@ -1,0 +1,1 @@
+"""The Nornir front door: the ``portscan`` task and the ``ProgressBar`` processor."""

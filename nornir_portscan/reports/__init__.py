@@ -1,0 +1,1 @@
+"""Report formats: JSON (the one serializer), nmap XML, Markdown and HTML, and the writer."""
