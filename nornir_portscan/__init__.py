@@ -16,20 +16,24 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from nornir_portscan.engine.executor import TargetSpec, WorkerPool, build_request, scan
+    from nornir_portscan.audit.gates import Audit
+    from nornir_portscan.engine.executor import WorkerPool, scan
     from nornir_portscan.errors import (
         InputError,
         OptionError,
         PortscanError,
         PortSpecError,
+        ReportError,
         ScanError,
         ScanInterrupted,
         ScopeError,
         TargetSpecError,
     )
     from nornir_portscan.models import (
+        AuditOptions,
         HostResult,
         HostStatus,
+        Policy,
         PortResult,
         PortState,
         Progress,
@@ -39,9 +43,12 @@ if TYPE_CHECKING:
         Target,
     )
     from nornir_portscan.nornir.processors import ProgressBar
-    from nornir_portscan.nornir.tasks import portscan
+    from nornir_portscan.nornir.tasks import portscan, scan_inventory
+    from nornir_portscan.pipeline import Job, build_job, run_job
     from nornir_portscan.ports import parse_ports
-    from nornir_portscan.reports.data import host_to_dict, report_to_dict
+    from nornir_portscan.reports.data import host_entry, report_to_dict
+    from nornir_portscan.reports.files import ReportFiles, write_reports
+    from nornir_portscan.request import TargetSpec, build_request
     from nornir_portscan.targets import parse_targets
 
 __version__ = "0.1.0"
@@ -52,14 +59,18 @@ _EXPORTS = {
         "OptionError",
         "PortSpecError",
         "PortscanError",
+        "ReportError",
         "ScanError",
         "ScanInterrupted",
         "ScopeError",
         "TargetSpecError",
     ],
+    "nornir_portscan.audit.gates": ["Audit"],
     "nornir_portscan.models": [
+        "AuditOptions",
         "HostResult",
         "HostStatus",
+        "Policy",
         "PortResult",
         "PortState",
         "Progress",
@@ -68,26 +79,35 @@ _EXPORTS = {
         "ScanRequest",
         "Target",
     ],
+    "nornir_portscan.pipeline": ["Job", "build_job", "run_job"],
+    "nornir_portscan.reports.files": ["ReportFiles", "write_reports"],
     "nornir_portscan.ports": ["parse_ports"],
     "nornir_portscan.nornir.processors": ["ProgressBar"],
-    "nornir_portscan.reports.data": ["host_to_dict", "report_to_dict"],
-    "nornir_portscan.engine.executor": ["TargetSpec", "WorkerPool", "build_request", "scan"],
+    "nornir_portscan.reports.data": ["host_entry", "report_to_dict"],
+    "nornir_portscan.engine.executor": ["WorkerPool", "scan"],
+    "nornir_portscan.request": ["TargetSpec", "build_request"],
     "nornir_portscan.targets": ["parse_targets"],
-    "nornir_portscan.nornir.tasks": ["portscan"],
+    "nornir_portscan.nornir.tasks": ["portscan", "scan_inventory"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
+    "Audit",
+    "AuditOptions",
     "HostResult",
     "HostStatus",
     "InputError",
+    "Job",
     "OptionError",
+    "Policy",
     "PortResult",
     "PortSpecError",
     "PortState",
     "PortscanError",
     "Progress",
     "ProgressBar",
+    "ReportError",
+    "ReportFiles",
     "ScanError",
     "ScanInterrupted",
     "ScanOptions",
@@ -99,13 +119,17 @@ __all__ = [
     "TargetSpecError",
     "WorkerPool",
     "__version__",
+    "build_job",
     "build_request",
-    "host_to_dict",
+    "host_entry",
     "parse_ports",
     "parse_targets",
     "portscan",
     "report_to_dict",
+    "run_job",
     "scan",
+    "scan_inventory",
+    "write_reports",
 ]
 
 

@@ -1,29 +1,24 @@
 """The ``portscan`` command line: parse arguments, run the engine, print or write the report.
 
 Exit codes: 0 done, 1 an expectation was violated (a policy, a wait that did not converge, confirmed
-drift), 2 bad input (one line on stderr, nothing sent), 3 the scan could not run, 130 interrupted
-(the partial report is still written).
+drift), 2 bad input (one line on stderr, nothing sent), 3 the scan could not run or a report file
+could not be written (the outcome is still shown), 130 interrupted (the partial report is still
+written).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import NoReturn
 
 from nornir_portscan import __version__
-from nornir_portscan.audit.drift import load_baseline
-from nornir_portscan.audit.gates import Audit, run_audit
-from nornir_portscan.audit.policy import POLICY_KEYS, Policy, PolicyBook, load_policy_file
-from nornir_portscan.engine.executor import build_request, scan
-from nornir_portscan.errors import InputError, ScanError, ScanInterrupted
-from nornir_portscan.models import Progress, ScanReport, ScanRequest
-from nornir_portscan.ports import parse_ports
+from nornir_portscan.audit.gates import Audit
+from nornir_portscan.errors import InputError, ReportError, ScanError, ScanInterrupted
+from nornir_portscan.pipeline import Job, build_job, run_job
+from nornir_portscan.progress import ProgressBar
 from nornir_portscan.reports.data import render_table, report_to_json
-from nornir_portscan.reports.nmap_xml import report_to_xml
-from nornir_portscan.reports.pages import report_writer, write_report
+from nornir_portscan.reports.files import ReportFiles, page_format, write_reports
 
 __all__ = ["main"]
 
@@ -209,50 +204,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-class _ProgressBar:
-    """probes done/total, rate and ETA on one terminal line."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.shown = False
-
-    def __call__(self, progress: Progress) -> None:
-        done, total, elapsed = progress.done, max(1, progress.total), progress.elapsed
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (total - done) / rate if rate > 0 else 0.0
-        filled = int(30 * done / total)
-        self.stream.write(
-            f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} probes "
-            f"{rate:,.0f}/s ETA {eta:4.1f}s "
-        )
-        self.stream.flush()
-        self.shown = True
-
-    def clear(self) -> None:
-        if self.shown:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+def _reports(args: argparse.Namespace) -> ReportFiles:
+    pages = {page_format(args.report): args.report} if args.report else {}
+    return ReportFiles(json=None if args.json == "-" else args.json, xml=args.xml, **pages)
 
 
-def _write(scan: ScanReport | Audit, args: argparse.Namespace) -> None:
-    report = scan.report if isinstance(scan, Audit) else scan
-    json_path = args.json
-    if args.xml:
-        Path(args.xml).write_text(report_to_xml(scan))
-    if args.report:
-        write_report(args.report, scan if isinstance(scan, Audit) else Audit(scan))
-    if json_path == "-":
-        sys.stdout.write(report_to_json(scan))
-        for warning in report.warnings:  # the table is not shown: say them on stderr
-            print(f"portscan: warning: {warning}", file=sys.stderr)
-        return
-    sys.stdout.write(render_table(scan))
-    if json_path:
-        Path(json_path).write_text(report_to_json(scan))
-
-
-def _request(args: argparse.Namespace) -> ScanRequest:
-    return build_request(
+def _job(args: argparse.Namespace) -> Job:
+    """Parse and check every input; raises ``InputError`` before anything is sent."""
+    if not args.targets and not args.target_file:
+        raise InputError("no targets given: name at least one, e.g. 'portscan -p 22 127.0.0.1'")
+    return build_job(
         args.targets,
         args.ports,
         exclude=[t for e in args.exclude for t in e.split(",")],
@@ -260,6 +221,17 @@ def _request(args: argparse.Namespace) -> ScanRequest:
         target_files=args.target_file,
         family=args.family or "ipv4",
         max_hosts=args.max_hosts,
+        expect_open=args.expect_open,
+        expect_closed=args.expect_closed,
+        expect_filtered=args.expect_filtered,
+        allowed_open=args.allowed_open,
+        policy_file=args.policy,
+        baseline=args.baseline,
+        recheck=args.recheck,
+        wait=args.wait,
+        wait_timeout=args.wait_timeout,
+        interval=args.interval,
+        reports=_reports(args),
         timeout=args.timeout,
         min_timeout=args.min_timeout,
         adaptive=args.adaptive,
@@ -273,88 +245,58 @@ def _request(args: argparse.Namespace) -> ScanRequest:
     )
 
 
-def _policies(args: argparse.Namespace, request: ScanRequest) -> list[Policy] | None:
-    """The policy of every target: the policy file's, with the --expect-* options on top of
-    its defaults; None when no expectation was given."""
-    flags = {key: getattr(args, key) for key in POLICY_KEYS if getattr(args, key) is not None}
-    if not flags and not args.policy:
-        return None
-    for key, value in flags.items():
-        try:
-            parse_ports(value)
-        except InputError as exc:
-            raise type(exc)(f"--{key.replace('_', '-')}: {exc}") from None
-    book = load_policy_file(args.policy) if args.policy else PolicyBook({}, {}, {})
-    book = PolicyBook({**book.defaults, **flags}, book.groups, book.hosts)
-    return [book.policy_for(t.name, t.address) for t in request.targets]
+def _error(message: object) -> None:
+    print(f"portscan: error: {message}", file=sys.stderr)
 
 
-@dataclass(frozen=True, slots=True)
-class _Job:
-    """A parsed command line: what to scan and how to judge it."""
-
-    request: ScanRequest
-    policies: list[Policy] | None
-    baseline: dict[str, Any] | None
-
-
-def _prepare(args: argparse.Namespace) -> _Job:
-    """Parse and check every input; raises ``InputError`` before anything is sent."""
-    if not args.targets and not args.target_file:
-        raise InputError("no targets given: name at least one, e.g. 'portscan -p 22 127.0.0.1'")
-    request = _request(args)
-    policies = _policies(args, request)
-    baseline = load_baseline(args.baseline) if args.baseline else None
-    if args.report:
-        report_writer(args.report)
-    if args.wait and not (policies and any(policies)):
-        raise InputError(
-            "--wait needs expectations to wait for, e.g. --expect-open 8080 or --policy FILE"
-        )
-    return _Job(request, policies, baseline)
-
-
-def _run(args: argparse.Namespace, job: _Job, bar: _ProgressBar | None) -> ScanReport | Audit:
-    if job.policies is None and job.baseline is None:
-        return scan(job.request, progress=bar)
-    return run_audit(
-        job.request,
-        job.policies,
-        baseline=job.baseline,
-        wait=args.wait,
-        wait_timeout=args.wait_timeout,
-        interval=args.interval,
-        recheck=args.recheck,
-        progress=bar,
-    )
+def _output(args: argparse.Namespace, job: Job, audit: Audit) -> bool:
+    """Show the outcome and write the report files; False when a file could not be written
+    (the outcome is shown all the same)."""
+    if args.json == "-":
+        sys.stdout.write(report_to_json(audit))
+        for warning in audit.report.warnings:  # the table is not shown: say them on stderr
+            print(f"portscan: warning: {warning}", file=sys.stderr)
+    else:
+        sys.stdout.write(render_table(audit))
+    sys.stdout.flush()
+    try:
+        write_reports(job.reports, audit)
+    except ReportError as exc:
+        _error(exc)
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = _parser().parse_args(argv)
     try:
-        job = _prepare(args)
+        job = _job(args)
     except InputError as exc:
-        print(f"portscan: error: {exc}", file=sys.stderr)
+        _error(exc)
         return EXIT_INPUT
-    bar = _ProgressBar(sys.stderr) if args.progress and sys.stderr.isatty() else None
-    try:
-        result = _run(args, job, bar)
-    except ScanInterrupted as interrupted:
-        if bar:
-            bar.clear()
-        _write(interrupted.report, args)
-        print("portscan: interrupted; the report holds partial results", file=sys.stderr)
+    except KeyboardInterrupt:  # while names resolve: nothing was sent
+        print("portscan: interrupted before the scan", file=sys.stderr)
         return EXIT_INTERRUPTED
+    bar = ProgressBar(sys.stderr) if args.progress and sys.stderr.isatty() else None
+    try:
+        audit = run_job(job, progress=bar)
+        code = EXIT_VIOLATED if audit.violated else EXIT_OK
+    except ScanInterrupted as interrupted:
+        audit = interrupted.audit or Audit(interrupted.report)
+        code = EXIT_INTERRUPTED
     except (InputError, ScanError) as exc:
         if bar:
-            bar.clear()
-        print(f"portscan: error: {exc}", file=sys.stderr)
+            bar.end()
+        _error(exc)
         return EXIT_INPUT if isinstance(exc, InputError) else EXIT_SCAN
     if bar:
-        bar.clear()
-    _write(result, args)
-    return EXIT_VIOLATED if isinstance(result, Audit) and result.violated else EXIT_OK
+        bar.end()
+    written = _output(args, job, audit)
+    if code == EXIT_INTERRUPTED:
+        print("portscan: interrupted; the report holds partial results", file=sys.stderr)
+        return code
+    return code if written else EXIT_SCAN
 
 
 if __name__ == "__main__":

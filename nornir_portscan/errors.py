@@ -9,8 +9,10 @@ The tree::
     │   ├── ScopeError                 the targets expand to more hosts than allowed
     │   └── OptionError                a bad option value (timeout, rate, concurrency, ...)
     └── ScanError                      the scan itself could not run (no worker could start)
+        └── ReportError                a report file could not be written (the results stand)
 
     ScanInterrupted (KeyboardInterrupt) Ctrl-C during a scan; ``.report`` holds the partial report
+                                       (the main scan's when a re-check or wait is interrupted)
 
 Every ``InputError`` message is one line that names the bad token and shows a valid form.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from nornir_portscan.audit.gates import Audit
     from nornir_portscan.models import ScanReport
 
 __all__ = [
@@ -27,6 +30,7 @@ __all__ = [
     "OptionError",
     "PortSpecError",
     "PortscanError",
+    "ReportError",
     "ScanError",
     "ScanInterrupted",
     "ScopeError",
@@ -62,9 +66,15 @@ class ScanError(PortscanError):
     """The scan could not run (for example, no worker process could be started)."""
 
 
-class ScanInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a scan. ``report`` is the partial report gathered so far."""
+class ReportError(ScanError):
+    """A report file could not be written; the previous file, if any, is left as it was."""
 
-    def __init__(self, report: ScanReport) -> None:
+
+class ScanInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a scan. ``report`` is the partial report gathered so far; ``audit`` its
+    judgement, when the interrupt came after the main scan (during a wait or a re-check)."""
+
+    def __init__(self, report: ScanReport, audit: Audit | None = None) -> None:
         super().__init__("scan interrupted")
         self.report = report
+        self.audit = audit

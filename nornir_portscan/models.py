@@ -5,15 +5,18 @@ from __future__ import annotations
 import enum
 import math
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from nornir_portscan.errors import OptionError
 
 __all__ = [
     "AddressFamily",
+    "AuditOptions",
     "HostResult",
     "HostStatus",
+    "Policy",
     "PortResult",
     "PortState",
     "Progress",
@@ -45,14 +48,58 @@ class HostStatus(enum.StrEnum):
     ERROR = "error"  # only local errors; nothing is known about the host
 
 
+_EXPECTED_STATE = {
+    "expect_open": PortState.OPEN,
+    "expect_closed": PortState.CLOSED,
+    "expect_filtered": PortState.FILTERED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What a host's ports should look like. Empty sets expect nothing.
+
+    ``expect_open``, ``expect_closed`` and ``expect_filtered``: each port must be in that state;
+    ``allowed_open``: every open port not in it is a violation (None: no allow-list).
+    """
+
+    expect_open: frozenset[int] = frozenset()
+    expect_closed: frozenset[int] = frozenset()
+    expect_filtered: frozenset[int] = frozenset()
+    allowed_open: frozenset[int] | None = None
+
+    @property
+    def ports(self) -> frozenset[int]:
+        """The ports this policy expects a state of; they must be scanned."""
+        return self.expect_open | self.expect_closed | self.expect_filtered
+
+    def __bool__(self) -> bool:
+        return bool(self.ports) or self.allowed_open is not None
+
+    def expected(self, port: int) -> PortState | None:
+        """The state ``port`` must have, if any."""
+        for key, state in _EXPECTED_STATE.items():
+            if port in getattr(self, key):
+                return state
+        return None
+
+
+NO_POLICY = Policy()
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One address to scan. ``name`` is what the user wrote (or the address itself)."""
+    """One address to scan, with what is expected of it.
+
+    ``name`` is what the user wrote (or the address itself); ``policy`` travels with the target,
+    so a verdict never has to find its target again by name.
+    """
 
     name: str
     address: str | None  # None when the name did not resolve
     ports: tuple[int, ...] = ()  # per-target ports; empty means the request's ports
     error: str | None = None  # why ``address`` is None
+    policy: Policy = NO_POLICY
 
     @property
     def family(self) -> int:
@@ -87,6 +134,8 @@ class ScanOptions:
     """List closed ports in ``HostResult.ports`` (they are always counted)."""
 
     def __post_init__(self) -> None:
+        _flag("adaptive", self.adaptive)
+        _flag("include_closed", self.include_closed)
         _positive("timeout", self.timeout)
         _positive("min_timeout", self.min_timeout)
         if self.min_timeout > self.timeout:
@@ -107,15 +156,27 @@ class ScanOptions:
             _positive("host_timeout", self.host_timeout)
 
 
+_EXAMPLES = {"rate": "1000", "interval": "2", "wait_timeout": "60", "min_timeout": "0.1"}
+
+
 def _positive(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    seconds = "timeout" in name or name == "interval"
+    # ``not value > 0`` refuses nan too
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not value > 0
+        or math.isinf(value)
+    ):
+        what = "a number of seconds" if seconds else "a number"
         raise OptionError(
-            f"invalid {name} {value!r}: use a number of seconds > 0, e.g. {name}=1.5"
-            if "timeout" in name
-            else f"invalid {name} {value!r}: use a number > 0, e.g. {name}=1000"
+            f"invalid {name} {value!r}: use {what} > 0, e.g. {name}={_EXAMPLES.get(name, '1.5')}"
         )
-    if math.isnan(value) or math.isinf(value):
-        raise OptionError(f"invalid {name} {value!r}: use a finite number, e.g. {name}=1.5")
+
+
+def _flag(name: str, value: bool) -> None:
+    if not isinstance(value, bool):
+        raise OptionError(f"invalid {name} {value!r}: use True or False, e.g. {name}=True")
 
 
 def _count(name: str, value: int, maximum: int) -> None:
@@ -123,6 +184,33 @@ def _count(name: str, value: int, maximum: int) -> None:
         raise OptionError(
             f"invalid {name} {value!r}: use a whole number from 1 to {maximum}, e.g. {name}=100"
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditOptions:
+    """How to judge a scan beyond its policies; bad values raise ``OptionError``."""
+
+    baseline: Mapping[str, Any] | None = None
+    """A JSON report saved earlier (``audit.drift.load_baseline``) to compare the scan with."""
+    recheck: int = 3
+    """How many times to probe a difference from the baseline again before it counts."""
+    wait: bool = False
+    """Scan unmet expectations again until all are met or ``wait_timeout`` passes."""
+    wait_timeout: float = 300.0
+    """Seconds to wait at most, counted from the start of the scan."""
+    interval: float = 2.0
+    """Seconds between the rounds of a wait."""
+
+    def __post_init__(self) -> None:
+        recheck = self.recheck
+        if isinstance(recheck, bool) or not isinstance(recheck, int) or not 0 <= recheck <= 10:
+            raise OptionError(
+                f"invalid recheck {self.recheck!r}: use how many times to re-probe a "
+                "difference from the baseline, 0 to 10, e.g. recheck=3"
+            )
+        _flag("wait", self.wait)
+        _positive("wait_timeout", self.wait_timeout)
+        _positive("interval", self.interval)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +240,7 @@ class PortResult:
     reason: str  # syn-ack, conn-refused, no-response, host-unreach, ... or an errno name
     rtt_ms: float | None  # None when nothing answered
     attempts: int
+    protocol: str = "tcp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +254,7 @@ class HostResult:
     closed_count: int = 0
     error: str | None = None
     scanned: tuple[int, ...] = ()  # every port probed to the end, in request order
+    vantage: str | None = None  # where the answers were seen from; None: this machine
 
     def _with_state(self, state: PortState) -> list[int]:
         return [p.port for p in self.ports if p.state is state]

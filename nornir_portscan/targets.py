@@ -30,7 +30,7 @@ import re
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeAlias
 
@@ -61,6 +61,7 @@ _ANY_EXAMPLE = "e.g. '127.0.0.1', '127.0.0.0/24', '[::1]' or 'localhost'"
 
 # Tokens made only of these characters are IPv4 addresses or octet patterns, never hostnames.
 _IPV4ISH = re.compile(r"[0-9.,*-]+")
+_IPV4 = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 _OCTET_ITEM = re.compile(r"([0-9]*)-([0-9]*)|([0-9]+)")
 _HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOSTNAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
@@ -149,6 +150,8 @@ def parse_targets(
     family: AddressFamily = "ipv4",
     max_hosts: int = DEFAULT_MAX_HOSTS,
     resolver: Resolver | None = None,
+    hosts: Iterable[Target] = (),
+    allow_empty: bool = False,
 ) -> tuple[Target, ...]:
     """Parse target specifications into the Targets to scan.
 
@@ -166,6 +169,11 @@ def parse_targets(
             before exclusions, a hostname as one host per family).
         resolver: ``resolver(name, socket_family) -> addresses``; the default uses
             ``socket.getaddrinfo``. A seam for tests.
+        hosts: Named hosts (inventory hosts, dict targets): each ``Target``'s ``address`` is
+            one address or hostname, resolved as ``family`` says; the result keeps the
+            template's name, ports and policy. They come after the specs and files, and the
+            exclusions and the scope guard hold for them too.
+        allow_empty: Return no targets, rather than raise, when the exclusions remove all.
 
     Returns:
         The targets in the order given, each pattern expanded in address order, duplicates
@@ -189,6 +197,8 @@ def parse_targets(
         )
 
     wanted = [_parse_token(token, where) for token, where in _tokens(specs, files)]
+    templates = list(hosts)
+    wanted.extend(_host_spec(template) for template in templates)
     if not wanted:
         raise TargetSpecError(
             f"no targets given: give an address, range, CIDR block or hostname, {_ANY_EXAMPLE}"
@@ -218,20 +228,40 @@ def parse_targets(
         return ip in excluded_names or any(ip in pattern for pattern in patterns)
 
     found: dict[tuple[str, str | None], Target] = {}
-    for spec in wanted:
-        for target in _expand(spec, resolved, family):
+    named = len(wanted) - len(templates)
+    for index, spec in enumerate(wanted):
+        expanded = _expand(spec, resolved, family)
+        if index >= named:  # a named host: keep its name, ports and policy
+            template = templates[index - named]
+            expanded = (replace(template, address=t.address, error=t.error) for t in expanded)
+        for target in expanded:
             key = (target.name, target.address)
             if key in found or (target.address is not None and excluded(target.address)):
                 continue
             found[key] = target
 
-    if not found:
+    if not found and not allow_empty:
         shown = ",".join(spec.text for spec in unwanted)
         raise TargetSpecError(
             f"no targets left after excluding {shown!r}: every target is excluded, "
             "exclude fewer addresses, e.g. '127.0.0.1-20' excluding '127.0.0.5'"
         )
     return tuple(found.values())
+
+
+def _host_spec(template: Target) -> _Spec:
+    """The spec of a named host, which must be one address or hostname."""
+    text = template.address or template.name
+    where = f" (address of target {template.name!r})"
+    spec = _parse_token(text, where) if isinstance(text, str) else None
+    if isinstance(spec, _Octets) and spec.count == 1 and _IPV4.fullmatch(text):
+        return spec
+    if not isinstance(spec, _Address | _Name):
+        raise TargetSpecError(
+            f"invalid address {text!r} of target {template.name!r}: give one address or "
+            "hostname, not a range or block, e.g. '127.0.0.1'"
+        )
+    return spec
 
 
 def resolve_name(name: str, family: int) -> list[str]:
@@ -258,6 +288,8 @@ def _tokens(
     if isinstance(specs, str):
         specs = [specs]
     for spec in specs:
+        if not isinstance(spec, str):
+            raise TargetSpecError(f"invalid target {spec!r}: give a string, {_ANY_EXAMPLE}")
         yield from ((token, "") for token in _split(spec))
     if isinstance(files, str | os.PathLike):
         files = [files]
@@ -426,14 +458,14 @@ def _check_scope(specs: list[_Spec], max_hosts: int, per_name: int) -> None:
         if count > max_hosts:
             raise ScopeError(
                 f"{spec.text!r}{spec.where} expands to {count} hosts, more than the limit of "
-                f"{max_hosts}; raise the limit (--max-hosts) or narrow the target, "
+                f"{max_hosts}; raise max_hosts or narrow the target, "
                 f"e.g. {_narrower(spec, max_hosts)!r}"
             )
         total += count
     if total > max_hosts:
         raise ScopeError(
             f"the targets expand to {total} hosts in all, more than the limit of {max_hosts}; "
-            "raise the limit (--max-hosts) or give fewer targets, e.g. split them across scans"
+            "raise max_hosts or give fewer targets, e.g. split them across scans"
         )
 
 

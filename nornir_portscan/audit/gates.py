@@ -9,16 +9,18 @@ Ansible module and the Nornir task.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from nornir_portscan.audit.drift import Drift, compare, confirm, unexpected_changes
-from nornir_portscan.audit.policy import HostVerdict, Policy, evaluate
-from nornir_portscan.errors import OptionError
+from nornir_portscan.audit.policy import HostVerdict, Violation, evaluate
+from nornir_portscan.errors import OptionError, ScanInterrupted
 from nornir_portscan.models import (
+    AuditOptions,
     HostResult,
     HostStatus,
+    Policy,
     PortState,
     Progress,
     ScanReport,
@@ -26,7 +28,15 @@ from nornir_portscan.models import (
     Target,
 )
 
-__all__ = ["Audit", "Unmet", "WaitResult", "apply_policies", "run_audit"]
+__all__ = [
+    "Audit",
+    "Unmet",
+    "WaitResult",
+    "apply_policies",
+    "run_audit",
+    "violation_text",
+    "with_policy",
+]
 
 Scanner = Callable[..., ScanReport]
 _HOST_ERRORS = frozenset({HostStatus.UNRESOLVED, HostStatus.TIMED_OUT, HostStatus.ERROR})
@@ -92,6 +102,48 @@ class Audit:
             or bool(self.unexpected_drift(index))
         )
 
+    def problems(self, index: int) -> tuple[str, ...]:
+        """Why ``report.hosts[index]`` fails, one phrase per kind of problem; empty if it
+        passes. Every front door shows these words."""
+        host = self.report.hosts[index]
+        problems = []
+        if host.status in _HOST_ERRORS:
+            status = host.status.value.replace("_", " ")
+            problems.append(f"host {status}: {host.error}" if host.error else f"host {status}")
+        verdict = self.verdict(index)
+        unmet = [u for u in self.unmet(index) if u.port is not None]
+        if self.wait is not None and verdict is not None and verdict.compliant is not True:
+            problems.append(
+                f"did not converge within {self.wait.elapsed:g} s"
+                + (": " + ", ".join(violation_text(u) for u in unmet) if unmet else "")
+            )
+        elif verdict is not None and verdict.violations:
+            problems.append(", ".join(violation_text(v) for v in verdict.violations))
+        elif verdict is not None and verdict.compliant is None and not problems:
+            problems.append(f"not judged: {verdict.error or 'nothing scanned'}")
+        unexpected = self.unexpected_drift(index)
+        if unexpected:
+            changed = self.drift.for_host(host.name, host.address) if self.drift else None
+            assert changed is not None
+            problems.append(
+                "unexpected drift since the baseline: "
+                + ", ".join(
+                    f"port {c.port} {c.before} -> {c.after}"
+                    for c in changed.changes
+                    if c.port in unexpected
+                )
+            )
+        return tuple(problems)
+
+    def failure(self, index: int) -> str:
+        """``web1 (127.0.0.11): port 8080 closed (expected open)``: the one line that says why
+        the host fails; empty when it passes."""
+        if not self.failed(index):
+            return ""
+        host = self.report.hosts[index]
+        label = host.name if host.address in (None, host.name) else f"{host.name} ({host.address})"
+        return f"{label}: {'; '.join(self.problems(index) or ('failed',))}"
+
     @property
     def violated(self) -> bool:
         """True when a host broke its policy, a wait did not converge, unexpected drift was
@@ -106,109 +158,135 @@ class Audit:
 
 
 def apply_policies(request: ScanRequest, policies: Sequence[Policy]) -> ScanRequest:
-    """Add the ports each target's policy expects something of to the ports it scans."""
-    if not any(p.ports for p in policies):
-        return request
+    """``request`` with ``policies[i]`` carried by ``request.targets[i]``, and the ports each
+    policy expects something of added to the ports its target scans."""
     targets = []
     for target, policy in zip(request.targets, policies, strict=True):
-        ports = request.ports_for(target)
-        extra = policy.ports - set(ports)
-        targets.append(replace(target, ports=tuple(sorted({*ports, *extra}))) if extra else target)
+        targets.append(with_policy(target, policy, request.ports))
     return replace(request, targets=tuple(targets))
+
+
+def with_policy(target: Target, policy: Policy, default_ports: tuple[int, ...]) -> Target:
+    """``target`` carrying ``policy``, scanning the ports the policy expects a state of."""
+    ports = target.ports or default_ports
+    extra = policy.ports.difference(ports)
+    return replace(
+        target, policy=policy, ports=tuple(sorted({*ports, *extra})) if extra else target.ports
+    )
 
 
 def run_audit(
     request: ScanRequest,
     policies: Sequence[Policy] | None = None,
     *,
-    baseline: Mapping[str, Any] | None = None,
-    wait: bool = False,
-    wait_timeout: float = 300.0,
-    interval: float = 2.0,
-    recheck: int = 3,
+    options: AuditOptions | None = None,
     progress: Callable[[Progress], None] | None = None,
     scanner: Scanner | None = None,
+    **audit: Any,
 ) -> Audit:
-    """Scan ``request`` and judge it.
+    """Scan ``request`` and judge it: each target against the policy it carries, the whole scan
+    against ``options`` (an ``AuditOptions``, or its fields as keywords: ``baseline``,
+    ``recheck``, ``wait``, ``wait_timeout``, ``interval``).
 
-    ``policies`` align with ``request.targets``. With ``wait``, unmet expectations are scanned
-    again every ``interval`` seconds until all are met or ``wait_timeout`` passes. With a
-    ``baseline`` (a JSON report), differences are re-probed ``recheck`` times before they count.
+    ``policies``, aligned with ``request.targets``, replace the targets' own. With ``wait``,
+    unmet expectations are scanned again every ``interval`` seconds until all are met or
+    ``wait_timeout`` passes. With a ``baseline``, differences are re-probed ``recheck`` times
+    before they count. Ctrl-C at any stage raises ``ScanInterrupted`` whose ``report`` is the
+    main scan's (merged with the rounds of the wait so far) and ``audit`` its judgement.
     """
     if scanner is None:
         from nornir_portscan.engine.executor import scan
 
         scanner = scan
-    if wait and not (policies and any(policies)):
+    options = options if options is not None else AuditOptions(**audit)
+    if policies:
+        request = apply_policies(request, policies)
+    if options.wait and not any(t.policy for t in request.targets):
         raise OptionError(
             "nothing to wait for: give expectations, e.g. expect_open='8080' or a policy file"
         )
-    if wait_timeout <= 0 or interval <= 0:
-        raise OptionError(
-            f"invalid wait_timeout {wait_timeout!r} or interval {interval!r}: use seconds > 0, "
-            "e.g. wait_timeout=60 interval=2"
-        )
-    policies = list(policies) if policies else []
-    if policies:
-        request = apply_policies(request, policies)
     started = time.monotonic()
-    report = scanner(request, progress=progress)
-    verdicts: list[HostVerdict | None] = [
-        evaluate(h, p) if p else None for h, p in zip(report.hosts, policies, strict=False)
-    ]
-    waited = None
-    if wait:
-        report, verdicts, waited = _wait(
-            request, report, verdicts, policies, started, wait_timeout, interval, scanner
-        )
-    drift = None
-    if baseline is not None:
-        drift = compare(baseline, report)
-        if recheck > 0:
-            drift = confirm(
-                drift, request.options, lambda r: scanner(r, progress=None), times=recheck
-            )
-    return Audit(report, tuple(verdicts), drift, waited)
+    report = scanner(request, progress=progress)  # ScanInterrupted carries the partial report
+    judged = any(t.policy for t in request.targets)
+    verdicts = (
+        [_judge(h, t.policy) for h, t in zip(report.hosts, request.targets, strict=True)]
+        if judged
+        else []
+    )
+    audit_so_far = Audit(report, tuple(verdicts))
+    try:
+        if options.wait:
+            audit_so_far = _wait(request, audit_so_far, started, options, scanner)
+        if options.baseline is not None:
+            drift = compare(options.baseline, audit_so_far.report)
+            if options.recheck > 0:
+                drift = confirm(
+                    drift,
+                    request.options,
+                    lambda r: scanner(r, progress=None),
+                    times=options.recheck,
+                )
+            audit_so_far = replace(audit_so_far, drift=drift)
+    except KeyboardInterrupt as exc:  # a re-check's partial report is not kept: the main one is
+        kept = getattr(exc, "audit", None) or audit_so_far
+        interrupted = replace(kept.report, interrupted=True)
+        raise ScanInterrupted(interrupted, replace(kept, report=interrupted)) from None
+    return audit_so_far
+
+
+def _judge(host: HostResult, policy: Policy) -> HostVerdict | None:
+    return evaluate(host, policy) if policy else None
 
 
 def _wait(
     request: ScanRequest,
-    report: ScanReport,
-    verdicts: list[HostVerdict | None],
-    policies: list[Policy],
+    audit: Audit,
     started: float,
-    wait_timeout: float,
-    interval: float,
+    options: AuditOptions,
     scanner: Scanner,
-) -> tuple[ScanReport, list[HostVerdict | None], WaitResult]:
-    """Rescan only the violating ports until they are as expected or time runs out."""
+) -> Audit:
+    """Rescan only the violating ports until they are as expected or time runs out. An
+    interrupt raises ``ScanInterrupted`` with the rounds merged so far."""
     rounds = 1
-    hosts = list(report.hosts)
-    while True:
-        pending = [i for i, v in enumerate(verdicts) if v is not None and v.compliant is not True]
-        elapsed = time.monotonic() - started
-        if not pending or elapsed + interval > wait_timeout:
-            break
-        time.sleep(interval)
-        targets, index = [], []
-        for i in pending:
-            verdict = verdicts[i]
-            assert verdict is not None
-            # one port may break two rules (expect_closed and the allow-list): probe it once
-            ports = tuple(sorted({v.port for v in verdict.violations}))
-            target = request.targets[i]
-            if verdict.compliant is None or not ports:  # not judged: try the host again
-                ports = request.ports_for(target)
-            targets.append(Target(target.name, target.address, ports, target.error))
-            index.append(i)
-        again = scanner(replace(request, targets=tuple(targets)), progress=None)
-        rounds += 1
-        for i, host in zip(index, again.hosts, strict=True):
-            hosts[i] = _merge(hosts[i], host)
-            verdicts[i] = evaluate(hosts[i], policies[i])
+    hosts = list(audit.report.hosts)
+    verdicts = list(audit.verdicts)
+    try:
+        while True:
+            pending = [
+                i for i, v in enumerate(verdicts) if v is not None and v.compliant is not True
+            ]
+            elapsed = time.monotonic() - started
+            if not pending or elapsed + options.interval > options.wait_timeout:
+                break
+            time.sleep(options.interval)
+            targets = []
+            for i in pending:
+                verdict = verdicts[i]
+                assert verdict is not None
+                # one port may break two rules (expect_closed and the allow-list): probe it once
+                ports = tuple(sorted({v.port for v in verdict.violations}))
+                target = request.targets[i]
+                if verdict.compliant is None or not ports:  # not judged: try the host again
+                    ports = request.ports_for(target)
+                targets.append(replace(target, ports=ports))
+            again = scanner(replace(request, targets=tuple(targets)), progress=None)
+            rounds += 1
+            for i, host in zip(pending, again.hosts, strict=True):
+                hosts[i] = _merge(hosts[i], host)
+                verdicts[i] = _judge(hosts[i], request.targets[i].policy)
+    except KeyboardInterrupt:
+        partial = Audit(replace(audit.report, hosts=tuple(hosts)), tuple(verdicts))
+        raise ScanInterrupted(partial.report, partial) from None
     unmet = [u for verdict in verdicts if verdict is not None for u in _unmet(verdict)]
     result = WaitResult(not unmet, round(time.monotonic() - started, 3), rounds, tuple(unmet))
-    return replace(report, hosts=tuple(hosts)), verdicts, result
+    return Audit(replace(audit.report, hosts=tuple(hosts)), tuple(verdicts), wait=result)
+
+
+def violation_text(violation: Violation | Unmet) -> str:
+    """``port 8443 open (not in allowed_open)`` or ``port 8080 closed (expected open)``."""
+    if violation.expected == "not open":
+        return f"port {violation.port} open (not in allowed_open)"
+    return f"port {violation.port} {violation.actual} (expected {violation.expected})"
 
 
 def _unmet(verdict: HostVerdict) -> tuple[Unmet, ...]:

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from nornir_portscan.errors import InputError
-from nornir_portscan.models import HostResult, HostStatus, PortState
-from nornir_portscan.ports import format_ports, parse_ports
+from nornir_portscan.models import HostResult, HostStatus, Policy, PortState
+from nornir_portscan.ports import parse_ports
 
 __all__ = [
     "POLICY_KEYS",
@@ -37,47 +37,6 @@ __all__ = [
 ]
 
 POLICY_KEYS = ("expect_open", "expect_closed", "expect_filtered", "allowed_open")
-_EXPECTED_STATE = {
-    "expect_open": PortState.OPEN,
-    "expect_closed": PortState.CLOSED,
-    "expect_filtered": PortState.FILTERED,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """What a host's ports should look like. Empty sets expect nothing."""
-
-    expect_open: frozenset[int] = frozenset()
-    expect_closed: frozenset[int] = frozenset()
-    expect_filtered: frozenset[int] = frozenset()
-    allowed_open: frozenset[int] | None = None  # None: no allow-list
-
-    @property
-    def ports(self) -> frozenset[int]:
-        """The ports this policy expects a state of; they must be scanned."""
-        return self.expect_open | self.expect_closed | self.expect_filtered
-
-    def __bool__(self) -> bool:
-        return bool(self.ports) or self.allowed_open is not None
-
-    def expected(self, port: int) -> PortState | None:
-        """The state ``port`` must have, if any."""
-        for key, state in _EXPECTED_STATE.items():
-            if port in getattr(self, key):
-                return state
-        return None
-
-    def to_dict(self) -> dict[str, str | None]:
-        """The policy as port specs, e.g. for a report."""
-        return {
-            "expect_open": format_ports(sorted(self.expect_open)),
-            "expect_closed": format_ports(sorted(self.expect_closed)),
-            "expect_filtered": format_ports(sorted(self.expect_filtered)),
-            "allowed_open": None
-            if self.allowed_open is None
-            else format_ports(sorted(self.allowed_open)),
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +92,7 @@ def parse_policy(data: Mapping[str, Any] | None, *, where: str = "policy") -> Po
         try:
             sets[key] = frozenset(parse_ports(value))
         except InputError as exc:
-            raise type(exc)(f"{where} {key}: {exc}") from None
+            raise type(exc)(f"{where} {key}: {exc}" if where else f"{key}: {exc}") from None
     policy = Policy(
         expect_open=sets["expect_open"] or frozenset(),
         expect_closed=sets["expect_closed"] or frozenset(),
@@ -151,13 +110,13 @@ def _check_consistent(policy: Policy, where: str) -> None:
         both = getattr(policy, first) & getattr(policy, second)
         if both:
             raise InputError(
-                f"{where}: port {min(both)} is in both {first} and {second}; give each port "
+                f"{where or 'expectations'}: port {min(both)} is in both {first} and {second}; give each port "
                 f"one expected state, e.g. {first}: '22' and {second}: '23'"
             )
     if policy.allowed_open is not None and policy.expect_open - policy.allowed_open:
         port = min(policy.expect_open - policy.allowed_open)
         raise InputError(
-            f"{where}: port {port} is in expect_open but not in allowed_open; allow what you "
+            f"{where or 'expectations'}: port {port} is in expect_open but not in allowed_open; allow what you "
             f"expect open, e.g. allowed_open: '{port}'"
         )
 
@@ -218,17 +177,29 @@ class PolicyBook:
     groups: Mapping[str, Mapping[str, Any]]
     hosts: Mapping[str, Mapping[str, Any]]
 
-    def policy_for(self, name: str, address: str | None = None) -> Policy:
-        """The merged policy of one target."""
+    @property
+    def empty(self) -> bool:
+        """Whether the file sets nothing."""
+        return not (self.defaults or self.groups or self.hosts)
+
+    def layers(
+        self, name: str, address: str | None = None, call: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The raw merged policy of one target: ``defaults``, then ``call`` (the expectations
+        given with the scan), then the target's groups and its own entry."""
         keys = {name} if address is None else {name, address}
         own = next((self.hosts[k] for k in (name, address) if k and k in self.hosts), {})
         wanted = set(own.get("groups") or ())
-        layers: list[Mapping[str, Any]] = [self.defaults]
+        layers: list[Mapping[str, Any] | None] = [self.defaults, call]
         for group, data in self.groups.items():
             if group in wanted or keys & {str(h) for h in data.get("hosts") or ()}:
                 layers.append({k: v for k, v in data.items() if k != "hosts"})
         layers.append({k: v for k, v in own.items() if k != "groups"})
-        return parse_policy(merge_policies(layers), where=f"policy of {name!r}")
+        return merge_policies(layers)
+
+    def policy_for(self, name: str, address: str | None = None) -> Policy:
+        """The merged policy of one target."""
+        return parse_policy(self.layers(name, address), where=f"policy of {name!r}")
 
 
 def load_policy_file(path: str | os.PathLike[str]) -> PolicyBook:

@@ -1,4 +1,4 @@
-"""The scan engine's entry points: ``build_request``, ``scan`` and ``WorkerPool``.
+"""The scan engine's entry points: ``scan`` and ``WorkerPool``.
 
 ``scan`` spreads (host, port-chunk) units over worker processes, one per CPU by default. Each
 worker is its own interpreter (``python -m nornir_portscan.engine.worker``) talking over pipes, so
@@ -12,7 +12,6 @@ partial report.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import math
 import os
 import selectors
@@ -21,9 +20,8 @@ import sys
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,25 +39,19 @@ from nornir_portscan.errors import (
     OptionError,
     ScanError,
     ScanInterrupted,
-    ScopeError,
-    TargetSpecError,
 )
 from nornir_portscan.models import (
-    AddressFamily,
     HostResult,
     HostStatus,
     PortResult,
     PortState,
     Progress,
-    ScanOptions,
     ScanReport,
     ScanRequest,
     Target,
 )
-from nornir_portscan.ports import parse_ports
-from nornir_portscan.targets import parse_targets
 
-__all__ = ["TargetSpec", "WorkerPool", "build_request", "scan"]
+__all__ = ["WorkerPool", "scan"]
 
 ProgressCallback = Callable[[Progress], None]
 
@@ -70,101 +62,6 @@ _UNIT_TRIES = 2
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 WORKER_COMMAND = ["-m", "nornir_portscan.engine.worker"]
 """Arguments to ``sys.executable`` that start a worker; a seam for the scheduler's unit tests."""
-
-
-@dataclass(frozen=True, slots=True)
-class TargetSpec:
-    """A named target for the adapters: an inventory host with its address and own ports."""
-
-    name: str
-    address: str | None = None  # an IP literal or a hostname; defaults to ``name``
-    ports: str | Sequence[int | str] | None = None
-
-
-def build_request(
-    targets: Iterable[str | TargetSpec],
-    ports: str | Sequence[int | str] = "top1000",
-    *,
-    exclude: Iterable[str] = (),
-    exclude_ports: str | Sequence[int | str] | None = None,
-    target_files: Iterable[str | os.PathLike[str]] = (),
-    family: AddressFamily = "ipv4",
-    max_hosts: int = 65536,
-    **options: Any,
-) -> ScanRequest:
-    """Parse and validate everything a scan needs; raises an ``InputError`` on bad input.
-
-    ``targets`` are target specifications (addresses, ranges, CIDR blocks, hostnames) or
-    ``TargetSpec`` objects; ``options`` are the fields of ``ScanOptions``.
-    """
-    known = {f.name for f in fields(ScanOptions)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise OptionError(f"unknown option {unknown[0]!r}: use one of {', '.join(sorted(known))}")
-    scan_options = ScanOptions(**options)
-    default_ports = parse_ports(ports, exclude=exclude_ports)
-    plain: list[str] = []
-    named: list[TargetSpec] = []
-    for item in targets:
-        (named if isinstance(item, TargetSpec) else plain).append(item)  # type: ignore[arg-type]
-    resolved: list[Target] = []
-    if plain or target_files or not named:
-        resolved.extend(
-            parse_targets(
-                plain, exclude=exclude, files=target_files, family=family, max_hosts=max_hosts
-            )
-        )
-    if named:
-        resolved.extend(_resolve_named(named, exclude_ports, family))
-    return ScanRequest(tuple(resolved), default_ports, scan_options)
-
-
-def _resolve_named(
-    specs: Sequence[TargetSpec], exclude_ports: Any, family: AddressFamily
-) -> list[Target]:
-    parsed: dict[Any, tuple[int, ...]] = {}  # inventories repeat the same few port specs
-
-    def own_ports(spec: TargetSpec) -> tuple[int, ...]:
-        if not spec.ports:
-            return ()
-        key = spec.ports if isinstance(spec.ports, str) else tuple(spec.ports)
-        if key not in parsed:
-            parsed[key] = parse_ports(spec.ports, exclude=exclude_ports)
-        return parsed[key]
-
-    def resolve(spec: TargetSpec) -> tuple[Target, ...]:
-        address = spec.address or spec.name
-        try:
-            return parse_targets([address], family=family, max_hosts=2)
-        except ScopeError:
-            raise TargetSpecError(
-                f"target {spec.name!r}: address {address!r} is more than one host; give one "
-                "address or hostname, e.g. '127.0.0.1'"
-            ) from None
-
-    ports = [own_ports(s) for s in specs]
-    found = [_literal(s.address or s.name) for s in specs]
-    names = [i for i, f in enumerate(found) if f is None]
-    if names:  # only hostnames need the resolver's threads
-        with ThreadPoolExecutor(max_workers=min(32, len(names))) as pool:
-            for i, resolved in zip(
-                names, pool.map(resolve, [specs[i] for i in names]), strict=True
-            ):
-                found[i] = resolved
-    result: list[Target] = []
-    for spec, own, targets in zip(specs, ports, found, strict=True):
-        assert targets is not None
-        result.extend(Target(spec.name, t.address, own, t.error) for t in targets)
-    return result
-
-
-def _literal(text: str) -> tuple[Target, ...] | None:
-    """``(Target,)`` for one IP address (IPv6 bracketed or not), else None."""
-    try:
-        address = ipaddress.ip_address(text.removeprefix("[").removesuffix("]"))
-    except ValueError:
-        return None
-    return (Target(str(address), str(address)),)
 
 
 def scan(

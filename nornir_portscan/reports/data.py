@@ -14,15 +14,17 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
-from nornir_portscan.audit.drift import Drift, HostDrift, unexpected_changes
+from nornir_portscan.audit.drift import HostDrift, unexpected_changes
 from nornir_portscan.audit.gates import Audit
 from nornir_portscan.audit.policy import HostVerdict
-from nornir_portscan.models import HostResult, HostStatus, PortResult, ScanReport
+from nornir_portscan.models import HostStatus, Policy, PortResult, ScanReport
 from nornir_portscan.ports import format_ports
 
 __all__ = [
     "REPORT_VERSION",
-    "host_to_dict",
+    "host_entry",
+    "policy_to_dict",
+    "port_to_dict",
     "render_table",
     "report_schema",
     "report_to_dict",
@@ -40,6 +42,7 @@ def port_to_dict(port: PortResult) -> dict[str, Any]:
     """One port entry."""
     return {
         "port": port.port,
+        "protocol": port.protocol,
         "state": port.state.value,
         "reason": port.reason,
         "rtt_ms": port.rtt_ms,
@@ -47,15 +50,30 @@ def port_to_dict(port: PortResult) -> dict[str, Any]:
     }
 
 
-def host_to_dict(
-    host: HostResult,
-    verdict: HostVerdict | None = None,
-    drift: Drift | None = None,
-) -> dict[str, Any]:
-    """One host entry of the report; the ``result`` of the Nornir task and Ansible module."""
+def policy_to_dict(policy: Policy) -> dict[str, str | None]:
+    """A policy as port specs."""
+    allowed = policy.allowed_open
+    return {
+        "expect_open": format_ports(sorted(policy.expect_open)),
+        "expect_closed": format_ports(sorted(policy.expect_closed)),
+        "expect_filtered": format_ports(sorted(policy.expect_filtered)),
+        "allowed_open": None if allowed is None else format_ports(sorted(allowed)),
+    }
+
+
+def host_entry(scan: ScanReport | Audit, index: int) -> dict[str, Any]:
+    """The entry of ``scan.hosts[index]`` (of ``audit.report.hosts`` for an audit), judged: its
+    ports, its verdict, drift and wait, and whether it ``passed`` and if not why (``failure``).
+
+    The one shape of a host everywhere: the JSON report's ``hosts``, the Nornir task's
+    ``Result.result`` and the Ansible module's ``hosts``.
+    """
+    audit = scan if isinstance(scan, Audit) else Audit(scan)
+    host = audit.report.hosts[index]
     entry: dict[str, Any] = {
         "name": host.name,
         "address": host.address,
+        "vantage": host.vantage,
         "status": host.status.value,
         "up": host.status is HostStatus.UP,
         "open_ports": host.open_ports,
@@ -66,14 +84,28 @@ def host_to_dict(
         "scanned_ports": format_ports(sorted(host.scanned)),
         "ports": [port_to_dict(p) for p in host.ports],
     }
+    verdict = audit.verdict(index)
     if verdict is not None:
         entry["compliant"] = verdict.compliant
         entry["violations"] = [dataclasses.asdict(v) for v in verdict.violations]
-        entry["policy"] = verdict.policy.to_dict()
+        entry["policy"] = policy_to_dict(verdict.policy)
+    drift = audit.drift
     if drift is not None:
-        changed = drift.for_host(host.name, host.address)
-        entry["drift"] = _host_drift(changed, verdict)
+        entry["drift"] = _host_drift(drift.for_host(host.name, host.address), verdict)
         entry["drift"]["in_baseline"] = drift.in_baseline(host.name, host.address)
+    if audit.wait is not None and verdict is not None:
+        entry["wait"] = {
+            "converged": verdict.compliant is True,
+            "elapsed": audit.wait.elapsed,
+            "rounds": audit.wait.rounds,
+            "unmet": [
+                {"port": u.port, "expected": u.expected, "actual": u.actual}
+                for u in audit.unmet(index)
+            ],
+        }
+    failure = audit.failure(index)
+    entry["passed"] = not failure
+    entry["failure"] = failure
     return entry
 
 
@@ -127,9 +159,7 @@ def report_to_dict(scan: ScanReport | Audit, *, hosts: bool = True) -> dict[str,
         "summary": summary(report),
     }
     if hosts:
-        data["hosts"] = [
-            host_to_dict(h, audit.verdict(i), audit.drift) for i, h in enumerate(report.hosts)
-        ]
+        data["hosts"] = [host_entry(audit, i) for i in range(len(report.hosts))]
     if audit.verdicts:
         judged = [v for v in audit.verdicts if v is not None]
         data["compliance"] = {

@@ -35,12 +35,10 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Iterable
 
-from nornir_portscan.audit.drift import Drift
 from nornir_portscan.audit.gates import Audit
-from nornir_portscan.audit.policy import HostVerdict
 from nornir_portscan.models import HostResult, HostStatus, PortResult, PortState, ScanReport
 from nornir_portscan.ports import format_ports
-from nornir_portscan.reports.data import host_to_dict, report_to_dict
+from nornir_portscan.reports.data import host_entry, report_to_dict
 
 __all__ = ["report_to_xml", "service_name"]
 
@@ -85,7 +83,7 @@ def report_to_xml(scan: ScanReport | Audit) -> str:
     for index, host in enumerate(report.hosts):
         if host.address is None:
             continue
-        element = _host(host, report, audit.verdict(index), audit.drift)
+        element = _host(audit, index)
         root.append(element)
         total += 1
         up += element[0].get("state") == "up"
@@ -116,9 +114,9 @@ def _scanned(host: HostResult) -> set[int]:
     return set(host.scanned) | {p.port for p in host.ports}
 
 
-def _host(
-    host: HostResult, report: ScanReport, verdict: HostVerdict | None, drift: Drift | None
-) -> ET.Element:
+def _host(audit: Audit, index: int) -> ET.Element:
+    report, verdict, drift = audit.report, audit.verdict(index), audit.drift
+    host = report.hosts[index]
     assert host.address is not None
     element = ET.Element(
         "host", starttime=str(int(report.started)), endtime=str(int(report.finished))
@@ -138,7 +136,7 @@ def _host(
     host_drift = drift.for_host(host.name, host.address) if drift is not None else None
     if verdict is not None or host_drift:
         scripts = ET.SubElement(element, "hostscript")
-        scripts.append(_host_script(host, verdict, drift))
+        scripts.append(_host_script(audit, index))
     times = _times(host, report)
     if times is not None:
         element.append(times)
@@ -243,9 +241,10 @@ def _times(host: HostResult, report: ScanReport) -> ET.Element | None:
     )
 
 
-def _host_script(host: HostResult, verdict: HostVerdict | None, drift: Drift | None) -> ET.Element:
+def _host_script(audit: Audit, index: int) -> ET.Element:
     """Compliance and drift of one host, from the JSON report's host entry."""
-    entry = host_to_dict(host, verdict, drift)
+    entry = host_entry(audit, index)
+    verdict = audit.verdict(index)
     lines: list[str] = []
     script = ET.Element("script", id="portscan-audit")
     if verdict is not None:

@@ -12,20 +12,16 @@ and every value from the scan is escaped.
 from __future__ import annotations
 
 import html
-import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from nornir_portscan.audit.gates import Audit
-from nornir_portscan.errors import InputError
 from nornir_portscan.models import ScanReport
 from nornir_portscan.ports import format_ports
 from nornir_portscan.reports.data import report_to_dict
 
-__all__ = ["audit_to_html", "audit_to_markdown", "report_writer", "write_report"]
+__all__ = ["audit_to_html", "audit_to_markdown"]
 
 NONE = "—"  # an empty cell
 _TITLE = "Port exposure audit"
@@ -346,22 +342,3 @@ def audit_to_html(audit: Audit | ScanReport) -> str:
         out.append("</ul>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
-
-
-_WRITERS = {".md": audit_to_markdown, ".html": audit_to_html, ".htm": audit_to_html}
-
-
-def report_writer(path: str | os.PathLike[str]) -> Callable[[Audit | ScanReport], str]:
-    """The renderer for ``path``'s suffix; raises ``InputError`` for an unknown one, so a front
-    door can check the name before it scans."""
-    writer = _WRITERS.get(Path(path).suffix.lower())
-    if writer is None:
-        raise InputError(
-            f"unknown report format {str(path)!r}: use a .md or .html file name, e.g. 'audit.html'"
-        )
-    return writer
-
-
-def write_report(path: str | os.PathLike[str], audit: Audit | ScanReport) -> None:
-    """Write the report to ``path``: Markdown for ``.md``, HTML for ``.html`` or ``.htm``."""
-    Path(path).write_text(report_writer(path)(audit), encoding="utf-8")

@@ -4,8 +4,9 @@
 
 - Without ``targets``, build them from the inventory: every host of the play batch with
   ``run_once``, else the current host alone. Address: ``ansible_host``, falling back to the
-  inventory name; ports: ``portscan_ports``, falling back to the task's ``ports``; expectations:
-  ``portscan_expect_open`` and the like, each replacing the task's option of that name. One
+  inventory name; ports: the task's ``ports`` if it sets them, else ``portscan_ports``, else the
+  default; expectations: the task's ``expect_open`` and the like where it sets them, else
+  ``portscan_expect_open`` and the like (what the task says beats the inventory). One
   variable per key, so that Ansible's precedence (all, group, child group, host) applies to each
   key on its own: a host that sets only ``portscan_allowed_open`` keeps its group's
   ``portscan_expect_open``. (One dict variable would be replaced whole, not merged.)
@@ -103,15 +104,18 @@ class ActionModule(ActionBase):
         else:
             names = [task_vars["inventory_hostname"]]
         hostvars = task_vars["hostvars"]
+        # what the task says beats what the inventory says: a loop over port lists scans each
+        given = {key for key, value in self._task.args.items() if value is not None}
+        policy_vars = {k: v for k, v in POLICY_VARS.items() if with_policy and k not in given}
         targets = []
         for name in names:
             host = hostvars[name]
             # str(): plain strings, not Ansible's tagged ones, which cost ~10x more to copy
             target = {"name": str(name), "address": str(host.get("ansible_host") or name)}
-            ports = host.get(PORTS_VAR)
+            ports = host.get(PORTS_VAR) if "ports" not in given else None
             if ports not in (None, "", []):
                 target["ports"] = ports
-            for key, var in POLICY_VARS.items() if with_policy else ():
+            for key, var in policy_vars.items():
                 if var in host:  # set, even to null (for allowed_open: no allow-list)
                     target[key] = host[var]
             targets.append(target)
@@ -150,11 +154,10 @@ class ActionModule(ActionBase):
             return {"failed": True, "changed": False, "msg": checked.errors.msg}
         try:
             result = portscan.run(checked.validated_parameters, self._task.check_mode, workers)
-        except portscan.TaskError as exc:
-            return {"failed": True, "changed": False, "msg": str(exc)}
-        except portscan.ViolationError as exc:
-            return dict(exc.result, failed=True, changed=False, msg=str(exc))
-        return dict(result, changed=False)
+        except portscan.TaskError as exc:  # with a result: fail_on_violation, a report not written
+            found = dict(exc.result or {})
+            return dict(found, failed=True, changed=bool(found.get("reports")), msg=str(exc))
+        return dict(result, changed=bool(result["reports"]))
 
 
 def _prestart(args, hosts):

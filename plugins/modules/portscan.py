@@ -11,23 +11,25 @@ version_added: 0.1.0
 description:
   - Runs a TCP connect scan of O(targets) x O(ports) in one engine run (worker processes with a
     gevent probe pool each) and returns a result per target.
-  - A scan changes nothing, so the task never reports C(changed).
+  - A scan changes nothing on the targets; the task reports C(changed) only when it wrote report
+    files (RV(reports)).
   - An unresolvable or timed-out target is a per-host status in RV(hosts), not a task failure.
     Bad option values (ports, targets, timeouts) fail the task with a one-line message that names
     the bad value and shows a valid one.
   - Without O(targets), the action plugin builds the targets from the inventory. With
     C(run_once=true) it scans every host of the play batch in one engine run; without
     C(run_once) each host scans only itself. The address is the host's C(ansible_host) (falling
-    back to C(inventory_hostname)), the ports are the host's C(portscan_ports) variable (set it per
-    host or per group; falling back to O(ports)).
+    back to C(inventory_hostname)), the ports are O(ports) when the task sets it, else the host's
+    C(portscan_ports) variable (set it per host or per group), else the default.
   - "Expectations turn the scan into an audit: O(expect_open), O(expect_closed),
-    O(expect_filtered) and O(allowed_open) apply to every target. In the inventory-wide mode, the
-    host variables C(portscan_expect_open), C(portscan_expect_closed), C(portscan_expect_filtered)
-    and C(portscan_allowed_open) replace the option of the same name for that host, each on its
-    own, so Ansible's variable precedence (all, group, child group, host) is the inheritance: set
-    the policy in C(group_vars) and override single keys in C(host_vars). A dict target's keys of
-    those names do the same for it. The ports of the expectations are scanned even if O(ports)
-    does not list them."
+    O(expect_filtered) and O(allowed_open) apply to every target. Without O(targets), for each of
+    those the task does not set, the host variables C(portscan_expect_open),
+    C(portscan_expect_closed), C(portscan_expect_filtered) and C(portscan_allowed_open) give that
+    host's own, each on its own, so Ansible's variable precedence (all, group, child group, host)
+    is the inheritance: set the policy in C(group_vars) and override single keys in
+    C(host_vars). A dict target's keys of those names replace the task's for it. O(exclude) and
+    O(max_hosts) hold for every target, inventory hosts included. The ports of the
+    expectations are scanned even if O(ports) does not list them."
   - Each entry of RV(hosts) says whether the host RV(hosts.passed) and, if not, why in
     RV(hosts.failure). A host does not pass when it could not be scanned (unresolved, timed out,
     error), breaks an expectation, still breaks one when O(wait) gives up, or has drifted from
@@ -213,6 +215,12 @@ options:
       - Write the audit report as a self-contained HTML page (no script, no external link) to
         this path on the host that runs the module. Not written in check mode.
     type: path
+  policy_file:
+    description:
+      - A YAML policy file (C(defaults), C(groups), C(hosts) by name or address), read on the
+        host that runs the module. Its defaults sit below the task's expectations, its groups
+        and host entries above them, and a target's own keys above all.
+    type: path
 attributes:
   action:
     description:
@@ -291,6 +299,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+reports:
+  description: The report files written (none in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: [/tmp/exposure.json]
 hosts:
   description:
     - One entry per target, keyed by target name (the inventory hostname without O(targets)).
@@ -306,6 +320,10 @@ hosts:
       description: The address scanned; null when the name did not resolve.
       type: str
       sample: 127.0.0.2
+    vantage:
+      description: Where the answers were seen from; null for the host that ran the scan.
+      type: str
+      sample: null
     status:
       description:
         - C(up), C(no-response) (every port filtered), C(unresolved), C(timed_out) or C(error).
@@ -489,7 +507,7 @@ wait:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.nornir_portscan.portscan.plugins.module_utils.portscan import (
-    ARGUMENT_SPEC, ENGINE_IMPORT_ERROR, INSTALL_HINT, TaskError, ViolationError, run)
+    ARGUMENT_SPEC, ENGINE_IMPORT_ERROR, INSTALL_HINT, TaskError, run)
 
 
 def main():
@@ -497,18 +515,16 @@ def main():
     if ENGINE_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("nornir-portscan", reason=INSTALL_HINT),
                          exception=ENGINE_IMPORT_ERROR)
-    failure = None
     try:
         result = run(module.params, module.check_mode)
-    except TaskError as exc:
-        module.fail_json(msg=str(exc))
-    except ViolationError as exc:  # fail_on_violation: the result still says everything
-        result, failure = exc.result, str(exc)
+    except TaskError as exc:  # with a result (fail_on_violation, a report not written): all of it
+        result = dict(exc.result or {})
+        for warning in result.pop("warnings", ()):
+            module.warn(warning)
+        module.fail_json(msg=str(exc), changed=bool(result.get("reports")), **result)
     for warning in result.pop("warnings"):
         module.warn(warning)
-    if failure is not None:
-        module.fail_json(msg=failure, changed=False, **result)
-    module.exit_json(changed=False, **result)
+    module.exit_json(changed=bool(result["reports"]), **result)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import pytest
 from support import Listeners, closed_port
 
 from nornir_portscan.audit.policy import Policy
-from nornir_portscan.engine.executor import TargetSpec
 from nornir_portscan.models import (
     HostResult,
     HostStatus,
@@ -23,6 +22,7 @@ from nornir_portscan.models import (
     ScanReport,
     Target,
 )
+from nornir_portscan.request import TargetSpec
 
 pytestmark = pytest.mark.usefixtures("collection_import")
 

@@ -552,14 +552,14 @@ NOT_A_REPORT = (
         (
             {},
             ["--expect-open", "22", "--expect-filtered", "1-100"],
-            "portscan: error: policy of '127.0.0.1': port 22 is in both expect_open and "
+            "portscan: error: expectations: port 22 is in both expect_open and "
             "expect_filtered; give each port one expected state, e.g. expect_open: '22' and "
             "expect_filtered: '23'",
         ),
         (
             {},
             ["--allowed-open", "22,90-80"],
-            "portscan: error: --allowed-open: invalid port range '90-80' in '22,90-80': start "
+            "portscan: error: allowed_open: invalid port range '90-80' in '22,90-80': start "
             "must be <= end, e.g. '80-90'",
         ),
         (
@@ -581,14 +581,13 @@ NOT_A_REPORT = (
         (
             {},
             ["--wait", "--wait-timeout", "5"],
-            "portscan: error: --wait needs expectations to wait for, e.g. --expect-open 8080 or "
-            "--policy FILE",
+            "portscan: error: nothing to wait for: give expectations, e.g. expect_open='8080', "
+            "a policy file, or a host's own",
         ),
         (
             {},
             ["--wait", "--expect-open", "22", "--interval", "0"],
-            "portscan: error: invalid wait_timeout 300.0 or interval 0.0: use seconds > 0, "
-            "e.g. wait_timeout=60 interval=2",
+            "portscan: error: invalid interval 0.0: use a number of seconds > 0, e.g. interval=2",
         ),
     ],
 )  # fmt: skip

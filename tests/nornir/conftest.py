@@ -11,7 +11,7 @@ import yaml
 from nornir import InitNornir
 from nornir.core import Nornir
 
-from nornir_portscan.audit.gates import Audit
+from nornir_portscan.engine.executor import scan
 from nornir_portscan.models import ScanReport, ScanRequest
 from nornir_portscan.nornir import tasks
 
@@ -67,27 +67,14 @@ class EngineCalls(list[ScanRequest]):
 
 @pytest.fixture
 def engine_calls(monkeypatch: pytest.MonkeyPatch) -> EngineCalls:
-    """Record each engine run of the task; the real engine still scans."""
+    """Record each engine run of the task (its scans, wait rounds and re-checks); the real
+    engine still scans."""
     calls = EngineCalls()
-    real = tasks.scan
+    real = tasks._scanner() or scan
 
     def spy(request: ScanRequest, **kwargs: Any) -> ScanReport:
         calls.append(request)
         return real(request, **kwargs)
 
-    monkeypatch.setattr(tasks, "scan", spy)
-    return calls
-
-
-@pytest.fixture
-def audit_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Record the keyword arguments of each ``run_audit`` of the task; the real one runs."""
-    calls: list[dict[str, Any]] = []
-    real = tasks.run_audit
-
-    def spy(request: ScanRequest, *args: Any, **kwargs: Any) -> Audit:
-        calls.append(kwargs)
-        return real(request, *args, **kwargs)
-
-    monkeypatch.setattr(tasks, "run_audit", spy)
+    monkeypatch.setattr(tasks, "_scanner", lambda: spy)
     return calls

@@ -17,11 +17,11 @@ from nornir_portscan.audit.gates import Audit
 from nornir_portscan.audit.policy import HostVerdict, Violation
 from nornir_portscan.errors import InputError
 from nornir_portscan.models import HostResult, HostStatus, PortState, ScanOptions, ScanReport
+from nornir_portscan.reports.files import ReportFiles, page_format, write_reports
 
 from nornir_portscan.reports.pages import (  # isort: skip
     audit_to_html,
     audit_to_markdown,
-    write_report,
 )
 
 HAND_MARKDOWN = """\
@@ -204,6 +204,11 @@ def test_html_of_a_plain_scan():
 
 
 # Writing a file
+
+
+def write_report(path, audit):
+    """A readable report to ``path``, its format by the suffix, as the CLI's --report."""
+    write_reports(ReportFiles(**{page_format(path): path}), audit)
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,8 @@
 import pytest
 
 from nornir_portscan import PortSpecError, Target, TargetSpecError, build_request
-from nornir_portscan.engine.executor import TargetSpec
+from nornir_portscan.errors import ScopeError
+from nornir_portscan.request import TargetSpec
 
 
 def test_named_literals_keep_their_names_and_own_ports():
@@ -26,13 +27,36 @@ def test_named_hostnames_resolve_in_both_families():
     assert "127.0.0.1" in {t.address for t in request.targets}
 
 
-def test_a_named_target_must_be_one_host():
+@pytest.mark.parametrize("address", ["127.0.0.0/24", "127.0.0.0/31", "127.0.0.1-2", "::1/128"])
+def test_a_named_target_must_be_one_host(address):
     with pytest.raises(TargetSpecError) as caught:
-        build_request([TargetSpec("many", "127.0.0.0/24")], "22")
+        build_request([TargetSpec("many", address)], "22")
     assert str(caught.value) == (
-        "target 'many': address '127.0.0.0/24' is more than one host; give one address or "
-        "hostname, e.g. '127.0.0.1'"
+        f"invalid address {address!r} of target 'many': give one address or hostname, not a "
+        "range or block, e.g. '127.0.0.1'"
     )
+
+
+def test_exclusions_and_the_scope_guard_hold_for_named_targets():
+    specs = [TargetSpec(f"h{i}", f"127.0.0.{i}") for i in (1, 2, 3)]
+    request = build_request(specs, "22", exclude=["127.0.0.2"])
+    assert [t.name for t in request.targets] == ["h1", "h3"]
+    with pytest.raises(ScopeError, match="3 hosts in all, more than the limit of 1"):
+        build_request(specs, "22", max_hosts=1)
+
+
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [
+        (None, "invalid targets None: give a list of targets, e.g. ['127.0.0.1']"),
+        ("127.0.0.1", "invalid targets '127.0.0.1': give a list of targets, e.g. ['127.0.0.1']"),
+        ([1], "invalid target 1: give a string or a TargetSpec, e.g. '127.0.0.1'"),
+    ],
+)
+def test_targets_of_the_wrong_type_say_what_is_expected(targets, message):
+    with pytest.raises(TargetSpecError) as caught:
+        build_request(targets, "22")
+    assert str(caught.value) == message
 
 
 def test_bad_own_ports_name_the_token():

@@ -1,3 +1,4 @@
+
 """Policies: parsing, layering, policy files and the verdict of a host against its policy."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from nornir_portscan.audit.policy import (
     merge_policies,
     parse_policy,
 )
+from nornir_portscan.reports.data import policy_to_dict
 
 F = frozenset
 
@@ -146,13 +148,13 @@ def test_policy_ports_expected_bool_and_dict():
         None,
         None,
     ]
-    assert policy.to_dict() == {
+    assert policy_to_dict(policy) == {
         "expect_open": "22,443",
         "expect_closed": "23",
         "expect_filtered": "8000-8002",
         "allowed_open": "22,443,8443",
     }
-    assert Policy().to_dict() == {
+    assert policy_to_dict(Policy()) == {
         "expect_open": "",
         "expect_closed": "",
         "expect_filtered": "",

@@ -4,7 +4,7 @@ import jsonschema
 
 from nornir_portscan import HostResult, HostStatus, PortResult, PortState, ScanOptions, ScanReport
 from nornir_portscan.reports.data import (
-    host_to_dict,
+    host_entry,
     render_table,
     report_schema,
     report_to_dict,
@@ -32,9 +32,10 @@ REPORT = ScanReport(HOSTS, ScanOptions(), 1_700_000_000.0, 1_700_000_002.0, 1000
 
 
 def test_host_entry_shape():
-    assert host_to_dict(HOSTS[0]) == {
+    assert host_entry(REPORT, 0) == {
         "name": "web1",
         "address": "127.0.0.11",
+        "vantage": None,
         "status": "up",
         "up": True,
         "open_ports": [22, 80, 81, 82],
@@ -43,13 +44,44 @@ def test_host_entry_shape():
         "error_ports": [],
         "error": None,
         "scanned_ports": "1-1000",
+        "passed": True,
+        "failure": "",
         "ports": [
-            {"port": 22, "state": "open", "reason": "syn-ack", "rtt_ms": 0.05, "attempts": 1},
-            {"port": 80, "state": "open", "reason": "syn-ack", "rtt_ms": 0.04, "attempts": 1},
-            {"port": 81, "state": "open", "reason": "syn-ack", "rtt_ms": 0.04, "attempts": 1},
-            {"port": 82, "state": "open", "reason": "syn-ack", "rtt_ms": 0.04, "attempts": 1},
+            {
+                "port": 22,
+                "protocol": "tcp",
+                "state": "open",
+                "reason": "syn-ack",
+                "rtt_ms": 0.05,
+                "attempts": 1,
+            },
+            {
+                "port": 80,
+                "protocol": "tcp",
+                "state": "open",
+                "reason": "syn-ack",
+                "rtt_ms": 0.04,
+                "attempts": 1,
+            },
+            {
+                "port": 81,
+                "protocol": "tcp",
+                "state": "open",
+                "reason": "syn-ack",
+                "rtt_ms": 0.04,
+                "attempts": 1,
+            },
+            {
+                "port": 82,
+                "protocol": "tcp",
+                "state": "open",
+                "reason": "syn-ack",
+                "rtt_ms": 0.04,
+                "attempts": 1,
+            },
             {
                 "port": 444,
+                "protocol": "tcp",
                 "state": "filtered",
                 "reason": "admin-prohibited",
                 "rtt_ms": 0.2,

@@ -263,7 +263,7 @@ def test_scope_guard_on_a_slash_8_is_fast_and_expands_nothing() -> None:
         tracemalloc.stop()
     assert str(info.value) == (
         "'127.0.0.0/8' expands to 16777216 hosts, more than the limit of 65536; "
-        "raise the limit (--max-hosts) or narrow the target, e.g. '127.0.0.0/24'"
+        "raise max_hosts or narrow the target, e.g. '127.0.0.0/24'"
     )
     assert elapsed < 0.5
     assert peak < 1_000_000  # 16M Targets would take gigabytes
@@ -276,31 +276,31 @@ def test_scope_guard_on_a_slash_8_is_fast_and_expands_nothing() -> None:
             ["127.*.*.*"],
             DEFAULT_MAX_HOSTS,
             "'127.*.*.*' expands to 16777216 hosts, more than the limit of 65536; "
-            "raise the limit (--max-hosts) or narrow the target, e.g. '127.0.0.*'",
+            "raise max_hosts or narrow the target, e.g. '127.0.0.*'",
         ),
         (
             ["::ffff:127.0.0.0/104"],
             DEFAULT_MAX_HOSTS,
             "'::ffff:127.0.0.0/104' expands to 16777216 hosts, more than the limit of 65536; "
-            "raise the limit (--max-hosts) or narrow the target, e.g. '::ffff:7f00:0/120'",
+            "raise max_hosts or narrow the target, e.g. '::ffff:7f00:0/120'",
         ),
         (
             ["127.0.0.1", "127.0.0.0/30"],
             3,
             "'127.0.0.0/30' expands to 4 hosts, more than the limit of 3; "
-            "raise the limit (--max-hosts) or narrow the target, e.g. '127.0.0.0/31'",
+            "raise max_hosts or narrow the target, e.g. '127.0.0.0/31'",
         ),
         (
             ["127.0.0.0/16", "127.1.0.0/31"],
             DEFAULT_MAX_HOSTS,
             "the targets expand to 65538 hosts in all, more than the limit of 65536; "
-            "raise the limit (--max-hosts) or give fewer targets, e.g. split them across scans",
+            "raise max_hosts or give fewer targets, e.g. split them across scans",
         ),
         (
             ["127.0.0.1-2", "v4.test"],
             2,
             "the targets expand to 3 hosts in all, more than the limit of 2; "
-            "raise the limit (--max-hosts) or give fewer targets, e.g. split them across scans",
+            "raise max_hosts or give fewer targets, e.g. split them across scans",
         ),
     ],
 )
