@@ -110,14 +110,14 @@ def _check_consistent(policy: Policy, where: str) -> None:
         both = getattr(policy, first) & getattr(policy, second)
         if both:
             raise InputError(
-                f"{where or 'expectations'}: port {min(both)} is in both {first} and {second}; give each port "
-                f"one expected state, e.g. {first}: '22' and {second}: '23'"
+                f"{where or 'expectations'}: port {min(both)} is in both {first} and {second}; "
+                f"give each port one expected state, e.g. {first}: '22' and {second}: '23'"
             )
     if policy.allowed_open is not None and policy.expect_open - policy.allowed_open:
         port = min(policy.expect_open - policy.allowed_open)
         raise InputError(
-            f"{where or 'expectations'}: port {port} is in expect_open but not in allowed_open; allow what you "
-            f"expect open, e.g. allowed_open: '{port}'"
+            f"{where or 'expectations'}: port {port} is in expect_open but not in allowed_open; "
+            f"allow what you expect open, e.g. allowed_open: '{port}'"
         )
 
 
