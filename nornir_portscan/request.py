@@ -32,7 +32,7 @@ from nornir_portscan.targets import DEFAULT_MAX_HOSTS, parse_targets
 __all__ = ["TargetSpec", "build_request"]
 
 PortsSpec = str | Sequence[int | str]
-_EXAMPLE = "e.g. TargetSpec('web1', '127.0.0.11', ports='22,443')"
+_EXAMPLE = "e.g. name 'web1', address '127.0.0.11', ports '22,443'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,10 @@ class TargetSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise TargetSpecError(f"invalid target name {self.name!r}: give a string, {_EXAMPLE}")
+            raise TargetSpecError(
+                f"invalid target name {self.name!r}: a named target needs a name (a string), "
+                f"{_EXAMPLE}"
+            )
         if self.address is not None and not isinstance(self.address, str):
             raise TargetSpecError(
                 f"invalid address {self.address!r} of target {self.name!r}: give a string, "
@@ -103,7 +106,7 @@ def build_request(
     parsed: dict[Any, tuple[int, ...]] = {}  # inventories repeat the same few port specs
     for item in targets:
         if isinstance(item, TargetSpec):
-            named.append(_template(item, exclude_ports, parsed, layers))
+            named.append(_template(item, default_ports, exclude_ports, parsed, layers))
         elif isinstance(item, str):
             plain.append(item)
         else:
@@ -130,7 +133,11 @@ def build_request(
 
 
 def _template(
-    spec: TargetSpec, exclude_ports: Any, parsed: dict[Any, tuple[int, ...]], layers: _Layers
+    spec: TargetSpec,
+    default_ports: tuple[int, ...],
+    exclude_ports: Any,
+    parsed: dict[Any, tuple[int, ...]],
+    layers: _Layers,
 ) -> Target:
     """The Target of a TargetSpec before resolution: its own ports and its whole policy."""
     own: tuple[int, ...] = ()
@@ -144,7 +151,7 @@ def _template(
         own = parsed[key]
     template = Target(spec.name, spec.address or spec.name, own)
     policy = layers.policy(spec.name, spec.address, spec.policy)
-    return template if not policy else with_policy(template, policy, ())
+    return template if not policy else with_policy(template, policy, default_ports)
 
 
 class _Layers:

@@ -60,6 +60,7 @@ class WaitResult:
     elapsed: float
     rounds: int
     unmet: tuple[Unmet, ...] = ()
+    timeout: float | None = None  # the wait_timeout it was given
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +115,7 @@ class Audit:
         unmet = [u for u in self.unmet(index) if u.port is not None]
         if self.wait is not None and verdict is not None and verdict.compliant is not True:
             problems.append(
-                f"did not converge within {self.wait.elapsed:g} s"
+                f"did not converge within {self.wait.timeout or self.wait.elapsed:g} s"
                 + (": " + ", ".join(violation_text(u) for u in unmet) if unmet else "")
             )
         elif verdict is not None and verdict.violations:

@@ -384,6 +384,9 @@ hosts:
         port:
           description: The port number.
           type: int
+        protocol:
+          description: C(tcp).
+          type: str
         state:
           description: C(open), C(closed), C(filtered) or C(error).
           type: str
@@ -447,11 +450,13 @@ hosts:
       sample: {opened: [8443], closed: [], changed: [], unexpected: [8443], in_baseline: true}
     wait:
       description:
-        - With O(wait), whether this host's expectations C(converged), and the C(unmet) ones
-          (C({port, expected, actual})) if not.
+        - With O(wait), whether this host's expectations C(converged), the wait's C(elapsed)
+          seconds and C(rounds), and the C(unmet) ones (C({port, expected, actual}); C(port) is
+          null when the host itself could not be judged).
       type: dict
       returned: when O(wait) is set and the host has expectations
-      sample: {converged: false, unmet: [{port: 8080, expected: open, actual: closed}]}
+      sample: {converged: false, elapsed: 60.2, rounds: 30, unmet: [{port: 8080, expected: open,
+                                                                   actual: closed}]}
 summary:
   description: Counts over the whole scan, its duration in seconds and its rate in probes/s.
   returned: success

@@ -75,7 +75,8 @@ def test_documented_return_matches_a_real_result() -> None:
         task_result,
     )
 
-    result = task_result(audit_of_one_host(), 10.0)
+    result = task_result(audit_of_one_host())
+    result["reports"] = []
     returned = module_docs()["RETURN"]
     assert sorted(returned) == sorted(result)
     entry = result["hosts"]["web1"]

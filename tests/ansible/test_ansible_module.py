@@ -12,7 +12,7 @@ from xml.etree import ElementTree
 import pytest
 from support import Listeners, closed_port
 
-from nornir_portscan.audit.policy import Policy
+from nornir_portscan.audit.gates import Audit
 from nornir_portscan.models import (
     HostResult,
     HostStatus,
@@ -20,9 +20,7 @@ from nornir_portscan.models import (
     PortState,
     ScanOptions,
     ScanReport,
-    Target,
 )
-from nornir_portscan.request import TargetSpec
 
 pytestmark = pytest.mark.usefixtures("collection_import")
 
@@ -54,10 +52,11 @@ def test_scan_returns_hosts_keyed_by_name(listeners: Listeners, capsys) -> None:
     assert result["changed"] is False
     assert "failed" not in result
     assert without_rtt(result["hosts"]["web1"]) == {
-        "name": "web1", "address": "127.0.0.1", "status": "up", "up": True,
+        "name": "web1", "address": "127.0.0.1", "vantage": None, "status": "up", "up": True,
         "open_ports": [open_port], "filtered_ports": [], "closed_count": 1, "error_ports": [],
         "error": None, "scanned_ports": ",".join(map(str, sorted([open_port, shut]))),
-        "ports": [{"port": open_port, "state": "open", "reason": "syn-ack", "attempts": 1}],
+        "ports": [{"port": open_port, "protocol": "tcp", "state": "open", "reason": "syn-ack",
+                   "attempts": 1}],
         "resolved": True, "timed_out": False, "any_open": True, "all_open": False,
         "passed": True, "failure": "",
     }
@@ -102,15 +101,15 @@ def test_string_targets_and_per_target_ports(listeners: Listeners, capsys) -> No
      "ports, expect_open, expect_closed, expect_filtered, allowed_open, e.g. '127.0.0.1' or "
      "{name: web1, address: 127.0.0.2, ports: '22,80'}"),
     ({"targets": [{"ports": "22"}]},
-     "invalid target {'ports': '22'}: give a name (a string), e.g. '127.0.0.1' or "
-     "{name: web1, address: 127.0.0.2, ports: '22,80'}"),
+     "invalid target name None: a named target needs a name (a string), e.g. name 'web1', "
+     "address '127.0.0.11', ports '22,443'"),
     ({"targets": ["127.0.0.1"], "address_family": "ipx"},
      "value of address_family must be one of: ipv4, ipv6, both, got: ipx"),
     ({"targets": ["127.0.0.1"], "expect_open": "90-80"},
-     "task options expect_open: invalid port range '90-80' in '90-80': start must be <= end, "
+     "expect_open: invalid port range '90-80' in '90-80': start must be <= end, "
      "e.g. '80-90'"),
     ({"targets": ["127.0.0.1"], "expect_open": "22", "allowed_open": "80"},
-     "task options: port 22 is in expect_open but not in allowed_open; allow what you expect "
+     "expectations: port 22 is in expect_open but not in allowed_open; allow what you expect "
      "open, e.g. allowed_open: '22'"),
     ({"targets": [{"name": "web1", "expect_open": 22, "expect_closed": "22"}]},
      "policy of 'web1': port 22 is in both expect_open and expect_closed; give each port one "
@@ -119,13 +118,13 @@ def test_string_targets_and_per_target_ports(listeners: Listeners, capsys) -> No
      "policy of 'web1' allowed_open: unknown service name 'x' in 'http,x': not in the "
      "services database, e.g. 'ssh' or '22'"),
     ({"targets": ["127.0.0.1"], "wait": True},
-     "nothing to wait for: wait needs expectations, e.g. expect_open: 8080 or the host "
-     "variable portscan_expect_open"),
+     "nothing to wait for: give expectations, e.g. expect_open='8080', a policy file, or a "
+     "host's own"),
     ({"targets": ["127.0.0.1"], "expect_open": 22, "wait": True, "interval": 0},
-     "invalid interval 0: use a number of seconds > 0, e.g. wait_timeout: 60, interval: 2"),
+     "invalid interval 0.0: use a number of seconds > 0, e.g. interval=2"),
     ({"targets": ["127.0.0.1"], "recheck": -1},
      "invalid recheck -1: use how many times to re-probe a difference from the baseline, "
-     "0 or more, e.g. recheck: 3"),
+     "0 to 10, e.g. recheck=3"),
     ({"targets": ["127.0.0.1"], "baseline": "/nonexistent/base.json"},
      "cannot read baseline '/nonexistent/base.json': No such file or directory"),
 ])
@@ -183,7 +182,10 @@ def test_report_in_a_missing_directory_fails_before_the_scan(tmp_path: Path, cap
     path = tmp_path / "missing" / "r.json"
     result = run_module({"targets": ["127.0.0.1"], "ports": closed_port(), "expect_open": 1,
                          "wait": True, "wait_timeout": 60, option: str(path)}, capsys)
-    assert result["msg"] == f"cannot write the report to '{path}': No such directory"
+    what = {"report": "JSON report", "report_html": "HTML report"}[option]
+    assert result["msg"] == (
+        f"cannot write the {what} to '{path}': no such directory '{path.parent}'"
+    )
 
 
 def test_missing_engine_names_the_library(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
@@ -199,7 +201,7 @@ def test_missing_engine_names_the_library(monkeypatch: pytest.MonkeyPatch, capsy
 
 def test_a_name_seen_twice_is_keyed_with_its_address() -> None:
     from ansible_collections.nornir_portscan.portscan.plugins.module_utils.portscan import (
-        hosts_by_name,
+        task_result,
     )
 
     ports = (PortResult(22, PortState.OPEN, "syn-ack", 0.1, 1),)
@@ -207,7 +209,8 @@ def test_a_name_seen_twice_is_keyed_with_its_address() -> None:
         hosts=(HostResult("localhost", "127.0.0.1", HostStatus.UP, ports, scanned=(22,)),
                HostResult("localhost", "::1", HostStatus.UP, ports, scanned=(22,))),
         options=ScanOptions(), started=0.0, finished=1.0, probes_sent=2)
-    assert {k: (h["address"], h["all_open"]) for k, h in hosts_by_name(report).items()} == {
+    hosts = task_result(Audit(report))["hosts"]
+    assert {k: (h["address"], h["all_open"]) for k, h in hosts.items()} == {
         "localhost": ("127.0.0.1", True), "localhost@::1": ("::1", True)}
 
 
@@ -288,7 +291,8 @@ def test_wait_converges_when_the_port_opens_late(listeners: Listeners, capsys) -
     assert 0.8 <= wait["elapsed"] < 10
     host = result["hosts"]["127.0.0.26"]
     assert (host["open_ports"], host["wait"], host["passed"]) == (
-        [port], {"converged": True, "unmet": []}, True)
+        [port], {"converged": True, "elapsed": wait["elapsed"], "rounds": wait["rounds"],
+                 "unmet": []}, True)
 
 
 def test_wait_that_never_converges_fails_the_host(capsys) -> None:
@@ -301,7 +305,8 @@ def test_wait_that_never_converges_fails_the_host(capsys) -> None:
         {"host": "127.0.0.27", "port": port, "expected": "open", "actual": "closed"}]
     assert result["wait"]["rounds"] >= 2
     host = result["hosts"]["127.0.0.27"]
-    assert host["wait"] == {"converged": False, "unmet": [
+    assert host["wait"] == {"converged": False, "elapsed": result["wait"]["elapsed"],
+                            "rounds": result["wait"]["rounds"], "unmet": [
         {"port": port, "expected": "open", "actual": "closed"}]}
     assert (host["passed"], host["failure"]) == (
         False, f"127.0.0.27: did not converge within 0.6 s: port {port} closed (expected open)")
@@ -359,15 +364,3 @@ def test_audit_reports_are_written(listeners: Listeners, tmp_path: Path, capsys)
     assert "<title>Port exposure audit</title>" in page
 
 
-def test_policies_align_with_the_engines_targets() -> None:
-    from ansible_collections.nornir_portscan.portscan.plugins.module_utils.portscan import (
-        align,
-    )
-
-    default, own, other = Policy(), Policy(frozenset({22})), Policy(frozenset({80}))
-    targets = [Target("127.0.0.1", "127.0.0.1"), Target("127.0.0.2", "127.0.0.2"),
-               Target("web", "127.0.0.3"), Target("web", "::3"), Target("db", "127.0.0.4")]
-    named = [TargetSpec("web"), TargetSpec("db")]
-    assert align(targets, named, [own, other], default, "both") == [
-        default, default, own, own, other]
-    assert align(targets[:3], named[:1], [own], default, "ipv4") == [default, default, own]
