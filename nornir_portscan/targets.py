@@ -28,8 +28,8 @@ import itertools
 import os
 import re
 import socket
+import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeAlias
@@ -502,10 +502,29 @@ def _resolve_all(
 
     if len(unique) <= 1:
         return {name: resolve(name) for name in unique}
-    with ThreadPoolExecutor(
-        max_workers=min(_MAX_RESOLVER_THREADS, len(unique)), thread_name_prefix="portscan-dns"
-    ) as pool:
-        return dict(zip(unique, pool.map(resolve, unique), strict=True))
+    # Daemon threads, not an executor: Ctrl-C while a slow resolver answers returns at once,
+    # and leaves nothing for the interpreter to wait for at exit.
+    results: dict[str, tuple[list[str], str | None]] = {}
+    pending = iter(unique)
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                name = next(pending, None)
+            if name is None:
+                return
+            results[name] = resolve(name)
+
+    threads = [
+        threading.Thread(target=work, name="portscan-dns", daemon=True)
+        for _ in range(min(_MAX_RESOLVER_THREADS, len(unique)))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {name: results[name] for name in unique}
 
 
 def _pick(addresses: list[str], family: AddressFamily, *, first_only: bool) -> list[_IPAddress]:

@@ -246,21 +246,14 @@ def render_table(scan: ScanReport | Audit) -> str:
 
 def _audit_lines(audit: Audit) -> list[str]:
     lines: list[str] = []
-    judged = [(h, v) for h, v in zip(audit.report.hosts, audit.verdicts, strict=False) if v]
+    judged = [v for v in audit.verdicts if v]
     if judged:
-        bad = sum(1 for _, v in judged if v.compliant is False)
-        errors = sum(1 for _, v in judged if v.compliant is None)
+        bad = sum(1 for v in judged if v.compliant is False)
+        errors = sum(1 for v in judged if v.compliant is None)
         lines.append(
             f"policy: {len(judged) - bad - errors} compliant, {bad} non-compliant, "
             f"{errors} not judged"
         )
-        for host, verdict in judged:
-            if verdict.compliant is None:
-                lines.append(f"  {host.name}: not judged ({verdict.error})")
-            lines.extend(
-                f"  {host.name} port {v.port}: expected {v.expected}, found {v.actual} ({v.reason})"
-                for v in verdict.violations
-            )
     if audit.drift is not None:
         drift = audit.drift
         lines.append(
@@ -270,7 +263,7 @@ def _audit_lines(audit: Audit) -> list[str]:
         )
         for changed in drift.hosts:
             lines.extend(
-                f"  {changed.name} port {c.port}: {c.before} -> {c.after}" for c in changed.changes
+                f"  {changed.name} port {c.port} {c.before} -> {c.after}" for c in changed.changes
             )
         lines.extend(f"  appeared: {name}" for name in drift.appeared)
         lines.extend(f"  disappeared: {name}" for name in drift.disappeared)
@@ -278,10 +271,9 @@ def _audit_lines(audit: Audit) -> list[str]:
         wait = audit.wait
         outcome = "converged" if wait.converged else "did NOT converge"
         lines.append(f"wait: {outcome} after {wait.elapsed:.1f} s, {wait.rounds} rounds")
-        lines.extend(
-            f"  never met: {u.host}"
-            + (f" port {u.port}" if u.port is not None else "")
-            + f": expected {u.expected}, found {u.actual}"
-            for u in wait.unmet
-        )
+    failures = [audit.failure(i) for i in range(len(audit.report.hosts))]
+    failed = [f for f in failures if f]
+    if failed and (judged or audit.drift is not None or audit.wait is not None):
+        lines.append(f"failed: {len(failed)} of {len(failures)} hosts")
+        lines.extend(f"  {failure}" for failure in failed)
     return lines

@@ -35,7 +35,7 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Iterable
 
-from nornir_portscan.audit.gates import Audit
+from nornir_portscan.audit.gates import Audit, violation_text
 from nornir_portscan.models import HostResult, HostStatus, PortResult, PortState, ScanReport
 from nornir_portscan.ports import format_ports
 from nornir_portscan.reports.data import host_entry, report_to_dict
@@ -255,14 +255,11 @@ def _host_script(audit: Audit, index: int) -> ET.Element:
             + (f" ({verdict.error})" if verdict.error else "")
         )
         table = ET.SubElement(script, "table", key="violations")
-        for violation in entry["violations"]:
+        for violation, row_data in zip(verdict.violations, entry["violations"], strict=True):
             row = ET.SubElement(table, "table")
             for key in ("port", "expected", "actual", "reason"):
-                _elem(row, key, str(violation[key]))
-            lines.append(
-                f"  {violation['port']}/tcp expected {violation['expected']}, "
-                f"actual {violation['actual']} ({violation['reason']})"
-            )
+                _elem(row, key, str(row_data[key]))
+            lines.append(f"  {violation_text(violation)} ({violation.reason})")
     if "drift" in entry:
         changes = entry["drift"]
         table = ET.SubElement(script, "table", key="drift")
