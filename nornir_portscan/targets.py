@@ -517,8 +517,8 @@ def _resolve_all(
             results[name] = resolve(name)
 
     threads = [
-        threading.Thread(target=work, name="portscan-dns", daemon=True)
-        for _ in range(min(_MAX_RESOLVER_THREADS, len(unique)))
+        threading.Thread(target=work, name=f"portscan-dns-{i}", daemon=True)
+        for i in range(min(_MAX_RESOLVER_THREADS, len(unique)))
     ]
     for thread in threads:
         thread.start()

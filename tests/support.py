@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -157,3 +158,17 @@ def listening_ports(address: str) -> set[int]:
             if bound.is_unspecified or (bound.version == target.version and bound == target):
                 found.add(int(hex_port, 16))
     return found
+
+
+def wait_for_main_scan(proc: subprocess.Popen[str], limit: float = 30) -> None:
+    """Poll until the worker processes of the CLI ``proc`` came and went: its first scan is
+    over (a wait or a re-check comes next)."""
+    seen, deadline = False, time.monotonic() + limit
+    while time.monotonic() < deadline and proc.poll() is None:
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True).stdout
+        if children:
+            seen = True
+        elif seen:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the first scan did not finish")

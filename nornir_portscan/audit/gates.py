@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nornir_portscan.audit.drift import Drift, compare, confirm, unexpected_changes
@@ -60,7 +60,7 @@ class WaitResult:
     elapsed: float
     rounds: int
     unmet: tuple[Unmet, ...] = ()
-    timeout: float | None = None  # the wait_timeout it was given
+    timeout: float | None = field(default=None, compare=False)  # the wait_timeout given
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +279,8 @@ def _wait(
         partial = Audit(replace(audit.report, hosts=tuple(hosts)), tuple(verdicts))
         raise ScanInterrupted(partial.report, partial) from None
     unmet = [u for verdict in verdicts if verdict is not None for u in _unmet(verdict)]
-    result = WaitResult(not unmet, round(time.monotonic() - started, 3), rounds, tuple(unmet))
+    elapsed = round(time.monotonic() - started, 3)
+    result = WaitResult(not unmet, elapsed, rounds, tuple(unmet), options.wait_timeout)
     return Audit(replace(audit.report, hosts=tuple(hosts)), tuple(verdicts), wait=result)
 
 

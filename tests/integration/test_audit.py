@@ -8,14 +8,12 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 from datetime import datetime
 from pathlib import Path
 
 import jsonschema
 import pytest
-from support import CLI, REPO, closed_port, in_netns, nft
+from support import CLI, REPO, closed_port, in_netns, nft, wait_for_main_scan
 
 from nornir_portscan import ScanRequest, build_request, parse_ports, scan
 from nornir_portscan.audit.drift import Drift
@@ -105,10 +103,11 @@ def test_policy_file_inheritance_through_the_cli(run_cli, estate, tmp_path):
     )
     assert done.returncode == EXIT_VIOLATED, done.stderr
     assert done.stderr == ""
-    assert done.stdout.splitlines()[-3:] == [
+    assert done.stdout.splitlines()[-4:] == [
         "policy: 2 compliant, 2 non-compliant, 0 not judged",
-        f"  127.0.0.22 port {c}: expected open, found closed (conn-refused)",
-        f"  127.0.0.23 port {r}: expected not open, found open (syn-ack)",
+        "failed: 2 of 4 hosts",
+        f"  127.0.0.22: port {c} closed (expected open)",
+        f"  127.0.0.23: port {r} open (not in allowed_open)",
     ]
     data = valid(json.loads(out.read_text()))
     assert data["compliance"] == {"compliant": 2, "non_compliant": 2, "error": 0, "violations": 2}
@@ -193,9 +192,10 @@ def test_allowed_open_and_expect_closed_flags(run_cli, listeners):
     c = fresh_closed("127.0.0.31", taken)
     done = run_cli("--allowed-open", str(a), "-p", f"{a},{b}", *FAST, "127.0.0.31")
     assert done.returncode == EXIT_VIOLATED, done.stderr
-    assert done.stdout.splitlines()[-2:] == [
+    assert done.stdout.splitlines()[-3:] == [
         "policy: 0 compliant, 1 non-compliant, 0 not judged",
-        f"  127.0.0.31 port {b}: expected not open, found open (syn-ack)",
+        "failed: 1 of 1 hosts",
+        f"  127.0.0.31: port {b} open (not in allowed_open)",
     ]
     done = run_cli(
         "--expect-closed", f"{a},{c}", "--expect-open", str(b), "-p", str(c), "--json", "-",
@@ -252,32 +252,25 @@ def test_expect_closed_and_filtered_in_a_namespace(netns):
 
 
 def test_wait_converges_when_a_listener_opens_mid_wait(listeners):
+    """The port opens after the first round (the scanner says when): the second round sees it,
+    with real sockets and no clock in the assertions."""
     port = closed_port("127.0.0.41")
-    opened_at: list[float] = []
+    rounds: list[ScanRequest] = []
 
-    def open_it() -> None:
-        listeners.open("127.0.0.41", port)
-        opened_at.append(time.time())
+    def scanner(request, **kwargs):
+        report = scan(request, **kwargs)
+        rounds.append(request)
+        if len(rounds) == 1:
+            listeners.open("127.0.0.41", port)
+        return report
 
-    timer = threading.Timer(0.6, open_it)
     request = build_request(["127.0.0.41"], [port], timeout=0.5)
     policy = parse_policy({"expect_open": port})
-    started = time.monotonic()
-    timer.start()
-    try:
-        audit = run_audit(request, [policy], wait=True, wait_timeout=6, interval=0.2)
-    finally:
-        timer.cancel()
-    wall = time.monotonic() - started
+    audit = run_audit(request, [policy], wait=True, wait_timeout=30, interval=0.1,
+                      scanner=scanner)  # fmt: skip
     wait = audit.wait
     assert wait is not None
-    assert (wait.converged, wait.unmet) == (True, ())
-    assert 0.5 <= wait.elapsed < wall + 0.01
-    assert wall < 3.0
-    # converged no earlier than the port opened, and within a round (plus scan time) after
-    converged_at = audit.report.started + wait.elapsed
-    assert opened_at[0] - 0.05 <= converged_at <= opened_at[0] + 0.2 + 1.0
-    assert 2 <= wait.rounds <= 1 + wait.elapsed / 0.2
+    assert (wait.converged, wait.unmet, wait.rounds, len(rounds)) == (True, (), 2, 2)
     assert audit.report.hosts[0].open_ports == [port]
     assert audit.verdict(0) is not None
     assert audit.verdict(0).compliant is True
@@ -286,8 +279,8 @@ def test_wait_converges_when_a_listener_opens_mid_wait(listeners):
 
 DELAYED_LISTENER = """
 import socket, sys, time
-host, port, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-time.sleep(delay)
+host, port = sys.argv[1], int(sys.argv[2])
+sys.stdin.readline()  # the test says when
 sock = socket.socket()
 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 sock.bind((host, port))
@@ -297,32 +290,39 @@ time.sleep(30)
 """
 
 
-def test_cli_wait_converges_on_a_listener_that_starts_late(run_cli, tmp_path):
+def test_cli_wait_converges_on_a_listener_that_starts_late(tmp_path):
+    """The listener starts once the CLI's first scan is over: a later round must see it."""
     port = closed_port("127.0.0.42")
     out = tmp_path / "wait.json"
     late = subprocess.Popen(
-        [sys.executable, "-c", DELAYED_LISTENER, "127.0.0.42", str(port), "1.5"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+        [sys.executable, "-c", DELAYED_LISTENER, "127.0.0.42", str(port)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    cli = subprocess.Popen(
+        [*CLI, "--wait", "--expect-open", str(port), "-p", str(port), "--interval", "0.2",
+         "--wait-timeout", "60", "--json", str(out), *FAST, "127.0.0.42"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
     try:
-        done = run_cli(
-            "--wait", "--expect-open", str(port), "-p", str(port), "--interval", "0.2",
-            "--wait-timeout", "8", "--json", str(out), *FAST, "127.0.0.42", timeout=30,
-        )  # fmt: skip
+        wait_for_main_scan(cli)
+        assert late.stdin is not None
         assert late.stdout is not None
+        late.stdin.write("open\n")
+        late.stdin.flush()
         opened_at = float(late.stdout.readline())
+        stdout, stderr = cli.communicate(timeout=60)
     finally:
+        cli.kill()
         late.kill()
         late.wait(5)
-    assert done.returncode == EXIT_OK, done.stderr
+    assert cli.returncode == EXIT_OK, stderr
     data = valid(json.loads(out.read_text()))
     wait = data["wait"]
     assert (wait["converged"], wait["unmet"]) == (True, [])
     assert wait["rounds"] >= 2
     converged_at = datetime.fromisoformat(data["started"]).timestamp() + wait["elapsed"]
-    assert opened_at - 0.05 <= converged_at <= opened_at + 0.2 + 1.0
-    assert done.stdout.splitlines()[-2:] == [
+    assert converged_at >= opened_at - 0.05  # never a result older than the port's opening
+    assert stdout.splitlines()[-2:] == [
         "policy: 1 compliant, 0 non-compliant, 0 not judged",
         f"wait: converged after {wait['elapsed']:.1f} s, {wait['rounds']} rounds",
     ]
@@ -334,12 +334,10 @@ def test_cli_wait_that_does_not_converge_lists_what_never_did(run_cli, listeners
     a = fresh(listeners, "127.0.0.43", taken)
     c = fresh_closed("127.0.0.43", taken)
     out = tmp_path / "wait.json"
-    started = time.monotonic()
     done = run_cli(
         "--wait", "--expect-open", str(c), "--expect-closed", str(a), "-p", str(a),
         "--wait-timeout", "1", "--interval", "0.25", "--json", str(out), *FAST, "127.0.0.43",
     )  # fmt: skip
-    wall = time.monotonic() - started
     assert done.returncode == EXIT_VIOLATED, done.stderr
     wait = valid(json.loads(out.read_text()))["wait"]
     unmet = sorted(
@@ -350,17 +348,13 @@ def test_cli_wait_that_does_not_converge_lists_what_never_did(run_cli, listeners
         key=lambda u: u["port"],
     )
     assert (wait["converged"], wait["unmet"]) == (False, unmet)
-    # the last round starts no later than timeout - interval; rounds are 0.25 s apart
-    assert 0.75 <= wait["elapsed"] <= 1.5
-    assert 2 <= wait["rounds"] <= 1 + wait["elapsed"] / 0.25
-    assert wall < 6
+    assert wait["rounds"] >= 1  # how many fit is the fake clock's business (tests/unit)
+    texts = {a: f"port {a} open (expected closed)", c: f"port {c} closed (expected open)"}
     assert done.stdout.splitlines()[-3:] == [
         f"wait: did NOT converge after {wait['elapsed']:.1f} s, {wait['rounds']} rounds",
-        *(
-            f"  never met: 127.0.0.43 port {u['port']}: expected {u['expected']}, "
-            f"found {u['actual']}"
-            for u in unmet
-        ),
+        "failed: 1 of 1 hosts",
+        "  127.0.0.43: did not converge within 1 s: "
+        + ", ".join(texts[u["port"]] for u in unmet),
     ]
 
 
@@ -406,10 +400,13 @@ def test_cli_drift_is_confirmed_and_fails(run_cli, listeners, tmp_path):
     )  # fmt: skip
     assert done.returncode == EXIT_VIOLATED, done.stderr
     changes = sorted([(c, "not open -> open"), (was_open, "open -> not open")])
-    assert done.stdout.splitlines()[-3:] == [
+    assert done.stdout.splitlines()[-5:] == [
         "drift: 1 hosts changed (2 of 2 differences confirmed on re-check), 0 appeared, "
         "0 disappeared",
-        *(f"  127.0.0.51 port {port}: {change}" for port, change in changes),
+        *(f"  127.0.0.51 port {port} {change}" for port, change in changes),
+        "failed: 1 of 1 hosts",
+        "  127.0.0.51: unexpected drift since the baseline: "
+        + ", ".join(f"port {port} {change}" for port, change in changes),
     ]
     data = valid(json.loads(now.read_text()))
     assert data["drift"] == {

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import CLI, closed_port, in_netns, nft
+from support import CLI, closed_port, in_netns, nft, wait_for_main_scan
 
 EXIT_INPUT, EXIT_SCAN, EXIT_INTERRUPTED = 2, 3, 130
 FAST = ("--timeout", "0.5", "--no-progress")
@@ -28,19 +28,6 @@ def start_cli(*args: str, netns: str | None = None) -> subprocess.Popen[str]:
         text=True,
         start_new_session=True,  # a process group of its own, as a terminal's job
     )
-
-
-def wait_for_main_scan(proc: subprocess.Popen[str]) -> None:
-    """Poll until the CLI's worker processes came and went: its main scan is over."""
-    seen, deadline = False, time.monotonic() + 20
-    while time.monotonic() < deadline and proc.poll() is None:
-        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True).stdout
-        if children:
-            seen = True
-        elif seen:
-            return
-        time.sleep(0.02)
-    raise AssertionError("the main scan did not finish")
 
 
 def interrupt(proc: subprocess.Popen[str], *, limit: float) -> tuple[int, str, str, float]:
