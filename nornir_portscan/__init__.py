@@ -137,7 +137,15 @@ def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'nornir_portscan' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    try:
+        value = getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "nornir":
+            raise
+        raise ImportError(
+            f"nornir_portscan.{name} is the Nornir task and needs Nornir: "
+            "pip install 'nornir-portscan[nornir]'"
+        ) from exc
     globals()[name] = value
     return value
 

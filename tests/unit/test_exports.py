@@ -73,3 +73,21 @@ def test_the_pipeline_imports_neither_nornir_ansible_nor_gevent():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout == "[]\n"
+
+
+def test_nornir_is_optional():
+    """Without Nornir the engine, the pipeline and the CLI work; the task says what to install."""
+    code = (
+        "import sys; sys.modules['nornir'] = None\n"
+        "import nornir_portscan\n"
+        "from nornir_portscan import build_job, scan\n"
+        "try:\n"
+        "    nornir_portscan.portscan\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout == (
+        "nornir_portscan.portscan is the Nornir task and needs Nornir: "
+        "pip install 'nornir-portscan[nornir]'\n"
+    )
