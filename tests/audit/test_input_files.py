@@ -23,6 +23,7 @@ from nornir_portscan import (
     parse_targets,
 )
 from nornir_portscan.audit.drift import compare, load_baseline
+from nornir_portscan.audit.policy import Policy, PolicyBook, load_policy_file
 from nornir_portscan.reports.data import REPORT_VERSION, report_to_dict
 
 # -- baselines ------------------------------------------------------------------------------
@@ -256,6 +257,185 @@ def test_baseline_with_a_byte_order_mark(tmp_path: Path) -> None:
 
 def test_baseline_reader_knows_the_report_version() -> None:
     assert REPORT_VERSION.startswith("1.")  # load_baseline reads 1.x
+
+
+# -- policy files ---------------------------------------------------------------------------
+
+E = "e.g. 'defaults: {allowed_open: \"22,443\"}'"
+
+
+def bomb(levels: int) -> str:
+    """Billion laughs under a valid key: each level is ten aliases of the one before."""
+    lines = ["groups:", "  g0: {hosts: &g0 [a, a, a, a, a, a, a, a, a, a]}"]
+    for level in range(1, levels):
+        items = ", ".join([f"*g{level - 1}"] * 10)
+        lines.append(f"  g{level}: {{hosts: &g{level} [{items}]}}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # what the document is
+        ("", f"policy file '{{path}}' is empty: give defaults, groups or hosts, {E}"),
+        ("# nothing yet\n",
+         f"policy file '{{path}}' is empty: give defaults, groups or hosts, {E}"),
+        ("---\n", f"policy file '{{path}}' is empty: give defaults, groups or hosts, {E}"),
+        ("0\n", "policy file '{path}': the document is 0, not a mapping; use the top-level keys "
+                f"defaults, groups and hosts, {E}"),
+        ("web1\n", "policy file '{path}': the document is 'web1', not a mapping; use the "
+                   f"top-level keys defaults, groups and hosts, {E}"),
+        ("- 22\n", "policy file '{path}': the document is a list, not a mapping; use the "
+                   f"top-level keys defaults, groups and hosts, {E}"),
+        ("defaults: {}\n---\nhosts: {}\n",
+         "policy file '{path}' line 2: a second YAML document; keep one document, a mapping "
+         f"of defaults, groups and hosts, {E}"),
+        # keys and names are strings
+        ("{1: {}}\n",
+         "policy file '{path}' line 1: key 1 is not a string (YAML reads it as a number); "
+         "quote it, e.g. '\"1\":'"),
+        ("hosts: {10: {expect_open: '22'}}\n",
+         "policy file '{path}' line 1: key 10 is not a string (YAML reads it as a number); "
+         "quote it, e.g. '\"10\":'"),
+        ("hosts:\n  web1: {}\n  yes: {expect_open: '22'}\n",
+         "policy file '{path}' line 3: key yes is not a string (YAML reads it as a boolean); "
+         "quote it, e.g. '\"yes\":'"),
+        ("hosts:\n  ~: {}\n",
+         "policy file '{path}' line 2: key ~ is not a string (YAML reads it as null); "
+         "quote it, e.g. '\"~\":'"),
+        ("defaults: {1: '22', expect_opn: '2'}\n",
+         "policy file '{path}' line 1: key 1 is not a string (YAML reads it as a number); "
+         "quote it, e.g. '\"1\":'"),
+        ("hosts:\n  ? [web1, web2]\n  : {}\n",
+         "policy file '{path}' line 2: a list as a key; keys are names, e.g. 'web1:'"),
+        ("groups:\n  web: {hosts: [web1, 10], expect_open: '443'}\n",
+         "policy file '{path}' group 'web': hosts item 2 must be a name (a string), not 10; "
+         "quote it, e.g. '\"10\"'"),
+        ("groups: {web: {}}\nhosts:\n  web1: {groups: [[web]]}\n",
+         "policy file '{path}' host 'web1': groups item 1 must be a name (a string), not "
+         "[\"web\"]; e.g. 'groups: [web]'"),
+        ("hosts:\n  web1: {expect_open: '22'}\n  web1: {expect_open: '23'}\n",
+         "policy file '{path}' line 3: duplicate key 'web1' (first on line 2); give each key "
+         "once"),
+        # numbers YAML 1.1 reads otherwise than they look
+        ("defaults: {expect_open: 0022}\n",
+         "policy file '{path}' line 1: YAML reads 0022 as the number 18; write ports as plain "
+         "numbers, e.g. 22, or quote the text"),
+        ("defaults: {expect_open: [22, 1:30]}\n",
+         "policy file '{path}' line 1: YAML reads 1:30 as the number 90; write ports as plain "
+         "numbers, e.g. 22, or quote the text"),
+        ("defaults: {expect_open: 0x1bb}\n",
+         "policy file '{path}' line 1: YAML reads 0x1bb as the number 443; write ports as "
+         "plain numbers, e.g. 22, or quote the text"),
+        # bounded: nesting, aliases
+        ("defaults: " + "[" * 5000 + "]" * 5000 + "\n",
+         "policy file '{path}' line 1: nested more than 32 levels deep; a policy nests a few, "
+         "e.g. 'hosts: {web1: {expect_open: [22]}}'"),
+        ("hosts:\n" + "".join(f"{'  ' * (i + 1)}k{i}:\n" for i in range(40)),
+         "policy file '{path}' line 32: nested more than 32 levels deep; a policy nests a few, "
+         "e.g. 'hosts: {web1: {expect_open: [22]}}'"),
+        (bomb(9),
+         "policy file '{path}' line 6: aliases expand the document to more than 100000 values; "
+         "write the values out instead"),
+        ("groups:\n  web: &web\n    hosts: [*web]\n",
+         "policy file '{path}' line 2: a value holds an alias of itself (*name inside &name); "
+         "write the values out instead"),
+        # unreadable characters: now with the line
+        ("defaults: {expect_open: '2\x012'}\n",
+         "policy file '{path}' is not valid YAML: line 1, column 27: unacceptable character "
+         f"#x0001: special characters are not allowed; {E}"),
+    ],
+)  # fmt: skip
+def test_bad_policy_files_are_one_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError) as raised:
+        load_policy_file(path)
+    assert str(raised.value) == message.replace("{path}", str(path))
+
+
+HINT = f"write YAML text, {E}"
+CAFE = b"defaults: {expect_open: '22'}\n# caf\xe9\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x00\x01\x02\x03",
+         f"cannot read policy file '{{path}}': a binary file, not text (a NUL byte at line 1, "
+         f"offset 0); {HINT}"),
+        (CAFE,
+         f"cannot read policy file '{{path}}': not UTF-8 text (byte 0xe9 at line 2, offset "
+         f"{CAFE.index(0xE9)}); save it as UTF-8"),
+        ("defaults: {expect_open: '22'}\n".encode("utf-16"),
+         "cannot read policy file '{path}': UTF-16 text, not UTF-8; save it as UTF-8"),
+    ],
+)  # fmt: skip
+def test_unreadable_policy_files_are_one_line(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_bytes(content)
+    with pytest.raises(InputError) as raised:
+        load_policy_file(path)
+    assert str(raised.value) == message.replace("{path}", str(path))
+
+
+def test_policy_file_that_is_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as raised:
+        load_policy_file(tmp_path)
+    assert str(raised.value) == f"cannot read policy file '{tmp_path}': Is a directory"
+
+
+def test_huge_policy_file_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    with path.open("wb") as file:
+        file.truncate(4 * 2**20 + 1)
+    with pytest.raises(InputError) as raised:
+        load_policy_file(path)
+    assert str(raised.value) == (
+        f"cannot read policy file '{path}': larger than 4 MiB, the most a policy file may be"
+    )
+
+
+MERGED = """\
+groups:
+  web: &web {expect_open: '443', allowed_open: '22,443'}
+  web2:
+    <<: *web
+    hosts: [web2]
+    expect_closed: '23'
+hosts:
+  web1: {groups: [web]}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "book"),
+    [
+        ("{}\n", PolicyBook({}, {}, {})),
+        ("defaults:\ngroups:\nhosts:\n", PolicyBook({}, {}, {})),
+        ("\ufeffdefaults: {expect_open: '22'}\n", PolicyBook({"expect_open": "22"}, {}, {})),
+        ("---\ndefaults: {expect_open: [22, +23]}\n...\n",
+         PolicyBook({"expect_open": [22, 23]}, {}, {})),
+        ('hosts: {"10": {expect_open: "22"}, web1: {}}\n',
+         PolicyBook({}, {}, {"10": {"expect_open": "22"}, "web1": {}})),
+    ],
+)  # fmt: skip
+def test_good_policy_files(tmp_path: Path, text: str, book: PolicyBook) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert load_policy_file(path) == book
+
+
+def test_aliases_and_merge_keys_are_allowed(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(MERGED)
+    book = load_policy_file(path)
+    assert book.policy_for("web1") == Policy(
+        frozenset({443}), allowed_open=frozenset({22, 443})
+    )
+    assert book.policy_for("web2") == Policy(
+        frozenset({443}), frozenset({23}), allowed_open=frozenset({22, 443})
+    )
 
 
 # -- target files ---------------------------------------------------------------------------
