@@ -69,7 +69,7 @@ def show(value: Any) -> str:
     """``value`` for a message: strings quoted, the rest as JSON spells it, cut short.
 
     >>> show("abc"), show(None), show([5]), show("x" * 50)
-    ("'abc'", 'null', '[5]', "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...")
+    ("'abc'", 'null', '[5]', "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...")
     """
     if isinstance(value, str):
         text = repr(value)
