@@ -7,8 +7,11 @@ The tree::
     │   ├── PortSpecError              a bad port, range, service name or port set
     │   ├── TargetSpecError            a bad address, range, CIDR block, hostname or target file
     │   ├── ScopeError                 the targets expand to more hosts than allowed
-    │   └── OptionError                a bad option value (timeout, rate, concurrency, ...)
+    │   ├── OptionError                a bad option value (timeout, rate, concurrency, ...)
+    │   └── ReportPathError            a report cannot be written where asked (checked before
+    │                                  the scan: no such directory, not writable, a directory)
     └── ScanError                      the scan itself could not run (no worker could start)
+        └── ReportError                a report could not be written after the scan (disk full)
 
     ScanInterrupted (KeyboardInterrupt) Ctrl-C during a scan; ``.report`` holds the partial report
 
@@ -27,6 +30,8 @@ __all__ = [
     "OptionError",
     "PortSpecError",
     "PortscanError",
+    "ReportError",
+    "ReportPathError",
     "ScanError",
     "ScanInterrupted",
     "ScopeError",
@@ -58,8 +63,16 @@ class OptionError(InputError):
     """An option value out of range."""
 
 
+class ReportPathError(InputError):
+    """A report destination that cannot be written; found before the scan starts."""
+
+
 class ScanError(PortscanError):
     """The scan could not run (for example, no worker process could be started)."""
+
+
+class ReportError(ScanError):
+    """A report could not be written after the scan; the previous file, if any, is intact."""
 
 
 class ScanInterrupted(KeyboardInterrupt):
