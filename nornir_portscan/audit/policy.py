@@ -371,9 +371,9 @@ def _yaml_error(exc: Exception, text: str, where: str) -> InputError:
     problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["bad YAML"])[0]
     at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
     if isinstance(exc, yaml.reader.ReaderError):  # a character the reader refuses
-        line_start = text.rfind("\n", 0, exc.position) + 1
-        at = f"line {text.count(chr(10), 0, exc.position) + 1}, "
-        at += f"column {exc.position - line_start + 1}: "
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        at = f"line {line}, column {column}: "
     return InputError(f"policy file {where!r} is not valid YAML: {at}{problem}; {_EG}")
 
 
