@@ -7,9 +7,12 @@ The tree::
     │   ├── PortSpecError              a bad port, range, service name or port set
     │   ├── TargetSpecError            a bad address, range, CIDR block, hostname or target file
     │   ├── ScopeError                 the targets expand to more hosts than allowed
-    │   └── OptionError                a bad option value (timeout, rate, concurrency, ...)
+    │   ├── OptionError                a bad option value (timeout, rate, concurrency, ...)
+    │   └── ReportPathError            a report cannot be written where asked (checked before
+    │                                  the scan: no such directory, not writable, a directory)
     └── ScanError                      the scan itself could not run (no worker could start)
-        └── ReportError                a report file could not be written (the results stand)
+        └── ReportError                a report could not be written after the scan (disk full);
+                                       the results stand, the previous file is intact
 
     ScanInterrupted (KeyboardInterrupt) Ctrl-C during a scan; ``.report`` holds the partial report
                                        (the main scan's when a re-check or wait is interrupted)
@@ -31,6 +34,7 @@ __all__ = [
     "PortSpecError",
     "PortscanError",
     "ReportError",
+    "ReportPathError",
     "ScanError",
     "ScanInterrupted",
     "ScopeError",
@@ -62,12 +66,16 @@ class OptionError(InputError):
     """An option value out of range."""
 
 
+class ReportPathError(InputError):
+    """A report destination that cannot be written; found before the scan starts."""
+
+
 class ScanError(PortscanError):
     """The scan could not run (for example, no worker process could be started)."""
 
 
 class ReportError(ScanError):
-    """A report file could not be written; the previous file, if any, is left as it was."""
+    """A report could not be written after the scan; the previous file, if any, is intact."""
 
 
 class ScanInterrupted(KeyboardInterrupt):

@@ -31,10 +31,10 @@ import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TypeAlias
 
 from nornir_portscan.errors import OptionError, ScopeError, TargetSpecError
+from nornir_portscan.inputfile import read_text
 from nornir_portscan.models import AddressFamily, Target
 
 __all__ = ["DEFAULT_MAX_HOSTS", "Resolver", "parse_targets", "resolve_name"]
@@ -66,6 +66,8 @@ _OCTET_ITEM = re.compile(r"([0-9]*)-([0-9]*)|([0-9]+)")
 _HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOSTNAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
 _MAX_HOSTNAME = 253
+# Far more than the scope guard lets through; a bound for a file like /dev/zero.
+_MAX_TARGET_FILE_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,18 +296,13 @@ def _tokens(
     if isinstance(files, str | os.PathLike):
         files = [files]
     for file in files:
-        path = Path(file)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise TargetSpecError(
-                f"cannot read target file {str(file)!r}: {exc.strerror or exc}"
-            ) from exc
-        except UnicodeDecodeError as exc:
-            raise TargetSpecError(
-                f"cannot read target file {str(file)!r}: not UTF-8 text "
-                f"(byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
-            ) from exc
+        text = read_text(
+            file,
+            "target file",
+            limit=_MAX_TARGET_FILE_BYTES,
+            hint="give a text file of targets, e.g. one '127.0.0.1' a line",
+            error=TargetSpecError,
+        )
         for number, line in enumerate(text.splitlines(), start=1):
             where = f" in {str(file)!r} line {number}"
             yield from ((token, where) for token in _split(line.partition("#")[0]))

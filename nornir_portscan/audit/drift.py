@@ -6,16 +6,18 @@ so a momentary blip (a service restarting, a lost SYN) is not reported.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from nornir_portscan.audit.policy import Policy
 from nornir_portscan.errors import InputError
+from nornir_portscan.inputfile import read_text, show
 from nornir_portscan.models import (
     HostResult,
     PortState,
@@ -24,7 +26,7 @@ from nornir_portscan.models import (
     ScanRequest,
     Target,
 )
-from nornir_portscan.ports import parse_ports
+from nornir_portscan.ports import MAX_PORT, parse_ports
 
 __all__ = [
     "Drift",
@@ -101,25 +103,138 @@ class Drift:
 
 
 def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a JSON report saved earlier; raises ``InputError`` when it is not one."""
+    """Read a JSON report saved earlier; raises ``InputError`` when it is not one.
+
+    Everything ``compare`` reads is checked here, so a bad baseline fails before the scan, not
+    after it: the report version (1.x), and each host's name, address, scanned ports and port
+    entries (a port 1-65535 and a state), each host and each port once.
+    """
+    text = read_text(path, "baseline", limit=_MAX_BASELINE_BYTES, hint=_SAVE_ONE)
+    where = f"baseline {str(path)!r}"
     try:
-        data = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise InputError(f"cannot read baseline {str(path)!r}: {exc.strerror}") from None
+        data = json.loads(text)
     except ValueError as exc:
-        raise InputError(f"baseline {str(path)!r} is not JSON: {exc}") from None
-    hosts = data.get("hosts") if isinstance(data, dict) else None
-    if not isinstance(hosts, list) or not all(
-        isinstance(h, dict)
-        and isinstance(h.get("name"), str)
-        and isinstance(h.get("ports", []), list)
-        for h in hosts
-    ):
+        raise InputError(f"{where} is not JSON: {exc}") from None
+    except RecursionError:
         raise InputError(
-            f"baseline {str(path)!r} is not a portscan JSON report: save one with "
+            f"{where}: its JSON nests too deeply to be a report; {_SAVE_ONE}"
+        ) from None
+    hosts = data.get("hosts") if isinstance(data, dict) else None
+    if isinstance(data, dict) and "version" in data:
+        _check_version(data["version"], where)
+    if not isinstance(hosts, list):
+        raise InputError(
+            f"{where} is not a portscan JSON report: save one with "
             "'portscan --json baseline.json ...'"
         )
+    if "version" not in data:
+        raise InputError(f"{where}: 'version' is missing; {_SAVE_ONE}")
+    seen: dict[HostKey, int] = {}
+    for number, entry in enumerate(hosts, start=1):
+        key = _check_host(entry, f"{where}: host {number}")
+        if key in seen:
+            raise InputError(
+                f"{where}: host {number} ({show(key[0])}): listed twice (also host "
+                f"{seen[key]}, with the same name and address); {_SAVE_ONE}"
+            )
+        seen[key] = number
     return dict(data)
+
+
+_MAX_BASELINE_BYTES = 128 * 2**20
+_SAVE_ONE = "save a baseline with 'portscan --json baseline.json ...'"
+# The major version of reports.data.REPORT_VERSION (imported from there, it would be a cycle):
+# minor versions only add keys, so any 1.x report is read.
+_READABLE_VERSIONS = re.compile(r"1\.[0-9]+")
+_STATES = tuple(state.value for state in PortState)
+_PORT_SPEC = re.compile(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*")
+_HOST_KEYS = ("name", "address", "scanned_ports", "ports")
+
+
+def _check_version(version: Any, where: str) -> None:
+    if not isinstance(version, str):
+        raise InputError(
+            f"{where}: 'version' must be a string such as '1.0', not {show(version)}; {_SAVE_ONE}"
+        )
+    if not _READABLE_VERSIONS.fullmatch(version):
+        raise InputError(
+            f"{where}: report version {show(version)} is not supported: this nornir-portscan "
+            f"reads report versions 1.x; {_SAVE_ONE}"
+        )
+
+
+def _check_host(entry: Any, where: str) -> HostKey:
+    """Check one host entry of a baseline; its (name, address)."""
+    if not isinstance(entry, dict):
+        raise InputError(
+            f"{where} must be an object with {', '.join(_HOST_KEYS[:-1])} and {_HOST_KEYS[-1]}, "
+            f"not {show(entry)}; {_SAVE_ONE}"
+        )
+    name = _required(entry, "name", where)
+    if not isinstance(name, str) or not name:
+        raise _bad(where, "name", "a non-empty string", name)
+    where = f"{where} ({show(name)})"
+    address = _required(entry, "address", where)
+    if address is not None and not _is_address(address):
+        raise _bad(where, "address", "an IP address or null", address)
+    scanned = _required(entry, "scanned_ports", where)
+    if not isinstance(scanned, str) or not _is_port_spec(scanned):
+        raise _bad(where, "scanned_ports", "a port spec such as '22,80-90'", scanned)
+    ports = _required(entry, "ports", where)
+    if not isinstance(ports, list):
+        raise _bad(where, "ports", "a list of port entries", ports)
+    seen: dict[int, int] = {}
+    for number, port in enumerate(ports, start=1):
+        at = f"{where} port entry {number}"
+        if not isinstance(port, dict):
+            raise InputError(
+                f"{at} must be an object with 'port' and 'state', not {show(port)}; {_SAVE_ONE}"
+            )
+        value = _required(port, "port", at)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PORT:
+            raise _bad(at, "port", f"a whole number 1-{MAX_PORT}", value)
+        state = _required(port, "state", at)
+        if state not in _STATES:
+            raise _bad(at, "state", f"{', '.join(_STATES[:-1])} or {_STATES[-1]}", state)
+        if value in seen:
+            raise InputError(
+                f"{at}: port {value} is listed twice (also port entry {seen[value]}); {_SAVE_ONE}"
+            )
+        seen[value] = number
+    return name, address
+
+
+def _required(entry: dict[str, Any], key: str, where: str) -> Any:
+    if key not in entry:
+        raise InputError(f"{where}: {key!r} is missing; {_SAVE_ONE}")
+    return entry[key]
+
+
+def _bad(where: str, key: str, form: str, value: Any) -> InputError:
+    return InputError(f"{where}: {key!r} must be {form}, not {show(value)}; {_SAVE_ONE}")
+
+
+def _is_address(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_port_spec(spec: str) -> bool:
+    """A port spec as a report writes it: numbers and ranges only, nothing to look up."""
+    if not spec:
+        return True
+    if not _PORT_SPEC.fullmatch(spec) or len(spec) > 6 * MAX_PORT:
+        return False
+    try:
+        parse_ports(spec)
+    except InputError:
+        return False
+    return True
 
 
 def _baseline_states(entry: Mapping[str, Any]) -> dict[int, str]:

@@ -15,12 +15,13 @@ the scan's ports do not list them (``Policy.ports``).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from nornir_portscan.errors import InputError
+from nornir_portscan.inputfile import read_text, show
 from nornir_portscan.models import HostResult, HostStatus, Policy, PortState
 from nornir_portscan.ports import parse_ports
 
@@ -203,36 +204,33 @@ class PolicyBook:
 
 
 def load_policy_file(path: str | os.PathLike[str]) -> PolicyBook:
-    """Read and check a YAML policy file; raises ``InputError`` naming what is wrong."""
-    import yaml
+    """Read and check a YAML policy file; raises ``InputError`` naming what is wrong.
 
+    The file is one YAML document, a mapping; an empty file is refused (``{}`` is the empty
+    policy). Keys and names are strings: quote one that YAML reads as a number, boolean or null
+    (``"10":``). Nesting, and what aliases expand to, are bounded.
+    """
     where = str(path)
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise InputError(f"cannot read policy file {where!r}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["bad YAML"])[0]
-        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise InputError(
-            f"policy file {where!r} is not valid YAML: {at}{problem}; "
-            "e.g. 'defaults: {allowed_open: \"22,443\"}'"
-        ) from None
-    data = data or {}
+    text = read_text(path, "policy file", limit=_MAX_POLICY_BYTES, hint=f"write YAML text, {_EG}")
+    data = _load_yaml(text, where)
+    if data is None:
+        raise InputError(f"policy file {where!r} is empty: give defaults, groups or hosts, {_EG}")
     top = ("defaults", "groups", "hosts")
-    unknown = sorted(str(k) for k in set(data) - set(top)) if isinstance(data, Mapping) else []
-    if not isinstance(data, Mapping) or unknown:
+    if not isinstance(data, Mapping):
+        shown = "a list" if isinstance(data, list) else show(data)
         raise InputError(
-            f"policy file {where!r}: "
-            + (f"unknown key {unknown[0]!r}: " if unknown else "")
-            + "use the top-level keys defaults, groups and hosts, "
-            "e.g. 'defaults: {allowed_open: \"22,443\"}'"
+            f"policy file {where!r}: the document is {shown}, not a mapping; use the top-level "
+            f"keys defaults, groups and hosts, {_EG}"
+        )
+    unknown = sorted(set(data) - set(top))
+    if unknown:
+        raise InputError(
+            f"policy file {where!r}: unknown key {unknown[0]!r}: use the top-level keys "
+            f"defaults, groups and hosts, {_EG}"
         )
     if not isinstance(data.get("defaults") or {}, Mapping):
         raise InputError(
-            f"policy file {where!r}: defaults must map policy keys to port specs, "
-            "e.g. 'defaults: {allowed_open: \"22,443\"}'"
+            f"policy file {where!r}: defaults must map policy keys to port specs, {_EG}"
         )
     sections: dict[str, Any] = {}
     for section in ("groups", "hosts"):
@@ -250,12 +248,15 @@ def load_policy_file(path: str | os.PathLike[str]) -> PolicyBook:
     for name, group in book.groups.items():
         where_group = f"policy file {where!r} group {name!r}"
         _check_names(group.get("hosts"), where_group, "hosts", "[web1, 127.0.0.1]")
+        _check_name_items(group.get("hosts"), where_group, "hosts", "[web1, 127.0.0.1]")
         parse_policy(
             {k: v for k, v in group.items() if k != "hosts"}, where=f"{where} group {name!r}"
         )
     for name, host in book.hosts.items():
-        _check_names(host.get("groups"), f"policy file {where!r} host {name!r}", "groups", "[web]")
-        missing = [str(g) for g in host.get("groups") or () if str(g) not in book.groups]
+        where_host = f"policy file {where!r} host {name!r}"
+        _check_names(host.get("groups"), where_host, "groups", "[web]")
+        _check_name_items(host.get("groups"), where_host, "groups", "[web]")
+        missing = [g for g in host.get("groups") or () if g not in book.groups]
         if missing:
             raise InputError(
                 f"policy file {where!r} host {name!r}: unknown group {missing[0]!r}: define it "
@@ -265,6 +266,191 @@ def load_policy_file(path: str | os.PathLike[str]) -> PolicyBook:
             {k: v for k, v in host.items() if k != "groups"}, where=f"{where} host {name!r}"
         )
     return book
+
+
+_EG = "e.g. 'defaults: {allowed_open: \"22,443\"}'"
+_MAX_POLICY_BYTES = 4 * 2**20  # the pure-Python YAML parser reads about 100 kB a second
+_MAX_DEPTH = 32  # nesting levels, counted in nodes from the document; a policy needs 5
+_MAX_ALIASED = 100_000  # values that aliases add to the document, all uses counted
+# YAML 1.1 reads 0022 as 18, 1:30 as 90 and 0x1bb as 443: refuse numbers not plainly decimal.
+_DECIMAL = re.compile(r"[-+]?(0|[1-9][0-9]*)")
+_TAG = "tag:yaml.org,2002:"
+_KINDS = {"int": "a number", "float": "a number", "bool": "a boolean", "null": "null",
+          "timestamp": "a date"}  # fmt: skip
+
+
+class _NodeError(Exception):
+    """A YAML document refused while it is composed: the line and what is wrong."""
+
+    def __init__(self, line: int, problem: str) -> None:
+        super().__init__(problem)
+        self.line = line
+        self.problem = problem
+
+
+def _load_yaml(text: str, where: str) -> Any:
+    """The one YAML document in ``text``, checked node by node before it is built; None when
+    the stream holds no document or a null one."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+            # Depth is refused here, before Python's recursion limit is.
+            self.depth += 1
+            try:
+                if self.depth > _MAX_DEPTH:
+                    raise _NodeError(
+                        cast(Any, self).peek_event().start_mark.line + 1,
+                        f"nested more than {_MAX_DEPTH} levels deep; a policy nests a few, "
+                        "e.g. 'hosts: {web1: {expect_open: [22]}}'",
+                    )
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    try:
+        loader: Any = Loader(text)  # the event API is untyped
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, text, where) from None
+    try:
+        loader.get_event()  # the stream start
+        node = None if loader.check_event(yaml.StreamEndEvent) else loader.compose_document()
+        if not loader.check_event(yaml.StreamEndEvent):
+            raise _NodeError(
+                loader.get_event().start_mark.line + 1,
+                "a second YAML document; keep one document, a mapping of defaults, groups and "
+                f"hosts, {_EG}",
+            )
+        if node is None:
+            return None
+        _check_nodes(node, loader)
+        return loader.construct_document(node)
+    except _NodeError as refused:
+        raise InputError(f"policy file {where!r} line {refused.line}: {refused.problem}") from None
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, text, where) from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_error(exc: Exception, text: str, where: str) -> InputError:
+    import yaml
+
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["bad YAML"])[0]
+    at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    if isinstance(exc, yaml.reader.ReaderError):  # a character the reader refuses
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        at = f"line {line}, column {column}: "
+    return InputError(f"policy file {where!r} is not valid YAML: {at}{problem}; {_EG}")
+
+
+def _check_nodes(root: Any, loader: Any) -> None:
+    """Walk the composed document once, without recursion: keys are strings, each once; no
+    number means other than it looks; nesting and what aliases add stay bounded."""
+    import yaml
+
+    def children(node: yaml.Node) -> list[yaml.Node]:
+        if isinstance(node, yaml.SequenceNode):
+            return list(node.value)
+        if isinstance(node, yaml.MappingNode):
+            return [item for pair in node.value for item in pair]
+        return []
+
+    height: dict[int, int] = {}  # node id -> levels below and including it; done nodes
+    sizes: dict[int, int] = {}  # node id -> values it expands to
+    active: set[int] = set()  # on the current path: seeing one again is a cycle
+    aliased = 0
+    _check_node(root, loader)
+    stack = [(root, iter(children(root)))]
+    active.add(id(root))
+    while stack:
+        node, pending = stack[-1]
+        child = next(pending, None)
+        if child is None:
+            stack.pop()
+            active.discard(id(node))
+            below = children(node)
+            height[id(node)] = 1 + max((height[id(c)] for c in below), default=0)
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in below)
+            if height[id(node)] > _MAX_DEPTH:
+                raise _NodeError(
+                    node.start_mark.line + 1,
+                    f"nested more than {_MAX_DEPTH} levels deep through aliases; a policy "
+                    "nests a few, e.g. 'hosts: {web1: {expect_open: [22]}}'",
+                )
+        elif id(child) in active:
+            raise _NodeError(
+                child.start_mark.line + 1,
+                "a value holds an alias of itself (*name inside &name); write the values out "
+                "instead",
+            )
+        elif id(child) in sizes:  # seen before: this is an alias
+            aliased += sizes[id(child)]
+            if aliased > _MAX_ALIASED:
+                raise _NodeError(
+                    node.start_mark.line + 1,
+                    f"aliases expand the document to more than {_MAX_ALIASED} values; write "
+                    "the values out instead",
+                )
+        else:
+            _check_node(child, loader)
+            active.add(id(child))
+            stack.append((child, iter(children(child))))
+
+
+def _check_node(node: Any, loader: Any) -> None:
+    import yaml
+
+    if isinstance(node, yaml.ScalarNode):
+        if node.tag == f"{_TAG}int" and not _DECIMAL.fullmatch(node.value):
+            raise _NodeError(
+                node.start_mark.line + 1,
+                f"YAML reads {node.value} as the number {loader.construct_yaml_int(node)}; "
+                "write ports as plain numbers, e.g. 22, or quote the text",
+            )
+        return
+    if not isinstance(node, yaml.MappingNode):
+        return
+    first: dict[str, int] = {}
+    for key, _ in node.value:
+        line = key.start_mark.line + 1
+        if key.tag == f"{_TAG}merge":  # <<: *defaults
+            continue
+        if not isinstance(key, yaml.ScalarNode):
+            shape = "a list" if isinstance(key, yaml.SequenceNode) else "a mapping"
+            raise _NodeError(line, f"{shape} as a key; keys are names, e.g. 'web1:'")
+        if key.tag != f"{_TAG}str":
+            kind = _KINDS.get(key.tag.removeprefix(_TAG))
+            reads = f" (YAML reads it as {kind})" if kind else ""
+            text = key.value or "null"
+            raise _NodeError(
+                line, f"key {text} is not a string{reads}; quote it, e.g. '\"{text}\":'"
+            )
+        if key.value in first:
+            raise _NodeError(
+                line,
+                f"duplicate key {key.value!r} (first on line {first[key.value]}); give each key "
+                "once",
+            )
+        first[key.value] = line
+
+
+def _check_name_items(value: Any, where: str, key: str, example: str) -> None:
+    # A number or a list among names would be matched by its str(): refuse it.
+    for number, item in enumerate(value or (), start=1):
+        if not isinstance(item, str):
+            fix = (
+                f"quote it, e.g. '\"{show(item)}\"'"
+                if item is None or isinstance(item, int | float)
+                else f"e.g. '{key}: {example}'"
+            )
+            raise InputError(
+                f"{where}: {key} item {number} must be a name (a string), not {show(item)}; {fix}"
+            )
 
 
 def _check_names(value: Any, where: str, key: str, example: str) -> None:

@@ -47,7 +47,7 @@ def test_a_report_into_a_missing_directory_is_refused_before_the_scan(run_cli, t
     assert (done.returncode, done.stdout) == (EXIT_INPUT, "")
     assert done.stderr == (
         f"portscan: error: cannot write the {what} to '{path}': no such directory "
-        f"'{path.parent}'; give a path in an existing directory, e.g. 'r.json'\n"
+        f"'{path.parent}'; give a path in an existing directory, e.g. '{path.name}'\n"
     )
 
 

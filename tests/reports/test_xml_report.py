@@ -224,8 +224,8 @@ def test_audit_adds_host_and_post_scripts():
     scripts = [h.find("hostscript/script") for h in root.findall("host")]
     assert [s.get("output") if s is not None else None for s in scripts] == [
         "NOT compliant\n"
-        "  80/tcp expected not open, actual open (syn-ack)\n"
-        "  443/tcp expected open, actual closed (conn-refused)\n"
+        "  port 80 open (not in allowed_open) (syn-ack)\n"
+        "  port 443 closed (expected open) (conn-refused)\n"
         "drift: opened 80; closed 443; 8443 closed->filtered",
         "compliant\ndrift: none",
         None,  # no policy and no drift
@@ -440,8 +440,8 @@ def test_ndiff_reads_audit_scripts_and_every_host_state(tmp_path):
         "web (127.0.0.10):",
         "+Host script results:",
         "+| portscan-audit: NOT compliant",
-        "+| 80/tcp expected not open, actual open (syn-ack)",
-        "+| 443/tcp expected open, actual closed (conn-refused)",
+        "+| port 80 open (not in allowed_open) (syn-ack)",
+        "+| port 443 closed (expected open) (conn-refused)",
         "+|_ drift: opened 80; closed 443; 8443 closed->filtered",
         "127.0.0.11:",
         "+Host script results:",
@@ -484,12 +484,12 @@ def test_ndiff_between_our_audit_and_nmap_shows_only_the_audit(real_audit: RealA
         f"{first}:",
         "-Host script results:",
         "-| portscan-audit: NOT compliant",
-        f"-| {real_audit.gone}/tcp expected open, actual closed (conn-refused)",
+        f"-| port {real_audit.gone} closed (expected open) (conn-refused)",
         f"-|_ drift: closed {real_audit.gone}",
         f"{second}:",
         "-Host script results:",
         "-| portscan-audit: NOT compliant",
-        f"-| {real_audit.new}/tcp expected not open, actual open (syn-ack)",
+        f"-| port {real_audit.new} open (not in allowed_open) (syn-ack)",
         f"-|_ drift: opened {real_audit.new}",
         f"{third}:",
         "-Host script results:",

@@ -22,6 +22,7 @@ PUBLIC = [
     "ProgressBar",
     "ReportError",
     "ReportFiles",
+    "ReportPathError",
     "ScanError",
     "ScanInterrupted",
     "ScanOptions",
@@ -58,7 +59,8 @@ def test_every_exported_name_resolves():
 
 
 def test_input_errors_are_value_errors():
-    for name in ("InputError", "OptionError", "PortSpecError", "ScopeError", "TargetSpecError"):
+    for name in ("InputError", "OptionError", "PortSpecError", "ReportPathError", "ScopeError",
+                 "TargetSpecError"):
         assert issubclass(getattr(nornir_portscan, name), ValueError), name
     assert issubclass(nornir_portscan.ReportError, nornir_portscan.ScanError)
 

@@ -401,7 +401,7 @@ def test_load_policy_file(tmp_path):
     assert book.policy_for("db1", "127.0.0.20") == Policy(F({5432}), F({23}), F(), F({22, 5432}))
 
 
-@pytest.mark.parametrize("text", ["", "# nothing\n", "defaults:\ngroups:\nhosts:\n"])
+@pytest.mark.parametrize("text", ["{}\n", "defaults:\ngroups:\nhosts:\n"])
 def test_empty_policy_file_is_an_empty_book(tmp_path, text):
     path = tmp_path / "empty.yaml"
     path.write_text(text)
@@ -420,7 +420,8 @@ def test_empty_policy_file_is_an_empty_book(tmp_path, text):
         ),
         (
             "- 22\n",
-            "policy file '{path}': use the top-level keys defaults, groups and hosts, "
+            "policy file '{path}': the document is a list, not a mapping; use the top-level "
+            "keys defaults, groups and hosts, "
             "e.g. 'defaults: {{allowed_open: \"22,443\"}}'",
         ),
         (

@@ -600,7 +600,8 @@ def test_target_file_that_is_not_text(tmp_path: Path) -> None:
     with pytest.raises(TargetSpecError) as info:
         parse_targets([], files=[path])
     assert str(info.value) == (
-        f"cannot read target file {str(path)!r}: not UTF-8 text (byte 0xff at offset 10)"
+        f"cannot read target file {str(path)!r}: not UTF-8 text (byte 0xff at line 2, "
+        "offset 10); save it as UTF-8"
     )
 
 
