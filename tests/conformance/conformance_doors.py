@@ -1,0 +1,408 @@
+"""Each front door run for real with a scenario's settings, and its outcome normalized.
+
+An outcome is ``{"error": message}`` or ``{"hosts": [entry, ...]}`` (sorted by name, each
+entry reduced to the fields the contract compares). A ``Run`` also lists ``problems``: places
+where a door contradicts itself (a Nornir Result ``failed`` that is not ``not passed``, a CLI
+exit code that does not match its hosts, an error that is not an ``InputError``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from conformance_scenarios import ABSENT, COMMON, Scenario, World
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = Path(sys.executable)
+FIELDS = (
+    "name",
+    "address",
+    "status",
+    "open_ports",
+    "filtered_ports",
+    "closed_count",
+    "passed",
+    "failure",
+    "compliant",
+    "violations",
+)
+ERROR_PREFIX = "portscan: error: "
+
+
+@dataclass
+class Run:
+    outcome: dict[str, Any]
+    problems: list[str] = field(default_factory=list)
+
+
+def normal_host(entry: dict[str, Any]) -> dict[str, Any]:
+    """The fields the doors must agree on; drift and wait without their timings."""
+    normal = {key: entry.get(key, ABSENT) for key in FIELDS}
+    if "drift" in entry:
+        normal["drift"] = {
+            key: entry["drift"].get(key, ABSENT)
+            for key in ("opened", "closed", "changed", "unexpected", "in_baseline")
+        }
+    if "wait" in entry:  # elapsed and rounds depend on the clock
+        normal["wait"] = {key: entry["wait"].get(key, ABSENT) for key in ("converged", "unmet")}
+    return normal
+
+
+def hosts_outcome(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"hosts": sorted((normal_host(e) for e in entries), key=lambda h: h["name"])}
+
+
+def report_path(world: World, door: str, scenario: Scenario) -> Path:
+    return world.root / "reports" / f"{door}-{scenario.name}.json"
+
+
+def settings_for(world: World, door: str, scenario: Scenario) -> dict[str, Any]:
+    """The scenario's settings plus the common options and, for a ``report_file`` scenario,
+    this door's own report file."""
+    settings = {**scenario.settings, **COMMON}
+    if scenario.report_file:
+        settings["reports"] = {"json": str(report_path(world, door, scenario))}
+    return settings
+
+
+def read_report(path: Path) -> list[dict[str, Any]]:
+    return list(json.loads(path.read_text())["hosts"])
+
+
+def _failed_names(outcome: dict[str, Any]) -> list[str]:
+    return [h["name"] for h in outcome.get("hosts", []) if not h["passed"]]
+
+
+def _check_file(run: Run, world: World, door: str, scenario: Scenario) -> None:
+    """A door that wrote the scenario's report: the file must hold what the door returned."""
+    if not scenario.report_file or "hosts" not in run.outcome:
+        return
+    path = report_path(world, door, scenario)
+    if not path.exists():
+        run.problems.append(f"no report file {path}")
+        return
+    in_file = hosts_outcome(read_report(path))
+    if in_file != run.outcome:
+        run.problems.append(f"the report file says {in_file}, the door returned {run.outcome}")
+
+
+# -- the CLI -----------------------------------------------------------------------------------
+def _flag_value(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def cli_argv(settings: dict[str, Any], json_file: Path) -> list[str]:
+    """``--flag=value`` throughout: ``--recheck -1`` would read ``-1`` as an option (the parser
+    has ``-4`` and ``-6``)."""
+    flags = {"policy_file": "policy"}
+    argv: list[str] = []
+    json_target = str(json_file)
+    for key, value in settings.items():
+        if key == "reports":
+            json_target = value["json"]
+        elif key == "wait":
+            argv += ["--wait"] if value else []
+        elif key == "exclude":
+            argv.append(f"--exclude={','.join(value)}")
+        else:
+            argv.append(f"--{flags.get(key, key).replace('_', '-')}={_flag_value(value)}")
+    return [*argv, f"--json={json_target}"]
+
+
+def run_cli(world: World, scenario: Scenario) -> Run:
+    settings = settings_for(world, "cli", scenario)
+    json_file = world.root / "cli" / f"{scenario.name}.json"
+    json_file.parent.mkdir(exist_ok=True)
+    argv = [str(PYTHON), "-m", "nornir_portscan.cli", *world.hosts, *cli_argv(settings, json_file)]
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=60, cwd=world.root, env=door_env()
+    )
+    errors = [line for line in done.stderr.splitlines() if line.startswith(ERROR_PREFIX)]
+    if done.returncode in (2, 3):
+        kind = "error" if done.returncode == 2 else "report_error"
+        run = Run({kind: errors[0][len(ERROR_PREFIX) :] if errors else done.stderr})
+        if len(errors) != 1:
+            run.problems.append(f"exit {done.returncode} with stderr {done.stderr!r}")
+        if scenario.cli_exit is not None and done.returncode != scenario.cli_exit:
+            run.problems.append(f"exit code {done.returncode}, expected {scenario.cli_exit}")
+        return run
+    if done.returncode not in (0, 1):
+        return Run({"exit": done.returncode, "stderr": done.stderr})
+    report = Path(settings.get("reports", {}).get("json", json_file))
+    run = Run(hosts_outcome(read_report(report)))
+    wanted = scenario.cli_exit
+    if wanted is None:
+        wanted = 1 if _failed_names(run.outcome) else 0
+    if done.returncode != wanted:
+        run.problems.append(f"exit code {done.returncode}, expected {wanted}: {done.stderr!r}")
+    if errors:
+        run.problems.append(f"errors on stderr with exit {done.returncode}: {errors}")
+    return run
+
+
+def door_env() -> dict[str, str]:
+    """The environment of every door's process: the worktree's engine first."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("PYTHONSTARTUP", None)
+    return env
+
+
+# -- the Python API ----------------------------------------------------------------------------
+def exception_outcome(exc: BaseException, problems: list[str]) -> dict[str, Any]:
+    """An input error (an ``InputError``, so a ``ValueError``), or a report not written."""
+    from nornir_portscan.errors import InputError, ReportError
+
+    if isinstance(exc, ReportError):
+        return {"report_error": str(exc)}
+    if not isinstance(exc, InputError) or not isinstance(exc, ValueError):
+        problems.append(f"{type(exc).__name__} is not an InputError (ValueError)")
+    return {"error": str(exc)}
+
+
+def run_python(world: World, scenario: Scenario) -> Run:
+    from nornir_portscan.pipeline import build_job, run_job, write_reports
+    from nornir_portscan.reports.data import host_entry
+
+    settings = settings_for(world, "python", scenario)
+    problems: list[str] = []
+    try:
+        job = build_job(list(world.hosts), **settings)
+        audit = run_job(job)
+        write_reports(job.reports, audit)
+    except Exception as exc:  # the outcome is what was raised
+        return Run(exception_outcome(exc, problems), problems)
+    run = Run(hosts_outcome([host_entry(audit, i) for i in range(len(audit.report.hosts))]))
+    if audit.violated != bool(_failed_names(run.outcome)):
+        run.problems.append(f"audit.violated is {audit.violated}")
+    _check_file(run, world, "python", scenario)
+    return run
+
+
+# -- Nornir ------------------------------------------------------------------------------------
+def make_nornir(world: World) -> Any:
+    from nornir import InitNornir
+
+    files = world.root / "nornir"
+    return InitNornir(
+        runner={"plugin": "threaded", "options": {"num_workers": 10}},
+        inventory={
+            "plugin": "SimpleInventory",
+            "options": {
+                "host_file": str(files / "hosts.yaml"),
+                "group_file": str(files / "groups.yaml"),
+                "defaults_file": str(files / "defaults.yaml"),
+            },
+        },
+        logging={"enabled": False},
+    )
+
+
+def write_nornir_inventory(world: World) -> None:
+    files = world.root / "nornir"
+    files.mkdir()
+    hosts = {name: {"data": {}} for name in world.hosts}  # no hostname: the name is the address
+    (files / "hosts.yaml").write_text(yaml.safe_dump(hosts))
+    (files / "groups.yaml").write_text("{}\n")
+    (files / "defaults.yaml").write_text("{}\n")
+
+
+def run_nornir(world: World, scenario: Scenario) -> Run:
+    """``nr.run(task=portscan, ...)``: one call per host. An excluded host's non-failed
+    'excluded' Result counts as absent, as the other doors leave the host out."""
+    from nornir_portscan import portscan
+
+    settings = settings_for(world, "nornir", scenario)
+    results = make_nornir(world).run(task=portscan, **settings)
+    problems: list[str] = []
+    errors: dict[str, str] = {}
+    entries = []
+    for name, multi in sorted(results.items()):
+        result = multi[0]
+        if result.exception is not None:
+            exception_outcome(result.exception, problems)
+            errors[name] = result.result
+            if result.result != str(result.exception) or not result.failed:
+                problems.append(f"{name}: {result!r} (failed={result.failed})")
+        elif isinstance(result.result, str):
+            if result.result != f"{name} excluded: not scanned" or result.failed:
+                errors[name] = result.result
+                problems.append(f"{name}: unexpected result {result.result!r}")
+        else:
+            entries.append(dict(result.result))
+            if result.failed != (not result.result["passed"]):
+                problems.append(f"{name}: failed={result.failed}, passed={result.result['passed']}")
+    if errors:
+        messages = set(errors.values())
+        if len(messages) == 1 and len(errors) == len(results):
+            return Run({"error": messages.pop()}, problems)
+        return Run({"mixed": {"errors": errors, **hosts_outcome(entries)}}, problems)
+    return Run(hosts_outcome(entries), problems)
+
+
+def run_nornir_inventory(world: World, scenario: Scenario) -> Run:
+    """``scan_inventory(nr, ...)``: the whole inventory in one engine run."""
+    from nornir_portscan import scan_inventory
+
+    settings = settings_for(world, "nornir_inventory", scenario)
+    problems: list[str] = []
+    try:
+        results = scan_inventory(make_nornir(world), **settings)
+    except Exception as exc:  # the outcome is what was raised
+        return Run(exception_outcome(exc, problems), problems)
+    entries = []
+    for name, multi in sorted(results.items()):
+        result = multi[0]
+        entries.append(dict(result.result))
+        if result.failed != (not result.result["passed"]):
+            problems.append(f"{name}: failed={result.failed}, passed={result.result['passed']}")
+    run = Run(hosts_outcome(entries), problems)
+    _check_file(run, world, "nornir_inventory", scenario)
+    return run
+
+
+# -- Ansible -----------------------------------------------------------------------------------
+INTERPRETERS = {
+    # the interpreter ansible-playbook runs in: the action plugin scans in its own process
+    "ansible": str(PYTHON.parent / "python"),
+    # another path to a Python with the engine: the action plugin runs the module
+    "ansible_module": str(PYTHON.parent / "python3"),
+}
+MODULE = "nornir_portscan.portscan.portscan"
+
+
+def module_args(settings: dict[str, Any]) -> dict[str, Any]:
+    args = {key: value for key, value in settings.items() if key != "reports"}
+    if "reports" in settings:
+        args["report"] = settings["reports"]["json"]
+    return args
+
+
+def write_playbook(world: World, door: str, all_scenarios: dict[str, Scenario]) -> Path:
+    """One play over the three inventory hosts, one ``run_once`` task per scenario, then one
+    task that saves every registered result."""
+    tasks: list[dict[str, Any]] = []
+    names = [s.name for s in all_scenarios.values() if door not in s.skip]
+    for name in names:
+        tasks.append(
+            {
+                "name": f"{door} {name}",
+                MODULE: module_args(settings_for(world, door, all_scenarios[name])),
+                "run_once": True,
+                "delegate_to": "localhost",
+                "register": f"result_{name}",
+                "ignore_errors": True,
+            }
+        )
+    saved = ", ".join(f"'{name}': result_{name}" for name in names)
+    tasks.append(
+        {
+            "name": "save the results",
+            "ansible.builtin.copy": {
+                "content": "{{ {" + saved + "} | to_json }}",
+                "dest": str(world.root / f"{door}.results.json"),
+                "mode": "0644",
+            },
+            "run_once": True,
+            "delegate_to": "localhost",
+        }
+    )
+    play = {
+        "name": door,
+        "hosts": "all",
+        "gather_facts": False,
+        "vars": {"ansible_python_interpreter": INTERPRETERS[door]},
+        "tasks": tasks,
+    }
+    inventory = {
+        "all": {
+            "vars": {"ansible_connection": "local"},
+            "hosts": {name: {} for name in world.hosts},
+        }
+    }
+    (world.root / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    playbook = world.root / f"{door}.yml"
+    playbook.write_text(yaml.safe_dump([play], sort_keys=False))
+    return playbook
+
+
+def ansible_env(world: World, door: str) -> dict[str, str]:
+    collections = world.root / "collections"
+    namespace = collections / "ansible_collections" / "nornir_portscan"
+    namespace.mkdir(parents=True, exist_ok=True)
+    if not (namespace / "portscan").exists():
+        (namespace / "portscan").symlink_to(REPO, target_is_directory=True)
+    home = world.root / f"ansible-home-{door}"
+    return {
+        **door_env(),
+        "ANSIBLE_COLLECTIONS_PATH": str(collections),
+        "ANSIBLE_HOME": str(home),
+        "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        "ANSIBLE_DEPRECATION_WARNINGS": "0",
+        "ANSIBLE_STDOUT_CALLBACK": "default",
+        "PATH": f"{PYTHON.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+def start_playbook(
+    world: World, door: str, all_scenarios: dict[str, Scenario]
+) -> subprocess.Popen[bytes]:
+    """Start ``ansible-playbook`` for ``door`` in its own session, its log in ``{door}.log``."""
+    playbook = write_playbook(world, door, all_scenarios)
+    # -vvv: the log shows where each task ran its module (ansible_task_log)
+    argv = [
+        str(PYTHON.parent / "ansible-playbook"),
+        "-vvv",
+        "-i",
+        str(world.root / "inventory.yml"),
+        str(playbook),
+    ]
+    with (world.root / f"{door}.log").open("wb") as log:
+        return subprocess.Popen(
+            argv,
+            env=ansible_env(world, door),
+            cwd=world.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def ansible_task_log(log: str, door: str, name: str) -> str:
+    """The part of the ``-vvv`` log of task ``{door} {name}``."""
+    start = log.index(f"TASK [{door} {name}]")
+    end = log.find("\nTASK [", start + 1)
+    return log[start:] if end < 0 else log[start:end]
+
+
+def ansible_outcome(world: World, door: str, scenario: Scenario, result: dict[str, Any]) -> Run:
+    problems: list[str] = []
+    # the in-process door must not start the module; the module door must
+    log = ansible_task_log((world.root / f"{door}.log").read_text(), door, scenario.name)
+    ran_module = "AnsiballZ_portscan.py" in log
+    if ran_module != (door == "ansible_module"):
+        problems.append(f"{door}: the module {'ran' if ran_module else 'did not run'}")
+    if "hosts" not in result:
+        if not result.get("failed"):
+            problems.append(f"neither hosts nor a failure: {result}")
+        return Run({"error": result.get("msg")}, problems)
+    hosts = result["hosts"]
+    if result.get("failed"):  # with hosts: the scan ran and a report could not be written
+        return Run({"report_error": result.get("msg")}, problems)
+    run = Run(hosts_outcome(list(hosts.values())), problems)
+    if sorted(hosts) != [h["name"] for h in run.outcome["hosts"]]:
+        problems.append(f"hosts keyed {sorted(hosts)}")
+    if sorted(result.get("failed_hosts", [])) != _failed_names(run.outcome):
+        problems.append(f"failed_hosts {result.get('failed_hosts')}")
+    _check_file(run, world, door, scenario)
+    return run

@@ -1,0 +1,477 @@
+"""The scenarios of the conformance suite: settings in the words of ``build_job``, the outcome
+the contract asks for, and the doors that cannot express a scenario (with the reason).
+
+Every door is given the same settings; ``conformance_doors`` translates them into its idiom
+(argparse flags, task keywords, module arguments).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ABSENT = "<absent>"
+"""A key the host entry does not have (``compliant`` without expectations, ...)."""
+
+DOORS = ("cli", "python", "nornir", "nornir_inventory", "ansible", "ansible_module")
+"""``nornir``: ``nr.run(task=portscan)``, one call per host; ``nornir_inventory``:
+``scan_inventory(nr)``; ``ansible``: the action plugin scanning in the controller process;
+``ansible_module``: the module itself, run by a Python the action plugin does not share."""
+
+COMMON: dict[str, Any] = {"timeout": 0.5, "processes": 1}
+"""Engine options of every scan, through every door: fast, one worker process."""
+
+NAMES = (
+    "plain",
+    "ports_list",
+    "exclude_ports",
+    "exclude",
+    "exclude_range",
+    "max_hosts",
+    "expect_open",
+    "allowed_open",
+    "allowed_open_empty",
+    "expectation_adds_ports",
+    "policy_file",
+    "drift",
+    "drift_explained",
+    "wait_never_converges",
+    "report_written",
+    "bad_baseline",
+    "bad_policy_file",
+    "policy_file_missing",
+    "report_unwritable",
+    "report_not_written",
+    "recheck_negative",
+    "wait_timeout_word",
+    "wait_timeout_nan",
+    "interval_zero",
+)
+
+
+@dataclass(frozen=True)
+class World:
+    """The hosts, ports and files every scenario uses (made once per session)."""
+
+    root: Path
+    hosts: tuple[str, str, str]
+    open_port: int  # open on hosts[0] and hosts[1]
+    extra_port: int  # open on hosts[0] only
+    closed_port: int  # closed everywhere
+    drift_port: int  # closed everywhere when the baseline was saved; since opened on hosts[1]
+    baseline: Path
+    policy: Path
+    bad_baseline: Path
+    bad_policy: Path
+    missing_report: Path  # in a directory that does not exist
+    directory: Path  # a directory: no report file can be written there
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """``expect`` is the whole outcome (hosts, sorted by name) or None; ``error_has`` the
+    phrases an error outcome must contain (its exact text is the doors' to agree on), and
+    ``error_kind`` which error: ``error`` (bad input, nothing sent) or ``report_error`` (the
+    scan ran, its report could not be written)."""
+
+    name: str
+    settings: dict[str, Any]
+    expect: list[dict[str, Any]] | None = None
+    error_has: tuple[str, ...] = ()
+    error_kind: str = "error"
+    cli_exit: int | None = None  # None: 0 when every host passed, else 1
+    skip: dict[str, str] = field(default_factory=dict)
+    report_file: bool = False  # each door writes a JSON report; its hosts are the outcome
+
+
+def host(
+    name: str,
+    *,
+    open_ports: tuple[int, ...] = (),
+    closed: int,
+    failure: str = "",
+    compliant: Any = ABSENT,
+    violations: Any = ABSENT,
+    drift: dict[str, Any] | None = None,
+    wait: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A host entry as the normalizer gives it: host names are their addresses."""
+    entry: dict[str, Any] = {
+        "name": name,
+        "address": name,
+        "status": "up",
+        "open_ports": list(open_ports),
+        "filtered_ports": [],
+        "closed_count": closed,
+        "passed": not failure,
+        "failure": failure,
+        "compliant": compliant,
+        "violations": violations,
+    }
+    if drift is not None:
+        entry["drift"] = drift
+    if wait is not None:
+        entry["wait"] = wait
+    return entry
+
+
+def violation(port: int, expected: str, actual: str, reason: str) -> dict[str, Any]:
+    return {"port": port, "expected": expected, "actual": actual, "reason": reason}
+
+
+def drift(opened: tuple[int, ...] = (), unexpected: tuple[int, ...] = ()) -> dict[str, Any]:
+    return {
+        "opened": list(opened),
+        "closed": [],
+        "changed": [],
+        "unexpected": list(unexpected),
+        "in_baseline": True,
+    }
+
+
+PER_HOST_MAX = (
+    "the per-host task scans one host per call, so max_hosts counts that call's host; the "
+    "run-wide limit is scan_inventory's (door nornir_inventory)"
+)
+MODULE_SCENARIOS = frozenset(
+    (
+        "plain",
+        "expect_open",
+        "wait_never_converges",
+        "max_hosts",
+        "bad_baseline",
+        "bad_policy_file",
+        "policy_file_missing",
+        "report_unwritable",
+        "report_not_written",
+        "recheck_negative",
+        "wait_timeout_word",
+        "wait_timeout_nan",
+        "interval_zero",
+    )
+)
+"""What the ``ansible_module`` door runs: a scan, a verdict, a wait, and every input and report
+error (AnsibleModule's argument handling is where the module differs from the in-process door)."""
+MODULE_SUBSET = (
+    "each module run costs seconds; the module and the in-process door run the same "
+    "module_utils code, so the module door runs the scenarios where argument handling and the "
+    "JSON transport matter (MODULE_SCENARIOS)"
+)
+PER_HOST_REPORT = (
+    "the per-host task has no report files by design (report= answers 'use scan_inventory'); "
+    "the run's report is scan_inventory's (door nornir_inventory)"
+)
+
+
+def scenarios(w: World) -> dict[str, Scenario]:
+    """Every scenario, by name (the order of ``NAMES``)."""
+    a, b, c = w.hosts
+    o, q, x, d = w.open_port, w.extra_port, w.closed_port, w.drift_port
+    expect_o = {"expect_open": str(o)}
+    found = [
+        Scenario(
+            "plain",
+            {"ports": f"{o},{x}"},
+            [
+                host(a, open_ports=(o,), closed=1),
+                host(b, open_ports=(o,), closed=1),
+                host(c, closed=2),
+            ],
+        ),
+        Scenario(
+            "ports_list",
+            {"ports": [o, q, x]},
+            [
+                host(a, open_ports=tuple(sorted((o, q))), closed=1),
+                host(b, open_ports=(o,), closed=2),
+                host(c, closed=3),
+            ],
+        ),
+        Scenario(
+            "exclude_ports",
+            {"ports": f"{o},{q},{x}", "exclude_ports": str(q)},
+            [
+                host(a, open_ports=(o,), closed=1),
+                host(b, open_ports=(o,), closed=1),
+                host(c, closed=2),
+            ],
+        ),
+        Scenario(
+            # the per-host Nornir task answers an excluded host with a non-failed Result that
+            # says so; the normalizer counts that as absent, as the other doors leave it out
+            "exclude",
+            {"ports": f"{o},{x}", "exclude": [c]},
+            [host(a, open_ports=(o,), closed=1), host(b, open_ports=(o,), closed=1)],
+        ),
+        Scenario(
+            "exclude_range",
+            {"ports": f"{o},{x}", "exclude": [f"{b}-{c.rsplit('.', 1)[1]}"]},
+            [host(a, open_ports=(o,), closed=1)],
+        ),
+        Scenario(
+            "max_hosts",
+            {"ports": f"{o},{x}", "max_hosts": 2},
+            error_has=("3 hosts", "limit of 2", "max_hosts"),
+            cli_exit=2,
+            skip={"nornir": PER_HOST_MAX},
+        ),
+        Scenario(
+            "expect_open",
+            {"ports": f"{o},{x}", **expect_o},
+            [
+                host(a, open_ports=(o,), closed=1, compliant=True, violations=[]),
+                host(b, open_ports=(o,), closed=1, compliant=True, violations=[]),
+                host(
+                    c,
+                    closed=2,
+                    compliant=False,
+                    violations=[violation(o, "open", "closed", "conn-refused")],
+                    failure=f"{c}: port {o} closed (expected open)",
+                ),
+            ],
+        ),
+        Scenario(
+            "allowed_open",
+            {"ports": f"{o},{q},{x}", "allowed_open": str(o)},
+            [
+                host(
+                    a,
+                    open_ports=tuple(sorted((o, q))),
+                    closed=1,
+                    compliant=False,
+                    violations=[violation(q, "not open", "open", "syn-ack")],
+                    failure=f"{a}: port {q} open (not in allowed_open)",
+                ),
+                host(b, open_ports=(o,), closed=2, compliant=True, violations=[]),
+                host(c, closed=3, compliant=True, violations=[]),
+            ],
+        ),
+        Scenario(
+            # an empty allow-list: no port may be open
+            "allowed_open_empty",
+            {"ports": f"{o},{q},{x}", "allowed_open": ""},
+            [
+                host(
+                    a,
+                    open_ports=tuple(sorted((o, q))),
+                    closed=1,
+                    compliant=False,
+                    violations=[
+                        violation(p, "not open", "open", "syn-ack") for p in sorted((o, q))
+                    ],
+                    failure=f"{a}: "
+                    + ", ".join(f"port {p} open (not in allowed_open)" for p in sorted((o, q))),
+                ),
+                host(
+                    b,
+                    open_ports=(o,),
+                    closed=2,
+                    compliant=False,
+                    violations=[violation(o, "not open", "open", "syn-ack")],
+                    failure=f"{b}: port {o} open (not in allowed_open)",
+                ),
+                host(c, closed=3, compliant=True, violations=[]),
+            ],
+        ),
+        Scenario(
+            # the ports of the expectations are scanned even if ports does not list them
+            "expectation_adds_ports",
+            {"ports": str(o), "expect_closed": str(x)},
+            [
+                host(a, open_ports=(o,), closed=1, compliant=True, violations=[]),
+                host(b, open_ports=(o,), closed=1, compliant=True, violations=[]),
+                host(c, closed=2, compliant=True, violations=[]),
+            ],
+        ),
+        Scenario(
+            "policy_file",
+            {"ports": f"{o},{q},{x}", "policy_file": str(w.policy)},
+            [
+                host(
+                    a,
+                    open_ports=tuple(sorted((o, q))),
+                    closed=1,
+                    compliant=False,
+                    violations=[violation(q, "not open", "open", "syn-ack")],
+                    failure=f"{a}: port {q} open (not in allowed_open)",
+                ),
+                host(b, open_ports=(o,), closed=2, compliant=True, violations=[]),
+                host(
+                    c,
+                    closed=3,
+                    compliant=False,
+                    violations=[violation(x, "filtered", "closed", "conn-refused")],
+                    failure=f"{c}: port {x} closed (expected filtered)",
+                ),
+            ],
+        ),
+        Scenario(
+            "drift",
+            {"ports": f"{o},{q},{d}", "baseline": str(w.baseline), "recheck": 1},
+            [
+                host(a, open_ports=tuple(sorted((o, q))), closed=1, drift=drift()),
+                host(
+                    b,
+                    open_ports=tuple(sorted((o, d))),
+                    closed=1,
+                    drift=drift(opened=(d,), unexpected=(d,)),
+                    failure=f"{b}: unexpected drift since the baseline: port {d} not open -> open",
+                ),
+                host(c, closed=3, drift=drift()),
+            ],
+        ),
+        Scenario(
+            # the port that opened since the baseline is expected open: drift, but explained
+            "drift_explained",
+            {
+                "ports": f"{o},{q},{d}",
+                "baseline": str(w.baseline),
+                "recheck": 1,
+                "expect_open": str(d),
+            },
+            [
+                host(
+                    a,
+                    open_ports=tuple(sorted((o, q))),
+                    closed=1,
+                    drift=drift(),
+                    compliant=False,
+                    violations=[violation(d, "open", "closed", "conn-refused")],
+                    failure=f"{a}: port {d} closed (expected open)",
+                ),
+                host(
+                    b,
+                    open_ports=tuple(sorted((o, d))),
+                    closed=1,
+                    drift=drift(opened=(d,)),
+                    compliant=True,
+                    violations=[],
+                ),
+                host(
+                    c,
+                    closed=3,
+                    drift=drift(),
+                    compliant=False,
+                    violations=[violation(d, "open", "closed", "conn-refused")],
+                    failure=f"{c}: port {d} closed (expected open)",
+                ),
+            ],
+        ),
+        Scenario(
+            "wait_never_converges",
+            {"ports": f"{o},{x}", **expect_o, "wait": True, "wait_timeout": 1, "interval": 0.2},
+            [
+                host(
+                    a,
+                    open_ports=(o,),
+                    closed=1,
+                    compliant=True,
+                    violations=[],
+                    wait={"converged": True, "unmet": []},
+                ),
+                host(
+                    b,
+                    open_ports=(o,),
+                    closed=1,
+                    compliant=True,
+                    violations=[],
+                    wait={"converged": True, "unmet": []},
+                ),
+                host(
+                    c,
+                    closed=2,
+                    compliant=False,
+                    violations=[violation(o, "open", "closed", "conn-refused")],
+                    wait={
+                        "converged": False,
+                        "unmet": [{"port": o, "expected": "open", "actual": "closed"}],
+                    },
+                    failure=f"{c}: did not converge within 1 s: port {o} closed (expected open)",
+                ),
+            ],
+        ),
+        Scenario(
+            "report_written",
+            {"ports": f"{o},{x}", **expect_o},
+            [
+                host(a, open_ports=(o,), closed=1, compliant=True, violations=[]),
+                host(b, open_ports=(o,), closed=1, compliant=True, violations=[]),
+                host(
+                    c,
+                    closed=2,
+                    compliant=False,
+                    violations=[violation(o, "open", "closed", "conn-refused")],
+                    failure=f"{c}: port {o} closed (expected open)",
+                ),
+            ],
+            skip={"nornir": PER_HOST_REPORT},
+            report_file=True,
+        ),
+        Scenario(
+            "bad_baseline",
+            {"ports": f"{o},{x}", "baseline": str(w.bad_baseline)},
+            error_has=(repr(str(w.bad_baseline)), "not JSON"),
+            cli_exit=2,
+        ),
+        Scenario(
+            # YAML reads '0' as the number 0: not a mapping of defaults, groups and hosts
+            "bad_policy_file",
+            {"ports": f"{o},{x}", "policy_file": str(w.bad_policy)},
+            error_has=(repr(str(w.bad_policy)),),
+            cli_exit=2,
+        ),
+        Scenario(
+            # a relative name that names no file, whatever the door's working directory
+            "policy_file_missing",
+            {"ports": f"{o},{x}", "policy_file": "0"},
+            error_has=("'0'",),
+            cli_exit=2,
+        ),
+        Scenario(
+            # the destination is checked before the scan: an input error, nothing sent
+            "report_unwritable",
+            {"ports": f"{o},{x}", "reports": {"json": str(w.missing_report)}},
+            error_has=(repr(str(w.missing_report)), "no such directory"),
+            cli_exit=2,
+            skip={"nornir": PER_HOST_REPORT},
+        ),
+        Scenario(
+            # the destination's directory exists, the write fails after the scan
+            "report_not_written",
+            {"ports": f"{o},{x}", "reports": {"json": str(w.directory)}},
+            error_has=(repr(str(w.directory)),),
+            error_kind="report_error",
+            cli_exit=3,
+            skip={"nornir": PER_HOST_REPORT},
+        ),
+        Scenario(
+            "recheck_negative",
+            {"ports": f"{o},{x}", "recheck": -1},
+            error_has=("recheck", "-1"),
+            cli_exit=2,
+        ),
+        Scenario(
+            "wait_timeout_word",
+            {"ports": f"{o},{x}", "wait_timeout": "soon"},
+            error_has=("wait_timeout", "soon"),
+            cli_exit=2,
+        ),
+        Scenario(
+            "wait_timeout_nan",
+            {"ports": f"{o},{x}", "wait_timeout": float("nan")},
+            error_has=("wait_timeout", "nan"),
+            cli_exit=2,
+        ),
+        Scenario(
+            "interval_zero",
+            {"ports": f"{o},{x}", "interval": 0},
+            error_has=("interval", "0"),
+            cli_exit=2,
+        ),
+    ]
+    assert tuple(s.name for s in found) == NAMES
+    for scenario in found:
+        if scenario.name not in MODULE_SCENARIOS:
+            scenario.skip.setdefault("ansible_module", MODULE_SUBSET)
+    return {s.name: s for s in found}
