@@ -15,7 +15,7 @@ from typing import NoReturn
 from nornir_portscan import __version__
 from nornir_portscan.audit.gates import Audit
 from nornir_portscan.errors import InputError, ReportError, ScanError, ScanInterrupted
-from nornir_portscan.pipeline import Job, build_job, run_job
+from nornir_portscan.pipeline import Job, build_job, number, run_job
 from nornir_portscan.progress import ProgressBar
 from nornir_portscan.reports.data import render_table, report_to_json
 from nornir_portscan.reports.files import ReportFiles, page_format, write_reports
@@ -86,13 +86,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--timeout",
-        type=float,
+        type=number,
         default=1.0,
         help="connect timeout in seconds, the adaptive timeout's ceiling (default: %(default)s)",
     )
     p.add_argument(
         "--min-timeout",
-        type=float,
+        type=number,
         default=0.1,
         help="floor of the adaptive timeout (default: %(default)s)",
     )
@@ -104,28 +104,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--retries",
-        type=int,
+        type=number,
         default=1,
         help="extra attempts for ports that give no response, plus one once a port answered "
         "only its last one (default: %(default)s)",
     )
-    p.add_argument("--rate", type=float, help="at most this many probes per second, all workers")
+    p.add_argument("--rate", type=number, help="at most this many probes per second, all workers")
     p.add_argument(
         "--concurrency",
-        type=int,
+        type=number,
         default=1000,
         help="probes in flight per worker (default: %(default)s)",
     )
-    p.add_argument("--host-concurrency", type=int, help="probes in flight per host")
-    p.add_argument("--processes", type=int, help="worker processes (default: one per CPU)")
+    p.add_argument("--host-concurrency", type=number, help="probes in flight per host")
+    p.add_argument("--processes", type=number, help="worker processes (default: one per CPU)")
     p.add_argument(
         "--host-timeout",
-        type=float,
+        type=number,
         help="give up on a host after this many seconds, keeping its results",
     )
     p.add_argument(
         "--max-hosts",
-        type=int,
+        type=number,
         default=65536,
         help="refuse target lists larger than this (default: %(default)s)",
     )
@@ -169,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     audit.add_argument(
         "--recheck",
-        type=int,
+        type=number,
         default=3,
         metavar="N",
         help="probe differences from the baseline N more times before calling "
@@ -182,14 +182,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     audit.add_argument(
         "--wait-timeout",
-        type=float,
+        type=number,
         default=300.0,
         metavar="S",
         help="give up waiting after S seconds (default: %(default)s)",
     )
     audit.add_argument(
         "--interval",
-        type=float,
+        type=number,
         default=2.0,
         metavar="S",
         help="seconds between wait rounds (default: %(default)s)",

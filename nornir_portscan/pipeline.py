@@ -28,7 +28,7 @@ from nornir_portscan.reports.files import ReportFiles, write_reports
 from nornir_portscan.request import PortsSpec, TargetSpec, build_request
 from nornir_portscan.targets import DEFAULT_MAX_HOSTS
 
-__all__ = ["Job", "build_job", "run_job", "write_reports"]
+__all__ = ["Job", "build_job", "number", "run_job", "write_reports"]
 
 PathArg = str | os.PathLike[str]
 
@@ -148,3 +148,17 @@ def _report_files(reports: ReportFiles | Mapping[str, PathArg | None] | None) ->
             f"unknown report format {unknown[0] if unknown else reports!r}: use {known}, "
             "e.g. reports={'json': 'scan.json'}"
         ) from None
+
+
+def number(value: Any) -> Any:
+    """A number a text-based door was given as text (a command line, a templated Ansible
+    value): an int or a float when it reads as one, else the text unchanged, so that the one
+    check of the setting names it in the same words through every door."""
+    if not isinstance(value, str):
+        return value
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value

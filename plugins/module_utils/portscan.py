@@ -21,7 +21,7 @@ import traceback
 try:
     from nornir_portscan import PortscanError, ReportError, ScanInterrupted, TargetSpec, scan
     from nornir_portscan import WorkerPool  # noqa: F401 - for the action plugin
-    from nornir_portscan.pipeline import build_job, run_job, write_reports
+    from nornir_portscan.pipeline import build_job, number, run_job, write_reports
     from nornir_portscan.reports.data import host_entry, report_to_dict
 except ImportError:
     ENGINE_IMPORT_ERROR = traceback.format_exc()
@@ -36,18 +36,18 @@ ARGUMENT_SPEC = {
     "ports": {"type": "raw", "default": "top1000"},
     "exclude": {"type": "list", "elements": "str", "default": []},
     "exclude_ports": {"type": "raw"},
-    "timeout": {"type": "float", "default": 1.0},
-    "min_timeout": {"type": "float", "default": 0.1},
+    "timeout": {"type": "raw", "default": 1.0},
+    "min_timeout": {"type": "raw", "default": 0.1},
     "adaptive": {"type": "bool", "default": True},
-    "retries": {"type": "int", "default": 1},
-    "rate": {"type": "float"},
-    "concurrency": {"type": "int", "default": 1000},
-    "host_concurrency": {"type": "int"},
-    "processes": {"type": "int"},
-    "host_timeout": {"type": "float"},
+    "retries": {"type": "raw", "default": 1},
+    "rate": {"type": "raw"},
+    "concurrency": {"type": "raw", "default": 1000},
+    "host_concurrency": {"type": "raw"},
+    "processes": {"type": "raw"},
+    "host_timeout": {"type": "raw"},
     "include_closed": {"type": "bool", "default": False},
     "address_family": {"type": "str", "choices": ["ipv4", "ipv6", "both"], "default": "ipv4"},
-    "max_hosts": {"type": "int", "default": 65536},
+    "max_hosts": {"type": "raw", "default": 65536},
     "expect_open": {"type": "raw"},
     "expect_closed": {"type": "raw"},
     "expect_filtered": {"type": "raw"},
@@ -55,10 +55,10 @@ ARGUMENT_SPEC = {
     "inventory_policy": {"type": "bool", "default": True},
     "fail_on_violation": {"type": "bool", "default": False},
     "baseline": {"type": "path"},
-    "recheck": {"type": "int", "default": 3},
+    "recheck": {"type": "raw", "default": 3},
     "wait": {"type": "bool", "default": False},
-    "wait_timeout": {"type": "float", "default": 300.0},
-    "interval": {"type": "float", "default": 2.0},
+    "wait_timeout": {"type": "raw", "default": 300.0},
+    "interval": {"type": "raw", "default": 2.0},
     "report": {"type": "path"},
     "report_table": {"type": "path"},
     "report_xml": {"type": "path"},
@@ -67,6 +67,9 @@ ARGUMENT_SPEC = {
     "policy_file": {"type": "path"},
 }
 
+# Numbers are checked by the engine, so that a bad one reads as through every other front door.
+NUMBERS = ("timeout", "min_timeout", "retries", "rate", "concurrency", "host_concurrency",
+           "processes", "host_timeout", "max_hosts", "recheck", "wait_timeout", "interval")
 ENGINE_OPTIONS = ("timeout", "min_timeout", "adaptive", "retries", "rate", "concurrency",
                   "host_concurrency", "processes", "host_timeout", "include_closed")
 # The expectations: module options (for every target) and keys of a dict target (its own).
@@ -152,6 +155,7 @@ def build(params, check_mode=False):
     reports = {} if check_mode else {
         "json": params["report"], "table": params["report_table"], "xml": params["report_xml"],
         "markdown": params["report_markdown"], "html": params["report_html"]}
+    params = {**params, **{name: number(params[name]) for name in NUMBERS}}
     return build_job(
         [to_target(item) for item in items],
         port_spec(params["ports"]),

@@ -15,7 +15,9 @@ description:
     files (RV(reports)).
   - An unresolvable or timed-out target is a per-host status in RV(hosts), not a task failure.
     Bad option values (ports, targets, timeouts) fail the task with a one-line message that names
-    the bad value and shows a valid one.
+    the bad value and shows a valid one. The numeric options take numbers or text that reads as
+    one (a templated value); the engine checks them, so a bad one fails with the words the CLI,
+    the Nornir task and the Python API use.
   - Without O(targets), the action plugin builds the targets from the inventory. With
     C(run_once=true) it scans every host of the play batch in one engine run; without
     C(run_once) each host scans only itself. The address is the host's C(ansible_host) (falling
@@ -64,11 +66,11 @@ options:
     type: raw
   timeout:
     description: Connect timeout in seconds; the ceiling of the adaptive per-probe timeout.
-    type: float
+    type: raw
     default: 1.0
   min_timeout:
     description: Floor of the adaptive timeout in seconds.
-    type: float
+    type: raw
     default: 0.1
   adaptive:
     description: Learn each host's round-trip time and wait less than O(timeout) for answers.
@@ -79,26 +81,26 @@ options:
       - Extra attempts for a port that gave no response (0 to 10).
       - One more once some port answered only its last attempt (SYNs dropped for a while, by a
         full accept queue or a policer), for ports of hosts that answer.
-    type: int
+    type: raw
     default: 1
   rate:
     description: At most this many probes per second over all workers; no limit when omitted.
-    type: float
+    type: raw
   concurrency:
     description: Probes in flight per worker process.
-    type: int
+    type: raw
     default: 1000
   host_concurrency:
     description: Probes in flight per host over all workers; no cap when omitted.
-    type: int
+    type: raw
   processes:
     description: Worker processes; one per CPU when omitted.
-    type: int
+    type: raw
   host_timeout:
     description:
       - Give up on a host after this many seconds. Its results so far are kept and its
         RV(hosts.status) is C(timed_out).
-    type: float
+    type: raw
   include_closed:
     description: List closed ports in RV(hosts.ports) too (they are always counted).
     type: bool
@@ -113,7 +115,7 @@ options:
     default: ipv4
   max_hosts:
     description: Refuse targets that expand to more hosts than this (a scope guard).
-    type: int
+    type: raw
     default: 65536
   expect_open:
     description:
@@ -169,7 +171,7 @@ options:
     description:
       - How many times to probe again, slowly, a port that differs from O(baseline) before it
         counts as drift (0 counts it at once). A change not seen every time was a blip.
-    type: int
+    type: raw
     default: 3
   wait:
     description:
@@ -182,11 +184,11 @@ options:
     default: false
   wait_timeout:
     description: Seconds to wait at most with O(wait), counted from the start of the scan.
-    type: float
+    type: raw
     default: 300.0
   interval:
     description: Seconds between the rounds of O(wait).
-    type: float
+    type: raw
     default: 2.0
   report:
     description:

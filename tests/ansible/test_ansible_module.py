@@ -85,7 +85,7 @@ def test_string_targets_and_per_target_ports(listeners: Listeners, capsys) -> No
      "ports of target 'web1': invalid port range '90-80' in '90-80': start must be <= end, "
      "e.g. '80-90'"),
     ({"targets": ["127.0.0.1"], "timeout": -1},
-     "invalid timeout -1.0: use a number of seconds > 0, e.g. timeout=1.5"),
+     "invalid timeout -1: use a number of seconds > 0, e.g. timeout=1.5"),
     ({"targets": ["127.0.0.300"]},
      "invalid target '127.0.0.300': octet 300 is out of range 0-255, e.g. '127.0.0.1' or "
      "'127.0.0.1-20'"),
@@ -120,7 +120,7 @@ def test_string_targets_and_per_target_ports(listeners: Listeners, capsys) -> No
      "nothing to wait for: give expectations, e.g. expect_open='8080', a policy file, or a "
      "host's own"),
     ({"targets": ["127.0.0.1"], "expect_open": 22, "wait": True, "interval": 0},
-     "invalid interval 0.0: use a number of seconds > 0, e.g. interval=2"),
+     "invalid interval 0: use a number of seconds > 0, e.g. interval=2"),
     ({"targets": ["127.0.0.1"], "recheck": -1},
      "invalid recheck -1: use how many times to re-probe a difference from the baseline, "
      "0 to 10, e.g. recheck=3"),
@@ -183,7 +183,8 @@ def test_report_in_a_missing_directory_fails_before_the_scan(tmp_path: Path, cap
                          "wait": True, "wait_timeout": 60, option: str(path)}, capsys)
     what = {"report": "JSON report", "report_html": "HTML report"}[option]
     assert result["msg"] == (
-        f"cannot write the {what} to '{path}': no such directory '{path.parent}'"
+        f"cannot write the {what} to '{path}': no such directory '{path.parent}'; give a "
+        "path in an existing directory, e.g. 'r.json'"
     )
 
 

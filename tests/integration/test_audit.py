@@ -584,7 +584,7 @@ NOT_A_REPORT = (
         (
             {},
             ["--wait", "--expect-open", "22", "--interval", "0"],
-            "portscan: error: invalid interval 0.0: use a number of seconds > 0, e.g. interval=2",
+            "portscan: error: invalid interval 0: use a number of seconds > 0, e.g. interval=2",
         ),
     ],
 )  # fmt: skip
