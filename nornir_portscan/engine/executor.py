@@ -660,17 +660,24 @@ class _Lane:
             run.warn(text)
 
     def _progressed(self, worker: _Worker, ports: int) -> None:
-        # A worker counts finished ports over all its units; credit them to its units oldest
-        # first, each up to its size (exact when the units are one run's, as in a one-shot).
+        # A worker counts finished ports over all its units, and probes its units in turn:
+        # credit them evenly, each short of its size by one port, which only its ``UnitDone``
+        # credits: a run's progress reaches its total only when every unit is merged.
         worker.load -= ports
-        for work in worker.units.values():
-            if ports <= 0:
-                break
-            take = min(len(work.ports) - work.progressed, ports)
-            if take > 0:
+        units = [w for w in worker.units.values() if w.progressed < len(w.ports) - 1]
+        while ports > 0 and units:
+            share = max(1, ports // len(units))
+            left = []
+            for work in units:
+                take = min(share, len(work.ports) - 1 - work.progressed, ports)
                 work.progressed += take
                 work.run.done_ports += take
                 ports -= take
+                if work.progressed < len(work.ports) - 1:
+                    left.append(work)
+                if ports <= 0:
+                    break
+            units = left
 
     def _merge(self, worker: _Worker, done: UnitDone) -> None:
         work = worker.units.pop(done.unit_id)

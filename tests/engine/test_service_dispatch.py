@@ -68,7 +68,10 @@ def request(first: int, hosts: int, ports: range, **options: Any) -> ScanRequest
 
 
 def half_hung(n: int, **options: Any) -> ScanRequest:
-    """Host ``h<n>`` answers ports 1-20; host ``x<n>`` holds only the port that never answers."""
+    """Host ``h<n>`` answers ports 1-20; host ``x<n>`` holds only the port that never answers.
+
+    Progress reaches 20 once ``h<n>`` is merged: a unit's last port counts only when it is.
+    """
     targets = (Target(f"h{n}", address(n)), Target(f"x{n}", address(n + 500), (HANG,)))
     return ScanRequest(targets, tuple(range(1, 21)), ScanOptions(**options))
 
@@ -181,7 +184,7 @@ def test_keyboard_interrupt_in_one_calling_thread_ends_that_call_only(monkeypatc
     def victim() -> None:
         box["ident"] = threading.get_ident()
         try:
-            svc.scan(half_hung(0, processes=1), progress=lambda p: p.done and halfway.set())
+            svc.scan(half_hung(0, processes=1), progress=lambda p: p.done >= 20 and halfway.set())
         except ScanInterrupted as exc:
             box["when"] = time.monotonic()
             box["report"] = exc.report
@@ -214,7 +217,8 @@ def test_a_process_group_ctrl_c_interrupts_every_call_then_holds(monkeypatch, sv
 
     def work(i: int) -> Any:
         try:
-            svc.scan(half_hung(i, processes=2), progress=lambda p: p.done and halfway[i].set())
+            request = half_hung(i, processes=2)
+            svc.scan(request, progress=lambda p: p.done >= 20 and halfway[i].set())
         except ScanInterrupted as exc:
             return exc.report, time.monotonic()
         return None
@@ -258,7 +262,7 @@ def test_close_ends_calls_in_flight_with_a_scan_error(monkeypatch, started):
 
     def work() -> None:
         try:
-            scanner.scan(half_hung(0), progress=lambda p: p.done and halfway.set())
+            scanner.scan(half_hung(0), progress=lambda p: p.done >= 20 and halfway.set())
         except ScanError as exc:
             box.append(exc)
 
