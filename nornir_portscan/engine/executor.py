@@ -323,6 +323,7 @@ class _Worker:
         self.load = 0  # ports handed out and not yet reported finished
         self.heard = time.monotonic()
         self.alive = True
+        self.ready = False  # said WorkerReady: its probe pool runs
 
     def send(self, message: Any) -> bool:
         """Queue ``message`` and write what the pipe takes; False when the pipe is broken."""
@@ -588,8 +589,11 @@ class _Lane:
     def _dispatch(self) -> None:
         credit = 2 * self.config.concurrency
         queue = self.queue
-        while queue and self.workers:
-            worker = min(self.workers, key=lambda w: w.load)
+        # Units go to workers that are ready, so that a host timeout counts from when its
+        # probes can start, not from a worker still importing gevent.
+        ready = [w for w in self.workers if w.ready]
+        while queue and ready:
+            worker = min(ready, key=lambda w: w.load)
             if worker.load >= credit:
                 return
             run = queue.popleft()
@@ -623,6 +627,7 @@ class _Lane:
             self.units += 1
             if not worker.send(unit):
                 self._lost(worker)
+                ready.remove(worker)
             elif worker.out and not worker.writing:
                 worker.writing = True
                 self.engine.watch(worker.stdin, functools.partial(self._write, worker), write=True)
@@ -650,8 +655,10 @@ class _Lane:
                 self._merge(worker, message)
             elif isinstance(message, Progressed):
                 self._progressed(worker, message.ports)
-            elif isinstance(message, WorkerReady) and message.warning:
-                self._warn(message.warning)
+            elif isinstance(message, WorkerReady):
+                worker.ready = True
+                if message.warning:
+                    self._warn(message.warning)
 
     def _warn(self, text: str) -> None:
         if text not in self.warnings:
@@ -734,7 +741,7 @@ class _Lane:
 
     def check_stalls(self, now: float) -> None:
         for worker in list(self.workers):
-            if worker.units and now - worker.heard > self.stall_limit:
+            if (worker.units or not worker.ready) and now - worker.heard > self.stall_limit:
                 text = (
                     f"a worker stopped answering for {self.stall_limit:.0f} s; "
                     "its ports were re-run"

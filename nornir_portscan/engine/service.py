@@ -219,13 +219,19 @@ class _Dispatcher:
                 call.end(interrupted=True)
             if call.done.is_set():
                 return
+            call.submitted = True  # first: a cancel from here on goes through the loop
             self.inbox.append(call)
-            call.submitted = True
             if self.thread is None:
-                self.thread = threading.Thread(
-                    target=_Loop(self).run, name="portscan-service", daemon=True
-                )
-                self.thread.start()
+                loop = _Loop(self)
+                thread = threading.Thread(target=loop.run, name="portscan-service", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError as exc:  # can't start new thread
+                    loop.engine.close()
+                    self.inbox.remove(call)
+                    call.submitted = False
+                    raise ScanError(f"cannot start the scan service's thread: {exc}") from exc
+                self.thread = thread
         self.wake()
 
     def _cancel(self, call: _Call) -> ScanReport:

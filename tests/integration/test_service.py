@@ -142,6 +142,25 @@ def test_calls_with_different_options_each_get_their_own(listeners, svc):
     assert (quick.options.timeout, capped.options.concurrency) == (0.5, 50)
 
 
+def test_host_timeout_is_per_call_in_a_shared_lane(listeners, svc, started):
+    port = listeners.open("127.0.0.26")
+    options = {"rate": 4000, "processes": 1}
+    svc.scan(build_request(["127.0.0.26"], [port], **options))  # the lane's worker is up
+
+    def work(i: int) -> Any:
+        if i == 0:
+            return svc.scan(build_request(["127.0.0.26"], "1-20000", host_timeout=0.5, **options))
+        return svc.scan(build_request(["127.0.0.27"], "1-1000", **options))
+
+    timed, whole = in_threads(2, work)
+    (host,) = timed.hosts
+    assert host.status is HostStatus.TIMED_OUT
+    assert 0 < host.closed_count < 20000
+    assert host.error == f"host timeout: {20000 - len(host.scanned)} ports not scanned"
+    assert (whole.hosts[0].status, len(whole.hosts[0].scanned)) == (HostStatus.UP, 1000)
+    assert len(started) == 1  # one lane: host_timeout does not shape the worker
+
+
 def test_idle_service_leaves_no_process(listeners, svc, started):
     port = listeners.open()
     assert svc.scan(build_request(["127.0.0.1"], [port])).hosts[0].open_ports == [port]
