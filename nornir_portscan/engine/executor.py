@@ -7,6 +7,11 @@ caller's ``__main__``. Units are handed out as workers have room, so one big hos
 worker busy and thousands of small hosts interleave. A worker that dies has its units re-run
 once, then reported as errors; Ctrl-C kills every worker and raises ``ScanInterrupted`` with the
 partial report.
+
+Inside, a ``_Run`` is one call (its units, tallies and report), a ``_Lane`` a set of workers with
+one ``WorkerConfig`` that runs share unit by unit, and ``_Engine`` the selector loop over lanes.
+``scan`` drives one lane for one run in the caller's thread; ``service.ScanService`` drives many
+from a background thread.
 """
 
 from __future__ import annotations
