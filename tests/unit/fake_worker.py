@@ -2,6 +2,7 @@
 
 Port p is open when p % 7 == 0, else closed. FAKE_DIE_ON_PORT=N makes it exit when handed a
 unit holding port N; FAKE_DIE_ONCE=path makes that happen only while path does not exist.
+FAKE_HANG_ON_PORT=N makes it never answer a unit holding port N (it keeps serving the others).
 """
 
 import os
@@ -20,6 +21,7 @@ from nornir_portscan.engine.protocol import (
 )
 
 die_on = int(os.environ.get("FAKE_DIE_ON_PORT", "0"))
+hang_on = int(os.environ.get("FAKE_HANG_ON_PORT", "0"))
 once = os.environ.get("FAKE_DIE_ONCE")
 reader = FrameReader()
 out = sys.stdout.buffer
@@ -35,6 +37,8 @@ while True:
                 if once:
                     Path(once).touch()
                 os._exit(1)
+            if hang_on in message.ports:
+                continue
             opened = [(p, "open", "syn-ack", 0.1, 1) for p in message.ports if p % 7 == 0]
             out.write(frame(Progressed(len(message.ports))))
             out.write(

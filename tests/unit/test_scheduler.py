@@ -33,11 +33,11 @@ def test_every_unit_of_every_host_is_merged_in_order():
 
 
 def test_a_big_host_is_split_over_all_workers():
-    scan = scanner._Executor(request(1, range(1, 65536), processes=4), None)
-    units = list(scan._plan())
+    run = scanner._Run(request(1, range(1, 65536), processes=4))
+    units = list(run.plan())
     assert len(units) >= 16
     assert sum(len(u.ports) for u in units) == 65535
-    assert scan._worker_count() == 4
+    assert run.unit_count() == len(units)
 
 
 def test_unresolved_targets_are_reported_without_workers():
