@@ -28,6 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from nornir.core.task import Result
@@ -178,7 +179,8 @@ def portscan(
             explain (``drift["unexpected"]``).
         recheck: How many times to re-probe a difference from the baseline (0: at once).
         wait: Scan unmet expectations again every ``interval`` seconds until all are met or
-            ``wait_timeout`` seconds pass; a host that never converges fails.
+            ``wait_timeout`` seconds pass; a host that never converges fails. A host without
+            expectations has nothing to wait for: it is scanned once.
         wait_timeout: Seconds to wait at most, from the start of the scan.
         interval: Seconds between rounds of the wait.
         exclude: Addresses, ranges, blocks or names never scanned: an excluded host gets a
@@ -218,15 +220,18 @@ def portscan(
             policy_file=policy_file,
             baseline=baseline,
             recheck=recheck,
-            wait=wait,
+            wait=False,  # below: only a host with expectations has something to wait for
             wait_timeout=wait_timeout,
             interval=interval,
             allow_empty=True,
             **call,
             **options,
         )
+        waiting = replace(job.audit, wait=wait)  # AuditOptions checks the value
     except InputError as exc:
         return _input_failure(host, exc)
+    if waiting.wait and any(t.policy for t in job.request.targets):
+        job = replace(job, audit=waiting)
     if not job.request.targets:
         return _excluded(host, spec)
     if task.is_dry_run(dry_run):
