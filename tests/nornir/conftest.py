@@ -78,10 +78,22 @@ class EngineCalls(list[ScanRequest]):
     def __init__(self) -> None:
         super().__init__()
         self.began: list[float] = []  # time.monotonic() of each call
+        self.finished: list[ScanRequest] = []  # the calls that returned, in that order
         self.lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self.lock:
+            super().clear()
+            self.began.clear()
+            self.finished.clear()
 
     def targets(self) -> list[list[str]]:
         return [[t.name for t in request.targets] for request in self]
+
+    def scanned(self, name: str) -> bool:
+        """Whether an engine call that scanned host ``name`` has returned."""
+        with self.lock:
+            return any(t.name == name for r in self.finished for t in r.targets)
 
     def of(self, name: str) -> list[tuple[float, ScanRequest]]:
         """``(began, request)`` of the calls that scanned host ``name``."""
@@ -103,7 +115,10 @@ def engine_calls(monkeypatch: pytest.MonkeyPatch) -> EngineCalls:
         with calls.lock:
             calls.began.append(time.monotonic())
             calls.append(request)
-        return real(request, **kwargs)
+        report = real(request, **kwargs)
+        with calls.lock:
+            calls.finished.append(request)
+        return report
 
     monkeypatch.setattr(tasks, "_scanner", lambda: spy)
     return calls
