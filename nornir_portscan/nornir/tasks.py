@@ -6,8 +6,9 @@
 The contract, as ``tcp_ping``, ``napalm_get`` and ``netmiko`` tasks keep it: a host's Result
 comes from probes sent after that host's own call began, with that host's own arguments; only
 hosts whose task called ``portscan`` are scanned; no result is handed to another call or kept
-for later. Speed comes from sharing, not from guessing: calls in flight at the same moment
-(``ThreadedRunner``) share the engine's worker processes and probe pools.
+for later. Speed is to come from sharing, not from guessing: each call runs the engine through
+``_scanner()``, where a long-lived scan service lets calls in flight at the same moment
+(``ThreadedRunner``) share worker processes; until then each call starts its own.
 
 To scan a whole (filtered) inventory in one engine run, with one report file, say so:
 ``scan_inventory(nr, ports=...)`` gives every host its own Result.
@@ -158,8 +159,9 @@ def portscan(
 ) -> Result:
     """Scan this host's TCP ports now, with its own settings; return its entry.
 
-    The host is scanned when its task calls this, by probes sent after the call began; calls
-    in flight at the same moment (``ThreadedRunner``) share the engine's worker processes.
+    The host is scanned when its task calls this, by probes sent after the call began.
+    Nornir's ``port`` (the management connection's) is not scanned unless asked:
+    ``ports=str(task.host.port)``.
     A setting given here wins over the host's inventory data (``portscan: {ports: ...}``,
     inherited from defaults and groups), which wins over the default.
 
