@@ -3,6 +3,7 @@ task can stop and start, engine-call spies, and a resolver that never leaves the
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -17,6 +18,7 @@ from nornir.core import Nornir
 from nornir.core.plugins.runners import RunnersPluginRegister
 from nornir.core.task import MultiResult, Result
 from process_runner import ProcessRunner
+from support import REPO
 
 from nornir_portscan import targets
 from nornir_portscan.engine.executor import scan
@@ -24,6 +26,15 @@ from nornir_portscan.models import ScanReport, ScanRequest
 from nornir_portscan.nornir import tasks
 
 MakeNornir = Callable[..., Nornir]
+
+
+def script_env() -> dict[str, str]:
+    """The environment of a script run as a subprocess: it imports this tree's package, not
+    whichever one the virtualenv's editable install points at."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": str(REPO) + (os.pathsep + path if path else "")}
+
+
 FAST = {"timeout": 0.5, "processes": 1}
 """Engine options for loopback: a short timeout, one worker process per scan."""
 

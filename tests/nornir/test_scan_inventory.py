@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import FAST
-from support import REPO, Listeners, closed_port
+from conftest import FAST, script_env
+from support import Listeners, closed_port
 
 from nornir_portscan.errors import InputError, OptionError, ScopeError, TargetSpecError
 from nornir_portscan.nornir.tasks import PortscanResult, scan_inventory
@@ -199,7 +199,8 @@ def full_disk(tmp_path: Path, port: int) -> dict[str, Any]:
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=REPO,
+        cwd=tmp_path,
+        env=script_env(),
     )
     if done.returncode == 77:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from conftest import script_env
 from support import REPO, Listeners, closed_port
 
 if TYPE_CHECKING:
@@ -20,7 +21,12 @@ if TYPE_CHECKING:
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-W", "error", *args], capture_output=True, text=True, timeout=120, cwd=cwd
+        [sys.executable, "-W", "error", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env=script_env(),
     )
 
 
@@ -95,6 +101,7 @@ def test_script_without_main_guard(
         textwrap.dedent(f"""\
         import sys
         from nornir import InitNornir
+        import nornir_portscan
         from nornir_portscan import portscan
 
         nr = InitNornir(inventory={{"plugin": "SimpleInventory",
@@ -106,6 +113,7 @@ def test_script_without_main_guard(
         for name, multi in sorted(result.items()):
             print(name, multi.failed, multi[0].result)
         print("gevent imported:", "gevent" in sys.modules)
+        print("package:", nornir_portscan.__file__)
         """)
     )
     done = run(str(script), cwd=tmp_path)
@@ -115,6 +123,7 @@ def test_script_without_main_guard(
         "b False 127.0.0.12 up: open none; closed 2",
         "c False 127.0.0.13 excluded: not scanned",
         "gevent imported: False",
+        f"package: {REPO / 'nornir_portscan' / '__init__.py'}",
     ]
 
 
@@ -157,6 +166,7 @@ def test_an_engine_warning_reaches_every_host_and_the_log_once(
         text=True,
         timeout=120,
         cwd=tmp_path,
+        env=script_env(),
     )
     warning = (
         "concurrency lowered from 1000 to 104 per worker: the open-file limit is 128 "
