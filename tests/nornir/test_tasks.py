@@ -739,15 +739,19 @@ def test_progress_bar_processor_counts_hosts_and_a_callable_gets_probes(
         ["3/3 hosts"],
     ]
     assert drawn[-1].startswith("portscan [##############################] 100%  3/3 hosts  ")
-    seen: list[tuple[int, int]] = []
-    lock = threading.Lock()
+    seen: dict[str, list[tuple[int, int]]] = {}
 
-    def callback(progress: Any) -> None:
-        with lock:
-            seen.append((progress.done, progress.total))
+    def own_progress(task: Task) -> Result:
+        mine = seen[task.host.name] = []
+        return portscan(
+            task, ports=ports, progress=lambda p: mine.append((p.done, p.total)), **FAST
+        )
 
-    nr.run(task=portscan, ports=ports, progress=callback, **FAST)
-    assert seen.count((2, 2)) == 3  # each host's own scan, to its end
+    nr.run(task=own_progress)
+    # each host's callback follows its own scan (2 probes) to its end
+    assert {name: (progress[-1], {t for _, t in progress}) for name, progress in seen.items()} == {
+        name: ((2, 2), {2}) for name in ("h1", "h2", "h3")
+    }
     quiet = io.StringIO()  # not a terminal and not forced: nothing drawn
     nr.with_processors([ProgressBar(quiet)]).run(task=portscan, ports=ports, **FAST)
     assert quiet.getvalue() == ""
