@@ -11,6 +11,10 @@ fails: 18443 closed, expected open); ``--demo=rollout`` opens it a second in, li
 rolling out, which ``--wait`` waits for; against the snapshot taken before, 18443 opened, as
 web2's expectations want, so nothing fails. Without ``--demo`` nothing listens and every
 expected open port fails. Exit status 1 if a host failed.
+
+Each host is scanned by its own task (``nr.run(task=portscan)``), on Nornir's threads. A report
+file is of a whole run, so ``--report`` scans the inventory in one engine run instead
+(``scan_inventory(nr, reports={"json": ...})``), with the same Result per host.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 from nornir import InitNornir
 from nornir_utils.plugins.functions import print_result
 
-from nornir_portscan import ProgressBar, portscan
+from nornir_portscan import ProgressBar, portscan, scan_inventory
 
 HERE = Path(__file__).resolve().parent
 DEMO_LISTENERS = {
@@ -71,14 +75,17 @@ def main(argv: list[str] | None = None) -> int:
         "that opens web2's 18443 (default: after)",
     )
     parser.add_argument("--workers", type=int, default=20, help="Nornir threads (default 20)")
-    parser.add_argument("--report", metavar="FILE", help="save the run's JSON report (a baseline)")
+    parser.add_argument(
+        "--report",
+        metavar="FILE",
+        help="scan the whole inventory in one engine run and save its JSON report (a baseline)",
+    )
     parser.add_argument("--baseline", metavar="FILE", help="compare with a saved JSON report")
     parser.add_argument(
         "--wait", metavar="SECONDS", type=float, help="wait up to SECONDS for the expectations"
     )
     args = parser.parse_args(argv)
     audit = {
-        "report": args.report,
         "baseline": args.baseline,
         "wait": args.wait is not None,
         "wait_timeout": args.wait or 60,
@@ -99,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         if args.demo:
             start_demo(stack, args.demo)
-        result = nr.with_processors([ProgressBar()]).run(task=portscan, timeout=0.5, **audit)
+        if args.report:
+            result = scan_inventory(nr, reports={"json": args.report}, timeout=0.5, **audit)
+        else:
+            result = nr.with_processors([ProgressBar()]).run(task=portscan, timeout=0.5, **audit)
     print_result(result)
     return 1 if result.failed else 0
 

@@ -6,8 +6,9 @@
 The contract, as ``tcp_ping``, ``napalm_get`` and ``netmiko`` tasks keep it: a host's Result
 comes from probes sent after that host's own call began, with that host's own arguments; only
 hosts whose task called ``portscan`` are scanned; no result is handed to another call or kept
-for later. Speed comes from sharing, not from guessing: calls in flight at the same moment
-(``ThreadedRunner``) share the engine's worker processes and probe pools.
+for later. Speed is to come from sharing, not from guessing: each call runs the engine through
+``_scanner()``, where a long-lived scan service lets calls in flight at the same moment
+(``ThreadedRunner``) share worker processes; until then each call starts its own.
 
 To scan a whole (filtered) inventory in one engine run, with one report file, say so:
 ``scan_inventory(nr, ports=...)`` gives every host its own Result.
@@ -26,7 +27,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from nornir.core.task import Result
@@ -156,8 +159,9 @@ def portscan(
 ) -> Result:
     """Scan this host's TCP ports now, with its own settings; return its entry.
 
-    The host is scanned when its task calls this, by probes sent after the call began; calls
-    in flight at the same moment (``ThreadedRunner``) share the engine's worker processes.
+    The host is scanned when its task calls this, by probes sent after the call began.
+    Nornir's ``port`` (the management connection's) is not scanned unless asked:
+    ``ports=str(task.host.port)``.
     A setting given here wins over the host's inventory data (``portscan: {ports: ...}``,
     inherited from defaults and groups), which wins over the default.
 
@@ -177,7 +181,8 @@ def portscan(
             explain (``drift["unexpected"]``).
         recheck: How many times to re-probe a difference from the baseline (0: at once).
         wait: Scan unmet expectations again every ``interval`` seconds until all are met or
-            ``wait_timeout`` seconds pass; a host that never converges fails.
+            ``wait_timeout`` seconds pass; a host that never converges fails. A host without
+            expectations has nothing to wait for: it is scanned once.
         wait_timeout: Seconds to wait at most, from the start of the scan.
         interval: Seconds between rounds of the wait.
         exclude: Addresses, ranges, blocks or names never scanned: an excluded host gets a
@@ -196,8 +201,9 @@ def portscan(
         fails the host with the ``InputError`` as ``exception`` and its message as ``result``.
     """
     host = task.host
-    if "report" in options:
-        return _input_failure(host, OptionError(_REPORT_HINT))
+    refused = _refused(options)
+    if refused is not None:
+        return _input_failure(host, refused)
     call: dict[str, Any] = {
         "expect_open": expect_open,
         "expect_closed": expect_closed,
@@ -206,11 +212,7 @@ def portscan(
     }
     try:
         spec = host_target(host, ports, exclude_ports, call)
-        if family not in ("ipv4", "ipv6"):
-            raise OptionError(
-                f"invalid family {family!r}: the Nornir task scans one address per host, "
-                "use 'ipv4' or 'ipv6', e.g. family='ipv4'"
-            )
+        _check_family(family)
         job = build_job(
             [spec],
             exclude=exclude,
@@ -220,23 +222,26 @@ def portscan(
             policy_file=policy_file,
             baseline=baseline,
             recheck=recheck,
-            wait=wait,
+            wait=False,  # below: only a host with expectations has something to wait for
             wait_timeout=wait_timeout,
             interval=interval,
             allow_empty=True,
             **call,
             **options,
         )
+        waiting = replace(job.audit, wait=wait)  # AuditOptions checks the value
     except InputError as exc:
         return _input_failure(host, exc)
+    if waiting.wait and any(t.policy for t in job.request.targets):
+        job = replace(job, audit=waiting)
     if not job.request.targets:
-        return Result(host=host, result=f"{spec.address} excluded: not scanned", failed=False)
+        return _excluded(host, spec)
     if task.is_dry_run(dry_run):
         return Result(host=host, result=_plan(job), failed=False, changed=False)
     try:
         audit = run_job(job, progress=_progress_callback(progress), scanner=_scanner())
     except ScanError as exc:
-        _log_once(f"{host.name}: {exc}")
+        _log_once(str(exc))  # the same words for every host: one line, not one per host
         return Result(host=host, result=str(exc), failed=True, exception=exc)
     entry = PortscanResult(host_entry(audit, 0))
     entry["warnings"] = list(audit.report.warnings)
@@ -255,15 +260,18 @@ def host_target(
     and expectations from the call, else from its inventory ``portscan`` data (inherited
     from defaults and groups) key by key, else the defaults."""
     settings = _settings(host)
-    chosen: PortsSpec = ports if ports is not None else settings.get("ports", "top1000")
+    spec: PortsSpec | None = ports if ports is not None else settings.get("ports")
+    chosen: PortsSpec = "top1000" if spec is None else spec  # null: no setting, the default
     own_exclude = settings.get("exclude_ports") if exclude_ports is None else None
-    if own_exclude is not None:
+    # an empty spec must not fall back to the request's default ports: it is an error here
+    if own_exclude is not None or _empty(chosen):
+        where = " (inventory data)" if own_exclude is not None or ports is None else ""
         try:
             chosen = list(parse_ports(chosen, exclude=own_exclude))
         except InputError as exc:
-            raise type(exc)(f"host {host.name!r} (inventory data): {exc}") from None
-    given = {k for k, v in (call or {}).items() if v is not None}
-    own = {k: settings[k] for k in POLICY_KEYS if k in settings and k not in given}
+            raise type(exc)(f"host {host.name!r}{where}: {exc}") from None
+    called = {k for k, v in (call or {}).items() if v is not None}
+    own = {k: settings[k] for k in POLICY_KEYS if k in settings and k not in called}
     return TargetSpec(host.name, host.hostname or host.name, chosen, own or None)
 
 
@@ -282,22 +290,35 @@ def scan_inventory(
     count every host), one set of report files (``reports={'json': 'scan.json'}``). Takes the
     settings of ``portscan``. Bad input raises the ``InputError`` (one line naming the host);
     a report that cannot be written raises ``ReportError`` after the scan, with the results as
-    its ``results``. Hosts left out by ``exclude`` get no Result.
+    its ``results``. A host left out by ``exclude`` gets the Result the task gives it. The
+    failed hosts are not recorded in ``nr.data.failed_hosts`` (``nr.run`` does that).
     """
     from nornir.core.task import AggregatedResult, MultiResult
 
+    if "report" in settings:
+        raise OptionError(
+            "unknown option 'report': name the files with reports=, "
+            "e.g. reports={'json': 'scan.json'}"
+        )
+    _check_family(settings.get("family", "ipv4"))
     call = {k: settings.pop(k, None) for k in POLICY_KEYS}
     exclude_ports = settings.get("exclude_ports")
     hosts = {host.name: host for host in nornir.inventory.hosts.values()}
     specs = [host_target(host, ports, exclude_ports, call) for host in hosts.values()]
     job = build_job(specs, reports=reports, **call, **settings)
-    audit = run_job(job, progress=_progress_callback(progress))
+    audit = run_job(job, progress=_progress_callback(progress), scanner=_scanner())
+    for warning in audit.report.warnings:
+        _log_once(warning)
+    by_name = {scanned.name: index for index, scanned in enumerate(audit.report.hosts)}
     results = AggregatedResult("scan_inventory")
-    for index, scanned in enumerate(audit.report.hosts):
-        host = hosts[scanned.name]
+    for spec, host in zip(specs, hosts.values(), strict=True):
+        multi = results[host.name] = MultiResult("scan_inventory")
+        index = by_name.get(host.name)
+        if index is None:  # left out by exclude: as the task says it
+            multi.append(_excluded(host, spec, "scan_inventory"))
+            continue
         entry = PortscanResult(host_entry(audit, index))
         entry["warnings"] = list(audit.report.warnings)
-        multi = results.setdefault(host.name, MultiResult("scan_inventory"))
         multi.append(
             Result(host=host, name="scan_inventory", result=entry, failed=not entry["passed"])
         )
@@ -325,6 +346,35 @@ def _input_failure(host: Host, error: InputError) -> Result:
     return Result(host=host, result=str(error), failed=True, exception=error)
 
 
+def _excluded(host: Host, spec: TargetSpec, name: str | None = None) -> Result:
+    return Result(host=host, name=name, result=f"{spec.address} excluded: not scanned")
+
+
+def _refused(options: Mapping[str, Any]) -> OptionError | None:
+    """The settings a per-host call cannot take: files of the whole run, other targets."""
+    if "report" in options or "reports" in options:
+        return OptionError(_REPORT_HINT)
+    for name in ("target_files", "allow_empty"):
+        if name in options:
+            return OptionError(
+                f"unknown option {name!r}: the task scans its own host; scan many with "
+                "scan_inventory(nr.filter(...), ...)"
+            )
+    return None
+
+
+def _check_family(family: object) -> None:
+    if family not in ("ipv4", "ipv6"):
+        raise OptionError(
+            f"invalid family {family!r}: the Nornir task scans one address per host, "
+            "use 'ipv4' or 'ipv6', e.g. family='ipv4'"
+        )
+
+
+def _empty(ports: object) -> bool:
+    return isinstance(ports, str | Sequence) and len(ports) == 0
+
+
 def _progress_callback(option: ProgressOption) -> Callable[[Progress], None] | None:
     if option is True:
         return ProgressBar(force=True)
@@ -336,16 +386,24 @@ def _scanner() -> Callable[..., Any] | None:
     return None
 
 
-_LOGGED: set[str] = set()
+LOG_AGAIN_AFTER = 60.0
+"""Seconds after which a message logged already is logged again, if it happens again."""
+_LOGGED: dict[str, float] = {}  # message -> time.monotonic() it was last logged
 _LOGGED_LOCK = threading.Lock()
 
 
 def _log_once(message: str) -> None:
-    """Log each distinct message once per process: 100 hosts, one line."""
+    """Log each distinct message once, however many hosts it reaches (a thousand hosts of one
+    run, one line); a long-lived process logs it again when it recurs ``LOG_AGAIN_AFTER``
+    seconds later, rather than never."""
+    now = time.monotonic()
     with _LOGGED_LOCK:
-        if message in _LOGGED:
+        last = _LOGGED.get(message)
+        if last is not None and now - last < LOG_AGAIN_AFTER:
             return
-        _LOGGED.add(message)
+        for old in [m for m, t in _LOGGED.items() if now - t >= LOG_AGAIN_AFTER]:
+            del _LOGGED[old]
+        _LOGGED[message] = now
     LOG.warning(message)
 
 

@@ -1,5 +1,6 @@
-"""Audits with the ``portscan`` Nornir task: expectations from the inventory, wait-until and
-baselines, against real SimpleInventories and real loopback listeners."""
+"""Audits with the ``portscan`` Nornir task: expectations from the call and the inventory,
+wait-until and baselines, each host judged on its own scan, against real SimpleInventories and
+real loopback listeners."""
 
 from __future__ import annotations
 
@@ -8,21 +9,21 @@ import pickle
 import re
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from conftest import FAST
 from nornir.core.task import AggregatedResult
 from support import Listeners, closed_port
 
 from nornir_portscan.errors import InputError, OptionError, PortSpecError
-from nornir_portscan.nornir.tasks import PortscanResult, portscan
+from nornir_portscan.nornir.tasks import PortscanResult, portscan, scan_inventory
 
 if TYPE_CHECKING:
     from conftest import EngineCalls, MakeNornir
-
-FAST = {"timeout": 0.5, "processes": 2}
 
 
 @pytest.fixture
@@ -56,19 +57,30 @@ def closed_ports(address: str, count: int) -> list[int]:
             sock.close()
 
 
-def listen_later(socks: list[socket.socket], address: str, port: int, delay: float) -> None:
-    """Start listening on ``address:port`` after ``delay`` seconds (the kernel accepts)."""
+def listen_once(
+    socks: list[socket.socket], address: str, port: int, ready: Callable[[], bool]
+) -> threading.Thread:
+    """Start listening on ``address:port`` (the kernel accepts) as soon as ``ready()``, polled
+    for 30 s at most."""
 
     def start() -> None:
+        deadline = time.monotonic() + 30
+        while not ready():
+            if time.monotonic() > deadline:
+                return  # the test's assertions say what went wrong
+            time.sleep(0.01)
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((address, port))
         sock.listen(16)
         socks.append(sock)
+        opened.append(time.monotonic())
 
-    timer = threading.Timer(delay, start)
-    timer.daemon = True
-    timer.start()
+    opened: list[float] = []
+    thread = threading.Thread(target=start, daemon=True)
+    thread.opened = opened  # type: ignore[attr-defined]
+    thread.start()
+    return thread
 
 
 def audit(result: AggregatedResult) -> dict[str, Any]:
@@ -95,6 +107,10 @@ def audit(result: AggregatedResult) -> dict[str, Any]:
 
 def lines(result: AggregatedResult) -> dict[str, str]:
     return {name: str(multi[0].result) for name, multi in result.items()}
+
+
+def joined(*ports: int) -> str:
+    return ",".join(map(str, sorted(ports)))
 
 
 # -- expectations --------------------------------------------------------------------------------
@@ -130,78 +146,99 @@ def test_expectations_inherit_defaults_groups_host(
         "expect_open": str(o1),
         "expect_closed": str(c),
         "expect_filtered": "",
-        "allowed_open": ",".join(map(str, sorted([o1, o2]))),
+        "allowed_open": joined(o1, o2),
     }
     assert result["y"][0].result["policy"]["expect_closed"] == str(o2)
-    # one engine run; the ports a policy mentions are scanned although `ports` lists only o2
-    assert len(engine_calls) == 1
-    assert {t.name: t.ports for t in engine_calls[0].targets} == {
+    # a scan per host; the ports a policy names are scanned although `ports` lists only o2
+    assert {t.name: t.ports for r in engine_calls for t in r.targets} == {
         "d": tuple(sorted([o1, o2])),
         "w": tuple(sorted([o1, o2, c])),
         "x": tuple(sorted([o1, o2])),
         "y": tuple(sorted([o1, o2])),
     }
-    shown = ",".join(map(str, sorted([o1, o2])))
+    assert len(engine_calls) == 4
     assert lines(result) == {
         "d": f"127.0.0.12 up: open {o1}; closed 1; compliant",
-        "w": f"127.0.0.11 up: open {shown}; closed 1; compliant",
-        "x": f"127.0.0.11 up: open {shown}; closed 0; violations: {o2} open (not allowed)",
-        "y": f"127.0.0.11 up: open {shown}; closed 0; violations: {o2} open (expected closed)",
+        "w": f"127.0.0.11 up: open {joined(o1, o2)}; closed 1; compliant",
+        "x": f"127.0.0.11 up: open {joined(o1, o2)}; closed 0; "
+        f"FAILED: port {o2} open (not in allowed_open)",
+        "y": f"127.0.0.11 up: open {joined(o1, o2)}; closed 0; "
+        f"FAILED: port {o2} open (expected closed)",
     }
-
-
-def test_task_arguments_are_default_expectations(
-    make_nornir: MakeNornir, lab: dict[str, int]
-) -> None:
-    o1, c = lab["o1"], lab["c"]
-    hosts = {
-        "a": {"hostname": "127.0.0.11"},
-        "unset": {"hostname": "127.0.0.12", "data": {"portscan": {"expect_open": None}}},
-        "filt": {"hostname": "127.0.0.13", "data": {"portscan": {"expect_filtered": str(c)}}},
-        "clash": {"hostname": "127.0.0.13", "data": {"portscan": {"expect_closed": str(o1)}}},
-        "gone": {"hostname": "no-such-host.invalid"},
-    }
-    nr = make_nornir(hosts)
-    result = nr.run(task=portscan, ports=str(c), expect_open=o1, **FAST)
-    assert audit(result) == {
-        "a": (False, True, []),
-        "unset": (False, "no expectations"),  # null in the inventory drops the task's default
-        "filt": (True, False, [(c, "filtered", "closed", "conn-refused")]),
-        "clash": (
-            True,
-            f"host 'clash' (inventory data): port {o1} is in both expect_open and "
-            f"expect_closed; give each port one expected state, e.g. expect_open: '22' and "
-            "expect_closed: '23'",
-        ),
-        "gone": (True, None, []),  # not judged: a host error
-    }
-    assert isinstance(result["clash"][0].exception, InputError)
-    assert str(result["gone"][0].result) == "gone unresolved: Name or service not known"
-    assert str(result["filt"][0].result) == (
-        f"127.0.0.13 up: open {o1}; closed 1; violations: {c} closed (expected filtered)"
+    assert result["x"][0].result["failure"] == (
+        f"x (127.0.0.11): port {o2} open (not in allowed_open)"
     )
 
 
-def test_bad_expectation_fails_the_hosts_that_use_it(
+def test_task_expectations_beat_the_inventory_key_by_key(
+    make_nornir: MakeNornir, lab: dict[str, int]
+) -> None:
+    o1, o2, c = lab["o1"], lab["o2"], lab["c"]
+    hosts = {
+        "a": {"hostname": "127.0.0.11"},
+        # the inventory's expect_open is replaced; its allowed_open still holds
+        "own": {
+            "hostname": "127.0.0.11",
+            "data": {"portscan": {"expect_open": str(c), "allowed_open": f"{o1},{c}"}},
+        },
+        "unset": {"hostname": "127.0.0.12", "data": {"portscan": {"expect_open": None}}},
+        "filt": {"hostname": "127.0.0.13", "data": {"portscan": {"expect_filtered": str(c)}}},
+        "clash": {"hostname": "127.0.0.13", "data": {"portscan": {"expect_closed": str(o1)}}},
+        "gone": {"hostname": "gone.test"},
+    }
+    nr = make_nornir(hosts)
+    result = nr.run(task=portscan, ports=f"{c},{o2}", expect_open=o1, **FAST)
+    assert audit(result) == {
+        "a": (False, True, []),
+        "own": (True, False, [(o2, "not open", "open", "syn-ack")]),
+        "unset": (False, True, []),  # the task's expect_open wins over a null too
+        "filt": (True, False, [(c, "filtered", "closed", "conn-refused")]),
+        "clash": (
+            True,
+            f"policy of 'clash': port {o1} is in both expect_open and expect_closed; give each "
+            "port one expected state, e.g. expect_open: '22' and expect_closed: '23'",
+        ),
+        "gone": (True, None, []),  # not judged: a host error
+    }
+    assert result["own"][0].result["policy"] == {
+        "expect_open": str(o1),
+        "expect_closed": "",
+        "expect_filtered": "",
+        "allowed_open": joined(o1, c),
+    }
+    assert isinstance(result["clash"][0].exception, InputError)
+    assert str(result["gone"][0].result) == (
+        "gone unresolved: Name or service not known; "
+        "FAILED: host unresolved: Name or service not known"
+    )
+    assert str(result["filt"][0].result) == (
+        f"127.0.0.13 up: open {o1}; closed 2; FAILED: port {c} closed (expected filtered)"
+    )
+    # without the task's, a null in the inventory drops an inherited expectation
+    result = nr.run(task=portscan, ports=f"{c},{o2}", on_failed=True, **FAST)
+    assert audit(result)["unset"] == (False, "no expectations")
+    assert audit(result)["own"] == (
+        True,
+        False,
+        sorted([(c, "open", "closed", "conn-refused"), (o2, "not open", "open", "syn-ack")]),
+    )
+
+
+def test_a_bad_expectation_argument_fails_every_host(
     make_nornir: MakeNornir, lab: dict[str, int], engine_calls: EngineCalls
 ) -> None:
     own = {"hostname": "127.0.0.11", "data": {"portscan": {"allowed_open": str(lab["o1"])}}}
     nr = make_nornir({"own": own, "plain": {"hostname": "127.0.0.12"}})
-    ports = f"{lab['o1']},{lab['o2']}"
-    result = nr.run(task=portscan, ports=ports, allowed_open="90-80", **FAST)
-    assert audit(result) == {
-        "own": (True, False, [(lab["o2"], "not open", "open", "syn-ack")]),
-        "plain": (
-            True,
-            "host 'plain' allowed_open: invalid port range '90-80' in '90-80': start must be "
-            "<= end, e.g. '80-90'",
-        ),
-    }
+    result = nr.run(task=portscan, ports=str(lab["o1"]), allowed_open="90-80", **FAST)
+    message = (
+        "allowed_open: invalid port range '90-80' in '90-80': start must be <= end, e.g. '80-90'"
+    )
+    assert audit(result) == {"own": (True, message), "plain": (True, message)}
     assert type(result["plain"][0].exception) is PortSpecError
-    assert engine_calls.targets() == [["own"]]
+    assert engine_calls == []
 
 
-def test_hosts_without_expectations_report_as_before(
+def test_hosts_without_expectations_have_no_verdict(
     make_nornir: MakeNornir, lab: dict[str, int]
 ) -> None:
     nr = make_nornir({"a": {"hostname": "127.0.0.11"}})
@@ -211,17 +248,22 @@ def test_hosts_without_expectations_report_as_before(
         "closed_count",
         "error",
         "error_ports",
+        "failure",
         "filtered_ports",
         "name",
         "open_ports",
+        "passed",
         "ports",
         "scanned_ports",
         "status",
         "up",
+        "vantage",
+        "warnings",
     ]
+    assert (entry["passed"], entry["failure"]) == (True, "")
 
 
-def test_many_violations_are_cut_short_in_the_summary(
+def test_every_violation_is_in_the_failure_line(
     make_nornir: MakeNornir, lab: dict[str, int]
 ) -> None:
     closed = closed_ports("127.0.0.12", 7)
@@ -231,10 +273,9 @@ def test_many_violations_are_cut_short_in_the_summary(
     )
     entry = result["a"][0].result
     assert [v["port"] for v in entry["violations"]] == closed
-    shown = ", ".join(f"{p} closed (expected open)" for p in closed[:5])
-    assert str(entry) == (
-        f"127.0.0.12 up: open {lab['o1']}; closed 7; violations: {shown} and 2 more"
-    )
+    shown = ", ".join(f"port {p} closed (expected open)" for p in closed)
+    assert entry["failure"] == f"a (127.0.0.12): {shown}"
+    assert str(entry) == f"127.0.0.12 up: open {lab['o1']}; closed 7; FAILED: {shown}"
     again = pickle.loads(pickle.dumps(entry))
     assert isinstance(again, PortscanResult)
     assert again == entry
@@ -242,24 +283,25 @@ def test_many_violations_are_cut_short_in_the_summary(
 
 
 # -- wait until ----------------------------------------------------------------------------------
-def test_wait_converges_when_a_port_opens_mid_wait(
+def test_each_host_waits_for_its_own_expectations(
     make_nornir: MakeNornir,
     lab: dict[str, int],
     late: list[socket.socket],
     engine_calls: EngineCalls,
-    audit_calls: list[dict[str, Any]],
 ) -> None:
     port = closed_port("127.0.0.14")
     hosts = {
         "late": {"hostname": "127.0.0.14", "data": {"portscan": {"expect_open": str(port)}}},
         "steady": {"hostname": "127.0.0.11", "data": {"portscan": {"expect_open": lab["o1"]}}},
-        "plain": {"hostname": "127.0.0.12"},
+        "plain": {"hostname": "127.0.0.12"},  # nothing to wait for: scanned once
     }
     nr = make_nornir(hosts)
-    listen_later(late, "127.0.0.14", port, 0.6)
+    # the port opens once the host's first scan has found it closed: the wait must see it
+    opener = listen_once(late, "127.0.0.14", port, lambda: engine_calls.scanned("late"))
     result = nr.run(
-        task=portscan, ports=str(lab["c"]), wait=True, wait_timeout=5, interval=0.2, **FAST
+        task=portscan, ports=str(lab["c"]), wait=True, wait_timeout=20, interval=0.2, **FAST
     )
+    opener.join(30)
     assert audit(result) == {
         "late": (False, True, []),
         "steady": (False, True, []),
@@ -267,24 +309,25 @@ def test_wait_converges_when_a_port_opens_mid_wait(
     }
     wait = result["late"][0].result["wait"]
     assert (wait["converged"], wait["unmet"]) == (True, [])
-    assert 0.6 <= wait["elapsed"] < 5
+    assert wait["elapsed"] < 20
     assert wait["rounds"] >= 2
-    assert result["steady"][0].result["wait"] == wait  # one wait for the whole run
+    steady = result["steady"][0].result["wait"]
+    assert (steady["converged"], steady["rounds"], steady["unmet"]) == (True, 1, [])
     assert "wait" not in result["plain"][0].result
     assert re.fullmatch(
         rf"127\.0\.0\.14 up: open {port}; closed 1; compliant; wait: converged in \d\.\d s",
         str(result["late"][0].result),
     )
-    # one audit for the run; the rounds after the first re-scan only the unmet port
-    assert len(audit_calls) == 1
-    assert (audit_calls[0]["wait"], audit_calls[0]["wait_timeout"]) == (True, 5)
-    assert sorted(engine_calls.targets()[0]) == ["late", "plain", "steady"]
-    assert [[(t.name, t.ports) for t in r.targets] for r in engine_calls[1:]] == [
+    # each host's own scan; the rounds after the first re-scan only the unmet port
+    late_calls = [r for _, r in engine_calls.of("late")]
+    assert [t.ports for t in late_calls[0].targets] == [tuple(sorted([port, lab["c"]]))]
+    assert [[(t.name, t.ports) for t in r.targets] for r in late_calls[1:]] == [
         [("late", (port,))]
     ] * (wait["rounds"] - 1)
+    assert len(engine_calls.of("steady")) == len(engine_calls.of("plain")) == 1
 
 
-def test_wait_that_never_converges_fails_those_hosts(
+def test_a_wait_that_never_converges_fails_that_host(
     make_nornir: MakeNornir, lab: dict[str, int]
 ) -> None:
     never = closed_port("127.0.0.15")
@@ -306,11 +349,15 @@ def test_wait_that_never_converges_fails_those_hosts(
         [{"port": never, "expected": "open", "actual": "closed"}],
     )
     assert 0.7 <= wait["elapsed"] < 3  # the timeout, plus the last round
-    assert result["fine"][0].result["wait"] == {**wait, "converged": True, "unmet": []}
-    assert re.fullmatch(
-        rf"127\.0\.0\.15 up: open none; closed 2; wait: NOT converged in \d\.\d s: "
-        rf"{never} closed \(expected open\)",
-        str(result["never"][0].result),
+    assert result["fine"][0].result["wait"]["converged"] is True
+    elapsed = f"{wait['elapsed']:g}"
+    assert result["never"][0].result["failure"] == (
+        f"never (127.0.0.15): did not converge within {elapsed} s: "
+        f"port {never} closed (expected open)"
+    )
+    assert str(result["never"][0].result) == (
+        f"127.0.0.15 up: open none; closed 2; FAILED: did not converge within {elapsed} s: "
+        f"port {never} closed (expected open)"
     )
     assert sorted(result.failed_hosts) == ["never"]
 
@@ -319,48 +366,45 @@ def test_wait_that_never_converges_fails_those_hosts(
     ("arguments", "message"),
     [
         (
-            {"wait": True},
-            "nothing to wait for: wait=True needs expectations, e.g. expect_open='8080' as a "
-            "task argument or portscan: {expect_open: '8080'} in the inventory",
-        ),
-        (
             {"wait": True, "expect_open": "22", "wait_timeout": 0},
-            "invalid wait_timeout 0: use a number of seconds > 0, e.g. wait_timeout=60, interval=2",
+            "invalid wait_timeout 0: use a number of seconds > 0, e.g. wait_timeout=60",
         ),
+        ({"wait": "yes", "expect_open": "22"}, None),
         (
             {"recheck": -1},
             "invalid recheck -1: use how many times to re-probe a difference from the "
-            "baseline, 0 or more, e.g. recheck=3",
+            "baseline, 0 to 10, e.g. recheck=3",
         ),
     ],
+    ids=["wait_timeout", "wait", "recheck"],
 )
 def test_bad_audit_arguments_fail_every_host(
     make_nornir: MakeNornir,
     engine_calls: EngineCalls,
     arguments: dict[str, Any],
-    message: str,
+    message: str | None,
 ) -> None:
     nr = make_nornir({"a": {"hostname": "127.0.0.11"}, "b": {"hostname": "127.0.0.12"}})
     result = nr.run(task=portscan, ports="22", **arguments, **FAST)
-    assert {n: (r[0].failed, type(r[0].exception), r[0].result) for n, r in result.items()} == {
-        "a": (True, OptionError, message),
-        "b": (True, OptionError, message),
-    }
+    messages = {n: (r[0].failed, type(r[0].exception)) for n, r in result.items()}
+    assert messages == {"a": (True, OptionError), "b": (True, OptionError)}
+    if message is not None:
+        assert {r[0].result for r in result.values()} == {message}
     assert engine_calls == []
 
 
 # -- baselines and drift -------------------------------------------------------------------------
-def test_report_then_baseline_shows_confirmed_drift(
+def test_a_whole_inventory_report_then_a_baseline_shows_confirmed_drift(
     make_nornir: MakeNornir,
     lab: dict[str, int],
     listeners: Listeners,
     tmp_path: Path,
-    audit_calls: list[dict[str, Any]],
+    engine_calls: EngineCalls,
 ) -> None:
     o1, new = lab["o1"], closed_port("127.0.0.12")
     nr = make_nornir({"a": {"hostname": "127.0.0.11"}, "b": {"hostname": "127.0.0.12"}})
     saved = tmp_path / "before.json"
-    before = nr.run(task=portscan, ports=f"{o1},{new}", report=saved, **FAST)
+    before = scan_inventory(nr, ports=f"{o1},{new}", reports={"json": saved}, **FAST)
     assert before.failed is False
     report = json.loads(saved.read_text())
     assert [(h["name"], h["address"], h["open_ports"]) for h in report["hosts"]] == [
@@ -368,6 +412,7 @@ def test_report_then_baseline_shows_confirmed_drift(
         ("b", "127.0.0.12", [o1]),
     ]
     listeners.open("127.0.0.12", new)
+    engine_calls.clear()
     after = nr.run(task=portscan, ports=f"{o1},{new}", baseline=str(saved), **FAST)
     assert {n: (r[0].failed, r[0].result["drift"]) for n, r in after.items()} == {
         "a": (
@@ -385,12 +430,17 @@ def test_report_then_baseline_shows_confirmed_drift(
             },
         ),
     }
-    assert audit_calls[-1]["recheck"] == 3  # the change was probed again before it counted
+    # the change was probed again, recheck=3 times, before it counted; a's scan had none
+    assert [[t.ports for t in r.targets] for _, r in engine_calls.of("b")][1:] == [[(new,)]] * 3
+    assert len(engine_calls.of("a")) == 1
     assert "compliant" not in after["b"][0].result
-    shown = ",".join(map(str, sorted([o1, new])))
+    assert after["b"][0].result["failure"] == (
+        f"b (127.0.0.12): unexpected drift since the baseline: port {new} not open -> open"
+    )
     assert lines(after) == {
         "a": f"127.0.0.11 up: open {o1}; closed 1; no drift",
-        "b": f"127.0.0.12 up: open {shown}; closed 0; drift: opened {new}",
+        "b": f"127.0.0.12 up: open {joined(o1, new)}; closed 0; FAILED: unexpected drift "
+        f"since the baseline: port {new} not open -> open; drift: opened {new}",
     }
 
 
@@ -400,7 +450,7 @@ def test_drift_that_meets_expectations_does_not_fail(
     p, q = closed_ports("127.0.0.14", 2)
     nr = make_nornir({"x": {"hostname": "127.0.0.14"}, "y": {"hostname": "127.0.0.15"}})
     saved = tmp_path / "before.json"
-    assert nr.run(task=portscan, ports=f"{p},{q}", report=saved, **FAST).failed is False
+    assert scan_inventory(nr, ports=f"{p},{q}", reports={"json": saved}, **FAST).failed is False
     for address, port in (("127.0.0.14", p), ("127.0.0.14", q), ("127.0.0.15", p)):
         listeners.open(address, port)
     after = nr.run(
@@ -418,12 +468,13 @@ def test_drift_that_meets_expectations_does_not_fail(
     }
     pq = f"{p}-{q}" if q == p + 1 else f"{p},{q}"
     assert lines(after) == {
-        "x": f"127.0.0.14 up: open {pq}; closed 0; compliant; drift: opened {pq} (unexpected: {q})",
+        "x": f"127.0.0.14 up: open {pq}; closed 0; FAILED: unexpected drift since the "
+        f"baseline: port {q} not open -> open; drift: opened {pq} (unexpected: {q})",
         "y": f"127.0.0.15 up: open {p}; closed 1; compliant; drift: opened {p}, as expected",
     }
 
 
-def test_cli_baseline_matches_hosts_by_address(
+def test_a_cli_baseline_matches_hosts_by_address(
     make_nornir: MakeNornir,
     lab: dict[str, int],
     tmp_path: Path,
@@ -436,13 +487,7 @@ def test_cli_baseline_matches_hosts_by_address(
     assert (done.returncode, done.stderr) == (0, "")
     nr = make_nornir({"web1": {"hostname": "127.0.0.11"}, "new": {"hostname": "127.0.0.12"}})
     result = nr.run(
-        task=portscan,
-        ports=ports,
-        baseline=saved,
-        recheck=0,
-        expect_closed=str(c),
-        report=tmp_path / "after.json",
-        **FAST,
+        task=portscan, ports=ports, baseline=saved, recheck=0, expect_closed=str(c), **FAST
     )
     assert {n: (r[0].failed, r[0].result["drift"]) for n, r in result.items()} == {
         "web1": (
@@ -457,9 +502,19 @@ def test_cli_baseline_matches_hosts_by_address(
     assert str(result["new"][0].result) == (
         f"127.0.0.12 up: open {o1}; closed 2; compliant; drift: not in the baseline"
     )
-    written = json.loads((tmp_path / "after.json").read_text())
-    assert written["drift"]["appeared"] == ["new (127.0.0.12)"]
-    assert written["compliance"] == {
+    written = tmp_path / "after.json"
+    scan_inventory(
+        nr,
+        ports=ports,
+        baseline=saved,
+        recheck=0,
+        expect_closed=str(c),
+        reports={"json": written},
+        **FAST,
+    )
+    report = json.loads(written.read_text())
+    assert report["drift"]["appeared"] == ["new (127.0.0.12)"]
+    assert report["compliance"] == {
         "compliant": 2,
         "non_compliant": 0,
         "error": 0,
@@ -467,18 +522,15 @@ def test_cli_baseline_matches_hosts_by_address(
     }
 
 
-def test_unreadable_baseline_and_unwritable_report_fail_every_host(
-    make_nornir: MakeNornir, tmp_path: Path
+def test_an_unreadable_baseline_fails_every_host(
+    make_nornir: MakeNornir, tmp_path: Path, engine_calls: EngineCalls
 ) -> None:
-    nr = make_nornir({"a": {"hostname": "127.0.0.11"}})
+    nr = make_nornir({"a": {"hostname": "127.0.0.11"}, "b": {"hostname": "127.0.0.12"}})
     missing = tmp_path / "nope" / "x.json"
     result = nr.run(task=portscan, ports="22", baseline=missing, **FAST)
-    assert (result["a"][0].failed, result["a"][0].result) == (
-        True,
-        f"cannot read baseline {str(missing)!r}: No such file or directory",
-    )
-    result = nr.run(task=portscan, ports="22", report=missing, on_failed=True, **FAST)
-    assert (result["a"][0].failed, result["a"][0].result) == (
-        True,
-        f"cannot write the report {str(missing)!r}: No such file or directory",
-    )
+    message = f"cannot read baseline {str(missing)!r}: No such file or directory"
+    assert {n: (r[0].failed, r[0].result) for n, r in result.items()} == {
+        "a": (True, message),
+        "b": (True, message),
+    }
+    assert engine_calls == []
