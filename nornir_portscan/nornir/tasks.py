@@ -6,9 +6,10 @@
 The contract, as ``tcp_ping``, ``napalm_get`` and ``netmiko`` tasks keep it: a host's Result
 comes from probes sent after that host's own call began, with that host's own arguments; only
 hosts whose task called ``portscan`` are scanned; no result is handed to another call or kept
-for later. Speed is to come from sharing, not from guessing: each call runs the engine through
-``_scanner()``, where a long-lived scan service lets calls in flight at the same moment
-(``ThreadedRunner``) share worker processes; until then each call starts its own.
+for later. Speed comes from sharing, not from guessing: each call runs through the process's
+``ScanService`` (``engine/service.py``), so calls in flight at the same moment
+(``ThreadedRunner``) share its worker processes and probe pools. A terminal Ctrl-C interrupts
+every call in flight and the calls that start in the next seconds, so the run stops at once.
 
 To scan a whole (filtered) inventory in one engine run, with one report file, say so:
 ``scan_inventory(nr, ports=...)`` gives every host its own Result.
@@ -382,8 +383,11 @@ def _progress_callback(option: ProgressOption) -> Callable[[Progress], None] | N
 
 
 def _scanner() -> Callable[..., Any] | None:
-    """The engine the calls share (None: a scan of its own, for now)."""
-    return None
+    """The engine the calls share: the process's ``ScanService``, whose worker processes and
+    probe pools serve every call in flight at the same moment (and stop when idle)."""
+    from nornir_portscan.engine.service import shared_service
+
+    return shared_service().scan
 
 
 LOG_AGAIN_AFTER = 60.0

@@ -348,15 +348,13 @@ def test_a_wait_that_never_converges_fails_that_host(
         False,
         [{"port": never, "expected": "open", "actual": "closed"}],
     )
-    assert 0.7 <= wait["elapsed"] < 3  # the timeout, plus the last round
     assert result["fine"][0].result["wait"]["converged"] is True
-    elapsed = f"{wait['elapsed']:g}"
     assert result["never"][0].result["failure"] == (
-        f"never (127.0.0.15): did not converge within {elapsed} s: "
+        "never (127.0.0.15): did not converge within 1 s: "
         f"port {never} closed (expected open)"
     )
     assert str(result["never"][0].result) == (
-        f"127.0.0.15 up: open none; closed 2; FAILED: did not converge within {elapsed} s: "
+        "127.0.0.15 up: open none; closed 2; FAILED: did not converge within 1 s: "
         f"port {never} closed (expected open)"
     )
     assert sorted(result.failed_hosts) == ["never"]
