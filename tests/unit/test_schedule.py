@@ -66,7 +66,7 @@ REFUSED = closed()  # as loopback answers
 class Sim:
     """The socket side and the loop, faked: each port's outcome per start (the last repeats),
     a clock that jumps from event to event, sweeps every ``tick``, and a log of starts as
-    ``[time, address, port, attempt, timeout]`` (µs; no timeout for a local failure)."""
+    ``[time, address, port, attempt, timeout]``, to the µs (no timeout for a local failure)."""
 
     def __init__(
         self,
