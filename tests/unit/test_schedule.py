@@ -7,6 +7,8 @@ import dataclasses
 import errno
 import heapq
 import math
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -427,3 +429,13 @@ def test_a_unit_without_ports_is_done_at_once() -> None:
     sim = Sim()
     sim.add(H1, [])
     assert sim.sent == [UnitDone(1, [], 0, 0, None, None, [])]
+
+
+def test_the_schedule_imports_neither_gevent_nor_the_worker() -> None:
+    code = (
+        "import sys, nornir_portscan.engine.schedule; "
+        "print([m for m in sys.modules if m == 'nornir_portscan.engine.worker' "
+        "or m.split('.')[0] == 'gevent'])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
