@@ -8,6 +8,9 @@ The pool is a fixed set of ``concurrency`` slots. Each slot owns a non-blocking 
 libev io watcher; a probe is a callback, not a greenlet, so the per-probe cost is a few
 syscalls. A socket whose connect was refused is reused for the next probe (Linux allows a new
 connect on it after one ``ECONNABORTED``), which halves the kernel work on closed ports.
+
+This module is the socket side only; which port goes next, with what timeout and how many
+attempts is the ``Schedule``'s (``engine/schedule.py``), which the slots report to.
 """
 
 from __future__ import annotations
@@ -21,25 +24,21 @@ import socket
 import struct
 import sys
 import time
-from collections import deque
 from typing import Any
 
 from gevent import get_hub
 from gevent.event import Event
 
-from nornir_portscan.classify import classify_errno, classify_icmp, errno_name
+from nornir_portscan.classify import classify_errno, classify_icmp
 from nornir_portscan.engine.protocol import (
     STOP,
     FrameReader,
-    Progressed,
     Unit,
-    UnitDone,
-    WirePort,
     WorkerConfig,
     WorkerReady,
     frame,
 )
-from nornir_portscan.engine.timing import RoundTrip, attempts_for, probe_timeout
+from nornir_portscan.engine.schedule import Probe, Schedule
 from nornir_portscan.models import PortState
 
 _EINPROGRESS = errno.EINPROGRESS
@@ -54,174 +53,59 @@ _LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST: no TIME_WAIT on ei
 _IP_RECVERR = 11
 _IPV6_RECVERR = 25
 _EE_FORMAT = struct.Struct("=IBBBBII")  # struct sock_extended_err
-_MAX_LOCAL_FAILURES = 8
-_BACKOFF = 0.005  # seconds, doubled per local failure of the same probe
 _FD_RESERVE = 24  # stdio, the pipes, libev; 1000 probes + 24 fit the common 1024
 _PROGRESS_INTERVAL = 0.1
+_now = time.monotonic  # the schedule's clock too: probe.started is read by both
 
 
-class _Host(RoundTrip):
-    """Per-host state in this worker: the round-trip estimate and probes in flight."""
+class _Slot(Probe):
+    """A probe slot with its socket and io watcher, kept across probes when they allow it."""
 
-    __slots__ = ("inflight",)
-
-    def __init__(self, srtt: float | None, rttvar: float | None) -> None:
-        super().__init__(srtt, rttvar)
-        self.inflight = 0
-
-
-class _Job:
-    """A unit being worked on."""
-
-    __slots__ = (
-        "address",
-        "closed",
-        "family",
-        "host",
-        "outstanding",
-        "pending",
-        "probes",
-        "results",
-        "sent",
-        "unit",
-        "unscanned",
-    )
-
-    def __init__(self, unit: Unit, host: _Host) -> None:
-        self.unit = unit
-        self.host = host
-        self.address = unit.address
-        self.family = socket.AF_INET6 if ":" in unit.address else socket.AF_INET
-        # (port, attempt, local failures so far)
-        self.pending: deque[tuple[int, int, int]] = deque((p, 1, 0) for p in unit.ports)
-        self.outstanding = 0
-        self.probes = 0
-        self.closed = 0
-        self.unscanned: list[int] = []
-        self.sent = False
-        self.results: list[WirePort] = []
-
-
-class _Slot:
-    """One probe in flight at a time."""
-
-    __slots__ = (
-        "attempt",
-        "deadline",
-        "failures",
-        "guessing",
-        "job",
-        "port",
-        "sock",
-        "started",
-        "watcher",
-    )
+    __slots__ = ("sock", "watcher")
 
     def __init__(self) -> None:
+        super().__init__()
         self.sock: socket.socket | None = None
         self.watcher: Any = None
-        self.job: _Job | None = None
-        self.port = 0
-        self.attempt = 0
-        self.failures = 0
-        self.started = 0.0
-        self.deadline = 0.0
-        self.guessing = False  # the deadline is the full timeout for want of any estimate
 
 
 class Prober:
-    """The probe pool of one worker."""
+    """The socket side of one worker's probe pool; its ``Schedule`` says what to probe."""
 
     def __init__(self, config: WorkerConfig, send: Any) -> None:
-        self.config = config
-        self.send = send
         self.loop = get_hub().loop
         self.slots = [_Slot() for _ in range(config.concurrency)]
-        self.idle = list(self.slots)
-        self.jobs: deque[_Job] = deque()
-        self.hosts: dict[int, _Host] = {}
-        self.overall = RoundTrip()  # every answer this worker has had, all hosts
-        self.answered_attempt = 1  # the latest attempt of a probe that any host answered
-        self.finished_ports = 0
-        self.progress_batch = max(1, config.concurrency // 4)
-        self.tokens = 1.0
-        self.refilled = time.monotonic()
-        self.resume_at = 0.0
-        self.pumping = False
+        self.schedule = schedule = Schedule(
+            config,
+            self.slots,
+            start=self._start,
+            settle=self._settle,
+            wake=self._wake_at,
+            send=send,
+            now=_now,
+        )
+        # bound once: called for every probe
+        self._answered = schedule.answered
+        self._failed = schedule.failed
         self.wakeup = self.loop.timer(0.0)
-        tick = max(0.002, min(0.02, config.min_timeout / 5))
-        self.sweeper = self.loop.timer(tick, tick)
-        self.sweeper.start(self._sweep)
+        self.sweeper = self.loop.timer(schedule.tick, schedule.tick)
+        self.sweeper.start(schedule.sweep)
         self.reporter = self.loop.timer(_PROGRESS_INTERVAL, _PROGRESS_INTERVAL)
-        self.reporter.start(self._report_progress)
+        self.reporter.start(schedule.report_progress)
 
-    # -- work intake ------------------------------------------------------------------------
     def add(self, unit: Unit) -> None:
-        host = self.hosts.get(unit.host_id)
-        if host is None:
-            host = self.hosts[unit.host_id] = _Host(unit.srtt, unit.rttvar)
-        self.jobs.append(_Job(unit, host))
-        self.pump()
-
-    def pump(self) -> None:
-        """Start probes on idle slots, round-robin over the jobs so hosts interleave."""
-        if self.pumping:  # a probe that finished at once, inside _start: the loop goes on
-            return
-        self.pumping = True
-        try:
-            self._pump()
-        finally:
-            self.pumping = False
-
-    def _pump(self) -> None:
-        idle, jobs, config = self.idle, self.jobs, self.config
-        cap = config.host_concurrency
-        rate = config.rate
-        now = time.monotonic()
-        skipped = 0
-        while idle and jobs:
-            if now < self.resume_at:  # backing off after a local failure
-                self._wake_at(self.resume_at - now)
-                return
-            job = jobs[0]
-            if not job.pending:
-                jobs.popleft()
-                self._maybe_done(job)
-                continue
-            deadline = job.unit.deadline
-            if deadline is not None and now >= deadline:
-                job.unscanned.extend(item[0] for item in job.pending)
-                self.finished_ports += len(job.pending)
-                job.pending.clear()
-                continue
-            if cap is not None and job.host.inflight >= cap:
-                jobs.rotate(-1)
-                skipped += 1
-                if skipped >= len(jobs):
-                    return  # every host is at its cap; a finishing probe pumps again
-                continue
-            if rate is not None:
-                self.tokens = min(max(1.0, rate / 50), self.tokens + (now - self.refilled) * rate)
-                self.refilled = now
-                if self.tokens < 1.0:
-                    self._wake_at((1.0 - self.tokens) / rate)
-                    return
-                self.tokens -= 1.0
-            skipped = 0
-            port, attempt, failures = job.pending.popleft()
-            jobs.rotate(-1)
-            self._start(idle.pop(), job, port, attempt, failures)
+        self.schedule.add(unit)
 
     def _wake_at(self, delay: float) -> None:
         if not self.wakeup.active:
             self.wakeup = self.loop.timer(delay)
-            self.wakeup.start(self.pump)
+            self.wakeup.start(self.schedule.pump)
 
     # -- one probe ---------------------------------------------------------------------------
-    def _start(self, slot: _Slot, job: _Job, port: int, attempt: int, failures: int) -> None:
-        slot.job, slot.port, slot.attempt, slot.failures = job, port, attempt, failures
-        job.outstanding += 1
-        job.host.inflight += 1
+    def _start(self, slot: _Slot) -> bool:
+        """Connect; True while in flight (see ``Schedule``)."""
+        job = slot.job
+        assert job is not None
         sock = slot.sock
         if sock is not None and sock.family != job.family:
             self._discard(slot)
@@ -230,8 +114,8 @@ class Prober:
             try:
                 sock = socket.socket(job.family, socket.SOCK_STREAM)
             except OSError as exc:
-                self._local_failure(slot, exc.errno or 0)
-                return
+                self._failed(slot, exc.errno or 0)
+                return False
             sock.setblocking(False)
             with contextlib.suppress(OSError):
                 if job.family == socket.AF_INET:
@@ -240,19 +124,18 @@ class Prober:
                     sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
             slot.sock = sock
             slot.watcher = self.loop.io(sock.fileno(), 2)
-        address = (job.address, port)
+        address = (job.address, slot.port)
         # the clock of this probe, not of the pump pass: a pass can start a thousand probes
-        slot.started = started = time.monotonic()
+        slot.started = _now()
         err = sock.connect_ex(address)
         if err == _ECONNABORTED:  # the reused socket's previous connect failed: connect again
             err = sock.connect_ex(address)
         job.probes += 1
         if err == _EINPROGRESS:
-            timeout, slot.guessing = probe_timeout(self.config, job.host, self.overall, attempt)
-            slot.deadline = started + timeout
             slot.watcher.start(self._on_writable, slot)
-        else:
-            self._finish(slot, err)
+            return True
+        self._finish(slot, err)
+        return False
 
     def _on_writable(self, slot: _Slot) -> None:
         slot.watcher.stop()
@@ -262,11 +145,9 @@ class Prober:
 
     def _finish(self, slot: _Slot, err: int) -> None:
         """A connect finished with ``err`` (0 for connected)."""
-        job = slot.job
-        assert job is not None
         sock = slot.sock
         assert sock is not None
-        rtt = time.monotonic() - slot.started
+        rtt = _now() - slot.started
         reason = None
         if err == 0:
             try:
@@ -277,30 +158,23 @@ class Prober:
             if self_connect:
                 # The kernel picked the target port as our source port and connected the
                 # socket to itself: that says nothing about the port. Probe it again.
-                self._local_failure(slot, errno.EADDRINUSE)
+                self._failed(slot, errno.EADDRINUSE)
                 return
         elif err in _ICMP_ERRORS:
-            reason = self._icmp_reason(sock, job.family)
+            reason = self._icmp_reason(sock)
             self._discard(slot)
         elif err != _ECONNREFUSED:
             self._discard(slot)
         answer = (PortState.FILTERED, reason) if reason else classify_errno(err)
         if answer is None:
-            self._local_failure(slot, err)
+            self._failed(slot, err)
             return
-        state, default_reason = answer
-        job.host.sample(rtt)
-        self.overall.sample(rtt)
-        self.answered_attempt = max(self.answered_attempt, slot.attempt)
-        self._record(
-            slot,
-            job,
-            (slot.port, state.value, reason or default_reason, round(rtt * 1000, 3), slot.attempt),
-        )
+        self._answered(slot, answer[0], answer[1], rtt)
 
-    def _icmp_reason(self, sock: socket.socket, family: int) -> str | None:
+    def _icmp_reason(self, sock: socket.socket) -> str | None:
         """The reason carried by the ICMP error in the socket's error queue, if any."""
         reason = None
+        ipv6 = sock.family == socket.AF_INET6
         with contextlib.suppress(OSError):
             while True:
                 _, ancdata, _, _ = sock.recvmsg(0, 512, socket.MSG_ERRQUEUE)
@@ -308,51 +182,32 @@ class Prober:
                     if len(data) >= _EE_FORMAT.size:
                         _, origin, icmp_type, icmp_code, _, _, _ = _EE_FORMAT.unpack_from(data)
                         if origin in (2, 3):  # SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6
-                            reason = (
-                                classify_icmp(family == socket.AF_INET6, icmp_type, icmp_code)
-                                or reason
-                            )
+                            reason = classify_icmp(ipv6, icmp_type, icmp_code) or reason
         return reason
 
-    def _sweep(self) -> None:
-        """Time out probes past their deadline; retry them or call them filtered."""
-        now = time.monotonic()
-        for slot in self.slots:
-            if slot.job is None:
-                continue
-            if slot.guessing:
-                timeout, slot.guessing = probe_timeout(
-                    self.config, slot.job.host, self.overall, slot.attempt
-                )
-                slot.deadline = slot.started + timeout
-            if now < slot.deadline:
-                continue
-            sock = slot.sock
-            assert sock is not None
-            # The loop may have stalled (a slow parent, a busy machine): look at the socket
-            # itself before blaming the network.
-            err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
-            if err == 0:
-                try:
-                    sock.getpeername()
-                except OSError:
-                    pass
-                else:
-                    slot.watcher.stop()
-                    self._finish(slot, 0)
-                    continue
+    def _settle(self, slot: _Slot) -> bool:
+        """Past its deadline: True if the socket has an answer after all (reported)."""
+        sock = slot.sock
+        assert sock is not None
+        # The loop may have stalled (a slow parent, a busy machine): look at the socket
+        # itself before blaming the network.
+        err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
+        if err == 0:
+            try:
+                sock.getpeername()
+            except OSError:
+                pass
             else:
                 slot.watcher.stop()
-                self._finish(slot, err)
-                continue
+                self._finish(slot, 0)
+                return True
+        else:
             slot.watcher.stop()
-            self._discard(slot)
-            job = slot.job
-            if slot.attempt < attempts_for(self.config, job.host, self.answered_attempt):
-                self._requeue(slot, job, slot.attempt + 1, slot.failures, front=False)
-            else:
-                self._record(slot, job, (slot.port, "filtered", "no-response", None, slot.attempt))
-        self.pump()
+            self._finish(slot, err)
+            return True
+        slot.watcher.stop()
+        self._discard(slot)
+        return False
 
     # -- bookkeeping -------------------------------------------------------------------------
     def _discard(self, slot: _Slot, *, reset: bool = False) -> None:
@@ -367,78 +222,8 @@ class Prober:
         sock.close()
         slot.sock = None
 
-    def _release(self, slot: _Slot, job: _Job) -> None:
-        slot.job = None
-        job.outstanding -= 1
-        job.host.inflight -= 1
-        self.idle.append(slot)
-
-    def _requeue(self, slot: _Slot, job: _Job, attempt: int, failures: int, *, front: bool) -> None:
-        self._release(slot, job)
-        item = (slot.port, attempt, failures)
-        if front:
-            job.pending.appendleft(item)
-        else:
-            job.pending.append(item)
-        if job not in self.jobs:
-            self.jobs.append(job)
-        self.pump()
-
-    def _local_failure(self, slot: _Slot, err: int) -> None:
-        """EMFILE, ENOBUFS, EADDRNOTAVAIL, ...: back off and retry; never a port state."""
-        job = slot.job
-        assert job is not None
-        self._discard(slot)
-        failures = slot.failures + 1
-        if failures >= _MAX_LOCAL_FAILURES:
-            self._record(slot, job, (slot.port, "error", errno_name(err), None, slot.attempt))
-            return
-        self.resume_at = time.monotonic() + _BACKOFF * (1 << min(failures, 7))
-        self._requeue(slot, job, slot.attempt, failures, front=True)
-
-    def _record(self, slot: _Slot, job: _Job, result: WirePort) -> None:
-        if result[1] == "closed" and not self.config.include_closed:
-            job.closed += 1
-        else:
-            job.results.append(result)
-        self.finished_ports += 1
-        if self.finished_ports >= self.progress_batch:  # the parent hands out work by it
-            self._report_progress()
-        self._release(slot, job)
-        if not job.pending:
-            self._maybe_done(job)
-        self.pump()
-
-    def _maybe_done(self, job: _Job) -> None:
-        if job.pending or job.outstanding or job.sent:
-            return
-        host = job.host
-        closed = job.closed
-        if self.config.include_closed:
-            closed = sum(1 for r in job.results if r[1] == "closed")
-        self._report_progress()  # every port of a unit is reported finished before the unit
-        self.send(
-            UnitDone(
-                job.unit.unit_id,
-                job.results,
-                closed,
-                job.probes,
-                host.srtt,
-                host.rttvar,
-                job.unscanned,
-            )
-        )
-        job.sent = True
-        with contextlib.suppress(ValueError):
-            self.jobs.remove(job)
-
-    def _report_progress(self) -> None:
-        if self.finished_ports:
-            self.send(Progressed(self.finished_ports))
-            self.finished_ports = 0
-
     def close(self) -> None:
-        self._report_progress()
+        self.schedule.report_progress()
         for slot in self.slots:
             self._discard(slot)
 

@@ -1,0 +1,441 @@
+"""The worker's scheduling policy, driven by a fake clock and fake outcomes (no sockets, no
+gevent): which probes start when, with which timeout, and what their outcomes become."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import heapq
+import math
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import pytest
+
+from nornir_portscan.engine.protocol import Progressed, Unit, UnitDone, WorkerConfig
+from nornir_portscan.engine.schedule import Probe, Schedule
+from nornir_portscan.models import PortState
+
+CONFIG = WorkerConfig(
+    concurrency=4,
+    rate=None,
+    host_concurrency=None,
+    min_timeout=0.1,
+    max_timeout=1.0,
+    adaptive=True,
+    retries=1,
+    include_closed=False,
+)
+H1, H2 = "127.0.0.1", "127.0.0.2"
+# Time that passes between the loop reading its clock and a probe's connect. Without it a probe
+# started by a sweep would expire exactly at a later sweep, which a real clock never does.
+CONNECT = 1e-9
+
+
+@dataclass(frozen=True)
+class Answer:
+    state: PortState
+    reason: str
+    after: float  # seconds after the probe started
+    stalled: bool = False  # the loop never calls back: only the sweep's look at the socket sees it
+
+
+@dataclass(frozen=True)
+class Local:
+    """A local failure as the connect is made (EADDRNOTAVAIL, EMFILE, ...)."""
+
+    err: int = errno.EADDRNOTAVAIL
+
+
+Outcome = Answer | Local | None  # None: silence, a dropped SYN
+
+
+def closed(after: float = 0.001) -> Answer:
+    return Answer(PortState.CLOSED, "conn-refused", after)
+
+
+def opened(after: float = 0.001) -> Answer:
+    return Answer(PortState.OPEN, "syn-ack", after)
+
+
+SILENT = None
+REFUSED = closed()  # as loopback answers
+
+
+class Sim:
+    """The socket side and the loop, faked: each port's outcome per start (the last repeats),
+    a clock that jumps from event to event, sweeps every ``tick``, and a log of starts as
+    ``[time, address, port, attempt, timeout]``, to the µs (no timeout for a local failure)."""
+
+    def __init__(
+        self,
+        outcomes: Mapping[tuple[str, int], Outcome | Sequence[Outcome]] | None = None,
+        default: Outcome = REFUSED,
+        **changes: object,
+    ) -> None:
+        self.t = 0.0
+        self.config = dataclasses.replace(CONFIG, **changes)
+        self.outcomes = {
+            key: list(value) if isinstance(value, list | tuple) else [value]
+            for key, value in (outcomes or {}).items()
+        }
+        self.default = default
+        self.tries: Counter[tuple[str, int]] = Counter()
+        self.probes = [Probe() for _ in range(self.config.concurrency)]
+        self.sent: list[object] = []
+        self.starts: list[list[object]] = []
+        self.started_now: list[tuple[list[object], Probe]] = []
+        self.events: list[tuple[float, int, Probe]] = []
+        self.flight: dict[Probe, tuple[int, Outcome]] = {}
+        self.seq = 0
+        self.inflight: Counter[str] = Counter()
+        self.peak: Counter[str] = Counter()
+        self.wake_at: float | None = None
+        self.units = 0
+        self.schedule = Schedule(
+            self.config,
+            self.probes,
+            start=self._start,
+            settle=self._settle,
+            wake=self._wake,
+            send=self.sent.append,
+            now=lambda: self.t,
+        )
+
+    # -- driving ------------------------------------------------------------------------------
+    def add(
+        self,
+        address: str,
+        ports: Iterable[int],
+        *,
+        host_id: int | None = None,
+        srtt: float | None = None,
+        rttvar: float | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        self.units += 1
+        host_id = int(address.rsplit(".", 1)[1]) if host_id is None else host_id
+        unit = Unit(self.units, host_id, address, tuple(ports), srtt, rttvar, deadline)
+        self._call(self.schedule.add, unit)
+
+    def run(self, limit: float = 60.0) -> list[UnitDone]:
+        """Run until every unit is done; return their results in the order they came."""
+        tick = self.schedule.tick
+        k = math.floor(self.t / tick) + 1  # sweeps at k * tick, as a repeating timer runs
+        while len(self.done) < self.units:
+            t = min(
+                k * tick,
+                self.events[0][0] if self.events else math.inf,
+                math.inf if self.wake_at is None else self.wake_at,
+            )
+            assert t < limit, "the schedule stalled"
+            self.t = t
+            if self.events and self.events[0][0] == t:  # an answer comes before a timer
+                _, seq, probe = heapq.heappop(self.events)
+                self._call(self._deliver, probe, seq)
+            elif self.wake_at == t:
+                self.wake_at = None
+                self._call(self.schedule.pump)
+            else:
+                k += 1
+                self._call(self.schedule.sweep)
+        assert all(probe.job is None for probe in self.probes)
+        return self.done
+
+    @property
+    def done(self) -> list[UnitDone]:
+        return [m for m in self.sent if isinstance(m, UnitDone)]
+
+    def _call(self, method: Callable[..., None], *args: object) -> None:
+        method(*args)
+        # the schedule sets a probe's deadline once start() returns
+        for entry, probe in self.started_now:
+            entry[4] = round(probe.deadline - probe.started, 6)
+        self.started_now.clear()
+
+    # -- the socket side ------------------------------------------------------------------------
+    def _start(self, probe: Probe) -> bool:
+        job = probe.job
+        assert job is not None
+        key = (job.address, probe.port)
+        outcomes = self.outcomes.get(key, [self.default])
+        outcome = outcomes[min(self.tries[key], len(outcomes) - 1)]
+        self.tries[key] += 1
+        self.t += CONNECT
+        probe.started = self.t
+        job.probes += 1
+        entry: list[object] = [round(self.t, 6), job.address, probe.port, probe.attempt, None]
+        self.starts.append(entry)
+        if isinstance(outcome, Local):
+            self.schedule.failed(probe, outcome.err)
+            return False
+        self.inflight[job.address] += 1
+        self.peak[job.address] = max(self.peak[job.address], self.inflight[job.address])
+        self.seq += 1
+        self.flight[probe] = (self.seq, outcome)
+        if outcome is not None and not outcome.stalled:
+            heapq.heappush(self.events, (self.t + outcome.after, self.seq, probe))
+        self.started_now.append((entry, probe))
+        return True
+
+    def _land(self, probe: Probe) -> Outcome:
+        _, outcome = self.flight.pop(probe)
+        assert probe.job is not None
+        self.inflight[probe.job.address] -= 1
+        return outcome
+
+    def _deliver(self, probe: Probe, seq: int) -> None:
+        if self.flight.get(probe, (None,))[0] != seq:
+            return  # that probe timed out before its answer came
+        outcome = self._land(probe)
+        assert isinstance(outcome, Answer)
+        self.schedule.answered(probe, outcome.state, outcome.reason, self.t - probe.started)
+
+    def _settle(self, probe: Probe) -> bool:
+        outcome = self._land(probe)
+        rtt = self.t - probe.started
+        if isinstance(outcome, Answer) and rtt >= outcome.after:
+            self.schedule.answered(probe, outcome.state, outcome.reason, rtt)
+            return True
+        return False
+
+    def _wake(self, delay: float) -> None:
+        if self.wake_at is None:  # as the worker's one wake-up timer, which fires a hair late
+            self.wake_at = self.t + delay + CONNECT
+
+
+def ports_of(done: UnitDone) -> list[tuple[object, ...]]:
+    return [(port, state, reason, attempts) for port, state, reason, _, attempts in done.ports]
+
+
+# -- which probes start, and their timeouts ----------------------------------------------------
+def test_the_first_probes_fill_every_slot_with_the_full_timeout_then_answers_shorten_it() -> None:
+    sim = Sim(default=closed(0.01))
+    sim.add(H1, range(1, 7))
+    (done,) = sim.run()
+    assert sorted(sim.starts) == [
+        [0.0, H1, 1, 1, 1.0],  # no estimate yet: the full timeout, as a stopgap
+        [0.0, H1, 2, 1, 1.0],
+        [0.0, H1, 3, 1, 1.0],
+        [0.0, H1, 4, 1, 1.0],
+        [0.01, H1, 5, 1, 0.1],  # srtt + 4 rttvar = 0.03: the floor
+        [0.01, H1, 6, 1, 0.1],
+    ]
+    assert (done.ports, done.closed_count, done.probes_sent, done.unscanned) == ([], 6, 6, [])
+    assert done.srtt == pytest.approx(0.01)
+
+
+def test_a_stopgap_timeout_is_shortened_at_the_next_sweep_once_the_host_answers() -> None:
+    """Port 80 drops, 81-83 refuse: 80's first timeout shrinks from 5 s to 0.1 s."""
+    sim = Sim({(H1, 80): SILENT}, max_timeout=5.0)
+    sim.add(H1, range(80, 84))
+    (done,) = sim.run()
+    assert sorted(sim.starts) == [
+        [0.0, H1, 80, 1, 5.0],
+        [0.0, H1, 81, 1, 5.0],
+        [0.0, H1, 82, 1, 5.0],
+        [0.0, H1, 83, 1, 5.0],
+        [0.12, H1, 80, 2, 0.2],  # timed out at the first sweep after 0.1, not 5
+    ]
+    assert ports_of(done) == [(80, "filtered", "no-response", 2)]
+    assert (done.closed_count, done.probes_sent) == (3, 5)
+    assert sim.t == pytest.approx(0.34)
+
+
+def test_a_host_that_has_not_answered_gets_a_guess_then_the_full_timeout_and_no_more() -> None:
+    sim = Sim({(H1, 1): closed(0.05), (H2, 1): SILENT}, concurrency=1)
+    sim.add(H1, [1])
+    sim.add(H2, [1])
+    sim.run()
+    assert sim.starts == [
+        [0.0, H1, 1, 1, 1.0],
+        [0.05, H2, 1, 1, 0.15],  # every host's round trips: 0.05 + 4 * 0.025
+        [0.22, H2, 1, 2, 1.0],  # its last regular attempt: the full timeout, never a guess
+    ]
+    assert ports_of(sim.done[1]) == [(1, "filtered", "no-response", 2)]
+
+
+@pytest.mark.parametrize(
+    ("changes", "starts"),
+    [
+        ({}, [(0.0, 0.4), (0.42, 0.8)]),  # srtt + 4 rttvar, doubled for the retry
+        ({"retries": 2}, [(0.0, 0.4), (0.42, 0.8), (1.24, 1.0)]),  # at most max_timeout
+        ({"adaptive": False}, [(0.0, 1.0), (1.02, 1.0)]),
+    ],
+)
+def test_a_known_host_waits_what_its_round_trips_say(
+    changes: dict[str, object], starts: list[tuple[float, float]]
+) -> None:
+    sim = Sim(default=SILENT, **changes)
+    sim.add(H1, [1], srtt=0.2, rttvar=0.05)
+    (done,) = sim.run()
+    assert [(entry[0], entry[4]) for entry in sim.starts] == starts  # retried at the next sweep
+    assert ports_of(done) == [(1, "filtered", "no-response", len(starts))]
+    assert (done.srtt, done.rttvar) == (0.2, 0.05)  # silence does not move the estimate
+
+
+# -- attempts ------------------------------------------------------------------------------------
+def test_a_silent_port_gets_one_more_attempt_once_a_port_answered_only_its_last() -> None:
+    """Port 80 drops its first two SYNs, 81 its first, 82 all: once 81 answers its retry, the
+    silent ports get a third attempt, which finds 80 open; 82 stays filtered."""
+    sim = Sim(
+        {
+            (H1, 80): [SILENT, SILENT, opened()],
+            (H1, 81): [SILENT, closed()],
+            (H1, 82): SILENT,
+        }
+    )
+    sim.add(H1, range(80, 84))
+    (done,) = sim.run()
+    assert sorted(sim.starts) == [
+        [0.0, H1, 80, 1, 1.0],
+        [0.0, H1, 81, 1, 1.0],
+        [0.0, H1, 82, 1, 1.0],
+        [0.0, H1, 83, 1, 1.0],
+        [0.12, H1, 80, 2, 0.2],
+        [0.12, H1, 81, 2, 0.2],
+        [0.12, H1, 82, 2, 0.2],
+        [0.34, H1, 80, 3, 0.4],  # the extra attempt waits longer still
+        [0.34, H1, 82, 3, 0.4],
+    ]
+    assert ports_of(done) == [(80, "open", "syn-ack", 3), (82, "filtered", "no-response", 3)]
+    assert (done.closed_count, done.probes_sent) == (2, 9)
+
+
+def test_without_a_late_answer_or_without_retries_there_is_no_extra_attempt() -> None:
+    sim = Sim({(H1, 80): SILENT, (H1, 81): [SILENT, closed()]}, retries=0)
+    sim.add(H1, [80, 81, 82])
+    (done,) = sim.run()
+    assert sorted(ports_of(done)) == [
+        (80, "filtered", "no-response", 1),
+        (81, "filtered", "no-response", 1),
+    ]
+    sim = Sim({(H1, 80): SILENT})
+    sim.add(H1, [80, 81, 82])
+    (done,) = sim.run()
+    assert ports_of(done) == [(80, "filtered", "no-response", 2)]
+
+
+def test_an_answer_the_loop_missed_is_found_by_the_sweep_not_retried() -> None:
+    sim = Sim({(H1, 1): Answer(PortState.OPEN, "syn-ack", 0.05, stalled=True)})
+    sim.add(H1, [1], srtt=0.001, rttvar=0.0005)
+    (done,) = sim.run()
+    assert sim.starts == [[0.0, H1, 1, 1, 0.1]]
+    assert done.ports == [(1, "open", "syn-ack", 120.0, 1)]  # the round trip as measured
+
+
+# -- caps, rate, interleaving ----------------------------------------------------------------
+def test_hosts_interleave_round_robin() -> None:
+    sim = Sim(concurrency=1)
+    sim.add(H1, [1, 2, 3])  # starts port 1 at once, before the next unit comes
+    sim.add(H2, [1, 2, 3])
+    sim.run()
+    assert [(entry[1], entry[2]) for entry in sim.starts] == [
+        (H1, 1),
+        (H1, 2),
+        (H2, 1),
+        (H1, 3),
+        (H2, 2),
+        (H2, 3),
+    ]
+
+
+def test_the_per_host_cap_holds_across_the_units_of_a_host() -> None:
+    sim = Sim(default=closed(0.01), concurrency=8, host_concurrency=2)
+    sim.add(H1, range(1, 4))
+    sim.add(H1, range(4, 7))  # the same host, another unit
+    sim.add(H2, range(1, 7))
+    done = sim.run()
+    assert sim.peak == {H1: 2, H2: 2}
+    assert Counter(entry[0] for entry in sim.starts) == {0.0: 4, 0.01: 4, 0.02: 4}
+    assert sorted(d.closed_count for d in done) == [3, 3, 6]
+
+
+def test_the_rate_is_held_from_the_first_probe() -> None:
+    sim = Sim(concurrency=8, rate=100.0)
+    sim.add(H1, range(1, 11))
+    sim.run()
+    assert [entry[0] for entry in sim.starts] == pytest.approx(
+        [i / 100 for i in range(10)], abs=1e-6
+    )
+
+
+def test_an_idle_worker_saves_up_at_most_a_fiftieth_of_a_second_of_its_rate() -> None:
+    sim = Sim(concurrency=50, rate=1000.0)
+    sim.t = 1.0
+    sim.add(H1, range(1, 41))
+    sim.run()
+    times = [entry[0] for entry in sim.starts]
+    assert times[:20] == [1.0] * 20  # the burst: rate / 50
+    assert times[20:] == pytest.approx([1.0 + i / 1000 for i in range(1, 21)], abs=1e-6)
+
+
+# -- host timeout, back-off, results -----------------------------------------------------------
+def test_no_probe_starts_after_the_host_deadline_and_the_rest_are_unscanned() -> None:
+    sim = Sim(default=closed(0.01), concurrency=2)
+    sim.add(H1, range(1, 101), deadline=0.045)
+    (done,) = sim.run()
+    assert max(entry[0] for entry in sim.starts) == 0.04  # < 0.045
+    assert (done.closed_count, done.probes_sent) == (10, 10)  # probes in flight finish
+    assert done.unscanned == list(range(11, 101))
+    assert sum(m.ports for m in sim.sent if isinstance(m, Progressed)) == 100
+    assert isinstance(sim.sent[-2], Progressed)  # every port is reported before its unit
+
+
+def test_a_local_failure_backs_the_whole_worker_off_and_retries_the_same_attempt() -> None:
+    sim = Sim({(H1, 1): [Local(), Local(), closed()]}, concurrency=1)
+    sim.add(H1, [1])
+    sim.add(H2, [1])
+    done = {d.unit_id: d for d in sim.run()}
+    assert sim.starts == [
+        [0.0, H1, 1, 1, None],
+        [0.01, H1, 1, 1, None],  # 5 ms doubled per failure; H2 waits too
+        [0.03, H2, 1, 1, 1.0],  # the round-robin goes on: H2's turn
+        [0.031, H1, 1, 1, 0.1],  # the failed probe keeps its place in its own unit
+    ]
+    assert [(d.closed_count, d.probes_sent) for d in (done[1], done[2])] == [(1, 3), (1, 1)]
+
+
+def test_a_port_that_keeps_failing_locally_is_an_error_after_eight_tries() -> None:
+    sim = Sim({(H1, 1): Local(errno.EMFILE)}, concurrency=1)
+    sim.add(H1, [1])
+    (done,) = sim.run()
+    assert [entry[0] for entry in sim.starts] == [0.0, 0.01, 0.03, 0.07, 0.15, 0.31, 0.63, 1.27]
+    assert done.ports == [(1, "error", "EMFILE", None, 1)]
+
+
+def test_closed_ports_are_listed_on_request_with_their_round_trip() -> None:
+    sim = Sim({(H1, 22): opened(0.0123456)}, default=closed(0.002), include_closed=True)
+    sim.add(H1, [21, 22])
+    (done,) = sim.run()
+    assert done.ports == [
+        (21, "closed", "conn-refused", 2.0, 1),
+        (22, "open", "syn-ack", 12.346, 1),
+    ]
+    assert done.closed_count == 1
+
+
+def test_progress_comes_in_batches_of_a_quarter_of_the_slots_and_before_the_unit() -> None:
+    sim = Sim(default=closed(0.01), concurrency=8)
+    sim.add(H1, range(1, 6))
+    (done,) = sim.run()
+    assert sim.sent == [Progressed(2), Progressed(2), Progressed(1), done]
+
+
+def test_a_unit_without_ports_is_done_at_once() -> None:
+    sim = Sim()
+    sim.add(H1, [])
+    assert sim.sent == [UnitDone(1, [], 0, 0, None, None, [])]
+
+
+def test_the_schedule_imports_neither_gevent_nor_the_worker() -> None:
+    code = (
+        "import sys, nornir_portscan.engine.schedule; "
+        "print([m for m in sys.modules if m == 'nornir_portscan.engine.worker' "
+        "or m.split('.')[0] == 'gevent'])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
