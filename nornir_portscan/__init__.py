@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from nornir_portscan.audit.gates import Audit
     from nornir_portscan.engine.executor import WorkerPool, scan
+    from nornir_portscan.engine.service import ScanService
     from nornir_portscan.errors import (
         InputError,
         OptionError,
@@ -87,6 +88,7 @@ _EXPORTS = {
     "nornir_portscan.nornir.processors": ["ProgressBar"],
     "nornir_portscan.reports.data": ["host_entry", "report_to_dict"],
     "nornir_portscan.engine.executor": ["WorkerPool", "scan"],
+    "nornir_portscan.engine.service": ["ScanService"],
     "nornir_portscan.request": ["TargetSpec", "build_request"],
     "nornir_portscan.targets": ["parse_targets"],
     "nornir_portscan.nornir.tasks": ["portscan", "scan_inventory"],
@@ -116,6 +118,7 @@ __all__ = [
     "ScanOptions",
     "ScanReport",
     "ScanRequest",
+    "ScanService",
     "ScopeError",
     "Target",
     "TargetSpec",

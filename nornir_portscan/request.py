@@ -141,7 +141,7 @@ def _template(
 ) -> Target:
     """The Target of a TargetSpec before resolution: its own ports and its whole policy."""
     own: tuple[int, ...] = ()
-    if spec.ports not in (None, "", []):
+    if spec.ports is not None:  # "" or []: no ports at all, which parse_ports refuses
         key = spec.ports if isinstance(spec.ports, str) else repr(spec.ports)
         if key not in parsed:
             try:

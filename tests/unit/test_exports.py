@@ -28,6 +28,7 @@ PUBLIC = [
     "ScanOptions",
     "ScanReport",
     "ScanRequest",
+    "ScanService",
     "ScopeError",
     "Target",
     "TargetSpec",
