@@ -381,9 +381,8 @@ RUN_ONCE = """
   hosts: all
   gather_facts: false
   tasks:
-    - name: Scan every host
+    - name: Scan every host, each on its portscan_ports (group web's, else all's)
       nornir_portscan.portscan.portscan:
-        ports: 2222,8080,8443,15432
         timeout: 0.5
       run_once: true
       register: scan
@@ -433,6 +432,44 @@ def test_run_once_scans_the_inventory_in_one_task(run_playbook: PlaybookRunner,
     assert {host: json.loads((tmp_path / f"{host}.own").read_text())
             for host in ("web1", "web2", "db1")} == {
         "web1": ["web1"], "web2": ["web2"], "db1": ["db1"]}
+
+
+LOOP = """
+- name: A loop over port lists scans each list
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Scan every host on one list of ports at a time
+      nornir_portscan.portscan.portscan:
+        ports: "{{ item }}"
+        inventory_policy: false  # the inventory's policies would add their ports
+        timeout: 0.5
+      loop: ["2222", "8080,8443"]
+      run_once: true
+      register: scans
+    - name: Keep what each item scanned
+      ansible.builtin.copy:
+        content: "{{ scans.results | map(attribute='hosts') | to_json }}"
+        dest: "{{ out }}/loop.json"
+        mode: "0644"
+      run_once: true
+      delegate_to: localhost
+"""
+
+
+def test_a_loop_over_port_lists_scans_each_list(run_playbook: PlaybookRunner,
+                                                demo_listeners: NetnsListeners, tmp_path: Path,
+                                                path_args: list[str]) -> None:
+    """The task's own ports beat the hosts' portscan_ports (issue #10: they did not)."""
+    playbook = write(tmp_path, "loop.yml", LOOP)
+    done = run_playbook(playbook, "-e", f"out={tmp_path}", *path_args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    first, second = json.loads((tmp_path / "loop.json").read_text())
+    assert {name: h["scanned_ports"] for name, h in first.items()} == dict.fromkeys(
+        ("web1", "web2", "db1"), "2222")
+    assert {name: h["scanned_ports"] for name, h in second.items()} == dict.fromkeys(
+        ("web1", "web2", "db1"), "8080,8443")
+    assert second["web1"]["open_ports"] == [8080, 8443]
 
 
 LOCALHOST = """

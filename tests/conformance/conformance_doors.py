@@ -249,7 +249,8 @@ def run_nornir(world: World, scenario: Scenario) -> Run:
 
 
 def run_nornir_inventory(world: World, scenario: Scenario) -> Run:
-    """``scan_inventory(nr, ...)``: the whole inventory in one engine run."""
+    """``scan_inventory(nr, ...)``: the whole inventory in one engine run. An excluded host
+    gets the task's non-failed 'excluded' Result, which counts as absent."""
     from nornir_portscan import scan_inventory
 
     settings = settings_for(world, "nornir_inventory", scenario)
@@ -261,6 +262,10 @@ def run_nornir_inventory(world: World, scenario: Scenario) -> Run:
     entries = []
     for name, multi in sorted(results.items()):
         result = multi[0]
+        if isinstance(result.result, str):
+            if result.result != f"{name} excluded: not scanned" or result.failed:
+                problems.append(f"{name}: unexpected Result {result.result!r}")
+            continue
         entries.append(dict(result.result))
         if result.failed != (not result.result["passed"]):
             problems.append(f"{name}: failed={result.failed}, passed={result.result['passed']}")

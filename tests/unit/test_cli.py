@@ -17,10 +17,13 @@ from nornir_portscan.cli import main
         (["-p", "0", "127.0.0.1"], "portscan: error: invalid port '0' in '0'"),
         (["127.0.0.300"], "portscan: error: invalid target '127.0.0.300'"),
         (["127.0.0.0/8"], "portscan: error: '127.0.0.0/8' expands to 16777216 hosts"),
-        (["--timeout", "0", "127.0.0.1"], "portscan: error: invalid timeout 0.0"),
+        (
+            ["--timeout", "0", "127.0.0.1"],
+            "portscan: error: invalid timeout 0: use a number of seconds > 0",
+        ),
         (
             ["--timeout", "soon", "127.0.0.1"],
-            "portscan: error: argument --timeout: invalid float value: 'soon'",
+            "portscan: error: invalid timeout 'soon': use a number of seconds > 0",
         ),
         ([], "portscan: error: no targets given"),
     ],
