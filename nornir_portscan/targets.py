@@ -230,6 +230,7 @@ def parse_targets(
         return ip in excluded_names or any(ip in pattern for pattern in patterns)
 
     found: dict[tuple[str, str | None], Target] = {}
+    from_hosts: set[tuple[str, str | None]] = set()  # the keys a named host gave
     named = len(wanted) - len(templates)
     for index, spec in enumerate(wanted):
         expanded = _expand(spec, resolved, family)
@@ -237,10 +238,8 @@ def parse_targets(
             template = templates[index - named]
             expanded = (replace(template, address=t.address, error=t.error) for t in expanded)
         for target in expanded:
-            key = (target.name, target.address)
-            if key in found or (target.address is not None and excluded(target.address)):
-                continue
-            found[key] = target
+            if target.address is None or not excluded(target.address):
+                _add(found, from_hosts, target, named_host=index >= named)
 
     if not found and not allow_empty:
         shown = ",".join(spec.text for spec in unwanted)
@@ -249,6 +248,30 @@ def parse_targets(
             "exclude fewer addresses, e.g. '127.0.0.1-20' excluding '127.0.0.5'"
         )
     return tuple(found.values())
+
+
+def _add(
+    found: dict[tuple[str, str | None], Target],
+    from_hosts: set[tuple[str, str | None]],
+    target: Target,
+    *,
+    named_host: bool,
+) -> None:
+    """Add ``target`` once: the same host twice is scanned once; a named host's own settings
+    beat a plain spec of the same host; two named hosts that differ are refused."""
+    key = (target.name, target.address)
+    if key not in found:
+        found[key] = target
+    elif not named_host or found[key] == target:
+        return
+    elif key in from_hosts:
+        raise TargetSpecError(
+            f"target {target.name!r} ({target.address}) is given twice, with other ports or "
+            "expectations; give each host once, e.g. one entry per name"
+        )
+    found[key] = target
+    if named_host:
+        from_hosts.add(key)
 
 
 def _host_spec(template: Target) -> _Spec:

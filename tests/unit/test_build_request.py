@@ -62,3 +62,33 @@ def test_targets_of_the_wrong_type_say_what_is_expected(targets, message):
 def test_bad_own_ports_name_the_token():
     with pytest.raises(PortSpecError, match="invalid port '70000'"):
         build_request([TargetSpec("web1", "127.0.0.11", "22,70000")], "22")
+
+
+def test_each_target_carries_its_own_policy_with_both_families():
+    """A string target and a dict target of one name: each address has its own target's policy
+    (the Ansible door matched them by walking names backwards, and crossed them)."""
+    request = build_request(
+        ["127.0.0.1", TargetSpec("127.0.0.1", "::1", policy={"expect_open": "8080"})],
+        "22",
+        family="both",
+        policy={"expect_closed": "23"},
+    )
+    assert [(t.name, t.address, t.ports, sorted(t.policy.expect_open)) for t in
+            request.targets] == [
+        ("127.0.0.1", "127.0.0.1", (22, 23), []),
+        ("127.0.0.1", "::1", (22, 23, 8080), [8080]),
+    ]
+    assert all(t.policy.expect_closed == frozenset({23}) for t in request.targets)
+
+
+def test_a_named_host_beats_a_plain_spec_of_the_same_host_and_twice_is_refused():
+    own = TargetSpec("127.0.0.1", "127.0.0.1", ports="80", policy={"expect_open": "80"})
+    (target,) = build_request(["127.0.0.1", own], "22").targets
+    assert (target.ports, sorted(target.policy.expect_open)) == ((80,), [80])
+    other = TargetSpec("127.0.0.1", "127.0.0.1", ports="443")
+    with pytest.raises(TargetSpecError) as caught:
+        build_request([own, other], "22")
+    assert str(caught.value) == (
+        "target '127.0.0.1' (127.0.0.1) is given twice, with other ports or expectations; give "
+        "each host once, e.g. one entry per name"
+    )
