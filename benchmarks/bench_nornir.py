@@ -1,197 +1,424 @@
-"""Nornir benchmark: ``nr.run(task=portscan)`` and ``scan_inventory`` against nornir_utils'
-``tcp_ping``, in one run.
+"""Nornir benchmark on the lab (issue 11): ``nr.run(task=portscan)`` against nornir_utils'
+``tcp_ping``, a grouped change task, one own port per host and ``scan_inventory``, in one run.
 
-1,000 inventory hosts (127.1.0.1 - 127.1.3.250; ``--hosts`` for fewer) x 10 ports (20001-20010):
-20001 is open on every host, 20002 on every 10th host, the rest closed, except a few filtered
-ports (dropped by nftables): 20010 on the first 20 hosts (a port an ACL blocks) and every port of
-the last 2 hosts (firewalled hosts that drop everything) - 40 of 10,000. Each form runs
-``--runs`` times, taking turns: ``portscan`` and ``tcp_ping`` through the same
-``ThreadedRunner(num_workers=100)``, each host scanned by its own task; ``scan_inventory`` as one
-engine run over the whole inventory. The script prints the median wall times, the speedup of
-each ``portscan`` form over ``tcp_ping`` (goal >= 10x) and what each answered: ``portscan`` says
-open, closed or filtered, ``tcp_ping`` only True or False.
+The lab of ``tests/lab`` (brought up here, taken down after): 1,000 IPv4 hosts (``--hosts``),
+20 ms round trip, real listeners, dropped and rejected ports, a ground truth. The script runs
+itself again inside the lab's client namespace, so every probe, the ScanService's workers and
+``tcp_ping``'s sockets included, stays in the lab. Each inventory host's ``hostname`` is a lab
+target address. Scenarios, each under ``ThreadedRunner(num_workers=20)`` and ``(100)``:
 
-It re-runs itself in a network namespace of its own, where the nftables rule lives and dies with
-the namespace; without one (no root, no ``ip``/``nft``) it runs on the machine's loopback with no
-filtered ports and says so. The machine's firewall is never touched; traffic stays in
-127.0.0.0/8.
+  plain     ``nr.run(task=portscan, ports=PORTS)``: 10 ports per host, the same on every host
+            (see PORTS: open, closed, dropped, admin-prohibited and host-unreachable ports, a
+            mix that rotates with the host). Reference: ``nr.run(task=tcp_ping, ports=PORTS,
+            timeout=1)`` (its default is 2 s), goal: >= 10x faster.
+  grouped   a grouped task per host: pre-check (portscan), a no-op change, post-check
+            (portscan). Reference: plain, goal: <= 2.5x its wall time.
+  own port  one port per host, from the host's inventory data ``portscan: {ports: ...}``, a
+            different one on each host (see own_port). Reference: plain, goal: <= 2x.
+  scan_inventory (no runner): ``scan_inventory(nr, ports=PORTS)``, for reference.
 
-    python benchmarks/bench_nornir.py [--runs 3] [--hosts 1000]
+Every portscan result is compared with the ground truth, port by port (state and reason, the
+scanned ports exactly the host's own, ``closed_count``, no errors); ``tcp_ping`` answers only
+True or False, so it is compared on open against not open. Wall times are medians of
+``--runs`` (``--tcp-ping-runs`` for ``tcp_ping``); forms take turns so machine noise hits all
+alike. CPU is user + system of this process and its children (``getrusage`` RUSAGE_SELF +
+RUSAGE_CHILDREN), measured after the ScanService's idle workers exited and were reaped. Every
+run starts from an idle service: a run's wall time includes starting its workers.
+``--tcp-ping-hosts N`` runs ``tcp_ping`` on the first N hosts only and extrapolates its wall
+time linearly to all hosts (said so in the table). Needs root, iproute2, nftables, iptables.
+
+    python benchmarks/bench_nornir.py [--runs 3] [--tcp-ping-runs 1] [--hosts 1000]
+        [--tcp-ping-hosts N] [--keep]
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
-from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from common import listen, reexec_in_netns
-from nornir.core import Nornir
-from nornir.core.inventory import Defaults, Groups, Host, Hosts, Inventory
-from nornir.core.task import AggregatedResult
-from nornir.plugins.runners import ThreadedRunner
-from nornir_utils.plugins.tasks.networking import tcp_ping
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
-from nornir_portscan.nornir.tasks import portscan, scan_inventory
+from nornir.core import Nornir  # noqa: E402
+from nornir.core.inventory import Defaults, Groups, Host, Hosts, Inventory  # noqa: E402
+from nornir.core.task import AggregatedResult, Result, Task  # noqa: E402
+from nornir.plugins.runners import ThreadedRunner  # noqa: E402
+from nornir_utils.plugins.tasks.networking import tcp_ping  # noqa: E402
 
-PORTS = list(range(20001, 20011))
-ACL_PORT = 20010
+import nornir_portscan  # noqa: E402
+from nornir_portscan.nornir.tasks import portscan, scan_inventory  # noqa: E402
+from nornir_portscan.ports import parse_ports  # noqa: E402
+from tests.lab.exact import expected, report_mismatches  # noqa: E402
+from tests.lab.lab import Lab, LabError, down, up  # noqa: E402
+from tests.lab.truth import UNIQUE_OPEN_BASE, V4_LAB_NET, LabConfig  # noqa: E402
 
-
-@dataclass(frozen=True)
-class Lab:
-    """The hosts and the ground truth of one benchmark size."""
-
-    hosts: list[str]
-    open: set[tuple[str, int]]
-    filtered: set[tuple[str, int]]
-    nft_rules: str
-
-
-def make_lab(count: int) -> Lab:
-    hosts = [f"127.1.{i // 250}.{i % 250 + 1}" for i in range(count)]
-    acl_hosts = hosts[:20]  # port 20010 is dropped
-    dark_hosts = hosts[-2:]  # every port is dropped
-    filtered = {(h, ACL_PORT) for h in acl_hosts} | {(h, p) for h in dark_hosts for p in PORTS}
-    opened = {(h, 20001) for h in hosts} | {(h, 20002) for h in hosts[::10]}
-    rules = f"""
-table inet bench {{
-  chain input {{
-    type filter hook input priority 0;
-    ip daddr {{ {", ".join(acl_hosts)} }} tcp dport {ACL_PORT} drop
-    ip daddr {{ {", ".join(dark_hosts)} }} tcp dport {PORTS[0]}-{PORTS[-1]} drop
-  }}
-}}
-"""
-    return Lab(hosts, opened, filtered, rules)
+# Host i: 22, 80, 443 open; 8080 open if i % 8 == 7; 445 dropped; 3389 dropped if i % 4 == 2;
+# 113 admin-prohibited; 5060 host-unreachable; 1433 host-unreachable if i % 2 == 0; 8000
+# closed; every rotating port closed where it does not apply (tests/lab/truth.py).
+PORTS = [22, 80, 443, 8080, 445, 3389, 113, 5060, 1433, 8000]
+WORKERS = (20, 100)
+TCP_PING_TIMEOUT = 1
+INSIDE = "PORTSCAN_BENCH_NORNIR_TRUTH"  # set in the re-run inside the client namespace
+IDLE_WAIT = 30.0  # at most, for the service's idle workers to exit (its idle timeout is 5 s)
+CHILD_TIMEOUT = 3 * 3600
 
 
-ENV_FLAG = "PORTSCAN_BENCH_NORNIR_NETNS"
+def lab_config(hosts: int) -> LabConfig:
+    return LabConfig(prefix="npnorn", hosts=hosts, hosts6=0, latency_ms=20)
 
 
+def own_port(index: int) -> int:
+    """The one port of host ``index`` in the own-port scenario, rotating over five verdicts:
+    its own open port (open on no other host, so a probe of the wrong host would say closed),
+    dropped, admin-prohibited, host-unreachable, and the next host's own port (closed here)."""
+    return (
+        UNIQUE_OPEN_BASE + index,
+        445,
+        113,
+        5060,
+        UNIQUE_OPEN_BASE + index + 1,
+    )[index % 5]
+
+
+# -- the inventory and the tasks ------------------------------------------------------------------
 def inventory(addresses: list[str]) -> Nornir:
     defaults = Defaults()
-    hosts = Hosts(
-        {
-            f"h{i:04}": Host(f"h{i:04}", hostname=address, defaults=defaults)
-            for i, address in enumerate(addresses)
-        }
-    )
-    return Nornir(
-        inventory=Inventory(hosts, Groups(), defaults), runner=ThreadedRunner(num_workers=100)
-    )
+    hosts = Hosts()
+    for i, address in enumerate(addresses):
+        port = own_port(i)
+        hosts[f"h{i:04}"] = Host(
+            f"h{i:04}",
+            hostname=address,
+            defaults=defaults,
+            data={"port": port, "portscan": {"ports": str(port)}},
+        )
+    return Nornir(inventory=Inventory(hosts, Groups(), defaults), runner=ThreadedRunner())
 
 
-Outcome = tuple[float, Counter[str], set[tuple[str, int]], set[Any]]
+def noop_change(task: Task) -> Result:
+    """The change of the window: nothing, as fast as a task can be."""
+    return Result(host=task.host, result="no-op", changed=True)
 
 
-def run_portscan(nr: Nornir) -> Outcome:
-    """Each host scanned by its own task, on the runner's threads."""
-    start = time.perf_counter()
-    result = nr.run(task=portscan, ports=PORTS)
-    return tally(time.perf_counter() - start, result)
+def change_window(task: Task) -> Result:
+    """A grouped task: pre-check, the change, post-check."""
+    task.run(task=portscan, name="pre-check", ports=PORTS)
+    task.run(task=noop_change)
+    task.run(task=portscan, name="post-check", ports=PORTS)
+    return Result(host=task.host, result="done")
 
 
-def run_scan_inventory(nr: Nornir) -> Outcome:
-    """The whole inventory in one engine run."""
-    start = time.perf_counter()
-    result = scan_inventory(nr, ports=PORTS)
-    return tally(time.perf_counter() - start, result)
-
-
-def tally(wall: float, result: AggregatedResult) -> Outcome:
-    states: Counter[str] = Counter()
-    found_open, found_filtered = set(), set()
+# -- checking against the ground truth ------------------------------------------------------------
+def portscan_mismatches(
+    truth: dict[str, Any], result: AggregatedResult, names: tuple[str, ...], own: bool = False
+) -> list[str]:
+    """Differences from the truth in every host's Results named ``names``; empty when exact.
+    ``own``: each host's ports are its own port only, else PORTS."""
+    problems: list[str] = []
     for multi in result.values():
-        entry = multi[0].result
-        states["open"] += len(entry["open_ports"])
-        states["filtered"] += len(entry["filtered_ports"])
-        states["closed"] += entry["closed_count"]
-        found_open |= {(entry["address"], p) for p in entry["open_ports"]}
-        found_filtered |= {(entry["address"], p) for p in entry["filtered_ports"]}
-    return wall, states, found_open, found_filtered
+        host = multi[0].host
+        ports = str(host.data["port"]) if own else ",".join(map(str, PORTS))
+        for name in names:
+            found = [r for r in multi if r.name == name]
+            if len(found) != 1 or not isinstance(found[0].result, dict):
+                problems.append(f"{host.name}: no {name} result: {found[:1]}")
+                continue
+            entry = found[0].result
+            problems += [
+                p
+                for p in report_mismatches(truth, {"hosts": [entry]}, [host.hostname], ports)
+                if not (p.endswith("expected up") and _all_filtered(truth, entry))
+            ]
+    return problems
 
 
-def run_tcp_ping(nr: Nornir) -> tuple[float, Counter[str], set[tuple[str, int]]]:
+def _all_filtered(truth: dict[str, Any], entry: dict[str, Any]) -> bool:
+    """A host whose scanned ports are all filtered is ``no-response`` (``HostStatus``), where
+    the truth says every lab host is up."""
+    ports = parse_ports(entry["scanned_ports"]) if entry["scanned_ports"] else []
+    return entry["status"] == "no-response" and all(
+        expected(truth, entry["address"], p)[0] == "filtered" for p in ports
+    )
+
+
+def tcp_ping_mismatches(truth: dict[str, Any], result: AggregatedResult) -> list[str]:
+    problems: list[str] = []
+    for multi in result.values():
+        address = multi[0].host.hostname
+        answers = multi[0].result
+        if not isinstance(answers, dict) or sorted(answers) != sorted(PORTS):
+            problems.append(f"{address}: {answers!r}")
+            continue
+        for port, up_ in answers.items():
+            if up_ != (expected(truth, address, port)[0] == "open"):
+                problems.append(
+                    f"{address}:{port} {up_}, expected {expected(truth, address, port)}"
+                )
+    return problems
+
+
+# -- measuring ----------------------------------------------------------------------------------
+def _children() -> list[str]:
+    kids: list[str] = []
+    for task_dir in Path("/proc/self/task").iterdir():
+        try:
+            kids += (task_dir / "children").read_text().split()
+        except OSError:
+            continue
+    return kids
+
+
+def wait_idle() -> None:
+    """Until the ScanService's workers (and its watcher) exited and were reaped, at most
+    IDLE_WAIT seconds: only then RUSAGE_CHILDREN holds their CPU time."""
+    deadline = time.monotonic() + IDLE_WAIT
+    while _children() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _children():
+        print(f"warning: child processes still alive: {_children()}", file=sys.stderr)
+
+
+def _cpu() -> float:
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+@dataclass
+class Runs:
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    exact: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, wall: float, cpu: float, problems: list[str]) -> None:
+        self.wall.append(wall)
+        self.cpu.append(cpu)
+        self.exact += not problems
+        if problems:
+            self.notes.append(f"{len(problems)} differences, e.g. {problems[:3]}")
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.wall)
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu)
+
+    @property
+    def exact_text(self) -> str:
+        return f"{self.exact}/{len(self.wall)}"
+
+
+def measure(
+    runs: Runs, label: str, work: Callable[[], AggregatedResult], check: Callable[[Any], list[str]]
+) -> None:
+    wait_idle()
+    cpu = _cpu()
     start = time.perf_counter()
-    result = nr.run(task=tcp_ping, ports=PORTS)
+    result = work()
     wall = time.perf_counter() - start
-    answers: Counter[str] = Counter()
-    found_open = set()
-    for multi in result.values():
-        for port, up in multi[0].result.items():
-            answers[str(up)] += 1
-            if up:
-                found_open.add((multi[0].host.hostname, port))
-    return wall, answers, found_open
+    wait_idle()
+    cpu = _cpu() - cpu
+    problems = check(result)
+    runs.add(wall, cpu, problems)
+    print(
+        f"  {label}: {wall:.2f} s, CPU {cpu:.2f} s, {'exact' if not problems else 'NOT EXACT'}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def machine() -> str:
+    fields: dict[str, str] = {}
+    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    cores = int(fields.get("Core(s) per socket", "0") or 0) * int(fields.get("Socket(s)", "1") or 1)
+    return (
+        f"machine: {fields.get('Model name', '?')}, {cores or '?'} cores, "
+        f"{fields.get('CPU(s)', '?')} CPUs (lscpu); Python {sys.version.split()[0]}"
+    )
+
+
+# -- the run inside the client namespace ----------------------------------------------------------
+def inside(args: argparse.Namespace, lab: Lab) -> int:
+    addresses = lab.hosts4[: args.hosts]
+    lab_net = ipaddress.ip_network(V4_LAB_NET)
+    if not all(ipaddress.ip_address(a) in lab_net for a in addresses):
+        raise SystemExit(f"refusing: an inventory address is outside {V4_LAB_NET}")
+    nr = inventory(addresses)
+    truth = lab.truth
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+
+    states: dict[str, int] = {}
+    for a in addresses:
+        for p in PORTS:
+            state, reason = expected(truth, a, p)
+            states[f"{state}/{reason}"] = states.get(f"{state}/{reason}", 0) + 1
+    own_states: dict[str, int] = {}
+    for i, a in enumerate(addresses):
+        state = expected(truth, a, own_port(i))[0]
+        own_states[state] = own_states.get(state, 0) + 1
+    ping_hosts = min(args.tcp_ping_hosts or len(addresses), len(addresses))
+    ping_nr = nr.filter(filter_func=lambda h: int(h.name[1:]) < ping_hosts)
+    scale = len(addresses) / ping_hosts
+
+    def run(workers: int, **kwargs: Any) -> Callable[[], AggregatedResult]:
+        def go() -> AggregatedResult:
+            nr.data.reset_failed_hosts()
+            return nr.with_runner(ThreadedRunner(num_workers=workers)).run(**kwargs)
+
+        return go
+
+    def ping(workers: int) -> AggregatedResult:
+        ping_nr.data.reset_failed_hosts()
+        return ping_nr.with_runner(ThreadedRunner(num_workers=workers)).run(
+            task=tcp_ping, ports=PORTS, timeout=TCP_PING_TIMEOUT
+        )
+
+    results: dict[tuple[str, int], Runs] = {}
+    for key in [(s, w) for w in WORKERS for s in ("plain", "grouped", "own", "tcp_ping")]:
+        results[key] = Runs()
+    results["scan_inventory", 0] = Runs()
+    exact_plain = lambda r: portscan_mismatches(truth, r, ("portscan",))  # noqa: E731
+    exact_grouped = lambda r: portscan_mismatches(truth, r, ("pre-check", "post-check"))  # noqa: E731
+    exact_own = lambda r: portscan_mismatches(truth, r, ("portscan",), own=True)  # noqa: E731
+    exact_inv = lambda r: portscan_mismatches(truth, r, ("scan_inventory",))  # noqa: E731
+    exact_ping = lambda r: tcp_ping_mismatches(truth, r)  # noqa: E731
+    started = time.perf_counter()
+    for number in range(max(args.runs, args.tcp_ping_runs)):  # taking turns
+        print(f"run {number + 1}", file=sys.stderr, flush=True)
+        for w in WORKERS:
+            if number < args.runs:
+                measure(results["plain", w], f"plain nw={w}", run(w, task=portscan, ports=PORTS),
+                        exact_plain)  # fmt: skip
+                measure(results["grouped", w], f"grouped nw={w}", run(w, task=change_window),
+                        exact_grouped)  # fmt: skip
+                measure(results["own", w], f"own port nw={w}", run(w, task=portscan), exact_own)
+            if number < args.tcp_ping_runs:
+                measure(results["tcp_ping", w], f"tcp_ping nw={w} ({ping_hosts} hosts)",
+                        lambda w=w: ping(w), exact_ping)  # fmt: skip
+        if number < args.runs:
+            measure(results["scan_inventory", 0], "scan_inventory",
+                    lambda: scan_inventory(nr, ports=PORTS), exact_inv)  # fmt: skip
+    total = time.perf_counter() - started
+
+    # -- the table ---------------------------------------------------------------------------
+    mix = ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
+    print(
+        f"{len(addresses)} hosts x {len(PORTS)} ports {','.join(map(str, PORTS))} on the lab "
+        f"(20 ms round trip, client namespace {lab.client_ns}): {mix}"
+    )
+    print(
+        "own port: 1 per host from inventory data, "
+        + ", ".join(f"{k} {v}" for k, v in sorted(own_states.items()))
+    )
+    print(
+        f"portscan {getattr(nornir_portscan, '__version__', '')} from "
+        f"{Path(nornir_portscan.__file__).parent}, default options; tcp_ping timeout="
+        f"{TCP_PING_TIMEOUT} s; runs: portscan {args.runs}, tcp_ping {args.tcp_ping_runs}"
+        + (
+            f"; tcp_ping on the first {ping_hosts} hosts, wall x {scale:.2f} (extrapolated)"
+            if ping_hosts < len(addresses)
+            else ""
+        )
+    )
+    print(machine())
+    header = (
+        f"{'scenario':<16}{'nw':>4}{'portscan s':>12}{'reference':>21}{'ref s':>9}"
+        f"{'ratio':>22}{'goal':>8}{'exact':>7}{'ref exact':>11}{'CPU s':>8}{'ref CPU s':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    for w in WORKERS:
+        plain, ping_runs = results["plain", w], results["tcp_ping", w]
+        ping_wall = ping_runs.median * scale
+        ping_cpu = ping_runs.cpu_median * scale
+        ext = "*" if ping_hosts < len(addresses) else ""
+        speed = ping_wall / plain.median
+        print(
+            f"{'plain':<16}{w:>4}{plain.median:>12.2f}{'tcp_ping' + ext:>21}{ping_wall:>9.2f}"
+            f"{f'{speed:.1f}x faster':>22}{'>=10x':>8}{plain.exact_text:>7}"
+            f"{ping_runs.exact_text + ' o/¬o':>11}{plain.cpu_median:>8.2f}{ping_cpu:>10.2f}"
+        )
+        for key, goal in (("grouped", "<=2.5x"), ("own", "<=2x")):
+            r = results[key, w]
+            label = "grouped pre/post" if key == "grouped" else "own port"
+            slow = r.median / plain.median
+            print(
+                f"{label:<16}{w:>4}{r.median:>12.2f}{'plain portscan':>21}{plain.median:>9.2f}"
+                f"{f'{slow:.2f}x of plain':>22}{goal:>8}{r.exact_text:>7}{plain.exact_text:>11}"
+                f"{r.cpu_median:>8.2f}{plain.cpu_median:>10.2f}"
+            )
+    inv = results["scan_inventory", 0]
+    for w in WORKERS:
+        ping_wall = results["tcp_ping", w].median * scale
+        plain = results["plain", w]
+        print(
+            f"{'scan_inventory':<16}{'-':>4}{inv.median:>12.2f}"
+            f"{f'tcp_ping nw={w}':>21}{ping_wall:>9.2f}"
+            f"{f'{ping_wall / inv.median:.1f}x faster':>22}{'-':>8}{inv.exact_text:>7}"
+            f"{results['tcp_ping', w].exact_text + ' o/¬o':>11}{inv.cpu_median:>8.2f}"
+            f"{results['tcp_ping', w].cpu_median * scale:>10.2f}"
+        )
+    print(
+        "ratio: tcp_ping wall / portscan wall (faster), or this form's wall / the plain run's at "
+        "the same num_workers; exact: runs exact vs the ground truth (state, reason, scanned "
+        "ports); o/¬o: tcp_ping compared on open vs not open"
+        + ("; * extrapolated" if ping_hosts < len(addresses) else "")
+        + f"; measured in {total:.0f} s"
+    )
+    for key, r in results.items():
+        for note in r.notes:
+            print(f"{key[0]} nw={key[1]}: {note}")
+    return 0 if all(r.exact == len(r.wall) for r in results.values()) else 1
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="runs of each form (default 3)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each portscan form (3)")
+    parser.add_argument("--tcp-ping-runs", type=int, default=1, help="runs of tcp_ping (1)")
+    parser.add_argument("--hosts", type=int, default=1000, help="inventory hosts (1000)")
     parser.add_argument(
-        "--hosts", type=int, default=1000, help="inventory hosts, 3 to 1000 (default 1000)"
+        "--tcp-ping-hosts", type=int, help="run tcp_ping on the first N hosts, extrapolate"
     )
+    parser.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     args = parser.parse_args()
-    lab = make_lab(max(3, min(args.hosts, 1000)))
-    code = reexec_in_netns("portscan-bench-nornir", ENV_FLAG, lab.nft_rules)
-    if code is not None:
-        return code
-    mode = os.environ.get(ENV_FLAG)
-    filtered = lab.filtered if mode == "filtered" else set()
-    open_ports = lab.open - filtered
-    if mode != "filtered":
-        print(
-            "note: no network namespace with nftables here (needs root, 'ip' and 'nft'): "
-            "no filtered ports in this run, and the machine's loopback listeners may leak in"
-        )
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
-    closed = len(lab.hosts) * len(PORTS) - len(open_ports) - len(filtered)
-    print(
-        f"{len(lab.hosts)} inventory hosts x {len(PORTS)} ports: {len(open_ports)} open, "
-        f"{closed} closed, {len(filtered)} filtered; ThreadedRunner(num_workers=100); "
-        f"{args.runs} runs each"
-    )
-    nr = inventory(lab.hosts)
-    listeners = listen(lab.open)
+    if not 1 <= args.hosts <= 4000 or args.runs < 1 or args.tcp_ping_runs < 1:
+        raise SystemExit("use --hosts 1 to 4000, --runs >= 1 and --tcp-ping-runs >= 1")
+    config = lab_config(args.hosts)
+    truth_env = os.environ.get(INSIDE)
+    if truth_env:
+        own_ns = Path("/proc/self/ns/net").stat().st_ino
+        if own_ns != Path(f"/run/netns/{config.client_ns}").stat().st_ino:
+            raise SystemExit(f"refusing: not inside the namespace {config.client_ns}")
+        return inside(args, Lab.load(config, Path(truth_env)))
     try:
-        scans, inventories, pings = [], [], []
-        for _ in range(args.runs):  # taking turns, so machine noise hits all alike
-            scans.append(run_portscan(nr))
-            inventories.append(run_scan_inventory(nr))
-            pings.append(run_tcp_ping(nr))
+        truth_path, _ = up(config)
+    except LabError as exc:
+        raise SystemExit(f"cannot bring up the lab: {exc}") from exc
+    try:
+        env = {**os.environ, INSIDE: str(truth_path), "PYTHONPATH": str(REPO)}
+        cmd = ["ip", "netns", "exec", config.client_ns, sys.executable, *sys.argv]
+        return subprocess.run(cmd, env=env, timeout=CHILD_TIMEOUT).returncode
     finally:
-        listeners.close()
-    ping_wall = statistics.median(p[0] for p in pings)
-    ping_exact = all(p[2] == open_ports for p in pings)
-    answers = pings[-1][1]
-    print(f"{'form':<16}{'wall (median)':>15}  answers")
-    exact = True
-    for label, outcomes in (("portscan", scans), ("scan_inventory", inventories)):
-        wall = statistics.median(o[0] for o in outcomes)
-        right = all(
-            o[2] == open_ports and o[3] == filtered and o[1]["closed"] == closed for o in outcomes
-        )
-        exact = exact and right
-        states = outcomes[-1][1]
-        print(
-            f"{label:<16}{wall:>13.2f} s  open {states['open']}, closed {states['closed']}, "
-            f"filtered {states['filtered']} (three-state; {'exact' if right else 'NOT EXACT'}); "
-            f"{ping_wall / wall:.1f}x tcp_ping (goal >= 10x)"
-        )
-    print(
-        f"{'tcp_ping':<16}{ping_wall:>13.2f} s  True {answers['True']}, False "
-        f"{answers['False']} (closed and filtered look alike; open ports "
-        f"{'exact' if ping_exact else 'NOT EXACT'})"
-    )
-    return 0 if exact else 1
+        if not args.keep:
+            down(config.prefix)
 
 
 if __name__ == "__main__":
