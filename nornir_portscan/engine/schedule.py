@@ -15,8 +15,8 @@ probe slots (``Probe`` or a subclass) and these callbacks:
 - ``wake(delay)``: call ``pump()`` in ``delay`` seconds, unless such a call is already due.
 - ``send(message)``: a ``Progressed`` or ``UnitDone`` for the executor.
 
-It reports an outcome with ``answered`` or ``failed``; a timer calls ``sweep`` every ``tick``
-seconds. Every such call starts the probes that may start now.
+The socket side reports each outcome with ``answered`` or ``failed``, and its timer calls
+``sweep`` every ``tick`` seconds; every such call starts the probes that may start now.
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ class Schedule(Generic[P]):
         attempt = probe.attempt
         self.answered_attempt = max(self.answered_attempt, attempt)
         if state is _CLOSED and not self.config.include_closed:
-            self._record(probe, job, None)  # most answers: no result to build
+            self._record(probe, job, None)  # most answers: skip the result (round() is dear)
         else:
             result = (probe.port, state.value, reason, round(rtt * 1000, 3), attempt)
             self._record(probe, job, result)
