@@ -15,8 +15,8 @@ probe slots (``Probe`` or a subclass) and these callbacks:
 - ``wake(delay)``: call ``pump()`` in ``delay`` seconds, unless such a call is already due.
 - ``send(message)``: a ``Progressed`` or ``UnitDone`` for the executor.
 
-It reports an outcome with ``answered`` or ``failed``; a timer calls ``sweep`` every ``tick``
-seconds. Every such call starts the probes that may start now.
+The socket side reports each outcome with ``answered`` or ``failed``, and its timer calls
+``sweep`` every ``tick`` seconds; every such call starts the probes that may start now.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from nornir_portscan.models import PortState
 
 MAX_LOCAL_FAILURES = 8  # of one probe, before its port is reported as an error
 BACKOFF = 0.005  # seconds, doubled per local failure of the same probe
+_CLOSED = PortState.CLOSED
 
 
 class Host(RoundTrip):
@@ -126,6 +127,7 @@ class Schedule(Generic[P]):
         self.finished_ports = 0
         self.progress_batch = max(1, config.concurrency // 4)
         self.tokens = 1.0
+        self.burst = max(1.0, config.rate / 50) if config.rate else 1.0  # 20 ms of the rate
         self.refilled = now()
         self.resume_at = 0.0
         self.pumping = False
@@ -142,60 +144,58 @@ class Schedule(Generic[P]):
 
     def pump(self) -> None:
         """Start probes on idle slots, round-robin over the jobs so hosts interleave."""
+        # One function, not a guard around a helper: every answer calls it.
         if self.pumping:  # a probe that finished at once, inside start(): the loop goes on
             return
         self.pumping = True
         try:
-            self._pump()
+            idle, jobs, config = self.idle, self.jobs, self.config
+            start, overall, clock = self.start, self.overall, self.now
+            cap = config.host_concurrency
+            rate = config.rate
+            now = clock()  # not self.now(): a method call on an attribute is slower
+            skipped = 0
+            while idle and jobs:
+                if now < self.resume_at:  # backing off after a local failure
+                    self.wake(self.resume_at - now)
+                    return
+                job = jobs[0]
+                if not job.pending:
+                    jobs.popleft()
+                    self._maybe_done(job)
+                    continue
+                deadline = job.unit.deadline
+                if deadline is not None and now >= deadline:
+                    job.unscanned.extend(item[0] for item in job.pending)
+                    self.finished_ports += len(job.pending)
+                    job.pending.clear()
+                    continue
+                host = job.host
+                if cap is not None and host.inflight >= cap:
+                    jobs.rotate(-1)
+                    skipped += 1
+                    if skipped >= len(jobs):
+                        return  # every host is at its cap; a finishing probe pumps again
+                    continue
+                if rate is not None:
+                    self.tokens = min(self.burst, self.tokens + (now - self.refilled) * rate)
+                    self.refilled = now
+                    if self.tokens < 1.0:
+                        self.wake((1.0 - self.tokens) / rate)
+                        return
+                    self.tokens -= 1.0
+                skipped = 0
+                port, attempt, failures = job.pending.popleft()
+                jobs.rotate(-1)
+                probe = idle.pop()
+                probe.job, probe.port, probe.attempt, probe.failures = job, port, attempt, failures
+                job.outstanding += 1
+                host.inflight += 1
+                if start(probe):
+                    timeout, probe.guessing = probe_timeout(config, host, overall, attempt)
+                    probe.deadline = probe.started + timeout
         finally:
             self.pumping = False
-
-    def _pump(self) -> None:
-        idle, jobs, config = self.idle, self.jobs, self.config
-        start, overall = self.start, self.overall
-        cap = config.host_concurrency
-        rate = config.rate
-        now = self.now()
-        skipped = 0
-        while idle and jobs:
-            if now < self.resume_at:  # backing off after a local failure
-                self.wake(self.resume_at - now)
-                return
-            job = jobs[0]
-            if not job.pending:
-                jobs.popleft()
-                self._maybe_done(job)
-                continue
-            deadline = job.unit.deadline
-            if deadline is not None and now >= deadline:
-                job.unscanned.extend(item[0] for item in job.pending)
-                self.finished_ports += len(job.pending)
-                job.pending.clear()
-                continue
-            host = job.host
-            if cap is not None and host.inflight >= cap:
-                jobs.rotate(-1)
-                skipped += 1
-                if skipped >= len(jobs):
-                    return  # every host is at its cap; a finishing probe pumps again
-                continue
-            if rate is not None:
-                self.tokens = min(max(1.0, rate / 50), self.tokens + (now - self.refilled) * rate)
-                self.refilled = now
-                if self.tokens < 1.0:
-                    self.wake((1.0 - self.tokens) / rate)
-                    return
-                self.tokens -= 1.0
-            skipped = 0
-            port, attempt, failures = job.pending.popleft()
-            jobs.rotate(-1)
-            probe = idle.pop()
-            probe.job, probe.port, probe.attempt, probe.failures = job, port, attempt, failures
-            job.outstanding += 1
-            host.inflight += 1
-            if start(probe):
-                timeout, probe.guessing = probe_timeout(config, host, overall, attempt)
-                probe.deadline = probe.started + timeout
 
     # -- outcomes ----------------------------------------------------------------------------
     def answered(self, probe: P, state: PortState, reason: str, rtt: float) -> None:
@@ -206,7 +206,11 @@ class Schedule(Generic[P]):
         self.overall.sample(rtt)
         attempt = probe.attempt
         self.answered_attempt = max(self.answered_attempt, attempt)
-        self._record(probe, job, (probe.port, state.value, reason, round(rtt * 1000, 3), attempt))
+        if state is _CLOSED and not self.config.include_closed:
+            self._record(probe, job, None)  # most answers: skip the result (round() is dear)
+        else:
+            result = (probe.port, state.value, reason, round(rtt * 1000, 3), attempt)
+            self._record(probe, job, result)
 
     def failed(self, probe: P, err: int) -> None:
         """EMFILE, ENOBUFS, EADDRNOTAVAIL, ...: back off and retry; never a port state."""
@@ -257,8 +261,9 @@ class Schedule(Generic[P]):
             self.jobs.append(job)
         self.pump()
 
-    def _record(self, probe: P, job: Job, result: WirePort) -> None:
-        if result[1] == "closed" and not self.config.include_closed:
+    def _record(self, probe: P, job: Job, result: WirePort | None) -> None:
+        """``probe``'s port is done: with ``result``, or None for a closed port only counted."""
+        if result is None:
             job.closed += 1
         else:
             job.results.append(result)

@@ -84,9 +84,6 @@ class Prober:
             send=send,
             now=_now,
         )
-        # bound once: called for every probe
-        self._answered = schedule.answered
-        self._failed = schedule.failed
         self.wakeup = self.loop.timer(0.0)
         self.sweeper = self.loop.timer(schedule.tick, schedule.tick)
         self.sweeper.start(schedule.sweep)
@@ -114,7 +111,7 @@ class Prober:
             try:
                 sock = socket.socket(job.family, socket.SOCK_STREAM)
             except OSError as exc:
-                self._failed(slot, exc.errno or 0)
+                self.schedule.failed(slot, exc.errno or 0)
                 return False
             sock.setblocking(False)
             with contextlib.suppress(OSError):
@@ -158,7 +155,7 @@ class Prober:
             if self_connect:
                 # The kernel picked the target port as our source port and connected the
                 # socket to itself: that says nothing about the port. Probe it again.
-                self._failed(slot, errno.EADDRINUSE)
+                self.schedule.failed(slot, errno.EADDRINUSE)
                 return
         elif err in _ICMP_ERRORS:
             reason = self._icmp_reason(sock)
@@ -167,9 +164,9 @@ class Prober:
             self._discard(slot)
         answer = (PortState.FILTERED, reason) if reason else classify_errno(err)
         if answer is None:
-            self._failed(slot, err)
+            self.schedule.failed(slot, err)
             return
-        self._answered(slot, answer[0], answer[1], rtt)
+        self.schedule.answered(slot, answer[0], answer[1], rtt)
 
     def _icmp_reason(self, sock: socket.socket) -> str | None:
         """The reason carried by the ICMP error in the socket's error queue, if any."""
