@@ -195,31 +195,6 @@ REJECT_RULES = {
 }
 
 
-def test_first_probes_do_not_wait_the_full_timeout(netns):
-    """Probes sent before any answer get the full timeout, shortened once answers come."""
-    nft(
-        netns,
-        """
-        table ip t {
-          chain input {
-            type filter hook input priority 0;
-            tcp dport 80 drop
-          }
-        }
-    """,
-    )
-    done = in_netns(
-        netns, *CLI, "--json", "-", "-p", "80-83", "--timeout", "5", "127.0.0.1", cwd=str(REPO)
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
-    (host,) = report["hosts"]
-    assert [(p["port"], p["reason"], p["attempts"]) for p in host["ports"]] == [
-        (80, "no-response", 2)
-    ]
-    assert report["duration"] < 2.5  # 0.1 s, then 0.2 s; not 5 s, then 0.2 s
-
-
 def test_a_port_that_drops_for_a_while_gets_one_more_try(netns):
     """Port 80 listens but drops its first two SYNs (a full accept queue does that), port 81
     drops its first one only, port 82 all: once 81 answers a retry, the silent ports get a
