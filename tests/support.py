@@ -172,3 +172,15 @@ def wait_for_main_scan(proc: subprocess.Popen[str], limit: float = 30) -> None:
             return
         time.sleep(0.02)
     raise AssertionError("the first scan did not finish")
+
+
+@pytest.fixture
+def no_shared_service() -> None:
+    """Other tests' Nornir runs leave the process's shared scan service (its loop thread, its
+    watcher process) alive for a few seconds: close it, so that a test sees its own only."""
+    from nornir_portscan.engine import service
+
+    with service._shared_lock:
+        shared, service._shared = service._shared, None
+    if shared is not None:
+        shared.close()

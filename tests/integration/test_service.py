@@ -20,6 +20,8 @@ from nornir_portscan import HostStatus, ScanInterrupted, build_request
 from nornir_portscan.engine import executor
 from nornir_portscan.engine.service import ScanService
 
+pytestmark = pytest.mark.usefixtures("no_shared_service")
+
 
 @pytest.fixture
 def started(monkeypatch) -> list[int]:
