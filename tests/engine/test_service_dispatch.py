@@ -8,11 +8,11 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from service_support import in_threads, poll, running
 
 from nornir_portscan import (
     HostStatus,
@@ -40,27 +40,6 @@ def fake_worker(monkeypatch):
 pytestmark = pytest.mark.usefixtures("no_shared_service")
 
 
-@pytest.fixture
-def started(monkeypatch) -> list[int]:
-    """The pids of the workers started during the test."""
-    pids: list[int] = []
-    real = executor._Worker
-
-    class Counted(real):  # type: ignore[misc, valid-type]
-        def __init__(self, env: Any) -> None:
-            super().__init__(env)
-            pids.append(self.proc.pid)
-
-    monkeypatch.setattr(executor, "_Worker", Counted)
-    return pids
-
-
-@pytest.fixture
-def svc() -> Iterator[ScanService]:
-    with ScanService(idle_timeout=0.5) as scanner:
-        yield scanner
-
-
 def address(n: int) -> str:
     return f"127.0.{n // 250}.{n % 250 + 1}"
 
@@ -81,43 +60,6 @@ def half_hung(n: int, **options: Any) -> ScanRequest:
 
 def opened(ports: range) -> list[int]:
     return [p for p in ports if p % 7 == 0]
-
-
-def in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
-    """``work(i)`` in ``count`` threads released together; results (or exceptions) in order."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def run(i: int) -> None:
-        barrier.wait(10)
-        try:
-            results[i] = work(i)
-        except BaseException as exc:  # the test looks at it
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not any(t.is_alive() for t in threads)
-    return results
-
-
-def poll(condition: Callable[[], bool], seconds: float = 10) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
-def running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def watcher_pids() -> set[int]:
