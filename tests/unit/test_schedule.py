@@ -238,11 +238,11 @@ def test_a_stopgap_timeout_is_shortened_at_the_next_sweep_once_the_host_answers(
         [0.0, H1, 81, 1, 5.0],
         [0.0, H1, 82, 1, 5.0],
         [0.0, H1, 83, 1, 5.0],
-        [0.12, H1, 80, 2, 0.2],  # timed out at the first sweep after 0.1, not 5
+        [0.12, H1, 80, 2, 0.1],  # timed out at the first sweep after 0.1, not 5
     ]
     assert ports_of(done) == [(80, "filtered", "no-response", 2)]
     assert (done.closed_count, done.probes_sent) == (3, 5)
-    assert sim.t == pytest.approx(0.34)
+    assert sim.t == pytest.approx(0.24)
 
 
 def test_a_host_that_has_not_answered_gets_a_guess_then_the_full_timeout_and_no_more() -> None:
@@ -261,8 +261,8 @@ def test_a_host_that_has_not_answered_gets_a_guess_then_the_full_timeout_and_no_
 @pytest.mark.parametrize(
     ("changes", "starts"),
     [
-        ({}, [(0.0, 0.4), (0.42, 0.8)]),  # srtt + 4 rttvar, doubled for the retry
-        ({"retries": 2}, [(0.0, 0.4), (0.42, 0.8), (1.24, 1.0)]),  # at most max_timeout
+        ({}, [(0.0, 0.4), (0.42, 0.4)]),  # srtt + 4 rttvar, for the retry too
+        ({"retries": 2}, [(0.0, 0.4), (0.42, 0.4), (0.84, 0.4)]),
         ({"adaptive": False}, [(0.0, 1.0), (1.02, 1.0)]),
     ],
 )
@@ -295,11 +295,11 @@ def test_a_silent_port_gets_one_more_attempt_once_a_port_answered_only_its_last(
         [0.0, H1, 81, 1, 1.0],
         [0.0, H1, 82, 1, 1.0],
         [0.0, H1, 83, 1, 1.0],
-        [0.12, H1, 80, 2, 0.2],
-        [0.12, H1, 81, 2, 0.2],
-        [0.12, H1, 82, 2, 0.2],
-        [0.34, H1, 80, 3, 0.4],  # the extra attempt waits longer still
-        [0.34, H1, 82, 3, 0.4],
+        [0.12, H1, 80, 2, 0.1],
+        [0.12, H1, 81, 2, 0.1],
+        [0.12, H1, 82, 2, 0.1],
+        [0.24, H1, 80, 3, 0.2],  # the extra attempt waits twice as long
+        [0.24, H1, 82, 3, 0.2],
     ]
     assert ports_of(done) == [(80, "open", "syn-ack", 3), (82, "filtered", "no-response", 3)]
     assert (done.closed_count, done.probes_sent) == (2, 9)

@@ -41,10 +41,11 @@ def test_the_first_sample_sets_the_estimate_and_later_ones_smooth_it() -> None:
     ("host", "attempt", "timeout"),
     [
         (FAST, 1, 0.1),  # the floor
-        (FAST, 2, 0.2),  # doubled per retry
+        (FAST, 2, 0.1),  # the retry waits as long: an answer to either attempt would do
         (SLOW, 1, 0.4),
-        (SLOW, 2, 0.8),
-        (SLOW, 3, 1.0),  # the ceiling
+        (SLOW, 2, 0.4),
+        (SLOW, 3, 0.8),  # beyond 1 + retries: after a drop that passed, doubled
+        (RoundTrip(0.3, 0.1), 3, 1.0),  # the ceiling
     ],
 )
 def test_a_known_host_waits_what_its_round_trips_say(
