@@ -139,7 +139,9 @@ class Prober:
         assert sock is not None
         err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
         if err == 0 and not _connected(sock):
-            return  # a spurious wake-up (epoll after an fd number was reused): still waiting
+            # Not an answer yet: Linux queues an ICMP error and wakes epoll (EPOLLERR) just
+            # before it sets SO_ERROR and closes the socket; the next wake-up reads the errno.
+            return
         slot.watcher.stop()
         self._finish(slot, err)
 
