@@ -1,0 +1,127 @@
+"""What this host's own kernel refused is an ``error`` with a ``local-`` reason, never a port
+state; an ICMP error from another host stays ``filtered``. The engine runs inside a private
+namespace whose routes and firewall do the refusing, so no packet leaves the machine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from support import CLI, REPO, in_netns, nft
+
+pytestmark = pytest.mark.netns
+
+ROUTES = {
+    # destination: (route type, reason)
+    "198.51.100.0/24": ("unreachable", "local-EHOSTUNREACH"),
+    "203.0.113.0/24": ("blackhole", "local-EINVAL"),
+    "192.0.2.0/24": ("prohibit", "local-EACCES"),
+    "2001:db8:1::/48": ("unreachable", "local-EHOSTUNREACH"),
+    "2001:db8:2::/48": ("blackhole", "local-EINVAL"),
+    "2001:db8:3::/48": ("prohibit", "local-EACCES"),
+}
+ROUTED = {
+    "198.51.100.1": "local-EHOSTUNREACH",
+    "203.0.113.1": "local-EINVAL",
+    "192.0.2.1": "local-EACCES",
+    "2001:db8:1::1": "local-EHOSTUNREACH",
+    "2001:db8:2::1": "local-EINVAL",
+    "2001:db8:3::1": "local-EACCES",
+    "10.99.0.255": "local-ENETUNREACH",  # the link's broadcast address
+    "255.255.255.255": "local-ENETUNREACH",
+    "10.250.0.1": "local-ENETUNREACH",  # no route at all
+    "10.99.0.9": "local-EHOSTUNREACH",  # on the link, but no neighbour answers ARP
+}
+PEER = "10.99.0.2"
+
+
+def _ip(*argv: str) -> None:
+    subprocess.run(["ip", *argv], check=True, capture_output=True)
+
+
+@pytest.fixture
+def refusing(netns: str) -> Iterator[str]:
+    """``netns`` with refusing routes, a veth link to a peer namespace that rejects ports 82
+    and 83 with ICMP errors, and a local firewall that rejects port 84 to the peer."""
+    peer = f"pspeer-{uuid.uuid4().hex[:8]}"
+    if subprocess.run(["ip", "netns", "add", peer], capture_output=True).returncode:
+        pytest.skip("cannot create a second network namespace")
+    try:
+        for destination, (kind, _) in ROUTES.items():
+            _ip("-n", netns, "-6" if ":" in destination else "-4", "route", "add", kind,
+                destination)  # fmt: skip
+        _ip("-n", netns, "link", "add", "a0", "type", "veth", "peer", "name", "b0", "netns", peer)
+        _ip("-n", netns, "addr", "add", "10.99.0.1/24", "dev", "a0")
+        _ip("-n", netns, "link", "set", "a0", "up")
+        _ip("-n", peer, "addr", "add", f"{PEER}/24", "dev", "b0")
+        _ip("-n", peer, "link", "set", "b0", "up")
+        # a failed neighbour lookup in 0.2 s, not 3 s
+        in_netns(netns, "sysctl", "-qw", "net.ipv4.neigh.a0.mcast_solicit=1",
+                 "net.ipv4.neigh.a0.retrans_time_ms=200")  # fmt: skip
+        nft(
+            peer,
+            """
+            table ip t {
+              chain input {
+                type filter hook input priority 0;
+                tcp dport 82 reject with icmp type admin-prohibited
+                tcp dport 83 reject with icmp type host-unreachable
+              }
+            }
+            """,
+        )
+        nft(
+            netns,
+            f"""
+            table ip t {{
+              chain output {{
+                type filter hook output priority 0;
+                ip daddr {PEER} tcp dport 84 reject with icmp type host-unreachable
+              }}
+            }}
+            """,
+        )
+        yield netns
+    finally:
+        subprocess.run(["ip", "netns", "del", peer], capture_output=True)
+
+
+def _scan(ns: str, *args: str) -> tuple[int, dict[str, dict[str, object]], int]:
+    done = in_netns(ns, *CLI, "--json", "-", "-p", "80-84", "--timeout", "2", *args,
+                    cwd=str(REPO))  # fmt: skip
+    report = json.loads(done.stdout)
+    return done.returncode, {h["name"]: h for h in report["hosts"]}, report["probes_sent"]
+
+
+def test_local_refusals_are_errors_and_network_icmp_is_filtered(refusing):
+    code, hosts, probes = _scan(refusing, PEER, *ROUTED)
+    assert code == 0
+    peer = hosts[PEER]
+    assert [(p["port"], p["state"], p["reason"], p["attempts"]) for p in peer["ports"]] == [
+        (82, "filtered", "admin-prohibited", 1),
+        (83, "filtered", "host-unreach", 1),
+        (84, "error", "local-EHOSTUNREACH", 1),  # this host's own firewall said so
+    ]
+    assert (peer["status"], peer["closed_count"]) == ("up", 2)
+    for address, reason in ROUTED.items():
+        host = hosts[address]
+        assert {(p["state"], p["reason"]) for p in host["ports"]} == {("error", reason)}, address
+        assert (host["status"], host["error_ports"], host["filtered_ports"]) == (
+            "error",
+            [80, 81, 82, 83, 84],
+            [],
+        )
+        if address != "10.99.0.9":  # refused by connect() itself: at once, nothing sent
+            assert {p["attempts"] for p in host["ports"]} == {1}, address
+    # the peer's five probes and those to the neighbour that never answered: nothing else
+    assert 5 + 5 <= probes <= 5 + 5 * 2
+
+
+def test_an_expectation_of_filtered_fails_on_a_port_refused_locally(refusing):
+    code, hosts, _ = _scan(refusing, "--expect-filtered", "82-84", PEER, "198.51.100.1")
+    assert code == 1
+    assert hosts[PEER]["failure"] == f"{PEER}: port 84 error (expected filtered)"
+    assert hosts["198.51.100.1"]["passed"] is False
