@@ -75,6 +75,7 @@ def _offender(data: bytes) -> bytes | None:
 
 
 def _packed(address: str) -> bytes | None:
+    address = address.partition("%")[0]  # fe80::1%eth0: the zone is not part of the address
     try:
         return socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
     except (OSError, ValueError):
@@ -193,7 +194,7 @@ class Prober:
         elif err != _ECONNREFUSED:  # a refused socket is reused
             # EHOSTUNREACH, EACCES (an ICMPv6 admin-prohibited, or a local refusal), ...:
             # only an ICMP error from the network in the error queue makes it an answer.
-            reason = None if answer else self._icmp_reason(sock, job.address)
+            reason = None if answer else self._icmp_reason(sock, err, job.address)
             self._discard(slot)
             if reason is not None:
                 answer = (PortState.FILTERED, reason)
@@ -209,9 +210,9 @@ class Prober:
         else:
             self.schedule.refused(slot, local_reason(err))
 
-    def _icmp_reason(self, sock: socket.socket, target: str) -> str | None:
-        """The reason carried by the last ICMP error from the network in the socket's error
-        queue; None if there is none.
+    def _icmp_reason(self, sock: socket.socket, err: int, target: str) -> str | None:
+        """The reason carried by the last ICMP error from the network that caused ``err``,
+        from the socket's error queue; None if there is none.
 
         An ICMP error this host generated about its own packet (a local firewall's
         ``reject``, a failed neighbour lookup) names our own address as its sender: that is
@@ -229,8 +230,10 @@ class Prober:
                 for _level, _type, data in ancdata:
                     if len(data) < _EE_FORMAT.size:
                         continue
-                    _, origin, icmp_type, icmp_code, _, _, _ = _EE_FORMAT.unpack_from(data)
-                    if origin not in _EE_ORIGINS_ICMP:
+                    ee_errno, origin, icmp_type, icmp_code, _, _, _ = _EE_FORMAT.unpack_from(data)
+                    # a reused socket may still hold the ICMP port-unreachable (ECONNREFUSED)
+                    # of its previous probe
+                    if origin not in _EE_ORIGINS_ICMP or ee_errno != err:
                         continue
                     sender = _offender(data)
                     if sender is not None and sender == own and sender != _packed(target):
