@@ -58,6 +58,10 @@ _IPV6_RECVERR = 25
 _EE_FORMAT = struct.Struct("=IBBBBII")  # struct sock_extended_err, then the sender's sockaddr
 _EE_ORIGINS_ICMP = (2, 3)  # SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 (LOCAL is 1)
 _FD_RESERVE = 24  # stdio, the pipes, libev; 1000 probes + 24 fit the common 1024
+_TCP_INFO_LEN = 40  # struct tcp_info up to tcpi_retrans
+_TCPI_RETRANSMITS = 2
+_TCPI_RETRANS = 36
+_U32 = struct.Struct("=I")
 _AF_INET_BYTES = struct.pack("=H", socket.AF_INET)
 _AF_INET6_BYTES = struct.pack("=H", socket.AF_INET6)
 _PROGRESS_INTERVAL = 0.1
@@ -72,6 +76,24 @@ def _offender(data: bytes) -> bytes | None:
     if len(sockaddr) >= 24 and sockaddr[:2] == _AF_INET6_BYTES:
         return sockaddr[8:24]
     return None
+
+
+def _never_left(sock: socket.socket) -> bool:
+    """Whether the kernel retransmitted the SYN but none of it left this host: a local
+    firewall drops it (netfilter's drop is EPERM to the sender, which TCP keeps to itself).
+
+    Only visible once the first retransmission is due (TCP's initial RTO, 1 s): a shorter
+    silent probe cannot tell a local drop from the network's silence.
+    """
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
+    except OSError:
+        return False
+    if len(info) < _TCP_INFO_LEN:
+        return False
+    # tcpi_retransmits: retransmission timeouts so far; tcpi_retrans: segments retransmitted
+    # and not yet acknowledged, which a retransmission that failed locally does not count
+    return info[_TCPI_RETRANSMITS] > 0 and _U32.unpack_from(info, _TCPI_RETRANS)[0] == 0
 
 
 def _packed(address: str) -> bytes | None:
@@ -263,7 +285,11 @@ class Prober:
             self._finish(slot, err)
             return True
         slot.watcher.stop()
+        dropped_here = _never_left(sock)
         self._discard(slot)
+        if dropped_here:
+            self.schedule.refused(slot, local_reason(errno.EPERM))
+            return True
         return False
 
     # -- bookkeeping -------------------------------------------------------------------------

@@ -45,7 +45,8 @@ def _ip(*argv: str) -> None:
 @pytest.fixture
 def refusing(netns: str) -> Iterator[str]:
     """``netns`` with refusing routes, a veth link to a peer namespace that rejects ports 82
-    and 83 with ICMP errors, and a local firewall that rejects port 84 to the peer."""
+    and 83 with ICMP errors and drops 86, and a local firewall that rejects port 84 to the
+    peer and drops 85."""
     peer = f"pspeer-{uuid.uuid4().hex[:8]}"
     if subprocess.run(["ip", "netns", "add", peer], capture_output=True).returncode:
         pytest.skip("cannot create a second network namespace")
@@ -69,6 +70,7 @@ def refusing(netns: str) -> Iterator[str]:
                 type filter hook input priority 0;
                 tcp dport 82 reject with icmp type admin-prohibited
                 tcp dport 83 reject with icmp type host-unreachable
+                tcp dport 86 drop
               }
             }
             """,
@@ -80,6 +82,7 @@ def refusing(netns: str) -> Iterator[str]:
               chain output {{
                 type filter hook output priority 0;
                 ip daddr {PEER} tcp dport 84 reject with icmp type host-unreachable
+                ip daddr {PEER} tcp dport 85 drop
               }}
             }}
             """,
@@ -125,3 +128,15 @@ def test_an_expectation_of_filtered_fails_on_a_port_refused_locally(refusing):
     assert code == 1
     assert hosts[PEER]["failure"] == f"{PEER}: port 84 error (expected filtered)"
     assert hosts["198.51.100.1"]["passed"] is False
+
+
+def test_a_local_firewall_drop_is_an_error_once_the_syn_is_retransmitted(refusing):
+    """Port 85 is dropped by this host's own firewall, 86 by the peer: both are silent, but
+    past TCP's first retransmission (1 s) the kernel shows that nothing left for 85."""
+    done = in_netns(refusing, *CLI, "--json", "-", "-p", "85,86", "--timeout", "1.5",
+                    "--no-adaptive", "--retries", "0", PEER, cwd=str(REPO))  # fmt: skip
+    (host,) = json.loads(done.stdout)["hosts"]
+    assert [(p["port"], p["state"], p["reason"]) for p in host["ports"]] == [
+        (85, "error", "local-EPERM"),
+        (86, "filtered", "no-response"),
+    ]
