@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from nornir_portscan import HostStatus, PortState, build_request, scan
+from nornir_portscan import HostStatus, PortState, build_job, build_request, run_job, scan
 
 RESET_PORTS = range(7200, 7300)
 RESET_HOSTS = [f"127.72.0.{i}" for i in range(1, 21)]
@@ -108,3 +108,18 @@ def test_resets_under_load_stay_open_run_after_run(resetting):
         assert set(states.values()) == {PortState.OPEN}
         assert len(states) == sum(len(resetting[h]) for h in RESET_HOSTS[:5])
         assert report.probes_sent == 5 * len(RESET_PORTS)
+
+
+def test_an_allowed_open_audit_judges_services_that_reset(resetting):
+    """Before, most such ports were errors, so an ``allowed_open`` audit saw no open port to
+    object to; now every one it did not allow is a violation."""
+    hosts = RESET_HOSTS[:3]
+    job = build_job(hosts, f"{RESET_PORTS[0]}-{RESET_PORTS[-1]}", allowed_open="7201")
+    audit = run_job(job)
+    for index, host in enumerate(audit.report.hosts):
+        verdict = audit.verdict(index)
+        assert verdict is not None
+        assert verdict.compliant is False
+        assert [v.port for v in verdict.violations] == sorted(resetting[host.name] - {7201})
+        assert {(v.actual, v.reason) for v in verdict.violations} == {("open", "syn-ack")}
+    assert audit.violated
