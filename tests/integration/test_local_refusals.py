@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -34,8 +36,9 @@ ROUTED = {
     "255.255.255.255": "local-ENETUNREACH",
     "10.250.0.1": "local-ENETUNREACH",  # no route at all
     "10.99.0.9": "local-EHOSTUNREACH",  # on the link, but no neighbour answers ARP
+    "fd00:99::9": "local-EHOSTUNREACH",  # nor neighbour discovery
 }
-PEER = "10.99.0.2"
+PEER, PEER6 = "10.99.0.2", "fd00:99::2"
 
 
 def _ip(*argv: str) -> None:
@@ -57,19 +60,25 @@ def refusing(netns: str) -> Iterator[str]:
         _ip("-n", netns, "link", "add", "a0", "type", "veth", "peer", "name", "b0", "netns", peer)
         _ip("-n", netns, "addr", "add", "10.99.0.1/24", "dev", "a0")
         _ip("-n", netns, "link", "set", "a0", "up")
+        _ip("-n", netns, "-6", "addr", "add", "fd00:99::1/64", "dev", "a0", "nodad")
         _ip("-n", peer, "addr", "add", f"{PEER}/24", "dev", "b0")
+        _ip("-n", peer, "-6", "addr", "add", f"{PEER6}/64", "dev", "b0", "nodad")
         _ip("-n", peer, "link", "set", "b0", "up")
         # a failed neighbour lookup in 0.2 s, not 3 s
-        in_netns(netns, "sysctl", "-qw", "net.ipv4.neigh.a0.mcast_solicit=1",
-                 "net.ipv4.neigh.a0.retrans_time_ms=200")  # fmt: skip
+        for family in ("ipv4", "ipv6"):
+            in_netns(netns, "sysctl", "-qw", f"net.{family}.neigh.a0.mcast_solicit=1",
+                     f"net.{family}.neigh.a0.retrans_time_ms=200")  # fmt: skip
+        _wait_for_neighbours(netns)
         nft(
             peer,
             """
-            table ip t {
+            table inet t {
               chain input {
                 type filter hook input priority 0;
-                tcp dport 82 reject with icmp type admin-prohibited
-                tcp dport 83 reject with icmp type host-unreachable
+                meta nfproto ipv4 tcp dport 82 reject with icmp type admin-prohibited
+                meta nfproto ipv4 tcp dport 83 reject with icmp type host-unreachable
+                meta nfproto ipv6 tcp dport 82 reject with icmpv6 type admin-prohibited
+                meta nfproto ipv6 tcp dport 83 reject with icmpv6 type addr-unreachable
                 tcp dport 86 drop
               }
             }
@@ -78,10 +87,11 @@ def refusing(netns: str) -> Iterator[str]:
         nft(
             netns,
             f"""
-            table ip t {{
+            table inet t {{
               chain output {{
                 type filter hook output priority 0;
                 ip daddr {PEER} tcp dport 84 reject with icmp type host-unreachable
+                ip6 daddr {PEER6} tcp dport 84 reject with icmpv6 type admin-prohibited
                 ip daddr {PEER} tcp dport 85 drop
               }}
             }}
@@ -92,6 +102,24 @@ def refusing(netns: str) -> Iterator[str]:
         subprocess.run(["ip", "netns", "del", peer], capture_output=True)
 
 
+_REFUSED = (
+    "import errno, socket, sys\n"
+    "s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET)\n"
+    "s.settimeout(0.5)\n"
+    "sys.exit(s.connect_ex((sys.argv[1], 80)) != errno.ECONNREFUSED)\n"
+)
+
+
+def _wait_for_neighbours(ns: str) -> None:
+    """Poll until the peer refuses a connect over IPv4 and IPv6 (its link takes a moment)."""
+    deadline = time.monotonic() + 10
+    for address in (PEER, PEER6):
+        while in_netns(ns, sys.executable, "-c", _REFUSED, address).returncode:
+            if time.monotonic() > deadline:
+                pytest.skip(f"the peer namespace does not answer at {address}")
+            time.sleep(0.05)
+
+
 def _scan(ns: str, *args: str) -> tuple[int, dict[str, dict[str, object]], int]:
     done = in_netns(ns, *CLI, "--json", "-", "-p", "80-84", "--timeout", "2", *args,
                     cwd=str(REPO))  # fmt: skip
@@ -100,15 +128,16 @@ def _scan(ns: str, *args: str) -> tuple[int, dict[str, dict[str, object]], int]:
 
 
 def test_local_refusals_are_errors_and_network_icmp_is_filtered(refusing):
-    code, hosts, probes = _scan(refusing, PEER, *ROUTED)
+    code, hosts, probes = _scan(refusing, PEER, PEER6, *ROUTED)
     assert code == 0
-    peer = hosts[PEER]
-    assert [(p["port"], p["state"], p["reason"], p["attempts"]) for p in peer["ports"]] == [
-        (82, "filtered", "admin-prohibited", 1),
-        (83, "filtered", "host-unreach", 1),
-        (84, "error", "local-EHOSTUNREACH", 1),  # this host's own firewall said so
-    ]
-    assert (peer["status"], peer["closed_count"]) == ("up", 2)
+    for address, local in ((PEER, "local-EHOSTUNREACH"), (PEER6, "local-EACCES")):
+        peer = hosts[address]
+        assert [(p["port"], p["state"], p["reason"], p["attempts"]) for p in peer["ports"]] == [
+            (82, "filtered", "admin-prohibited", 1),
+            (83, "filtered", "host-unreach", 1),
+            (84, "error", local, 1),  # this host's own firewall said so
+        ]
+        assert (peer["status"], peer["closed_count"]) == ("up", 2)
     for address, reason in ROUTED.items():
         host = hosts[address]
         assert {(p["state"], p["reason"]) for p in host["ports"]} == {("error", reason)}, address
@@ -117,10 +146,10 @@ def test_local_refusals_are_errors_and_network_icmp_is_filtered(refusing):
             [80, 81, 82, 83, 84],
             [],
         )
-        if address != "10.99.0.9":  # refused by connect() itself: at once, nothing sent
+        if address not in ("10.99.0.9", "fd00:99::9"):  # refused by connect(): nothing sent
             assert {p["attempts"] for p in host["ports"]} == {1}, address
-    # the peer's five probes and those to the neighbour that never answered: nothing else
-    assert 5 + 5 <= probes <= 5 + 5 * 2
+    # the peers' probes and those to the neighbours that never answered: nothing else
+    assert 4 * 5 <= probes <= 2 * 5 + 2 * 5 * 2
 
 
 def test_an_expectation_of_filtered_fails_on_a_port_refused_locally(refusing):
