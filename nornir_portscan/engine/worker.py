@@ -56,12 +56,14 @@ _LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST: no TIME_WAIT on ei
 _IP_RECVERR = 11
 _IPV6_RECVERR = 25
 _EE_FORMAT = struct.Struct("=IBBBBII")  # struct sock_extended_err, then the sender's sockaddr
-_EE_ORIGINS_ICMP = (2, 3)  # SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 (LOCAL is 1)
+_EE_ORIGIN_ICMP6 = 3
+_EE_ORIGINS_ICMP = (2, _EE_ORIGIN_ICMP6)  # SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 (LOCAL is 1)
 _FD_RESERVE = 24  # stdio, the pipes, libev; 1000 probes + 24 fit the common 1024
 _TCP_INFO_LEN = 40  # struct tcp_info up to tcpi_retrans
 _TCPI_RETRANSMITS = 2
 _TCPI_RETRANS = 36
 _U32 = struct.Struct("=I")
+_V4_MAPPED = bytes(10) + b"\xff\xff"
 _AF_INET_BYTES = struct.pack("=H", socket.AF_INET)
 _AF_INET6_BYTES = struct.pack("=H", socket.AF_INET6)
 _PROGRESS_INTERVAL = 0.1
@@ -74,8 +76,13 @@ def _offender(data: bytes) -> bytes | None:
     if len(sockaddr) >= 8 and sockaddr[:2] == _AF_INET_BYTES:
         return sockaddr[4:8]
     if len(sockaddr) >= 24 and sockaddr[:2] == _AF_INET6_BYTES:
-        return sockaddr[8:24]
+        return _unmapped(sockaddr[8:24])
     return None
+
+
+def _unmapped(packed: bytes) -> bytes:
+    """An IPv4-mapped IPv6 address as the IPv4 one; any other address as it is."""
+    return packed[12:] if packed[:12] == _V4_MAPPED else packed
 
 
 def _never_left(sock: socket.socket) -> bool:
@@ -97,11 +104,13 @@ def _never_left(sock: socket.socket) -> bool:
 
 
 def _packed(address: str) -> bytes | None:
+    """``address`` packed, an IPv4-mapped one as IPv4; None if it is no address."""
     address = address.partition("%")[0]  # fe80::1%eth0: the zone is not part of the address
     try:
-        return socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
+        packed = socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
     except (OSError, ValueError):
         return None
+    return _unmapped(packed)
 
 
 class _Slot(Probe):
@@ -241,7 +250,6 @@ class Prober:
         not the network's answer, unless we are probing our own address.
         """
         reason = None
-        ipv6 = sock.family == socket.AF_INET6
         try:
             own = _packed(sock.getsockname()[0])
         except OSError:
@@ -261,7 +269,8 @@ class Prober:
                     if sender is not None and sender == own and sender != _packed(target):
                         reason = None  # this host's own ICMP
                         continue
-                    reason = classify_icmp(ipv6, icmp_type, icmp_code)
+                    # an IPv6 socket to an IPv4-mapped address gets ICMPv4 errors
+                    reason = classify_icmp(origin == _EE_ORIGIN_ICMP6, icmp_type, icmp_code)
         return reason
 
     def _settle(self, slot: _Slot) -> bool:

@@ -169,3 +169,15 @@ def test_a_local_firewall_drop_is_an_error_once_the_syn_is_retransmitted(refusin
         (85, "error", "local-EPERM"),
         (86, "filtered", "no-response"),
     ]
+
+
+def test_an_ipv4_mapped_address_reads_its_icmp_errors_as_icmpv4(refusing):
+    """An IPv6 socket to ::ffff:10.99.0.2 gets ICMPv4 errors, its own address mapped."""
+    code, hosts, _ = _scan(refusing, f"::ffff:{PEER}")
+    assert code == 0
+    ((_, host),) = hosts.items()
+    assert [(p["port"], p["state"], p["reason"]) for p in host["ports"]] == [
+        (82, "filtered", "admin-prohibited"),
+        (83, "filtered", "host-unreach"),
+        (84, "error", "local-EHOSTUNREACH"),
+    ]
