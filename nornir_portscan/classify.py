@@ -25,7 +25,8 @@ Everything else is local to this machine and becomes ``error``, never a port sta
   came back from the network: connect() failed at once (a route of type ``unreachable``,
   ``prohibit`` or ``blackhole``, no route at all, a broadcast or multicast address), or the
   only ICMP error was one this host generated itself (a local firewall's ``reject``, a failed
-  neighbour lookup), or (``local-EPERM``) a local firewall dropped the SYN, which shows once
+  neighbour lookup; ``local-ECONNREFUSED`` for a ``reject`` with its default, ICMP
+  port-unreachable; a local ``reject with tcp reset`` cannot be told from the target's), or (``local-EPERM``) a local firewall dropped the SYN, which shows once
   TCP retransmitted it (after 1 s: a shorter silent probe cannot tell it from the network's
   silence). Reported at once: asking again gets the same refusal.
 - ``<ERRNO>`` (``EMFILE``, ``EADDRNOTAVAIL``, ``ENOBUFS``, ...): a local resource ran short.

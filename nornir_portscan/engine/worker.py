@@ -57,6 +57,7 @@ _IP_RECVERR = 11
 _IPV6_RECVERR = 25
 _EE_FORMAT = struct.Struct("=IBBBBII")  # struct sock_extended_err, then the sender's sockaddr
 _EE_ORIGIN_ICMP6 = 3
+_OWN_ICMP = "own"  # not a reason: an ICMP error this host sent about its own packet
 _EE_ORIGINS_ICMP = (2, _EE_ORIGIN_ICMP6)  # SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 (LOCAL is 1)
 _FD_RESERVE = 24  # stdio, the pipes, libev; 1000 probes + 24 fit the common 1024
 _TCP_INFO_LEN = 40  # struct tcp_info up to tcpi_retrans
@@ -222,12 +223,20 @@ class Prober:
                 # socket to itself: that says nothing about the port. Probe it again.
                 self.schedule.failed(slot, errno.EADDRINUSE)
                 return
-        elif err != _ECONNREFUSED:  # a refused socket is reused
+        elif err == _ECONNREFUSED:  # a RST; the socket is reused
+            # ... or this host's own firewall (a REJECT's default, ICMP port-unreachable). On
+            # loopback this host is the target: nothing to tell apart, so no syscall spent.
+            address = job.address
+            loopback = address[:4] == "127." or address == "::1"
+            if not loopback and self._icmp_reason(sock, err, address) == _OWN_ICMP:
+                self._discard(slot)
+                answer = None
+        else:
             # EHOSTUNREACH, EACCES (an ICMPv6 admin-prohibited, or a local refusal), ...:
             # only an ICMP error from the network in the error queue makes it an answer.
             reason = None if answer else self._icmp_reason(sock, err, job.address)
             self._discard(slot)
-            if reason is not None:
+            if reason is not None and reason != _OWN_ICMP:
                 answer = (PortState.FILTERED, reason)
         if answer is None:
             self._local_error(slot, err)
@@ -242,8 +251,8 @@ class Prober:
             self.schedule.refused(slot, local_reason(err))
 
     def _icmp_reason(self, sock: socket.socket, err: int, target: str) -> str | None:
-        """The reason carried by the last ICMP error from the network that caused ``err``,
-        from the socket's error queue; None if there is none.
+        """The reason carried by the last ICMP error that caused ``err``, from the socket's
+        error queue: None if there is none, ``_OWN_ICMP`` if this host sent it.
 
         An ICMP error this host generated about its own packet (a local firewall's
         ``reject``, a failed neighbour lookup) names our own address as its sender: that is
@@ -267,7 +276,7 @@ class Prober:
                         continue
                     sender = _offender(data)
                     if sender is not None and sender == own and sender != _packed(target):
-                        reason = None  # this host's own ICMP
+                        reason = _OWN_ICMP
                         continue
                     # an IPv6 socket to an IPv4-mapped address gets ICMPv4 errors
                     reason = classify_icmp(origin == _EE_ORIGIN_ICMP6, icmp_type, icmp_code)

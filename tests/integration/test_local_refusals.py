@@ -48,8 +48,8 @@ def _ip(*argv: str) -> None:
 @pytest.fixture
 def refusing(netns: str) -> Iterator[str]:
     """``netns`` with refusing routes, a veth link to a peer namespace that rejects ports 82
-    and 83 with ICMP errors and drops 86, and a local firewall that rejects port 84 to the
-    peer and drops 85."""
+    and 83 with ICMP errors and drops 86, and a local firewall that rejects ports 84 and 87
+    to the peer (87 with ICMP port-unreachable, which reads as ECONNREFUSED) and drops 85."""
     peer = f"pspeer-{uuid.uuid4().hex[:8]}"
     if subprocess.run(["ip", "netns", "add", peer], capture_output=True).returncode:
         pytest.skip("cannot create a second network namespace")
@@ -93,6 +93,8 @@ def refusing(netns: str) -> Iterator[str]:
                 ip daddr {PEER} tcp dport 84 reject with icmp type host-unreachable
                 ip6 daddr {PEER6} tcp dport 84 reject with icmpv6 type admin-prohibited
                 ip daddr {PEER} tcp dport 85 drop
+                ip daddr {PEER} tcp dport 87 reject
+                ip6 daddr {PEER6} tcp dport 87 reject
               }}
             }}
             """,
@@ -121,7 +123,7 @@ def _wait_for_neighbours(ns: str) -> None:
 
 
 def _scan(ns: str, *args: str) -> tuple[int, dict[str, dict[str, object]], int]:
-    done = in_netns(ns, *CLI, "--json", "-", "-p", "80-84", "--timeout", "2", *args,
+    done = in_netns(ns, *CLI, "--json", "-", "-p", "80-84,87", "--timeout", "2", *args,
                     cwd=str(REPO))  # fmt: skip
     report = json.loads(done.stdout)
     return done.returncode, {h["name"]: h for h in report["hosts"]}, report["probes_sent"]
@@ -136,6 +138,7 @@ def test_local_refusals_are_errors_and_network_icmp_is_filtered(refusing):
             (82, "filtered", "admin-prohibited", 1),
             (83, "filtered", "host-unreach", 1),
             (84, "error", local, 1),  # this host's own firewall said so
+            (87, "error", "local-ECONNREFUSED", 1),  # not closed: the RST never came
         ]
         assert (peer["status"], peer["closed_count"]) == ("up", 2)
     for address, reason in ROUTED.items():
@@ -143,13 +146,13 @@ def test_local_refusals_are_errors_and_network_icmp_is_filtered(refusing):
         assert {(p["state"], p["reason"]) for p in host["ports"]} == {("error", reason)}, address
         assert (host["status"], host["error_ports"], host["filtered_ports"]) == (
             "error",
-            [80, 81, 82, 83, 84],
+            [80, 81, 82, 83, 84, 87],
             [],
         )
         if address not in ("10.99.0.9", "fd00:99::9"):  # refused by connect(): nothing sent
             assert {p["attempts"] for p in host["ports"]} == {1}, address
     # the peers' probes and those to the neighbours that never answered: nothing else
-    assert 4 * 5 <= probes <= 2 * 5 + 2 * 5 * 2
+    assert 4 * 6 <= probes <= 2 * 6 + 2 * 6 * 2
 
 
 def test_an_expectation_of_filtered_fails_on_a_port_refused_locally(refusing):
@@ -180,4 +183,5 @@ def test_an_ipv4_mapped_address_reads_its_icmp_errors_as_icmpv4(refusing):
         (82, "filtered", "admin-prohibited"),
         (83, "filtered", "host-unreach"),
         (84, "error", "local-EHOSTUNREACH"),
+        (87, "error", "local-ECONNREFUSED"),
     ]
