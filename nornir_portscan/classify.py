@@ -22,13 +22,16 @@ Everything else is local to this machine and becomes ``error``, never a port sta
 
 - ``local-<ERRNO>`` (``local-EHOSTUNREACH``, ``local-ENETUNREACH``, ``local-EACCES``,
   ``local-EINVAL``, ...): the local kernel refused the probe, so nothing was sent or nothing
-  came back from the network: connect() failed at once (a route of type ``unreachable``,
-  ``prohibit`` or ``blackhole``, no route at all, a broadcast or multicast address), or the
-  only ICMP error was one this host generated itself (a local firewall's ``reject``, a failed
-  neighbour lookup; ``local-ECONNREFUSED`` for a ``reject`` with its default, ICMP
-  port-unreachable; a local ``reject with tcp reset`` cannot be told from the target's), or (``local-EPERM``) a local firewall dropped the SYN, which shows once
-  TCP retransmitted it (after 1 s: a shorter silent probe cannot tell it from the network's
-  silence). Reported at once: asking again gets the same refusal.
+  came back from the network. Reported at once: asking again gets the same refusal.
+
+  - connect() failed at once: a route of type ``unreachable`` (``local-EHOSTUNREACH``),
+    ``prohibit`` (``local-EACCES``) or ``blackhole`` (``local-EINVAL``), no route at all, a
+    broadcast or multicast address (``local-ENETUNREACH``);
+  - the only ICMP error was one this host sent about its own packet: a local firewall's
+    ``reject`` (``local-ECONNREFUSED`` for its default, port-unreachable), a failed neighbour
+    lookup. A local ``reject with tcp reset`` cannot be told from the target's RST;
+  - ``local-EPERM``: a local firewall dropped the SYN, which shows once TCP retransmitted it
+    (after 1 s: a shorter silent probe cannot tell it from the network's silence).
 - ``<ERRNO>`` (``EMFILE``, ``EADDRNOTAVAIL``, ``ENOBUFS``, ...): a local resource ran short.
   Retried with back-off; reported only when it persists.
 """

@@ -51,6 +51,7 @@ _ANSWERED_THEN_RESET = frozenset({errno.ECONNRESET, errno.EPIPE})
 # handshake may run inside the call. Any other error there is this host refusing.
 _SYNC_ANSWERS = frozenset({0, _ECONNREFUSED, *_ANSWERED_THEN_RESET})
 _SOL_SOCKET = socket.SOL_SOCKET
+_MSG_ERRQUEUE = socket.MSG_ERRQUEUE
 _SO_ERROR = socket.SO_ERROR
 _LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST: no TIME_WAIT on either side
 _IP_RECVERR = 11
@@ -259,28 +260,31 @@ class Prober:
         not the network's answer, unless we are probing our own address.
         """
         reason = None
-        try:
-            own = _packed(sock.getsockname()[0])
-        except OSError:
-            own = None
-        with contextlib.suppress(OSError):
-            while True:
-                _, ancdata, _, _ = sock.recvmsg(0, 512, socket.MSG_ERRQUEUE)
-                for _level, _type, data in ancdata:
-                    if len(data) < _EE_FORMAT.size:
-                        continue
-                    ee_errno, origin, icmp_type, icmp_code, _, _, _ = _EE_FORMAT.unpack_from(data)
-                    # a reused socket may still hold the ICMP port-unreachable (ECONNREFUSED)
-                    # of its previous probe
-                    if origin not in _EE_ORIGINS_ICMP or ee_errno != err:
-                        continue
-                    sender = _offender(data)
-                    if sender is not None and sender == own and sender != _packed(target):
-                        reason = _OWN_ICMP
-                        continue
-                    # an IPv6 socket to an IPv4-mapped address gets ICMPv4 errors
-                    reason = classify_icmp(origin == _EE_ORIGIN_ICMP6, icmp_type, icmp_code)
-        return reason
+        own: bytes | None = b""  # our own address, looked up for the first ICMP error only
+        while True:
+            try:
+                _, ancdata, _, _ = sock.recvmsg(0, 512, _MSG_ERRQUEUE)
+            except OSError:  # empty (most calls: one syscall)
+                return reason
+            for _level, _type, data in ancdata:
+                if len(data) < _EE_FORMAT.size:
+                    continue
+                ee_errno, origin, icmp_type, icmp_code, _, _, _ = _EE_FORMAT.unpack_from(data)
+                # a reused socket may still hold the ICMP port-unreachable (ECONNREFUSED) of
+                # its previous probe
+                if origin not in _EE_ORIGINS_ICMP or ee_errno != err:
+                    continue
+                if own == b"":
+                    try:
+                        own = _packed(sock.getsockname()[0])
+                    except OSError:
+                        own = None
+                sender = _offender(data)
+                if sender is not None and sender == own and sender != _packed(target):
+                    reason = _OWN_ICMP
+                    continue
+                # an IPv6 socket to an IPv4-mapped address gets ICMPv4 errors
+                reason = classify_icmp(origin == _EE_ORIGIN_ICMP6, icmp_type, icmp_code)
 
     def _settle(self, slot: _Slot) -> bool:
         """Past its deadline: True if the socket has an answer after all (reported)."""
