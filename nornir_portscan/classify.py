@@ -9,13 +9,15 @@ connected (0)            open / syn-ack          the handshake completed
 ECONNRESET, EPIPE        open / syn-ack          the handshake completed, then the service
                                                  reset (tcpwrappers, an overloaded daemon);
                                                  a RST to the SYN itself is ECONNREFUSED
-ECONNREFUSED             closed / conn-refused   a RST in reply to the SYN
+ECONNREFUSED             closed / conn-refused   a RST in reply to the SYN (or an ICMP
+                                                 port-unreachable from the network)
 ETIMEDOUT                filtered / no-response  TCP gave up: nothing came back
 an ICMP error from the   filtered / ``host-      the error queue holds it, with its origin
 network                  unreach``, ``net-       (``SO_EE_ORIGIN_ICMP``/``ICMP6``) and its
                          unreach``, ``admin-     sender: not this host's own address
                          prohibited``, ``time-
-                         exceeded``
+                         exceeded``, ``icmp-
+                         type-<N>``
 =======================  ======================  ============================================
 
 Everything else is local to this machine and becomes ``error``, never a port state:
