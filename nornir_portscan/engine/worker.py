@@ -9,6 +9,10 @@ libev io watcher; a probe is a callback, not a greenlet, so the per-probe cost i
 syscalls. A socket whose connect was refused is reused for the next probe (Linux allows a new
 connect on it after one ``ECONNABORTED``), which halves the kernel work on closed ports.
 
+What the kernel reports becomes a port state or a local error by ``classify``'s table; only
+the socket can tell the rest: an ICMP error's origin and sender (the network's, or this host's
+own), and whether a silent SYN ever left (``TCP_INFO``).
+
 This module is the socket side only; which port goes next, with what timeout and how many
 attempts is the ``Schedule``'s (``engine/schedule.py``), which the slots report to.
 """
