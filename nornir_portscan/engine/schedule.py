@@ -15,8 +15,8 @@ probe slots (``Probe`` or a subclass) and these callbacks:
 - ``wake(delay)``: call ``pump()`` in ``delay`` seconds, unless such a call is already due.
 - ``send(message)``: a ``Progressed`` or ``UnitDone`` for the executor.
 
-The socket side reports each outcome with ``answered`` or ``failed``, and its timer calls
-``sweep`` every ``tick`` seconds; every such call starts the probes that may start now.
+The socket side reports each outcome with ``answered``, ``failed`` or ``refused``, and its timer
+calls ``sweep`` every ``tick`` seconds; every such call starts the probes that may start now.
 """
 
 from __future__ import annotations
@@ -222,6 +222,13 @@ class Schedule(Generic[P]):
             return
         self.resume_at = self.now() + BACKOFF * (1 << min(failures, 7))
         self._requeue(probe, job, probe.attempt, failures, front=True)
+
+    def refused(self, probe: P, reason: str) -> None:
+        """The local kernel refused the probe (a route, a local firewall): ``error`` at once,
+        neither retried nor a round-trip sample."""
+        job = probe.job
+        assert job is not None
+        self._record(probe, job, (probe.port, "error", reason, None, probe.attempt))
 
     def sweep(self) -> None:
         """Time out probes past their deadline; retry them or call them filtered."""
