@@ -3,8 +3,8 @@
 Linux (5.8 on) queues an ICMP unreachable on the socket's error queue and wakes epoll
 (EPOLLERR) a moment before it sets ``SO_ERROR`` and closes the socket: a connect still in
 SYN_SENT then reads ``SO_ERROR`` 0. Seen in the lab as ``open`` on host-unreachable ports
-(CPython's ``connect`` with a timeout, which tcp_ping uses, has the same flaw). Run in a fresh interpreter: the worker
-imports gevent, which never enters the test process.
+(CPython's ``connect`` with a timeout, which tcp_ping uses, has the same flaw). Run in a fresh
+interpreter: the worker imports gevent, which never enters the test process.
 """
 
 from __future__ import annotations
