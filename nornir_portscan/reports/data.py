@@ -75,13 +75,14 @@ def host_entry(scan: ScanReport | Audit, index: int) -> dict[str, Any]:
         "address": host.address,
         "vantage": host.vantage,
         "status": host.status.value,
-        "up": host.status is HostStatus.UP,
+        "up": host.answered,
         "open_ports": host.open_ports,
         "filtered_ports": host.filtered_ports,
         "closed_count": host.closed_count,
         "error_ports": host.error_ports,
         "error": host.error,
         "scanned_ports": format_ports(sorted(host.scanned)),
+        "unscanned_ports": format_ports(sorted(host.unscanned)),
         "ports": [port_to_dict(p) for p in host.ports],
     }
     verdict = audit.verdict(index)
@@ -233,11 +234,17 @@ def render_table(scan: ScanReport | Audit) -> str:
     ]
     s = summary(report)
     lines.append("")
+    partial = (
+        f", {s['interrupted']} partly scanned, {s['not_scanned']} not scanned"
+        if report.interrupted
+        else ""
+    )
     lines.append(
         f"{s['hosts']} hosts ({s['up']} up, {s['unresolved']} unresolved, {s['timed_out']} timed "
-        f"out), {s['open_ports']} open, {s['filtered_ports']} filtered, {s['closed_ports']} "
-        f"closed, {s['error_ports']} errors; {s['probes_sent']} probes in {s['duration']:.2f} s "
-        f"({s['rate']:.0f}/s)" + (" - INTERRUPTED, partial results" if report.interrupted else "")
+        f"out{partial}), {s['open_ports']} open, {s['filtered_ports']} filtered, "
+        f"{s['closed_ports']} closed, {s['error_ports']} errors; {s['probes_sent']} probes in "
+        f"{s['duration']:.2f} s ({s['rate']:.0f}/s)"
+        + (" - INTERRUPTED, partial results" if report.interrupted else "")
     )
     lines.extend(f"warning: {w}" for w in report.warnings)
     lines.extend(_audit_lines(audit))

@@ -12,7 +12,8 @@ more, or other, than nmap can, it is mapped like this:
   ``no-response``) when every port was filtered, and nmap's ``unknown`` when nothing is known
   (reason ``local-error``, or ``no-result`` when a host timeout came first). A host timeout also
   sets ``timedout="true"`` and keeps the partial ports; a host's error message goes in its
-  ``comment`` attribute.
+  ``comment`` attribute. A host an interrupt left partly scanned or not scanned, and that no
+  port answered, is ``unknown`` (reason ``interrupted`` or ``not-scanned``), never ``down``.
 - A port with a local ``error`` gets nmap's ``unknown`` port state (what nmap calls a port it
   could not tell), with our errno name as the reason: it is neither hidden nor called closed.
 - Closed (and filtered) ports are listed one by one when there are at most 25 of them, and
@@ -149,6 +150,8 @@ def _host_state(host: HostResult) -> tuple[str, str]:
         return "up", "syn-ack"
     if host.closed_count:
         return "up", "conn-refused"
+    if host.status in (HostStatus.INTERRUPTED, HostStatus.NOT_SCANNED):  # no verdict: unknown
+        return "unknown", host.status.value
     if host.filtered_ports:
         return "down", "no-response"
     if host.error_ports or host.status is HostStatus.ERROR:

@@ -42,6 +42,7 @@ class _View:
 
     outcome: str
     failed: bool
+    incomplete: bool  # interrupted: partial results
     started: str
     summary: list[tuple[str, str, bool]]  # label, value, whether it calls for attention
     hosts: _Table
@@ -59,6 +60,7 @@ def _view(audit: Audit) -> _View:
     return _View(
         outcome=_outcome(audit),
         failed=audit.violated,
+        incomplete=audit.report.interrupted,
         started=f"{data['started']} to {data['finished']}",
         summary=_summary(data),
         hosts=hosts,
@@ -74,6 +76,8 @@ def _outcome(audit: Audit) -> str:
     judged = bool(audit.verdicts) or audit.drift is not None or audit.wait is not None
     if audit.violated:
         outcome = "FAILED: violations, drift or unmet expectations"
+    elif audit.report.interrupted:  # what was not scanned is neither passed nor failed
+        return "INCOMPLETE: interrupted, partial results" + ("" if judged else "; no expectations")
     elif judged:
         outcome = "PASSED: every expectation met"
     else:
@@ -86,6 +90,11 @@ def _outcome(audit: Audit) -> str:
 def _summary(data: dict[str, Any]) -> list[tuple[str, str, bool]]:
     counts = data["summary"]
     summary = [("Hosts", str(counts["hosts"]), False), ("Up", str(counts["up"]), False)]
+    if data["interrupted"]:
+        summary += [
+            _count("Partly scanned", counts["interrupted"]),
+            _count("Not scanned", counts["not_scanned"]),
+        ]
     compliance = data.get("compliance")
     if compliance is None:
         summary.append(("Compliance", "no policy", False))
@@ -261,6 +270,7 @@ h1 { font-size: 1.6rem; margin-bottom: .3rem; }
 h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; }
 .outcome { display: inline-block; padding: .3rem .8rem; border-radius: 6px; font-weight: 600; }
 .outcome.failed { background: #ffebe9; color: #a40e26; border: 1px solid #ff8182; }
+.outcome.incomplete { background: #fff8c5; color: #7d4e00; border: 1px solid #d4a72c; }
 .outcome.passed { background: #dafbe1; color: #116329; border: 1px solid #4ac26b; }
 .when { color: #59636e; margin: .4rem 0 1rem; }
 .cards { display: flex; flex-wrap: wrap; gap: .6rem; }
@@ -312,7 +322,7 @@ def _html_section(title: str, table: _Table | None, mark: str, empty: str) -> li
 def audit_to_html(audit: Audit | ScanReport) -> str:
     """The audit (or a plain scan) as a self-contained HTML page."""
     view = _view(_as_audit(audit))
-    tone = "failed" if view.failed else "passed"
+    tone = "failed" if view.failed else "incomplete" if view.incomplete else "passed"
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
