@@ -27,7 +27,7 @@ from nornir_portscan.errors import InputError, ReportError, ScanError, ScanInter
 from nornir_portscan.models import PortState
 from nornir_portscan.pipeline import Job, build_job, number, run_job
 from nornir_portscan.progress import ProgressBar
-from nornir_portscan.reports.data import render_table, report_to_json
+from nornir_portscan.reports.data import iter_json, iter_table
 from nornir_portscan.reports.files import ReportFiles, page_format, write_reports
 
 __all__ = ["main"]
@@ -327,14 +327,12 @@ def _output(args: argparse.Namespace, job: Job, audit: Audit) -> bool:
     pipe: the reader left) or a file could not be written (the rest is done all the same)."""
     shown = True
     try:
+        for chunk in iter_json(audit) if args.json == "-" else iter_table(audit):
+            sys.stdout.write(chunk)
+        sys.stdout.flush()
         if args.json == "-":
-            sys.stdout.write(report_to_json(audit))
-            sys.stdout.flush()
             for warning in audit.report.warnings:  # the table is not shown: say them on stderr
                 print(f"portscan: warning: {warning}", file=sys.stderr)
-        else:
-            sys.stdout.write(render_table(audit))
-            sys.stdout.flush()
     except BrokenPipeError:  # `portscan ... | head -1`: the reader has what it wanted
         _silence_stdout()
         shown = False

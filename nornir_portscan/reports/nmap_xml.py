@@ -34,14 +34,14 @@ import statistics
 import time
 import xml.etree.ElementTree as ET
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from nornir_portscan.audit.gates import Audit, violation_text
 from nornir_portscan.models import HostResult, HostStatus, PortResult, PortState, ScanReport
 from nornir_portscan.ports import format_ports
 from nornir_portscan.reports.data import host_entry, report_to_dict
 
-__all__ = ["report_to_xml", "service_name"]
+__all__ = ["iter_xml", "report_to_xml", "service_name"]
 
 XML_OUTPUT_VERSION = "1.05"  # the xmloutputversion of nmap 7.x
 _MAX_LISTED = 25  # nmap lists at most this many ports of one closed or filtered state
@@ -49,6 +49,12 @@ _MAX_LISTED = 25  # nmap lists at most this many ports of one closed or filtered
 
 def report_to_xml(scan: ScanReport | Audit) -> str:
     """The report (of a scan or an audit) as an nmap XML document (``nmap -sT -oX``)."""
+    return "".join(iter_xml(scan))
+
+
+def iter_xml(scan: ScanReport | Audit) -> Iterator[str]:
+    """``report_to_xml`` in chunks, a ``<host>`` at a time: memory stays flat however many
+    hosts there are (the document around the hosts is built first, with their counts)."""
     from nornir_portscan import __version__
 
     audit = scan if isinstance(scan, Audit) else Audit(scan)
@@ -80,24 +86,26 @@ def report_to_xml(scan: ScanReport | Audit) -> str:
             ET.SubElement(
                 root, "target", specification=host.name, status="skipped", reason="invalid"
             )
-    up = total = 0
-    for index, host in enumerate(report.hosts):
-        if host.address is None:
-            continue
-        element = _host(audit, index)
-        root.append(element)
-        total += 1
-        up += element[0].get("state") == "up"
+    scanned = [i for i, host in enumerate(report.hosts) if host.address is not None]
+    up = sum(_host_state(report.hosts[i])[0] == "up" for i in scanned)
+    after = "runstats"
     if audit.verdicts or audit.drift is not None or audit.wait is not None:
         post = ET.SubElement(root, "postscript")
         post.append(_run_script(audit))
-    _runstats(root, report, up, total)
+        after = "postscript"
+    _runstats(root, report, up, len(scanned))
     ET.indent(root, space="")
-    head = (
+    text = ET.tostring(root, encoding="unicode")
+    cut = text.rindex(f"\n<{after}>") + 1  # the hosts go before the post-script or the stats
+    yield (
         '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE nmaprun>\n'
         f"<!-- nornir-portscan {__version__} scan initiated {start} -->\n"
-    )
-    return head + ET.tostring(root, encoding="unicode") + "\n"
+    ) + text[:cut]
+    for index in scanned:
+        element = _host(audit, index)
+        ET.indent(element, space="")
+        yield ET.tostring(element, encoding="unicode") + "\n"
+    yield text[cut:] + "\n"
 
 
 def _timestr(timestamp: float) -> str:
