@@ -261,9 +261,9 @@ def _error(message: object) -> None:
 
 
 class _Stopped:
-    """SIGTERM and SIGHUP end the scan as Ctrl-C does (a ``KeyboardInterrupt`` where the
-    program is), while ``armed``; later they are only noted, so that the partial report is
-    still written. ``signum`` is the first one received."""
+    """SIGINT, SIGTERM and SIGHUP end the scan as Ctrl-C does (a ``KeyboardInterrupt`` where
+    the program is), while ``armed``; later they are only noted, so that the report is still
+    written. ``signum`` is the first one received; the ones after it are only noted."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -282,15 +282,19 @@ class _Stopped:
 
 @contextlib.contextmanager
 def _stop_signals() -> Iterator[_Stopped]:
-    """Handle SIGTERM and SIGHUP for the time of a run; the handlers before are restored. A
-    signal that was ignored (``nohup``) stays ignored. Only the command line does this: a
-    library caller's process keeps its own handlers."""
+    """Handle SIGINT, SIGTERM and SIGHUP for the time of a run; the handlers before are
+    restored. A signal that was ignored (``nohup``, a background job's SIGINT) stays ignored.
+    Only the command line does this: a library caller's process keeps its own handlers."""
     stopped = _Stopped()
     before: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for signum in _STOP_SIGNALS:
             if signal.getsignal(signum) is not signal.SIG_IGN:
                 before[signum] = signal.signal(signum, stopped)
+        # Ctrl-C too, when Python's own handler has it: the same, but a Ctrl-C while the
+        # report is written no longer breaks the report off with a traceback
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            before[signal.SIGINT] = signal.signal(signal.SIGINT, stopped)
     try:
         yield stopped
     finally:

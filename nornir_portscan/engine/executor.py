@@ -100,14 +100,16 @@ def scan(
             engine.step(_TICK)
             run.report_progress(progress)
         engine.stop()
+        if progress is not None:
+            elapsed = time.monotonic() - run.started_mono
+            progress(Progress(run.total_ports, run.total_ports, elapsed))
+        # in the try: a Ctrl-C while a big report is made still gives ScanInterrupted
+        return run.report(interrupted=False)
     except KeyboardInterrupt:
         engine.kill()
         raise ScanInterrupted(run.report(interrupted=True)) from None
     finally:
         engine.close()  # kills whatever is left after an error
-    if progress is not None:
-        progress(Progress(run.total_ports, run.total_ports, time.monotonic() - run.started_mono))
-    return run.report(interrupted=False)
 
 
 class WorkerPool:

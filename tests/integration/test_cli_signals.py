@@ -4,6 +4,7 @@ scanned. Real processes, real sockets on loopback (every 127/8 address answers t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -187,3 +188,38 @@ def test_a_library_scan_installs_no_signal_handler():
     run_job(job, progress=lambda _: seen.append(signal.getsignal(signal.SIGTERM)))
     assert seen
     assert set(seen) == {signal.SIG_DFL}
+
+
+def blocked_opening_a_fifo(proc: subprocess.Popen[str], limit: float = 20) -> None:
+    """Poll until ``proc`` waits in the kernel for a reader of a FIFO: the scan is over."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{proc.pid}/wchan").read_text() == "wait_for_partner":
+                return
+        time.sleep(0.02)
+    raise AssertionError("the CLI did not come to write its report")
+
+
+@pytest.mark.parametrize(
+    ("signum", "group", "code"),
+    [(signal.SIGINT, True, 130), (signal.SIGTERM, False, 143)],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_signal_while_the_report_is_written_does_not_break_it_off(tmp_path, signum, group, code):
+    fifo = tmp_path / "r.json"
+    os.mkfifo(fifo)
+    proc = start("-p", "1-100", "127.0.0.1", "--json", str(fifo))
+    blocked_opening_a_fifo(proc)
+    if group:
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
+    with fifo.open() as reader:  # let it write, after the signal
+        text = reader.read()
+    out, err = proc.communicate(timeout=15)
+    assert (proc.returncode, err) == (code, "")
+    data = json.loads(text)  # whole: the scan was over when the signal came
+    assert data["interrupted"] is False
+    assert [h["status"] for h in data["hosts"]] == ["up"]
+    assert "127.0.0.1" in out
