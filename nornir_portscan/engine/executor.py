@@ -398,7 +398,7 @@ class _Run:
         if not whole:  # the interrupt came first: its ports were never probed to the end
             status = HostStatus.INTERRUPTED if tally.done or ports else HostStatus.NOT_SCANNED
             error = (
-                f"interrupted: {len(unscanned)} of {len(wanted)} ports not scanned"
+                f"{len(unscanned)} of {len(wanted)} ports not scanned"
                 if status is HostStatus.INTERRUPTED
                 else "interrupted before this host was scanned"
             )

@@ -63,7 +63,7 @@ def test_hosts_not_scanned_or_partly_scanned_have_statuses_of_their_own(interrup
         HostStatus.NOT_SCANNED,
     )
     assert (h0.scanned, h0.unscanned) == (PORTS[:512], PORTS[512:])
-    assert h0.error == "interrupted: 488 of 1000 ports not scanned"
+    assert h0.error == "488 of 1000 ports not scanned"
     assert (h1.scanned, h1.unscanned, h1.error) == (
         (),
         PORTS,
@@ -79,6 +79,10 @@ def test_the_host_entry_says_what_was_not_scanned_and_judges_only_what_was(inter
     assert h0["compliant"] is False  # port 7 is open: a network answer
     assert [(v["port"], v["actual"]) for v in h0["violations"]] == [(7, "open")]  # not 600
     assert h0["passed"] is False
+    assert h0["failure"] == (
+        "h0 (127.0.0.1): host interrupted: 488 of 1000 ports not scanned; "
+        "port 7 open (expected closed)"
+    )
     for entry, ports in ((h1, "1-1000"), (h2, "1-3")):
         assert (entry["status"], entry["up"], entry["unscanned_ports"]) == (
             "not-scanned",
@@ -103,7 +107,7 @@ def test_json_counts_and_validates(interrupted):
 def test_the_table_shows_the_statuses_and_the_counts(interrupted):
     table = render_table(interrupted)
     rows = {line.split()[0]: line for line in table.splitlines()[1:4]}
-    assert "interrupted (interrupted: 488 of 1000 ports not scanned)" in rows["h0"]
+    assert "interrupted (488 of 1000 ports not scanned)" in rows["h0"]
     assert "not-scanned (interrupted before this host was scanned)" in rows["h1"]
     assert "1 partly scanned, 2 not scanned" in table
     assert "no-response" not in table
