@@ -363,7 +363,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SCAN
     try:
         with _stop_signals() as stopped:
-            return _main(argv, stopped)
+            try:
+                return _main(argv, stopped)
+            except KeyboardInterrupt:  # before the scan began (parsing the arguments)
+                print("portscan: interrupted before the scan", file=sys.stderr)
+                return stopped.exit_code(EXIT_INTERRUPTED)
     except BrokenPipeError:  # stderr's reader left too (`2>&1 | head -1`)
         _silence_stdout()
         return EXIT_SCAN
