@@ -380,7 +380,7 @@ hosts:
       type: str
       sample: 22,80-82
     unscanned_ports:
-      description: The ports a host timeout or an interrupt left unscanned, compacted; empty when none.
+      description: The ports a host timeout or an interrupt left unscanned; empty when none.
       type: str
       sample: ""
     ports:
