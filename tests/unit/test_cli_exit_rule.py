@@ -5,6 +5,8 @@ none, and the exit code is 0 or 1 as the audit says. 3 wins over 1. The schedule
 
 from __future__ import annotations
 
+import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,12 @@ def test_one_host_of_two_lost_is_enough(capsys, tmp_path):
     captured = capsys.readouterr()
     assert captured.err == ERROR_LINE.format(45, 89)
     assert "127.0.0.2  127.0.0.2  error" in captured.out
+
+
+def test_the_readme_lists_every_exit_code_the_cli_returns():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split("Exit codes, first match wins:", 1)[1].split("\n\n", 2)[1]
+    listed = {int(code) for code in re.findall(r"`(\d+)`", table)}
+    signals = {128 + s for s in cli._STOP_SIGNALS} | {128 + signal.SIGINT}
+    codes = {cli.EXIT_OK, cli.EXIT_VIOLATED, cli.EXIT_INPUT, cli.EXIT_SCAN, cli.EXIT_INTERRUPTED}
+    assert listed == codes | signals
