@@ -12,6 +12,7 @@ from typing import Any, Literal
 from nornir_portscan.errors import OptionError
 
 __all__ = [
+    "PARTIAL_STATUSES",
     "AddressFamily",
     "AuditOptions",
     "HostResult",
@@ -46,6 +47,12 @@ class HostStatus(enum.StrEnum):
     UNRESOLVED = "unresolved"  # the name did not resolve
     TIMED_OUT = "timed_out"  # the host timeout expired; results are partial
     ERROR = "error"  # only local errors; nothing is known about the host
+    INTERRUPTED = "interrupted"  # the scan was interrupted part way; results are partial
+    NOT_SCANNED = "not-scanned"  # the scan was interrupted before any port of the host ended
+
+
+PARTIAL_STATUSES = frozenset({HostStatus.TIMED_OUT, HostStatus.INTERRUPTED, HostStatus.NOT_SCANNED})
+"""Statuses of a host whose ``unscanned`` ports were not scanned: no verdict on those."""
 
 
 _EXPECTED_STATE = {
@@ -245,7 +252,8 @@ class PortResult:
 
 @dataclass(frozen=True, slots=True)
 class HostResult:
-    """One target's results. ``ports`` holds every port that is not closed (all on request)."""
+    """One target's results. ``ports`` holds every port that is not closed (all on request);
+    ``unscanned`` the ports a host timeout or an interrupt left unscanned (a partial status)."""
 
     name: str
     address: str | None
@@ -255,6 +263,14 @@ class HostResult:
     error: str | None = None
     scanned: tuple[int, ...] = ()  # every port probed to the end, in request order
     vantage: str | None = None  # where the answers were seen from; None: this machine
+    unscanned: tuple[int, ...] = ()  # ports not scanned (timed out, interrupted), in order
+
+    @property
+    def answered(self) -> bool:
+        """Whether some port answered (open or closed): the network says the host is there."""
+        return bool(self.closed_count) or any(
+            p.state in (PortState.OPEN, PortState.CLOSED) for p in self.ports
+        )
 
     def _with_state(self, state: PortState) -> list[int]:
         return [p.port for p in self.ports if p.state is state]

@@ -328,7 +328,8 @@ hosts:
       sample: null
     status:
       description:
-        - C(up), C(no-response) (every port filtered), C(unresolved), C(timed_out) or C(error).
+        - C(up), C(no-response) (every port filtered), C(unresolved), C(timed_out) or C(error);
+          after an interrupt C(interrupted) (scanned part way) or C(not-scanned).
       type: str
       sample: up
     up:
@@ -378,6 +379,10 @@ hosts:
       description: The ports probed to the end, compacted; empty when none.
       type: str
       sample: 22,80-82
+    unscanned_ports:
+      description: The ports a host timeout or an interrupt left unscanned; empty when none.
+      type: str
+      sample: ""
     ports:
       description: Every port that is not closed (closed ones too with O(include_closed)).
       type: list
@@ -470,6 +475,8 @@ summary:
     unresolved: 1
     timed_out: 0
     error: 0
+    interrupted: 0
+    not_scanned: 0
     open_ports: 3
     filtered_ports: 0
     closed_ports: 17

@@ -54,6 +54,7 @@ def test_scan_returns_hosts_keyed_by_name(listeners: Listeners, capsys) -> None:
         "name": "web1", "address": "127.0.0.1", "vantage": None, "status": "up", "up": True,
         "open_ports": [open_port], "filtered_ports": [], "closed_count": 1, "error_ports": [],
         "error": None, "scanned_ports": ",".join(map(str, sorted([open_port, shut]))),
+        "unscanned_ports": "",
         "ports": [{"port": open_port, "protocol": "tcp", "state": "open", "reason": "syn-ack",
                    "attempts": 1}],
         "resolved": True, "timed_out": False, "any_open": True, "all_open": False,
