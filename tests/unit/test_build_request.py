@@ -41,7 +41,7 @@ def test_exclusions_and_the_scope_guard_hold_for_named_targets():
     specs = [TargetSpec(f"h{i}", f"127.0.0.{i}") for i in (1, 2, 3)]
     request = build_request(specs, "22", exclude=["127.0.0.2"])
     assert [t.name for t in request.targets] == ["h1", "h3"]
-    with pytest.raises(ScopeError, match="3 hosts in all, more than the limit of 1"):
+    with pytest.raises(ScopeError, match="2 hosts by '127.0.0.2' .address of target 'h2'., more than the limit of 1"):
         build_request(specs, "22", max_hosts=1)
 
 
