@@ -67,7 +67,7 @@ _MIN_CHUNK = 256
 _PROGRESS_EVERY = 0.1
 _TICK = 0.2  # the longest the loop waits: stall checks, progress, Ctrl-C
 _UNIT_TRIES = 2
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the dir that holds the package
 WORKER_COMMAND = ["-m", "nornir_portscan.engine.worker"]
 """Arguments to ``sys.executable`` that start a worker; a seam for the scheduler's unit tests."""
 
