@@ -42,7 +42,6 @@ from nornir_portscan.engine.protocol import (
     frame,
 )
 from nornir_portscan.errors import (
-    OptionError,
     ScanError,
     ScanInterrupted,
 )
@@ -124,8 +123,7 @@ class WorkerPool:
     """
 
     def __init__(self, processes: int | None = None) -> None:
-        if processes is not None and processes < 1:
-            raise OptionError(f"invalid processes {processes}: use 1 or more, e.g. processes=2")
+        ScanOptions(processes=processes)  # the one check of the setting: OptionError
         self._idle: list[_Worker] = []
         # a pool dropped without close() still stops its workers when it is collected
         self._finalizer = weakref.finalize(self, _kill_workers, self._idle)
