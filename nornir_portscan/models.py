@@ -267,8 +267,9 @@ def _check_ports(ports: tuple[int, ...], whose: str) -> None:
     if not isinstance(ports, tuple):
         raise PortSpecError(f"invalid ports {ports!r} in {whose}: give a tuple, {_BUILD}")
     for port in ports:
-        if type(port) is not int or not 1 <= port <= 65535:
-            raise PortSpecError(f"invalid port {port!r} in {whose}: use 1 to 65535, {_BUILD}")
+        if type(port) is not int or not 1 <= port <= 65535:  # a subclass may not unpickle
+            kind = "" if type(port) is int else f" (a {type(port).__name__}, not an int)"
+            raise PortSpecError(f"invalid port {port!r}{kind} in {whose}: use 1 to 65535, {_BUILD}")
     if len(set(ports)) != len(ports):
         twice = next(p for i, p in enumerate(ports) if p in ports[:i])
         raise PortSpecError(f"port {twice} is given twice in {whose}: give each once, {_BUILD}")

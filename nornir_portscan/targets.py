@@ -236,7 +236,7 @@ def parse_targets(
     names = [spec.text for spec in itertools.chain(wanted, unwanted) if isinstance(spec, _Name)]
     resolved = _resolve_all(names, _FAMILIES[family], resolver or resolve_name)
 
-    excluded_names: set[_IPAddress] = set()
+    patterns = [spec for spec in unwanted if not isinstance(spec, _Name)]
     for spec in unwanted:
         if isinstance(spec, _Name):
             addresses, error = resolved[spec.text.lower()]
@@ -245,14 +245,15 @@ def parse_targets(
                     f"cannot resolve excluded host {spec.text!r}: {error}; fix the name or "
                     "exclude its address, e.g. '127.0.0.5'"
                 )
-            excluded_names.update(_pick(addresses, family, first_only=False))
-    patterns = [spec for spec in unwanted if not isinstance(spec, _Name)]
+            # each address as if given: one without a zone is left out on every link
+            picked = _pick(addresses, family, first_only=False)
+            patterns.extend(_Address(spec.text, spec.where, ip) for ip in picked)
 
     def excluded(address: str) -> bool:
-        if not unwanted:
+        if not patterns:
             return False
         ip = ipaddress.ip_address(address)
-        return ip in excluded_names or any(ip in pattern for pattern in patterns)
+        return any(ip in pattern for pattern in patterns)
 
     found: dict[tuple[str, str | None], Target] = {}
     from_hosts: set[tuple[str, str | None]] = set()  # the keys a named host gave
@@ -611,7 +612,8 @@ def _resolve_all(
 
 
 def _pick(addresses: list[str], family: AddressFamily, *, first_only: bool) -> list[_IPAddress]:
-    """The addresses of ``family``, IPv4 before IPv6; only the first of each with first_only."""
+    """The addresses of ``family``, canonical, IPv4 before IPv6; with ``first_only`` (a
+    target's) only the first of each that can be reached: not link-local without a zone."""
     v4: list[_IPAddress] = []
     v6: list[_IPAddress] = []
     for text in addresses:
@@ -619,7 +621,7 @@ def _pick(addresses: list[str], family: AddressFamily, *, first_only: bool) -> l
             address = canonical(ipaddress.ip_address(text))
         except ValueError:
             continue  # a resolver gave something that is not an address; ignore it
-        if needs_zone(address):
+        if first_only and needs_zone(address):
             continue  # link-local without its interface: it cannot be reached
         (v4 if address.version == 4 else v6).append(address)
     if first_only:
@@ -646,4 +648,16 @@ def _expand(
                 yield Target(name=spec.text, address=str(ip))
             return
         error = {"ipv4": "no IPv4 address", "ipv6": "no IPv6 address"}.get(family, "no address")
+        if family != "ipv4" and any(_zoneless_link_local(text) for text in addresses):
+            error = (
+                "only link-local IPv6 addresses without a zone; give the address with its "
+                "zone, e.g. 'fe80::1%eth0'"
+            )
     yield Target(name=spec.text, address=None, error=error)
+
+
+def _zoneless_link_local(text: str) -> bool:
+    try:
+        return needs_zone(ipaddress.ip_address(text))
+    except ValueError:
+        return False

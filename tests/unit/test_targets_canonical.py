@@ -207,8 +207,18 @@ GOOD = Target("a", "127.0.0.1")
             "invalid port 70000 in the request's ports: use 1 to 65535",
         ),
         ((GOOD,), (0,), PortSpecError, "invalid port 0 in the request's ports"),
-        ((GOOD,), ("22",), PortSpecError, "invalid port '22' in the request's ports"),
-        ((GOOD,), (True,), PortSpecError, "invalid port True in the request's ports"),
+        (
+            (GOOD,),
+            ("22",),
+            PortSpecError,
+            "invalid port '22' (a str, not an int) in the request's ports",
+        ),
+        (
+            (GOOD,),
+            (True,),
+            PortSpecError,
+            "invalid port True (a bool, not an int) in the request's ports",
+        ),
         ((GOOD,), (22, 22), PortSpecError, "port 22 is given twice in the request's ports"),
         ((GOOD,), [22], PortSpecError, "invalid ports [22] in the request's ports"),
         (
@@ -257,3 +267,40 @@ def test_what_build_request_makes_passes_the_check() -> None:
 def test_unresolved_targets_carry_no_address_and_pass() -> None:
     target = Target("nowhere.test", None, error="Name or service not known")
     assert ScanRequest((target,), (22,)).probe_count == 0
+
+
+def _resolver(name: str, family: int) -> list[str]:
+    return {"ll.test": ["fe80::9"], "v.test": ["127.0.0.3", "fe80::9"]}[name]
+
+
+def test_a_name_with_only_zoneless_link_local_addresses_says_so() -> None:
+    (target,) = parse_targets(["ll.test"], family="ipv6", resolver=_resolver)
+    assert (target.address, target.error) == (
+        None,
+        "only link-local IPv6 addresses without a zone; give the address with its zone, "
+        "e.g. 'fe80::1%eth0'",
+    )
+
+
+def test_an_excluded_name_leaves_out_its_zoneless_link_local_address_on_every_link() -> None:
+    targets = parse_targets(
+        [f"fe80::9%{LO_NAME}", "127.0.0.3", "127.0.0.4"],
+        exclude=["v.test"],
+        family="both",
+        resolver=_resolver,
+    )
+    assert [t.address for t in targets] == ["127.0.0.4"]
+
+
+class _TaggedInt(int):
+    """As Ansible gives a templated number: an int subclass, which a worker may not unpickle."""
+
+
+def test_ports_given_as_int_subclasses_become_plain_ints() -> None:
+    request = build_request(
+        ["127.0.0.1"], [_TaggedInt(22)], policy={"expect_open": [_TaggedInt(80)]}
+    )
+    assert [type(p) for p in request.ports] == [int]
+    assert {type(p) for t in request.targets for p in t.ports} == {int}
+    with pytest.raises(PortSpecError, match=r"invalid port 22 \(a _TaggedInt, not an int\)"):
+        ScanRequest((GOOD,), (_TaggedInt(22),))
