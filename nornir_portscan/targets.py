@@ -303,7 +303,8 @@ def _add(
 def _host_spec(template: Target) -> _Spec:
     """The spec of a named host, which must be one address or hostname."""
     text = template.address or template.name
-    where = f" (address of target {template.name!r})"
+    # a host named by its address is that address, in messages too (as a plain spec is)
+    where = "" if text == template.name else f" (address of target {template.name!r})"
     spec = _parse_token(text, where) if isinstance(text, str) else None
     if not isinstance(spec, _Address | _Name):
         raise TargetSpecError(
@@ -559,7 +560,10 @@ def _narrower(spec: _Spec, max_hosts: int) -> str:
         bits = spec.network.max_prefixlen
         # A /24 (or /120) as in the docs, or smaller still when the limit is below 256.
         prefix = max(bits - 8, bits - (max_hosts.bit_length() - 1))
-        return str(ipaddress.ip_network((spec.network.network_address, prefix), strict=False))
+        narrower = ipaddress.ip_network((spec.network.network_address, prefix), strict=False)
+        if spec.zone is not None:
+            return f"{narrower.network_address}%{spec.zone}/{prefix}"
+        return str(narrower)
     if isinstance(spec, _Octets):
         first = [str(min(values)) for values in spec.octets]
         last = spec.octet_texts[3] if len(spec.octets[3]) <= max_hosts else first[3]
