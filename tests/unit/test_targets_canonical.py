@@ -304,3 +304,11 @@ def test_ports_given_as_int_subclasses_become_plain_ints() -> None:
     assert {type(p) for t in request.targets for p in t.ports} == {int}
     with pytest.raises(PortSpecError, match=r"invalid port 22 \(a _TaggedInt, not an int\)"):
         ScanRequest((GOOD,), (_TaggedInt(22),))
+
+
+@pytest.mark.parametrize("request_", [None, ["127.0.0.1"], "127.0.0.1"])
+def test_scan_refuses_what_is_not_a_request(request_: object) -> None:
+    from nornir_portscan import InputError, scan
+
+    with pytest.raises(InputError, match=r"give a ScanRequest, e\.g\. scan"):
+        scan(request_)  # type: ignore[arg-type]
