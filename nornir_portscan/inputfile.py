@@ -50,12 +50,14 @@ def read_text(
         raise error(too_large)
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise error(f"{where}: UTF-16 text, not UTF-8; save it as UTF-8")
+    start = len(_BOM) if data.startswith(_BOM) else 0
     try:
-        text = data.decode("utf-8-sig")
+        text = data[start:].decode("utf-8")
     except UnicodeDecodeError as exc:
+        bad = start + exc.start  # in the file, the byte order mark counted
         raise error(
-            f"{where}: not UTF-8 text (byte 0x{data[exc.start]:02x} at "
-            f"{_at(data, exc.start)}); save it as UTF-8"
+            f"{where}: not UTF-8 text (byte 0x{data[bad]:02x} at {_at(data, bad)}); "
+            "save it as UTF-8"
         ) from None
     nul = data.find(b"\0")
     if nul >= 0:

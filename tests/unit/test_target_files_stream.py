@@ -125,3 +125,18 @@ def test_a_bad_byte_far_into_a_file_names_its_line_and_offset(tmp_path: Path) ->
     path.write_bytes(body + b"127.0.0.1\0\n")
     with pytest.raises(TargetSpecError, match=f"a NUL byte at line 20001, offset {len(body) + 9}"):
         parse_targets([], files=[path], max_hosts=100_000)
+
+
+def test_a_bad_byte_after_a_byte_order_mark_is_the_byte_named(tmp_path: Path) -> None:
+    """The offset counts the byte order mark, and names the bad byte, not one 3 bytes before
+    (the whole-file reader, which policy files and baselines use, was off by the mark)."""
+    from nornir_portscan.inputfile import read_text
+
+    path = tmp_path / "policy.yml"
+    path.write_bytes(b"\xef\xbb\xbfdefaults: {}\n# caf\xe9\n")
+    with pytest.raises(TargetSpecError) as caught:
+        read_text(path, "policy file", limit=2**20, hint="", error=TargetSpecError)
+    assert str(caught.value) == (
+        f"cannot read policy file {str(path)!r}: not UTF-8 text (byte 0xe9 at line 2, offset "
+        "21); save it as UTF-8"
+    )
