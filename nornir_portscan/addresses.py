@@ -84,11 +84,7 @@ def mapped(address: ipaddress.IPv4Address) -> ipaddress.IPv6Address:
 def address_problem(text: str) -> str | None:
     """Why a worker must not be given ``text`` as an address; None when it is an address in
     its canonical form that can be connected to."""
-    if ":" not in text:
-        try:  # the common case, ten times faster than ipaddress: inet_pton refuses 01.2.3.4
-            socket.inet_pton(socket.AF_INET, text)
-        except (OSError, ValueError, TypeError):
-            return "not an IP address"
+    if _plainly_canonical(text):
         return None
     try:
         address = ipaddress.ip_address(text)
@@ -100,6 +96,32 @@ def address_problem(text: str) -> str | None:
     if str(good) != text:
         return f"not in its canonical form {str(good)!r}"
     return None
+
+
+def _plainly_canonical(text: str) -> bool:
+    """Whether ``text`` is certainly a canonical address that needs no zone: the common cases,
+    told by inet_pton and inet_ntop ten times faster than by ipaddress."""
+    if not isinstance(text, str) or "%" in text:
+        return False
+    if ":" not in text:  # inet_pton refuses 01.2.3.4, as ipaddress does
+        try:
+            socket.inet_pton(socket.AF_INET, text)
+        except (OSError, ValueError):
+            return False
+        return True
+    if "." in text:  # glibc writes ::1.2.3.4 where ipaddress writes ::102:304
+        return False
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, text)
+    except (OSError, ValueError):
+        return False
+    link_local = packed[0] == 0xFE and packed[1] & 0xC0 == 0x80  # fe80::/10
+    # elsewhere glibc spells an address as ipaddress does (RFC 5952)
+    return (
+        not link_local
+        and not packed.startswith(_MAPPED_PREFIX)
+        and socket.inet_ntop(socket.AF_INET6, packed) == text
+    )
 
 
 def needs_zone(address: IPAddress) -> bool:
