@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from nornir_portscan.errors import OptionError
+from nornir_portscan.addresses import address_problem
+from nornir_portscan.errors import OptionError, PortSpecError, TargetSpecError
 
 __all__ = [
     "PARTIAL_STATUSES",
@@ -228,6 +229,9 @@ class ScanRequest:
     ports: tuple[int, ...]
     options: ScanOptions = field(default_factory=ScanOptions)
 
+    def __post_init__(self) -> None:
+        _check_request(self)
+
     def ports_for(self, target: Target) -> tuple[int, ...]:
         """The ports to scan on ``target``."""
         return target.ports or self.ports
@@ -236,6 +240,46 @@ class ScanRequest:
     def probe_count(self) -> int:
         """Ports to probe over all resolved targets (first attempts only)."""
         return sum(len(self.ports_for(t)) for t in self.targets if t.address)
+
+
+_BUILD = "build it with build_request, e.g. build_request(['127.0.0.1'], '22,443')"
+
+
+def _check_request(request: ScanRequest) -> None:
+    """Refuse a request a worker must not be given (a hand-built one: ``build_request`` makes
+    only good ones): a worker resolves no name and checks no port, the parent does."""
+    if not isinstance(request.options, ScanOptions):
+        raise OptionError(f"invalid options {request.options!r}: give ScanOptions, {_BUILD}")
+    if not isinstance(request.targets, tuple):
+        raise TargetSpecError(f"invalid targets {request.targets!r}: give a tuple, {_BUILD}")
+    _check_ports(request.ports, "the request's ports")
+    checked: set[int] = set()  # targets share their port tuples: check each one once
+    for target in request.targets:
+        if not isinstance(target, Target):
+            raise TargetSpecError(f"invalid target {target!r}: give a Target, {_BUILD}")
+        address = target.address
+        if address is not None:
+            problem = address_problem(address) if isinstance(address, str) else "not a string"
+            if problem is not None:
+                raise TargetSpecError(
+                    f"invalid address {address!r} of target {target.name!r}: {problem}; "
+                    f"a request holds resolved addresses, {_BUILD}"
+                )
+        if target.ports and id(target.ports) not in checked:
+            _check_ports(target.ports, f"the ports of target {target.name!r}")
+            checked.add(id(target.ports))
+
+
+def _check_ports(ports: tuple[int, ...], whose: str) -> None:
+    if not isinstance(ports, tuple):
+        raise PortSpecError(f"invalid ports {ports!r} in {whose}: give a tuple, {_BUILD}")
+    for port in ports:
+        if type(port) is not int or not 1 <= port <= 65535:  # a subclass may not unpickle
+            kind = "" if type(port) is int else f" (a {type(port).__name__}, not an int)"
+            raise PortSpecError(f"invalid port {port!r}{kind} in {whose}: use 1 to 65535, {_BUILD}")
+    if len(set(ports)) != len(ports):
+        twice = next(p for i, p in enumerate(ports) if p in ports[:i])
+        raise PortSpecError(f"port {twice} is given twice in {whose}: give each once, {_BUILD}")
 
 
 @dataclass(frozen=True, slots=True)

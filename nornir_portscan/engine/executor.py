@@ -41,11 +41,7 @@ from nornir_portscan.engine.protocol import (
     WorkerReady,
     frame,
 )
-from nornir_portscan.errors import (
-    OptionError,
-    ScanError,
-    ScanInterrupted,
-)
+from nornir_portscan.errors import InputError, ScanError, ScanInterrupted
 from nornir_portscan.models import (
     HostResult,
     HostStatus,
@@ -67,6 +63,7 @@ _MIN_CHUNK = 256
 _PROGRESS_EVERY = 0.1
 _TICK = 0.2  # the longest the loop waits: stall checks, progress, Ctrl-C
 _UNIT_TRIES = 2
+_EXAMPLE = "e.g. scan(build_request(['127.0.0.1'], '22'))"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the dir that holds the package
 WORKER_COMMAND = ["-m", "nornir_portscan.engine.worker"]
 """Arguments to ``sys.executable`` that start a worker; a seam for the scheduler's unit tests."""
@@ -84,6 +81,8 @@ def scan(
     Each call starts and stops its own workers; to share them between concurrent calls, use
     ``nornir_portscan.engine.service.ScanService``.
     """
+    if not isinstance(request, ScanRequest):  # its own checks ran when it was made
+        raise InputError(f"invalid request {request!r:.60}: give a ScanRequest, {_EXAMPLE}")
     run = _Run(request)
     units = run.unit_count()
     if not units:
@@ -126,8 +125,7 @@ class WorkerPool:
     """
 
     def __init__(self, processes: int | None = None) -> None:
-        if processes is not None and processes < 1:
-            raise OptionError(f"invalid processes {processes}: use 1 or more, e.g. processes=2")
+        ScanOptions(processes=processes)  # the one check of the setting: OptionError
         self._idle: list[_Worker] = []
         # a pool dropped without close() still stops its workers when it is collected
         self._finalizer = weakref.finalize(self, _kill_workers, self._idle)

@@ -41,6 +41,7 @@ from nornir_portscan.engine.protocol import (
     WorkerConfig,
     WorkerReady,
     frame,
+    sockaddr,
 )
 from nornir_portscan.engine.schedule import Probe, Schedule
 from nornir_portscan.models import PortState
@@ -182,7 +183,7 @@ class Prober:
                     sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
             slot.sock = sock
             slot.watcher = self.loop.io(sock.fileno(), 2)
-        address = (job.address, slot.port)
+        address = sockaddr(job.address, slot.port)  # a zone is a scope id
         # the clock of this probe, not of the pump pass: a pass can start a thousand probes
         slot.started = _now()
         err = sock.connect_ex(address)
