@@ -146,13 +146,51 @@ def test_built_artifact_holds_the_collection_only(ansible_env: dict[str, str],
     with tarfile.open(tmp_path / "nornir_portscan-portscan-0.1.0.tar.gz") as tar:
         names = {member.name for member in tar.getmembers()}
     top = {name.split("/")[0] for name in names}
-    assert top <= {"MANIFEST.json", "FILES.json", "README.md", "LICENSE", "docs", "meta",
-                   "plugins", "playbooks"}, sorted(top)
+    assert top <= {"MANIFEST.json", "FILES.json", "README.md", "LICENSE", "CHANGELOG.rst",
+                   "changelogs", "docs", "meta", "plugins", "playbooks"}, sorted(top)
     assert {"plugins/modules/portscan.py", "plugins/action/portscan.py",
             "plugins/module_utils/portscan.py", "meta/runtime.yml", "playbooks/scan.yml",
             "playbooks/audit.yml", "playbooks/gate_change.yml",
-            "playbooks/inventory/demo.yml", "docs/ansible.md"} <= names
+            "playbooks/inventory/demo.yml", "docs/ansible.md", "LICENSE", "CHANGELOG.rst",
+            "changelogs/changelog.yaml"} <= names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+def test_galaxy_importer_accepts_the_built_collection(ansible_env: dict[str, str],
+                                                     tmp_path: Path) -> None:
+    """What Galaxy runs on an upload: no error, no warning (a missing changelog, license or
+    repository is one)."""
+    pytest.importorskip("galaxy_importer")
+    done = ansible("ansible-galaxy", "collection", "build", str(REPO), "--output-path",
+                   str(tmp_path), env=ansible_env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "galaxy_importer.main",
+         str(tmp_path / "nornir_portscan-portscan-0.1.0.tar.gz")],
+        env=ansible_env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log
+    assert "Importer processing completed successfully" in log, log
+    assert not [line for line in log.splitlines() if "ERROR" in line or "WARNING" in line], log
+
+
+def test_changelog_fragments_and_release_are_valid(ansible_env: dict[str, str]) -> None:
+    if not (BIN / "antsibull-changelog").exists():
+        pytest.skip("antsibull-changelog is not installed (pip install antsibull-changelog)")
+    done = ansible("antsibull-changelog", "lint", env=ansible_env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "", done.stdout
+    release = yaml.safe_load((REPO / "changelogs" / "changelog.yaml").read_text())
+    galaxy = yaml.safe_load((REPO / "galaxy.yml").read_text())
+    assert galaxy["version"] in release["releases"]
+
+
+def test_galaxy_metadata_is_complete() -> None:
+    galaxy = yaml.safe_load((REPO / "galaxy.yml").read_text())
+    for key in ("repository", "documentation", "issues", "homepage"):
+        assert str(galaxy.get(key, "")).startswith("https://"), key
+    assert galaxy["license"] == ["Apache-2.0"]
+    assert "Apache License" in (REPO / "LICENSE").read_text()
 
 
 def test_demo_inventory_matches_make_demo() -> None:
