@@ -137,7 +137,7 @@ class ActionModule(ActionBase):
 
     def _in_process(self, interpreter):
         return (interpreter == sys.executable and not self._play_context.become
-                and portscan is not None and portscan.ENGINE_IMPORT_ERROR is None)
+                and portscan is not None and portscan.ENGINE_ERROR is None)
 
     def _with_interpreter(self, task_vars, interpreter):
         host_vars = dict(self._host_vars(task_vars), ansible_python_interpreter=interpreter)

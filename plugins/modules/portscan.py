@@ -241,7 +241,9 @@ attributes:
     platforms: posix
 requirements:
   - python >= 3.11
-  - nornir-portscan (C(pip install nornir-portscan)) in the Python that runs the module
+  - nornir-portscan >= 0.1.0, < 0.2.0 (C(pip install 'nornir-portscan>=0.1.0,<0.2.0')) in the
+    Python that runs the module; the task fails with that line when it is missing or another
+    version
 notes:
   - The Python that runs the module must have C(nornir-portscan). Scans usually run on the
     controller (C(delegate_to=localhost) with C(run_once=true)). The implicit localhost already uses
@@ -512,16 +514,15 @@ wait:
            unmet: [{host: web2, port: 8080, expected: open, actual: closed}]}
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nornir_portscan.portscan.plugins.module_utils.portscan import (
-    ARGUMENT_SPEC, ENGINE_IMPORT_ERROR, INSTALL_HINT, TaskError, run)
+    ARGUMENT_SPEC, ENGINE_ERROR, ENGINE_TRACEBACK, TaskError, run)
 
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    if ENGINE_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("nornir-portscan", reason=INSTALL_HINT),
-                         exception=ENGINE_IMPORT_ERROR)
+    if ENGINE_ERROR:
+        module.fail_json(msg=ENGINE_ERROR, exception=ENGINE_TRACEBACK)
     try:
         result = run(module.params, module.check_mode)
     except TaskError as exc:  # with a result (fail_on_violation, a report not written): all of it

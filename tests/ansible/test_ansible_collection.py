@@ -212,3 +212,15 @@ def test_playbooks_and_inventory_stay_on_loopback() -> None:
         for word in text.replace(",", " ").replace("(", " ").split():
             if word.count(".") == 3 and word.replace(".", "").isdigit():
                 assert word.startswith("127."), f"{path}: {word}"
+
+
+def test_execution_environment_lists_the_engine(collections_path: Path, tmp_path: Path) -> None:
+    if not (BIN / "ansible-builder").exists():
+        pytest.skip("ansible-builder is not installed (pip install ansible-builder)")
+    done = subprocess.run([str(BIN / "ansible-builder"), "introspect", str(collections_path)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = yaml.safe_load(done.stdout.split("\n", 1)[1])
+    origin = "  # from collection nornir_portscan.portscan"
+    assert f"nornir-portscan>=0.1.0,<0.2.0{origin}" in found["python"]
+    assert f"python3 [platform:rpm platform:dpkg]{origin}" in found["system"]
