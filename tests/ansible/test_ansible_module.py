@@ -224,15 +224,16 @@ def test_engine_version_check(found: str, ok: bool) -> None:
 
 def test_engine_requirement_is_the_same_everywhere() -> None:
     """module_utils, the execution-environment requirements and the engine's own version."""
-    import nornir_portscan
     from ansible_collections.nornir_portscan.portscan.plugins.module_utils import portscan
+
+    import nornir_portscan
 
     ee = (REPO / "meta" / "ee-requirements.txt").read_text().split("\n")
     assert portscan.ENGINE_REQUIREMENT in ee
     assert portscan.engine_problem(nornir_portscan.__version__) is None
     low, below = portscan.ENGINE_REQUIRES
-    assert portscan.ENGINE_REQUIREMENT == (
-        f"nornir-portscan>={'.'.join(map(str, low))},<{'.'.join(map(str, below))}")
+    assert (
+        f"nornir-portscan>={'.'.join(map(str, low))},<{'.'.join(map(str, below))}") == portscan.ENGINE_REQUIREMENT
 
 
 def test_a_name_seen_twice_is_keyed_with_its_address() -> None:
