@@ -232,8 +232,8 @@ def test_engine_requirement_is_the_same_everywhere() -> None:
     assert portscan.ENGINE_REQUIREMENT in ee
     assert portscan.engine_problem(nornir_portscan.__version__) is None
     low, below = portscan.ENGINE_REQUIRES
-    assert (
-        f"nornir-portscan>={'.'.join(map(str, low))},<{'.'.join(map(str, below))}") == portscan.ENGINE_REQUIREMENT
+    wanted = f"nornir-portscan>={'.'.join(map(str, low))},<{'.'.join(map(str, below))}"
+    assert wanted == portscan.ENGINE_REQUIREMENT
 
 
 def test_a_name_seen_twice_is_keyed_with_its_address() -> None:
