@@ -170,13 +170,43 @@ def run(params, check_mode=False, workers=None):
         raise TaskError(str(exc)) from None
     result = task_result(audit)
     result["warnings"] = list(audit.report.warnings)
-    try:
-        result["reports"] = list(write_reports(job.reports, audit))
-    except ReportError as exc:
-        raise TaskError(str(exc), result) from None
+    result["reports"] = []
+    if check_mode:
+        asked = [str(params[name]) for name in REPORTS if params[name]]
+        if asked:
+            result["warnings"].append(
+                "check mode: the scan ran (its probes change nothing), but "
+                f"{', '.join(asked)} were not written; the task reports changed as they would be")
+            result["would_write"] = asked
+    else:
+        try:
+            result["reports"] = list(write_reports(job.reports, audit))
+        except ReportError as exc:
+            raise TaskError(str(exc), result) from None
     if params["fail_on_violation"] and result["failed_hosts"]:
         raise ViolationError(violation_message(result), result)
+    result["msg"] = summary_message(result)
     return result
+
+
+def changed(result):
+    """A scan changes nothing on its targets: the task changed when it wrote report files (in
+    check mode: would have)."""
+    return bool(result.get("reports") or result.get("would_write"))
+
+
+def summary_message(result):
+    """One line for the task's ``msg``: what was scanned and who did not pass."""
+    summary = result["summary"]
+    hosts = summary["hosts"]
+    line = (f"scanned {hosts} host{'' if hosts == 1 else 's'} ({summary['up']} up): "
+            f"{summary['open_ports']} open, {summary['filtered_ports']} filtered, "
+            f"{summary['closed_ports']} closed ports")
+    failed = result["failed_hosts"]
+    if failed:
+        shown = ", ".join(failed[:5]) + (", ..." if len(failed) > 5 else "")
+        line += f"; {len(failed)} did not pass: {shown}"
+    return line
 
 
 def port_spec(value):

@@ -230,7 +230,16 @@ attributes:
         the controller process when the module would run there anyway (see the notes).
     support: full
   check_mode:
-    description: The scan runs in check mode too (it changes nothing); report files are not written.
+    description:
+      - The scan runs in check mode too (its probes change nothing on the targets), so that the
+        tasks after it see real results; report files are not written, a warning names them and
+        C(changed) says whether they would have been. Add C(when=not ansible_check_mode) to
+        send no probes in check mode.
+    support: full
+  async:
+    description:
+      - Long scans can run with C(async) and C(poll); the task then always runs as a module
+        (not in the controller process).
     support: full
   diff_mode:
     description: There is nothing to diff.
@@ -303,9 +312,20 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+msg:
+  description: What was scanned and which hosts did not pass, in one line.
+  returned: success
+  type: str
+  sample: "scanned 3 hosts (3 up): 5 open, 0 filtered, 4 closed ports; 1 did not pass: web2"
 reports:
   description: The report files written (none in check mode).
   returned: always
+  type: list
+  elements: str
+  sample: [/tmp/exposure.json]
+would_write:
+  description: In check mode, the report files that were not written (C(changed) is then true).
+  returned: in check mode, when report options are set
   type: list
   elements: str
   sample: [/tmp/exposure.json]
@@ -516,7 +536,7 @@ wait:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nornir_portscan.portscan.plugins.module_utils.portscan import (
-    ARGUMENT_SPEC, ENGINE_ERROR, ENGINE_TRACEBACK, TaskError, run)
+    ARGUMENT_SPEC, ENGINE_ERROR, ENGINE_TRACEBACK, TaskError, changed, run)
 
 
 def main():
@@ -529,10 +549,11 @@ def main():
         result = dict(exc.result or {})
         for warning in result.pop("warnings", ()):
             module.warn(warning)
-        module.fail_json(msg=str(exc), changed=bool(result.get("reports")), **result)
+        result.pop("msg", None)
+        module.fail_json(msg=str(exc), changed=changed(result), **result)
     for warning in result.pop("warnings"):
         module.warn(warning)
-    module.exit_json(changed=bool(result["reports"]), **result)
+    module.exit_json(changed=changed(result), **result)
 
 
 if __name__ == "__main__":
