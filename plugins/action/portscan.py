@@ -41,6 +41,7 @@ import hashlib
 import json
 import os
 import sys
+from pathlib import Path
 
 from ansible import constants as C  # noqa: N812 - as ansible names it
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -103,15 +104,15 @@ class ActionModule(ActionBase):
         key = json.dumps([self._task._uuid, list(task_vars.get("ansible_play_batch", ())),
                           self._task.args, task_vars.get(loop_var) if loop_var else None,
                           attempt], sort_keys=True, default=str)
-        directory = os.path.join(C.DEFAULT_LOCAL_TMP, "nornir_portscan_run_once")
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        path = os.path.join(directory, hashlib.sha256(key.encode()).hexdigest())
+        directory = Path(C.DEFAULT_LOCAL_TMP) / "nornir_portscan_run_once"
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = directory / hashlib.sha256(key.encode()).hexdigest()
+        kept = path.with_suffix(".json")
         host = str(task_vars.get("inventory_hostname"))
-        with open(path + ".lock", "a") as lock:
+        with path.with_suffix(".lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when this process ends, whatever happens
             try:
-                with open(path + ".json") as kept:
-                    entry = json.load(kept)
+                entry = json.loads(kept.read_text())
             except (OSError, ValueError):
                 entry = None
             if entry is not None and host not in entry["served"]:
@@ -120,8 +121,7 @@ class ActionModule(ActionBase):
             else:
                 result = self._run(tmp, task_vars)
                 entry = {"served": [host], "result": result}
-            with open(path + ".json", "w") as kept:
-                json.dump(entry, kept, default=str)
+            kept.write_text(json.dumps(entry, default=str))
         if entry["served"][0] != host:
             result = dict(result)
             result.pop("warnings", None)  # shown once, by the host that scanned

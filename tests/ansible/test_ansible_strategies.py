@@ -85,8 +85,8 @@ def test_run_once_scans_once_under_every_strategy(
     results = registered(tmp_path)
     assert set(results) == set(HOSTS)
     for result in results.values():
-        assert {n: h["open_ports"] for n, h in result["hosts"].items()} == dict.fromkeys(
-            HOSTS, [PORT])
+        assert {n: h["open_ports"] for n, h in result["hosts"].items()} == {
+            name: [PORT] for name in HOSTS}
     assert len({r["summary"]["duration"] for r in results.values()}) == 1
 
 
@@ -293,8 +293,8 @@ def test_async_scan(run_playbook: PlaybookRunner, open_lab: NetnsListeners,
     done = run_playbook(playbook, "-e", f"out={tmp_path}", inventory=inventory(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     scan = registered(tmp_path)["web2"]
-    assert {n: h["open_ports"] for n, h in scan["hosts"].items()} == dict.fromkeys(
-        HOSTS, [PORT])
+    assert {n: h["open_ports"] for n, h in scan["hosts"].items()} == {
+        name: [PORT] for name in HOSTS}
 
 
 @pytest.mark.parametrize(("args", "message"), [
