@@ -78,7 +78,7 @@ else:
 if ENGINE_ERROR is None:
     try:
         from nornir_portscan import PortscanError, ReportError, ScanInterrupted, TargetSpec, scan
-        from nornir_portscan import WorkerPool  # noqa: F401 - for the action plugin
+        from nornir_portscan import WorkerPool  # noqa: F401  # pylint: disable=unused-import
         from nornir_portscan.pipeline import build_job, number, run_job, write_reports
         from nornir_portscan.reports.data import host_entry, report_to_dict
     except ImportError as exc:  # the right version, but broken

@@ -224,3 +224,13 @@ def test_execution_environment_lists_the_engine(collections_path: Path, tmp_path
     origin = "  # from collection nornir_portscan.portscan"
     assert f"nornir-portscan>=0.1.0,<0.2.0{origin}" in found["python"]
     assert f"python3 [platform:rpm platform:dpkg]{origin}" in found["system"]
+
+
+def test_sanity_ignores_are_few_and_each_says_why() -> None:
+    for path in (REPO / "tests" / "sanity").glob("ignore-*.txt"):
+        lines = path.read_text().splitlines()
+        assert len(lines) <= 10, path
+        for line in lines:
+            entry, _, why = line.partition(" # ")
+            assert len(entry.split()) == 2, line
+            assert len(why.split()) >= 4, f"{path.name}: {line!r} says not why"
