@@ -72,11 +72,12 @@ def audit_of_one_host() -> Audit:
 @pytest.mark.usefixtures("collection_import")
 def test_documented_return_matches_a_real_result() -> None:
     from ansible_collections.nornir_portscan.portscan.plugins.module_utils.portscan import (
+        summary_message,
         task_result,
     )
 
     result = task_result(audit_of_one_host())
-    result["reports"] = []
+    result.update(reports=[], would_write=[], msg=summary_message(result))
     returned = module_docs()["RETURN"]
     assert sorted(returned) == sorted(result)
     entry = result["hosts"]["web1"]
