@@ -3,13 +3,20 @@ plain pytest (``make test``) the repo root is made importable as the collection 
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import tempfile
 from pathlib import Path
 
-try:
-    import ansible_collections.nornir_portscan.portscan.plugins  # noqa: F401
-except ImportError:
+
+def _importable(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:
+        return False
+
+
+if not _importable("ansible_collections.nornir_portscan.portscan.plugins"):
     _root = Path(tempfile.mkdtemp(prefix="portscan-collections-"))
     (_root / "ansible_collections" / "nornir_portscan").mkdir(parents=True)
     (_root / "ansible_collections" / "nornir_portscan" / "portscan").symlink_to(
