@@ -173,8 +173,10 @@ def test_check_mode_scans_but_writes_nothing(listeners: Listeners, tmp_path: Pat
     result = run_module({"targets": ["127.0.0.5"], "ports": port, "_ansible_check_mode": True,
                          "report": str(tmp_path / "r.json")}, capsys)
     assert result["hosts"]["127.0.0.5"]["open_ports"] == [port]
-    assert result["changed"] is False
     assert not (tmp_path / "r.json").exists()
+    # changed says what a real run would do: write the report
+    assert (result["changed"], result["reports"], result["would_write"]) == (
+        True, [], [str(tmp_path / "r.json")])
 
 
 @pytest.mark.parametrize("option", ["report", "report_html"])

@@ -595,7 +595,7 @@ CHECK_MODE = """
       register: scan
     - name: Branch on the result
       ansible.builtin.assert:
-        that: scan.hosts['127.0.0.1'].any_open and not scan.changed
+        that: scan.hosts['127.0.0.1'].any_open and scan.changed and scan.reports == []
 """
 
 

@@ -146,7 +146,7 @@ def test_until_retries_scan_again_until_the_port_opens(
       run_once: true
 """
     playbook = write(tmp_path, "until.yml", play(marker + tasks))
-    lab.open_when(started, [(HOSTS["web1"], PORT)], delay=1.5)
+    lab.open_when(started, [(HOSTS["web1"], PORT)], delay=4)  # after the first attempt
     done = run_playbook(playbook, "-e", f"out={tmp_path}", *path_args,
                         inventory=inventory(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
