@@ -23,10 +23,10 @@
 - ``serial``: a ``run_once`` scan of the inventory covers the batch, so a report path written by
   every batch ends up holding the last one: the task warns.
 - ``async``: the module runs (never in this process), as Ansible's async wrapper needs.
-- When the module would run here anyway (local connection, no become, the controller's Python),
-  scan in this process instead: the same code (module_utils) without the module's start-up cost
-  (building and starting the module takes about half a second, as long as the scan of 10,000
-  ports). Everywhere else the module runs as usual. Scanning the play's hosts here, start the
+- When the module would run here anyway (local connection, no become, no ``environment``, the
+  controller's Python), scan in this process instead: the same code (module_utils) without
+  the module's start-up cost (building and starting the module takes about half a second, as
+  long as the scan of 10,000 ports). Everywhere else the module runs as usual. Scanning the play's hosts here, start the
   scan's workers first, so that they start up while the hosts' variables are read (Ansible's
   ``get_vars``, about 0.2 ms a host); and pause the garbage collector for the task, whose
   process holds the whole inventory for every collection to walk.
@@ -91,9 +91,15 @@ class ActionModule(ActionBase):
 
     def _runs_once(self):
         """Whether the play's strategy runs a run_once task on one host only."""
-        play = self._task.get_play()
-        strategy = str(getattr(play, "strategy", None) or C.DEFAULT_STRATEGY)
+        strategy = str(getattr(self._play(), "strategy", None) or C.DEFAULT_STRATEGY)
         return strategy.rsplit(".", 1)[-1] in _RUN_ONCE_STRATEGIES
+
+    def _play(self):
+        """The task's play; None where a task has none (then nothing is batched or shared)."""
+        try:
+            return self._task.get_play()
+        except AttributeError:
+            return None
 
     def _run_shared(self, tmp, task_vars):
         """One scan for the hosts that each run this run_once task (see the module docstring):
@@ -165,7 +171,7 @@ class ActionModule(ActionBase):
         batch = task_vars.get("ansible_play_batch") or ()
         everyone = task_vars.get("ansible_play_hosts_all") or ()
         if not (reports and self._task.run_once and self._task.args.get("targets") is None
-                and getattr(self._task.get_play(), "serial", None)
+                and getattr(self._play(), "serial", None)
                 and len(batch) < len(everyone)):
             return None
         return (f"serial: this run_once scan covers this batch only ({len(batch)} of "
@@ -212,7 +218,9 @@ class ActionModule(ActionBase):
         return sys.executable if configured in _DISCOVERY else str(configured)
 
     def _in_process(self, interpreter):
+        # a task `environment:` is the module's process environment (PYTHONPATH, say): not ours
         return (interpreter == sys.executable and not self._play_context.become
+                and not self._task.environment
                 and portscan is not None and portscan.ENGINE_ERROR is None)
 
     def _with_interpreter(self, task_vars, interpreter):

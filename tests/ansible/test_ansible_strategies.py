@@ -323,3 +323,27 @@ def test_bad_arguments_read_the_same_in_process_and_as_a_module(
     assert message in said(done)
     assert "Tagged" not in said(done)
     assert "--max-hosts" not in said(done)
+
+
+def test_an_engine_of_another_version_is_named_with_its_version(
+        run_playbook: PlaybookRunner, lab: NetnsListeners, tmp_path: Path) -> None:
+    """An old engine first on the module's path (the task's environment): the task names the
+    version found, where, and the one it needs; it used to read as a missing library."""
+    old = tmp_path / "old" / "nornir_portscan"
+    old.mkdir(parents=True)
+    (old / "__init__.py").write_text('__version__ = "0.0.9"\n')
+    tasks = f"""
+    - name: Scan with an old engine first on the path
+      nornir_portscan.portscan.portscan:
+        ports: "{PORT}"
+      environment:
+        PYTHONPATH: "{old.parent}"
+      run_once: true
+      register: scan
+"""
+    playbook = write(tmp_path, "old.yml", play(tasks))
+    done = run_playbook(playbook, "-e", f"out={tmp_path}", inventory=inventory(tmp_path))
+    assert done.returncode == 2
+    assert ("this collection needs nornir-portscan>=0.1.0,<0.2.0, found nornir-portscan 0.0.9 "
+            f"at {old}/__init__.py on the host that runs the scan") in said(done)
+    assert "-m pip install 'nornir-portscan>=0.1.0,<0.2.0'" in said(done)
