@@ -27,9 +27,9 @@
   controller's Python), scan in this process instead: the same code (module_utils) without
   the module's start-up cost (building and starting the module takes about half a second, as
   long as the scan of 10,000 ports). Everywhere else the module runs as usual. Scanning the
-  play's hosts here, start the scan's workers first, so that they start up while the hosts' variables are read (Ansible's
-  ``get_vars``, about 0.2 ms a host); and pause the garbage collector for the task, whose
-  process holds the whole inventory for every collection to walk.
+  play's hosts here, start the scan's workers first, so that they start up while the hosts'
+  variables are read (Ansible's ``get_vars``, about 0.2 ms a host); and pause the garbage
+  collector for the task, whose process holds the whole inventory for every collection to walk.
 """
 
 from __future__ import annotations
