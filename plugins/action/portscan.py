@@ -220,7 +220,7 @@ class ActionModule(ActionBase):
     def _in_process(self, interpreter):
         # a task `environment:` is the module's process environment (PYTHONPATH, say): not ours
         return (interpreter == sys.executable and not self._play_context.become
-                and not self._task.environment
+                and not any(self._task.environment or ())
                 and portscan is not None and portscan.ENGINE_ERROR is None)
 
     def _with_interpreter(self, task_vars, interpreter):
