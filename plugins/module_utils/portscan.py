@@ -270,7 +270,10 @@ def host_result(audit, index):
         resolved=entry["address"] is not None,
         timed_out=entry["status"] == "timed_out",
         any_open=bool(entry["open_ports"]),
-        all_open=entry["up"] and scanned > 0 and len(entry["open_ports"]) == scanned,
+        all_open=bool(
+            entry["up"] and scanned > 0 and not entry["unscanned_ports"]
+            and len(entry["open_ports"]) == scanned
+        ),
     )
     return entry
 

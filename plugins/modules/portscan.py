@@ -371,7 +371,8 @@ hosts:
       type: bool
       sample: true
     all_open:
-      description: The host is up and every port scanned on it is open.
+      description: The host is up, every port asked for was scanned (none left by an
+        interrupt or the host timeout) and every one is open.
       type: bool
       sample: false
     open_ports:

@@ -49,3 +49,21 @@ def test_summary_message(failed, tail):
     ({"reports": [], "would_write": ["/r.json"]}, True), ({}, False)])
 def test_changed_only_when_reports_are_written_or_would_be(result, changed):
     assert portscan.changed(result) is changed
+
+
+@pytest.mark.parametrize(("status", "unscanned", "all_open"), [
+    ("up", (), True),
+    ("timed_out", (81,), False),  # 80 open, 81 never scanned: not "every port open"
+    ("interrupted", (81,), False),
+])
+def test_all_open_only_when_every_port_asked_for_was_scanned(status, unscanned, all_open):
+    from nornir_portscan.audit.gates import Audit
+    from nornir_portscan.models import HostResult, HostStatus, PortResult, PortState, ScanOptions
+    from nornir_portscan.models import ScanReport
+
+    host = HostResult("h", "127.0.0.1", HostStatus(status),
+                      (PortResult(80, PortState.OPEN, "syn-ack", 0.1, 1),),
+                      scanned=(80,), unscanned=unscanned)
+    report = ScanReport((host,), ScanOptions(), 0.0, 1.0, 1)
+    entry = portscan.host_result(Audit(report), 0)
+    assert (entry["any_open"], entry["all_open"]) == (True, all_open)
