@@ -58,8 +58,14 @@ def test_changed_only_when_reports_are_written_or_would_be(result, changed):
 ])
 def test_all_open_only_when_every_port_asked_for_was_scanned(status, unscanned, all_open):
     from nornir_portscan.audit.gates import Audit
-    from nornir_portscan.models import HostResult, HostStatus, PortResult, PortState, ScanOptions
-    from nornir_portscan.models import ScanReport
+    from nornir_portscan.models import (
+        HostResult,
+        HostStatus,
+        PortResult,
+        PortState,
+        ScanOptions,
+        ScanReport,
+    )
 
     host = HostResult("h", "127.0.0.1", HostStatus(status),
                       (PortResult(80, PortState.OPEN, "syn-ack", 0.1, 1),),
