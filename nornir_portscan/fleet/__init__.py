@@ -31,6 +31,7 @@ from nornir_portscan.fleet.plan import (
     plan_inputs,
     rendezvous,
 )
+from nornir_portscan.fleet.shards import parse_shard, shard_job
 
 __all__ = [
     "Assignment",
@@ -48,9 +49,11 @@ __all__ = [
     "load_report",
     "merge_reports",
     "missing_shards",
+    "parse_shard",
     "plan_from_dict",
     "plan_inputs",
     "rendezvous",
+    "shard_job",
     "shard_section",
     "where_ran",
 ]

@@ -37,8 +37,10 @@ __all__ = [
     "MergedReport",
     "ShardRun",
     "load_report",
+    "merge_failure",
     "merge_reports",
     "missing_shards",
+    "render_merged",
 ]
 
 UNREACHABLE, FAILED = "scanner-unreachable", "scanner-failed"
@@ -563,3 +565,66 @@ def missing_shards(
     merged = merge_reports(reports, plan=plan, failed=failed)
     again = {s.scanner for s in merged.shards if s.status != "ok"}
     return tuple(s for s in plan.shards if s.scanner in again)
+
+
+# -- showing -----------------------------------------------------------------------------------
+
+
+def render_merged(merged: MergedReport) -> str:
+    """A readable table: a line per (target, vantage), then each shard and each conflict."""
+    rows = [("HOST", "ADDRESS", "VANTAGE", "STATUS", "OPEN", "FILTERED", "CLOSED", "SCANNERS")]
+    for h in merged.hosts:
+        errors = f" errors:{format_ports(h.error_ports)}" if h.error_ports else ""
+        rows.append(
+            (
+                h.name,
+                h.address or "-",
+                h.vantage or "-",
+                h.status.value + (f" ({h.error})" if h.error else ""),
+                format_ports(h.open_ports) or "-",
+                (format_ports(h.filtered_ports) or "-") + errors,
+                str(h.closed_count),
+                ",".join(h.scanners),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    data = merged.to_dict()["summary"]
+    lines += [
+        "",
+        f"{data['hosts']} hosts, {data['shards_ok']} of {data['shards']} shards ok, "
+        f"{data['open_ports']} open, {data['filtered_ports']} filtered, "
+        f"{data['closed_ports']} closed, {data['error_ports']} errors, "
+        f"{data['conflicts']} conflicts; {data['probes_sent']} probes"
+        + (f"; plan {merged.plan[:12]}" if merged.plan else ""),
+    ]
+    for s in merged.shards:
+        where = s.where or {}
+        lines.append(
+            f"shard {s.scanner} ({s.vantage or 'default vantage'}): {s.status}"
+            + (f" ({s.reason})" if s.reason else "")
+            + (
+                f", {s.hosts} hosts, {s.probes_sent} probes in {s.duration:.2f} s"
+                if s.source
+                else ""
+            )
+            + (f", on {where['host']}" if where.get("host") else "")
+        )
+    for c in merged.conflicts:
+        said = ", ".join(f"{state} by {scanner}" for scanner, state in c.answers)
+        lines.append(f"conflict: {c.name} port {c.port} from {c.vantage or '-'}: {said}")
+    return "".join(line.rstrip() + "\n" for line in lines)
+
+
+def merge_failure(merged: MergedReport) -> str | None:
+    """The one line that says why the merge is not complete, or None when it is."""
+    if merged.complete:
+        return None
+    bad = [s for s in merged.shards if s.status != "ok"]
+    errors = sum(len(h.error_ports) + len(h.unscanned) for h in merged.hosts)
+    shards = ", ".join(f"{s.scanner} {s.status}" for s in bad)
+    return (
+        f"{len(bad)} of {len(merged.shards)} shards did not report in full"
+        + (f" ({shards})" if bad else "")
+        + f"; {errors} ports have no answer, listed as error_ports or unscanned_ports"
+    )
