@@ -63,7 +63,8 @@ class Scanner:
 @dataclass(frozen=True, slots=True)
 class FleetTarget:
     """A host to scan: its name and address (None: the name is resolved where it is scanned),
-    its own ports (empty: the plan's) and the vantages it is scanned from (empty: every one)."""
+    its own ports (empty: the plan's; a plan holds them sorted) and the vantages it is scanned
+    from (empty: every one)."""
 
     name: str
     address: str | None = None
@@ -226,7 +227,11 @@ def _resolved(
                 f"scanner is in: use one of {shown}"
             )
         chosen = tuple(sorted(wanted, key=_vantage_order))
-        found[target.key] = dataclasses.replace(target, vantages=chosen)
+        try:
+            own = parse_ports(target.ports) if target.ports else ()
+        except InputError as exc:
+            raise type(exc)(f"ports of target {target.name!r}: {exc}") from None
+        found[target.key] = dataclasses.replace(target, ports=own, vantages=chosen)
     return tuple(found[key] for key in sorted(found, key=lambda k: (k[0], k[1] or "")))
 
 
