@@ -298,6 +298,10 @@ def _port(entry: Any, scanner: str) -> MergedPort:
     return MergedPort(port, state, str(entry.get("reason", "")), rtt, int(attempts), scanner)
 
 
+def _why(exc: Exception) -> str:
+    return f"{exc} is missing" if isinstance(exc, KeyError) else str(exc)
+
+
 def _parse(data: Mapping[str, Any], source: str) -> _Report:
     where = f"report {source!r}"
     version = data.get("version")
@@ -313,7 +317,7 @@ def _parse(data: Mapping[str, Any], source: str) -> _Report:
         if plan is not None and not isinstance(plan, Mapping):
             raise TypeError(f"plan must be a mapping, not {show(plan)}")
     except (KeyError, TypeError) as exc:
-        raise InputError(f"{where}: its 'shard' section is broken ({exc}); {_HINT}") from None
+        raise InputError(f"{where}: its 'shard' section is broken ({_why(exc)}); {_HINT}") from None
     pieces = []
     seen: set[MergeKey] = set()
     for number, entry in enumerate(data["hosts"], start=1):
@@ -339,9 +343,8 @@ def _parse(data: Mapping[str, Any], source: str) -> _Report:
                 str(entry.get("failure") or ""),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            detail = f"{exc} is missing" if isinstance(exc, KeyError) else str(exc)
             raise InputError(
-                f"{where}: host {number} is not a host entry ({detail}); {_HINT}"
+                f"{where}: host {number} is not a host entry ({_why(exc)}); {_HINT}"
             ) from None
         if key in seen:
             raise InputError(f"{where}: host {number} ({name!r}) is listed twice; {_HINT}")
@@ -389,14 +392,9 @@ def merge_reports(
     names = list(sources) if sources is not None else []
     names += [f"report {i}" for i in range(len(names) + 1, len(reports) + 1)]
     parsed = [_parse(data, name) for data, name in zip(reports, names, strict=False)]
-    plan = plan if plan is not None else _plan_of(parsed)
+    plan = _plan_of(parsed, plan)
     failed = dict(failed or {})
     if plan is None:
-        if any(r.plan is not None for r in parsed):
-            raise InputError(
-                "some reports are shards of a plan and some are not: merge the shards of one "
-                "plan, or whole scans"
-            )
         runs = [_run(r, "interrupted" if r.interrupted else "ok", None, [r]) for r in parsed]
         pieces = [p for r in parsed for p in r.pieces]
         return _merged(None, runs, pieces)
@@ -427,19 +425,29 @@ def merge_reports(
 _STATUS = {UNREACHABLE: "missing", FAILED: "failed"}
 
 
-def _plan_of(parsed: Sequence[_Report]) -> Plan | None:
+def _plan_of(parsed: Sequence[_Report], plan: Plan | None) -> Plan | None:
+    """The plan of the reports (``plan``, or the one the first shard describes), each checked
+    to be a shard of it; None when none is a shard."""
     described = [r for r in parsed if r.plan is not None]
-    if not described:
+    if plan is None and not described:
         return None
-    first = described[0]
-    plan = plan_from_dict(first.plan, f"the plan in report {first.source!r}")
+    if plan is None:
+        first = f"the plan of report {described[0].source!r}"
+        plan = plan_from_dict(described[0].plan, f"the plan in report {described[0].source!r}")
+    else:
+        first = "the plan given"
     for report in parsed:
-        other = report.plan.get("hash") if report.plan is not None else None
+        if report.plan is None:
+            raise InputError(
+                f"report {report.source!r} is a whole scan, not a shard of {first}: merge the "
+                "shards of one plan, or whole scans"
+            )
+        other = report.plan.get("hash")
         if other != plan.hash:
             raise InputError(
-                f"report {report.source!r} is not a shard of the plan of {first.source!r} "
-                f"({str(other)[:12]} vs {plan.hash[:12]}): merge shards scanned with the same "
-                "targets, ports, options and shard count"
+                f"report {report.source!r} is not a shard of {first} ({str(other)[:12]} vs "
+                f"{plan.hash[:12]}): merge shards scanned with the same targets, ports, options "
+                "and shard count"
             )
         if report.scanner not in {s.name for s in plan.scanners}:
             raise InputError(

@@ -107,7 +107,10 @@ def test_a_vantage_of_few_hosts_splits_their_ports_only_when_asked():
 
 def test_each_target_is_scanned_from_its_vantages_only():
     scanners = [Scanner("in1", "inside"), Scanner("in2", "inside"), Scanner("out", "outside")]
-    targets = [FleetTarget("web", "127.0.0.1"), FleetTarget("db", "127.0.0.2", vantages=("inside",))]
+    targets = [
+        FleetTarget("web", "127.0.0.1"),
+        FleetTarget("db", "127.0.0.2", vantages=("inside",)),
+    ]
     plan = build_plan(scanners, targets, "22")
     seen = sorted((a.name, s.vantage) for s in plan.shards for a in s.targets)
     assert seen == [("db", "inside"), ("web", "inside"), ("web", "outside")]
@@ -162,14 +165,12 @@ def test_a_plan_is_remade_from_its_inputs_and_an_edit_is_found():
         (
             [Scanner("a")],
             [FleetTarget("web", "127.0.0.1"), FleetTarget("web", "127.0.0.1")],
-            "target 'web' (127.0.0.1) is listed twice: list each host once, with all its "
-            "vantages",
+            "target 'web' (127.0.0.1) is listed twice: list each host once, with all its vantages",
         ),
         (
             [Scanner("a", "dc1")],
             [FleetTarget("web", vantages=("dc9",))],
-            "target 'web' is scanned from vantage 'dc9', which no scanner is in: use one of "
-            "'dc1'",
+            "target 'web' is scanned from vantage 'dc9', which no scanner is in: use one of 'dc1'",
         ),
         ([Scanner("a")], ["web"], "invalid target 'web': give a FleetTarget, e.g. FleetTarget"),
     ],
