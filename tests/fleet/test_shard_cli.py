@@ -175,3 +175,21 @@ def test_every_shard_of_a_job_scans_its_part_once():
     assert sorted(seen, key=str) == sorted(job.request.targets, key=str)
     assert len({plan.hash for _, plan, _ in parts}) == 1
     assert all(part.reports.json is None for part, _, _ in parts)
+
+
+def test_a_shard_compared_with_a_whole_baseline_misses_no_host(run_cli, tmp_path):
+    """The other shards' hosts are not gone: the baseline keeps only this shard's (without
+    that, 6 of 8 hosts 'disappeared' and the exit was 1)."""
+    _scan(run_cli, tmp_path, "full.json", HOSTS, "-p", "9")
+    done = run_cli("--shard", "0/2", HOSTS, "-p", "9", "--baseline", str(tmp_path / "full.json"),
+                   "--no-progress")  # fmt: skip
+    assert done.returncode == 0, done.stdout
+    assert "0 appeared, 0 disappeared" in done.stdout
+
+
+def test_a_shard_report_goes_to_stdout_too(run_cli):
+    done = run_cli("--shard", "1/2", HOSTS, "-p", "9", "--json", "-", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["shard"]["scanner"] == "1"
+    assert report["shard"]["hosts"] == len(report["hosts"])
