@@ -298,6 +298,17 @@ def _port(entry: Any, scanner: str) -> MergedPort:
     return MergedPort(port, state, str(entry.get("reason", "")), rtt, int(attempts), scanner)
 
 
+def _stamp(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _count(value: Any, kind: type[float] | type[int]) -> float:
+    """A duration or a probe count; 0 for anything else (they are only shown)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return kind(value) if 0 <= value < 2**63 else 0  # not NaN, not Infinity
+
+
 def _why(exc: Exception) -> str:
     return f"{exc} is missing" if isinstance(exc, KeyError) else str(exc)
 
@@ -325,7 +336,7 @@ def _parse(data: Mapping[str, Any], source: str) -> _Report:
             name = _text(entry["name"], "name")
             address = _text(entry["address"], "address", none=True)
             own = _text(entry.get("vantage"), "vantage", none=True)
-            key = (name, address, own if own is not None else vantage)
+            key = (name, address, vantage if shard else own)  # a shard's vantage is its own
             status = HostStatus(entry["status"]).value
             ports = {}
             for item in entry["ports"]:
@@ -357,10 +368,10 @@ def _parse(data: Mapping[str, Any], source: str) -> _Report:
         vantage,
         plan,
         data.get("interrupted") is True,
-        data.get("started"),
-        data.get("finished"),
-        float(data.get("duration") or 0.0),
-        int(data.get("probes_sent") or 0),
+        _stamp(data.get("started")),
+        _stamp(data.get("finished")),
+        _count(data.get("duration"), float),
+        int(_count(data.get("probes_sent"), int)),
         where_ran if isinstance(where_ran, Mapping) else None,
         tuple(pieces),
     )
@@ -391,7 +402,13 @@ def merge_reports(
     """
     names = list(sources) if sources is not None else []
     names += [f"report {i}" for i in range(len(names) + 1, len(reports) + 1)]
-    parsed = [_parse(data, name) for data, name in zip(reports, names, strict=False)]
+    parsed: list[_Report] = []
+    seen: list[Mapping[str, Any]] = []
+    for data, name in zip(reports, names, strict=False):
+        report = _parse(data, name)
+        if not any(data == other for other in seen):  # a file given twice counts once
+            parsed.append(report)
+            seen.append(data)
     plan = _plan_of(parsed, plan)
     failed = dict(failed or {})
     if plan is None:

@@ -74,6 +74,18 @@ class FleetTarget:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise InputError(f"invalid target name {self.name!r}: give a name, e.g. 'web1'")
+        if self.address is not None and not isinstance(self.address, str):
+            raise InputError(
+                f"invalid address {self.address!r} of target {self.name!r}: give a string, "
+                "e.g. '127.0.0.1', or None"
+            )
+        if not isinstance(self.vantages, tuple) or not all(
+            v is None or (isinstance(v, str) and v) for v in self.vantages
+        ):
+            raise InputError(
+                f"invalid vantages {self.vantages!r} of target {self.name!r}: give a tuple of "
+                "labels, e.g. ('dc1', 'dc2')"
+            )
 
     @property
     def key(self) -> HostKey:
@@ -261,9 +273,14 @@ def _inputs(
             [t.name, t.address, format_ports(sorted(t.ports)), list(t.vantages)] for t in targets
         ],
         "ports": format_ports(sorted(ports)),
-        "options": dataclasses.asdict(options),
+        "options": {k: _plain(v) for k, v in dataclasses.asdict(options).items()},
         "split_ports": split_ports,
     }
+
+
+def _plain(value: Any) -> Any:
+    """``1.0`` as ``1``: ``--timeout 1`` and ``--timeout 1.0`` are one plan."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def plan_inputs(plan: Plan) -> dict[str, Any]:

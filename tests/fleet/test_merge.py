@@ -231,3 +231,17 @@ def test_a_broken_report_gets_one_line(edit, message):
         merge_reports([data], sources=["x.json"])
     assert str(caught.value).startswith(message), str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_report_given_twice_counts_once(plan):
+    reports = _shard_reports(plan)
+    merged = merge_reports([reports["a"], reports["a"], reports["b"]])
+    assert [s.probes_sent for s in merged.shards] == [7, 7]
+    assert merged.complete
+
+
+def test_what_is_only_shown_cannot_break_the_merge(plan):
+    report = _shard_reports(plan)["a"]
+    report.update(duration="soon", probes_sent=float("inf"), started=5)
+    run = merge_reports([report, _shard_reports(plan)["b"]]).shards[0]
+    assert (run.duration, run.probes_sent, run.started) == (0.0, 0, None)

@@ -199,3 +199,24 @@ def test_rendezvous_is_deterministic_and_uses_every_candidate():
     assert rendezvous("127.0.0.1", ["0", "1", "2"]) == rendezvous("127.0.0.1", ["2", "0", "1"])
     owners = Counter(rendezvous(f"h{i}", ["0", "1", "2"]) for i in range(300))
     assert set(owners) == {"0", "1", "2"}
+
+
+def test_one_plan_whether_a_number_is_written_1_or_1_0():
+    one = build_plan([Scanner("a")], [FleetTarget("x")], "22", options=ScanOptions(timeout=1))
+    other = build_plan([Scanner("a")], [FleetTarget("x")], "22", options=ScanOptions(timeout=1.0))
+    assert one.hash == other.hash
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"vantages": ["dc1"]}, "invalid vantages ['dc1'] of target 'x': give a tuple of labels"),
+        ({"vantages": ("",)}, "invalid vantages ('',) of target 'x': give a tuple of labels"),
+        ({"address": 5}, "invalid address 5 of target 'x': give a string"),
+        ({"ports": (0,)}, "ports of target 'x': invalid port"),
+    ],
+)
+def test_bad_targets_get_one_line(kwargs, message):
+    with pytest.raises(InputError) as caught:
+        build_plan([Scanner("a")], [FleetTarget("x", **kwargs)], "22")
+    assert str(caught.value).startswith(message), str(caught.value)
