@@ -475,7 +475,7 @@ def _merge(argv: list[str]) -> int:
     except InputError as exc:
         _error(exc)
         return EXIT_INPUT
-    text = json.dumps(merged.to_dict(), indent=1) + "\n"
+    text = json.dumps(merged.to_dict(), indent=1) + "\n" if args.json else ""
     try:
         sys.stdout.write(text if args.json == "-" else render_merged(merged))
         sys.stdout.flush()
@@ -492,7 +492,8 @@ def _merge(argv: list[str]) -> int:
         _error(failure)
         return EXIT_SCAN
     if merged.conflicts:
-        _error(f"{len(merged.conflicts)} ports were answered differently by different shards")
+        count = len(merged.conflicts)
+        _error(f"shards answered {count} port{'s' * (count != 1)} differently (conflicts)")
         return EXIT_VIOLATED
     return EXIT_OK
 

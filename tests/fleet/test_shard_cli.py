@@ -122,7 +122,7 @@ def test_a_port_that_changed_between_two_runs_of_a_shard_is_a_conflict(
     _scan(run_cli, tmp_path, "again.json", "--shard", "0/1", "127.0.0.1", "-p", str(port))
     done = run_cli("merge", str(tmp_path / "first.json"), str(tmp_path / "again.json"))
     assert done.returncode == 1
-    assert done.stderr == "portscan: error: 1 ports were answered differently by different shards\n"
+    assert done.stderr == "portscan: error: shards answered 1 port differently (conflicts)\n"
     assert f"conflict: 127.0.0.1 port {port} from -: open by 0, closed by 0" in done.stdout
 
 
@@ -193,3 +193,38 @@ def test_a_shard_report_goes_to_stdout_too(run_cli):
     report = json.loads(done.stdout)
     assert report["shard"]["scanner"] == "1"
     assert report["shard"]["hosts"] == len(report["hosts"])
+
+
+def test_an_interrupted_shard_is_written_and_the_merge_says_run_it_again(tmp_path):
+    """Ctrl-C part way: the shard's partial report still has its shard section; the merge
+    calls the shard interrupted, keeps what it answered and exits 3."""
+    import signal
+    import subprocess
+    import time
+
+    from support import CLI
+
+    out = tmp_path / "cut.json"
+    argv = [*CLI, "--shard", "0/1", "127.0.0.1", "-p", "1-4000", "--rate", "400", "--json",
+            str(out), "--no-progress", "--processes", "1"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until a worker runs: the scan has begun
+        found = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True).stdout
+        if found:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    report = json.loads(out.read_text())
+    assert report["interrupted"] is True
+    assert report["shard"]["scanner"] == "0"
+    merged = subprocess.run([*CLI, "merge", str(out), "--json", "-"], capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    assert merged.returncode == 3, merged.stderr
+    data = json.loads(merged.stdout)
+    assert data["shards"][0]["status"] == "interrupted"
+    (host,) = data["hosts"]
+    assert host["unscanned_ports"]
+    assert host["closed_count"] == report["hosts"][0]["closed_count"]
