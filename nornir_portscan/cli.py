@@ -6,6 +6,8 @@ expectation was violated (a policy, a wait that did not converge, confirmed drif
 port ended ``error`` (no answer we can trust: a dead worker, a local error), a report could not
 be written or shown, or memory ran out; 130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by
 SIGHUP (the partial report is still written). 3 wins over 1; an interrupt over both.
+``portscan merge`` (docs/distributed.md) keeps the same meanings: 3 some shard or port has no
+answer, 1 two shards answered a port differently.
 """
 
 from __future__ import annotations
@@ -476,11 +478,13 @@ def _merge(argv: list[str]) -> int:
         _error(exc)
         return EXIT_INPUT
     text = json.dumps(merged.to_dict(), indent=1) + "\n" if args.json else ""
+    shown = True
     try:
         sys.stdout.write(text if args.json == "-" else render_merged(merged))
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
+        shown = False
     try:
         if args.json not in (None, "-"):
             write_atomic(args.json, text, "merged report")
@@ -495,7 +499,7 @@ def _merge(argv: list[str]) -> int:
         count = len(merged.conflicts)
         _error(f"shards answered {count} port{'s' * (count != 1)} differently (conflicts)")
         return EXIT_VIOLATED
-    return EXIT_OK
+    return EXIT_OK if shown else EXIT_SCAN
 
 
 def _exit_code(code: int, stopped: _Stopped, audit: Audit, *, written: bool) -> int:

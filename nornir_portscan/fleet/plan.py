@@ -316,6 +316,6 @@ def plan_from_dict(data: Any, where: str = "plan") -> Plan:
     if plan.hash != data.get("hash"):
         raise InputError(
             f"{where}: its hash does not match its targets, ports, options and scanners "
-            "(the file was edited); scan the shard again"
+            "(the file was edited, or another version wrote it); scan the shard again"
         )
     return plan
