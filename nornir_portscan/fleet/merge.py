@@ -294,6 +294,8 @@ def _port(entry: Any, scanner: str) -> MergedPort:
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise TypeError(f"port must be 1-65535, not {show(port)}")
     rtt = entry.get("rtt_ms")
+    if isinstance(rtt, bool) or not isinstance(rtt, int | float):
+        rtt = None
     attempts = entry.get("attempts", 0)
     return MergedPort(port, state, str(entry.get("reason", "")), rtt, int(attempts), scanner)
 
@@ -427,19 +429,40 @@ def merge_reports(
                 _lost(a.key, shard.vantage, shard.scanner, a.ports, error) for a in shard.targets
             ]
             continue
-        whole = [r for r in mine if not r.interrupted]
-        runs.append(_run(mine[-1], "ok" if whole else "interrupted", None, mine))
         got = [p for r in mine for p in r.pieces]
-        keys = {(p.key[0], p.key[1]) for p in got}
-        for a in shard.targets:
-            if a.key not in keys:
-                error = f"{FAILED}: not in the report of scanner {shard.scanner!r}"
-                pieces.append(_lost(a.key, shard.vantage, shard.scanner, a.ports, error))
-        pieces += got
+        lost = _not_reported(shard, got)
+        whole = [r for r in mine if not r.interrupted]
+        status = "failed" if lost else "ok" if whole else "interrupted"
+        gap = f"{FAILED}: its report lacks {len(lost)} hosts, or some of their ports"
+        runs.append(_run(mine[-1], status, gap if lost else None, mine))
+        pieces += got + lost
     return _merged(plan.hash, runs, pieces)
 
 
 _STATUS = {UNREACHABLE: "missing", FAILED: "failed"}
+
+
+def _not_reported(shard: Shard, got: Sequence[_Piece]) -> list[_Piece]:
+    """An error piece for each host of ``shard`` whose report lacks it, or some of its ports
+    (neither answered, nor error, nor unscanned); a name that did not resolve is answered."""
+    covered: dict[HostKey, set[int] | None] = {}
+    for piece in got:
+        key = (piece.key[0], piece.key[1])
+        if piece.status == HostStatus.UNRESOLVED.value:
+            covered[key] = None
+            continue
+        ports = covered.setdefault(key, set())
+        if ports is not None:
+            ports.update(piece.states(), piece.unscanned)
+    lost = []
+    for target in shard.targets:
+        seen = covered.get(target.key, set())
+        missing = [p for p in target.ports if seen is not None and p not in seen]
+        if missing:
+            what = "not in" if target.key not in covered else "ports missing from"
+            error = f"{FAILED}: {what} the report of scanner {shard.scanner!r}"
+            lost.append(_lost(target.key, shard.vantage, shard.scanner, missing, error))
+    return lost
 
 
 def _plan_of(parsed: Sequence[_Report], plan: Plan | None) -> Plan | None:

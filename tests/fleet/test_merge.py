@@ -109,14 +109,22 @@ def test_a_failed_scanner_is_said_so(plan):
     assert {h.error for h in merged.hosts if h.scanners == ("b",)} == {"scanner-failed: exit 3"}
 
 
-def test_a_host_missing_from_its_shards_report_is_error(plan):
+def test_a_host_or_port_missing_from_its_shards_report_is_error(plan):
     a = plan.shard("a")
-    report = _report(plan, "a", *(_host(t.name) for t in a.targets[1:]))
+    first, second, *rest = a.targets
+    report = _report(plan, "a", _host(second.name, (), (22,)), *(_host(t.name) for t in rest))
     merged = merge_reports([report, _shard_reports(plan)["b"]])
-    host = next(h for h in merged.hosts if h.name == a.targets[0].name)
+    host = next(h for h in merged.hosts if h.name == first.name)
     assert host.status is HostStatus.ERROR
     assert host.error == "scanner-failed: not in the report of scanner 'a'"
     assert host.error_ports == [22, 80]
+    host = next(h for h in merged.hosts if h.name == second.name)
+    assert host.error == "scanner-failed: ports missing from the report of scanner 'a'"
+    assert (host.closed_count, host.error_ports) == (1, [80])
+    run = merged.shards[0]
+    assert (run.status, run.reason) == ("failed", "scanner-failed: its report lacks 2 hosts, "
+                                                  "or some of their ports")  # fmt: skip
+    assert [s.scanner for s in missing_shards(plan, [report])] == ["a", "b"]
 
 
 def test_duplicates_that_disagree_are_conflicts(plan):
@@ -165,7 +173,8 @@ def test_split_ports_come_back_as_one_host():
 
 def test_an_interrupted_shard_is_to_be_run_again(plan):
     reports = _shard_reports(plan)
-    cut = _report(plan, "b", interrupted=True)
+    cut = _report(plan, "b", *(_host(t.name, (), (), HostStatus.NOT_SCANNED, unscanned=(22, 80))
+                               for t in plan.shard("b").targets), interrupted=True)  # fmt: skip
     merged = merge_reports([reports["a"], cut])
     assert merged.shards[1].status == "interrupted"
     assert not merged.complete
