@@ -18,6 +18,7 @@ re-run of the same plan must scan again.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -420,6 +421,9 @@ def merge_reports(
     runs, pieces = [], []
     for shard in plan.shards:
         mine = [r for r in parsed if r.scanner == shard.scanner]
+        if not mine and not shard.targets:  # nothing to scan, nothing to report
+            runs.append(ShardRun(shard.scanner, shard.vantage, "ok", "no hosts to scan"))
+            continue
         if not mine:
             reason = FAILED if shard.scanner in failed else UNREACHABLE
             why = failed.get(shard.scanner)
@@ -444,25 +448,33 @@ _STATUS = {UNREACHABLE: "missing", FAILED: "failed"}
 
 def _not_reported(shard: Shard, got: Sequence[_Piece]) -> list[_Piece]:
     """An error piece for each host of ``shard`` whose report lacks it, or some of its ports
-    (neither answered, nor error, nor unscanned); a name that did not resolve is answered."""
-    covered: dict[HostKey, set[int] | None] = {}
+    (neither answered, nor error, nor unscanned); a name that did not resolve is answered.
+    A target without an address literal is found by its name: the scanner resolved it."""
+    by_key: dict[HostKey, list[_Piece]] = {}
+    by_name: dict[str, list[_Piece]] = {}
     for piece in got:
-        key = (piece.key[0], piece.key[1])
-        if piece.status == HostStatus.UNRESOLVED.value:
-            covered[key] = None
-            continue
-        ports = covered.setdefault(key, set())
-        if ports is not None:
-            ports.update(piece.states(), piece.unscanned)
+        by_key.setdefault((piece.key[0], piece.key[1]), []).append(piece)
+        by_name.setdefault(piece.key[0], []).append(piece)
     lost = []
     for target in shard.targets:
-        seen = covered.get(target.key, set())
-        missing = [p for p in target.ports if seen is not None and p not in seen]
+        mine = by_key.get(target.key) if _is_address(target.address) else by_name.get(target.name)
+        if any(p.status == HostStatus.UNRESOLVED.value for p in mine or ()):
+            continue
+        seen = {port for p in mine or () for port in (*p.states(), *p.unscanned)}
+        missing = [port for port in target.ports if port not in seen]
         if missing:
-            what = "not in" if target.key not in covered else "ports missing from"
+            what = "ports missing from" if mine else "not in"
             error = f"{FAILED}: {what} the report of scanner {shard.scanner!r}"
             lost.append(_lost(target.key, shard.vantage, shard.scanner, missing, error))
     return lost
+
+
+def _is_address(text: str | None) -> bool:
+    try:
+        ipaddress.ip_address(text or "")
+    except ValueError:
+        return False
+    return True
 
 
 def _plan_of(parsed: Sequence[_Report], plan: Plan | None) -> Plan | None:

@@ -254,3 +254,13 @@ def test_what_is_only_shown_cannot_break_the_merge(plan):
     report.update(duration="soon", probes_sent=float("inf"), started=5)
     run = merge_reports([report, _shard_reports(plan)["b"]]).shards[0]
     assert (run.duration, run.probes_sent, run.started) == (0.0, 0, None)
+
+
+def test_a_shard_with_nothing_to_scan_needs_no_report():
+    plan = build_plan([Scanner("a"), Scanner("b")], [FleetTarget("127.0.0.1")], "22")
+    (busy,) = [s for s in plan.shards if s.targets]
+    idle = next(s for s in plan.shards if not s.targets)
+    merged = merge_reports([_report(plan, busy.scanner, _host("127.0.0.1", (), (22,)))])
+    assert merged.complete
+    run = next(r for r in merged.shards if r.scanner == idle.scanner)
+    assert (run.status, run.reason) == ("ok", "no hosts to scan")
