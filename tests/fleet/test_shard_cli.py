@@ -10,7 +10,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from support import closed_port, in_netns
+from support import CLI, REPO, closed_port, in_netns
 
 from nornir_portscan.cli import main
 from nornir_portscan.fleet import parse_shard
@@ -75,19 +75,13 @@ def test_where_a_shard_ran_is_in_its_report(run_cli, tmp_path):
 
 def test_a_shard_run_in_a_namespace_says_which(netns, tmp_path):
     out = tmp_path / "ns.json"
-    env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
-    done = in_netns(netns, *_cli(), "--shard", "0/1", "127.0.0.1", "-p", "9", "--json",
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = in_netns(netns, *CLI, "--shard", "0/1", "127.0.0.1", "-p", "9", "--json",
                     str(out), "--no-progress", env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr
     where = json.loads(out.read_text())["shard"]["where"]
     assert where["netns"] == Path(f"/run/netns/{netns}").stat().st_ino
     assert where["netns"] != Path("/proc/self/ns/net").stat().st_ino
-
-
-def _cli():
-    from support import CLI
-
-    return CLI
 
 
 def test_a_missing_shard_is_error_and_the_merge_exits_3(run_cli, tmp_path, ports):
@@ -201,8 +195,6 @@ def test_an_interrupted_shard_is_written_and_the_merge_says_run_it_again(tmp_pat
     import signal
     import subprocess
     import time
-
-    from support import CLI
 
     out = tmp_path / "cut.json"
     argv = [*CLI, "--shard", "0/1", "127.0.0.1", "-p", "1-4000", "--rate", "400", "--json",
