@@ -6,29 +6,44 @@ expectation was violated (a policy, a wait that did not converge, confirmed drif
 port ended ``error`` (no answer we can trust: a dead worker, a local error), a report could not
 be written or shown, or memory ran out; 130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by
 SIGHUP (the partial report is still written). 3 wins over 1; an interrupt over both.
+``portscan merge`` (docs/distributed.md) keeps the same meanings: 3 some shard or port has no
+answer, 1 two shards answered a port differently.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import resource
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from types import FrameType
 from typing import Any, NoReturn
 
 from nornir_portscan import __version__
 from nornir_portscan.audit.gates import Audit
 from nornir_portscan.errors import InputError, ReportError, ScanError, ScanInterrupted
+from nornir_portscan.fleet import (
+    iter_shard_json,
+    load_report,
+    merge_reports,
+    parse_shard,
+    shard_job,
+    shard_section,
+    where_ran,
+)
+from nornir_portscan.fleet.merge import merge_failure, render_merged
 from nornir_portscan.models import PortState
 from nornir_portscan.pipeline import Job, build_job, number, run_job
 from nornir_portscan.progress import ProgressBar
 from nornir_portscan.reports.data import iter_json, iter_table
 from nornir_portscan.reports.files import ReportFiles, page_format, write_reports
+from nornir_portscan.reports.writer import check_destination, write_atomic
 
 __all__ = ["main"]
 
@@ -206,6 +221,12 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds between wait rounds (default: %(default)s)",
     )
     p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="scan only shard I of N of the targets (N machines, 0/N to N-1/N, cover them "
+        "once); 'portscan merge A.json B.json ...' merges their JSON reports",
+    )
+    p.add_argument(
         "--no-progress",
         dest="progress",
         action="store_false",
@@ -326,12 +347,32 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
-def _output(args: argparse.Namespace, job: Job, audit: Audit) -> bool:
+ShardJson = Callable[[Audit], Iterable[str]]
+
+
+def _sharded(job: Job, shard: tuple[int, int] | None) -> tuple[Job, ShardJson | None]:
+    """With ``--shard``: this shard's part of the job (its JSON report written apart) and the
+    renderer of that report, which says which shard of which plan it is and where it ran."""
+    if shard is None:
+        return job, None
+    part, plan, mine = shard_job(job, *shard)
+
+    def render(audit: Audit) -> Iterable[str]:
+        where = where_ran(t.address for t in part.request.targets)
+        return iter_shard_json(audit, shard_section(plan, mine, where))
+
+    return replace(part, reports=replace(part.reports, json=None)), render
+
+
+def _output(
+    args: argparse.Namespace, job: Job, audit: Audit, shard_json: ShardJson | None = None
+) -> bool:
     """Show the outcome and write the report files; False when it could not be shown (a broken
     pipe: the reader left) or a file could not be written (the rest is done all the same)."""
     shown = True
+    as_json = shard_json or iter_json
     try:
-        for chunk in iter_json(audit) if args.json == "-" else iter_table(audit):
+        for chunk in as_json(audit) if args.json == "-" else iter_table(audit):
             sys.stdout.write(chunk)
         sys.stdout.flush()
         if args.json == "-":
@@ -342,6 +383,8 @@ def _output(args: argparse.Namespace, job: Job, audit: Audit) -> bool:
         shown = False
     try:
         write_reports(job.reports, audit)
+        if shard_json is not None and args.json not in (None, "-"):
+            write_atomic(args.json, shard_json(audit), "JSON report")
     except ReportError as exc:
         _error(exc)
         return False
@@ -378,9 +421,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None, stopped: _Stopped) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["merge"]:
+        return _merge(argv[1:])
     args = _parser().parse_args(argv)
     try:
-        job = _job(args)
+        shard = None if args.shard is None else parse_shard(args.shard)
+        job, shard_json = _sharded(_job(args), shard)
     except InputError as exc:
         _error(exc)
         return EXIT_INPUT
@@ -408,8 +455,51 @@ def _main(argv: list[str] | None, stopped: _Stopped) -> int:
         stopped.armed = False  # from here a signal only sets the exit code
     if bar:
         bar.end()
-    written = _output(args, job, audit)
+    written = _output(args, job, audit, shard_json)
     return _exit_code(code, stopped, audit, written=written)
+
+
+def _merge(argv: list[str]) -> int:
+    """``portscan merge``: the reports of many shards or vantages as one (docs/distributed.md).
+    Exit 0 complete, 1 answers conflict, 2 bad input, 3 some shard or port has no answer."""
+    p = _Parser(
+        prog="portscan merge",
+        description="Merge JSON reports ('portscan --shard I/N --json FILE ...', or whole "
+        "scans from several vantages) into one, a host per target and vantage.",
+    )
+    p.add_argument("reports", nargs="+", metavar="REPORT", help="a JSON report")
+    p.add_argument("--json", metavar="FILE", help="write the merged report to FILE ('-': stdout)")
+    args = p.parse_args(argv)
+    try:
+        if args.json not in (None, "-"):
+            check_destination(args.json, "merged report")
+        merged = merge_reports([load_report(path) for path in args.reports], sources=args.reports)
+    except InputError as exc:
+        _error(exc)
+        return EXIT_INPUT
+    text = json.dumps(merged.to_dict(), indent=1) + "\n" if args.json else ""
+    shown = True
+    try:
+        sys.stdout.write(text if args.json == "-" else render_merged(merged))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        shown = False
+    try:
+        if args.json not in (None, "-"):
+            write_atomic(args.json, text, "merged report")
+    except ReportError as exc:
+        _error(exc)
+        return EXIT_SCAN
+    failure = merge_failure(merged)
+    if failure is not None:
+        _error(failure)
+        return EXIT_SCAN
+    if merged.conflicts:
+        count = len(merged.conflicts)
+        _error(f"shards answered {count} port{'s' * (count != 1)} differently (conflicts)")
+        return EXIT_VIOLATED
+    return EXIT_OK if shown else EXIT_SCAN
 
 
 def _exit_code(code: int, stopped: _Stopped, audit: Audit, *, written: bool) -> int:

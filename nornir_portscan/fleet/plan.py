@@ -1,0 +1,321 @@
+"""The plan of a scan shared by many scanners: who scans what, decided once, the same everywhere.
+
+Each target is scanned from each of its vantages (default: every vantage). Within a vantage
+whole hosts go to its scanners by rendezvous (highest-random-weight) hashing: a host goes to
+the scanner whose hash of ``(host, scanner)`` is highest, so adding a k-th scanner moves about
+1/k of the hosts and no host moves between the scanners that stay. With ``split_ports``, a
+vantage with fewer hosts than scanners splits each host's ports the same way, port by port.
+
+The plan's ``hash`` covers the targets, the ports, the options and the scanners, in a canonical
+order: reordering an inventory does not change it; changing what is scanned does.
+
+    >>> plan = build_plan([Scanner("a"), Scanner("b")], [FleetTarget("127.0.0.1")], "22")
+    >>> [len(s.targets) for s in plan.shards]
+    [1, 0]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nornir_portscan.errors import InputError
+from nornir_portscan.models import ScanOptions
+from nornir_portscan.ports import format_ports, parse_ports
+
+__all__ = [
+    "Assignment",
+    "FleetTarget",
+    "Plan",
+    "Scanner",
+    "Shard",
+    "build_plan",
+    "plan_from_dict",
+    "plan_inputs",
+    "rendezvous",
+]
+
+HostKey = tuple[str, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Scanner:
+    """A machine that scans: its unique name and its vantage (None: the one default vantage).
+    Several scanners may share a vantage; they split its targets."""
+
+    name: str
+    vantage: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise InputError(f"invalid scanner name {self.name!r}: give a name, e.g. 'scan1'")
+        if self.vantage is not None and (not isinstance(self.vantage, str) or not self.vantage):
+            raise InputError(
+                f"invalid vantage {self.vantage!r} of scanner {self.name!r}: give a label, "
+                "e.g. 'dc1', or None"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class FleetTarget:
+    """A host to scan: its name and address (None: the name is resolved where it is scanned),
+    its own ports (empty: the plan's; a plan holds them sorted) and the vantages it is scanned
+    from (empty: every one)."""
+
+    name: str
+    address: str | None = None
+    ports: tuple[int, ...] = ()
+    vantages: tuple[str | None, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise InputError(f"invalid target name {self.name!r}: give a name, e.g. 'web1'")
+        if self.address is not None and not isinstance(self.address, str):
+            raise InputError(
+                f"invalid address {self.address!r} of target {self.name!r}: give a string, "
+                "e.g. '127.0.0.1', or None"
+            )
+        if not isinstance(self.vantages, tuple) or not all(
+            v is None or (isinstance(v, str) and v) for v in self.vantages
+        ):
+            raise InputError(
+                f"invalid vantages {self.vantages!r} of target {self.name!r}: give a tuple of "
+                "labels, e.g. ('dc1', 'dc2')"
+            )
+
+    @property
+    def key(self) -> HostKey:
+        """What identifies the host in a plan and in a merged report."""
+        return (self.name, self.address)
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """One host for one scanner: the ports it scans there (all of them unless split)."""
+
+    name: str
+    address: str | None
+    ports: tuple[int, ...]
+
+    @property
+    def key(self) -> HostKey:
+        return (self.name, self.address)
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """What one scanner scans, from its vantage."""
+
+    scanner: str
+    vantage: str | None
+    targets: tuple[Assignment, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The whole plan: every shard (one per scanner, maybe empty) and the hash of its inputs."""
+
+    hash: str
+    scanners: tuple[Scanner, ...]  # canonical order: by vantage, then name
+    targets: tuple[FleetTarget, ...]  # canonical order, vantages resolved
+    ports: tuple[int, ...]
+    options: ScanOptions
+    split_ports: bool
+    shards: tuple[Shard, ...] = field(repr=False)
+
+    def shard(self, scanner: str) -> Shard:
+        """The shard of ``scanner``; raises ``InputError`` for a scanner not in the plan."""
+        for shard in self.shards:
+            if shard.scanner == scanner:
+                return shard
+        names = ", ".join(repr(s.name) for s in self.scanners)
+        raise InputError(f"no scanner {scanner!r} in the plan: use one of {names}")
+
+
+def rendezvous(key: str, candidates: Iterable[str]) -> str:
+    """The candidate with the highest weight for ``key`` (ties: the greater name).
+
+    >>> rendezvous("127.0.0.1", ["0", "1"]) in ("0", "1")
+    True
+    """
+    return max(candidates, key=lambda c: (_weight(key, c), c))
+
+
+def _weight(key: str, candidate: str) -> int:
+    digest = hashlib.blake2b(f"{key}\0{candidate}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def _host_key(key: HostKey) -> str:
+    return f"{key[0]}\0{key[1] or ''}"
+
+
+def _vantage_order(vantage: str | None) -> tuple[bool, str]:
+    return (vantage is not None, vantage or "")
+
+
+def build_plan(
+    scanners: Iterable[Scanner],
+    targets: Iterable[FleetTarget],
+    ports: str | Sequence[int | str] = "top1000",
+    *,
+    options: ScanOptions | None = None,
+    split_ports: bool = False,
+) -> Plan:
+    """The deterministic plan of scanning ``targets`` with ``scanners``; raises ``InputError``
+    (one line) on duplicate scanners or targets, or a vantage no scanner is in.
+
+    Args:
+        scanners: The scanners, each with its vantage.
+        targets: The hosts, each with its own ports and vantages if any.
+        ports: The ports of every target without its own (a port spec or a list).
+        options: How each shard scans; part of the hash.
+        split_ports: Split each host's ports over the scanners of a vantage that has fewer
+            hosts than scanners (otherwise whole hosts only, and some scanners idle).
+    """
+    options = options or ScanOptions()
+    default_ports = parse_ports(ports)
+    fleet = sorted(scanners, key=lambda s: (_vantage_order(s.vantage), s.name))
+    if not fleet:
+        raise InputError("no scanners: give at least one, e.g. Scanner('scan1', 'dc1')")
+    seen: set[str] = set()
+    for scanner in fleet:
+        if scanner.name in seen:
+            raise InputError(f"scanner {scanner.name!r} is listed twice: give each a unique name")
+        seen.add(scanner.name)
+    vantages = sorted({s.vantage for s in fleet}, key=_vantage_order)
+    hosts = _resolved(targets, vantages)
+    by_scanner: dict[str, list[Assignment]] = {s.name: [] for s in fleet}
+    for vantage in vantages:
+        names = [s.name for s in fleet if s.vantage == vantage]
+        here = [t for t in hosts if vantage in t.vantages]
+        split = split_ports and len(here) < len(names)
+        for target in here:
+            wanted = target.ports or default_ports
+            host = _host_key(target.key)
+            if not split:
+                owner = rendezvous(host, names)
+                by_scanner[owner].append(Assignment(target.name, target.address, wanted))
+                continue
+            parts: dict[str, list[int]] = {}
+            for port in wanted:
+                parts.setdefault(rendezvous(f"{host}\0{port}", names), []).append(port)
+            for owner in names:
+                if owner in parts:
+                    by_scanner[owner].append(
+                        Assignment(target.name, target.address, tuple(parts[owner]))
+                    )
+    shards = tuple(Shard(s.name, s.vantage, tuple(by_scanner[s.name])) for s in fleet)
+    digest = _digest(fleet, hosts, default_ports, options, split_ports)
+    return Plan(digest, tuple(fleet), hosts, default_ports, options, split_ports, shards)
+
+
+def _resolved(
+    targets: Iterable[FleetTarget], vantages: Sequence[str | None]
+) -> tuple[FleetTarget, ...]:
+    """The targets in canonical order, each with its vantages spelt out and sorted."""
+    known = set(vantages)
+    found: dict[HostKey, FleetTarget] = {}
+    for target in targets:
+        if not isinstance(target, FleetTarget):
+            raise InputError(
+                f"invalid target {target!r}: give a FleetTarget, e.g. FleetTarget('web1')"
+            )
+        if target.key in found:
+            raise InputError(
+                f"target {target.name!r} ({target.address or 'no address'}) is listed twice: "
+                "list each host once, with all its vantages"
+            )
+        wanted = set(target.vantages) or known
+        unknown = sorted(wanted - known, key=_vantage_order)
+        if unknown:
+            shown = ", ".join(repr(v) for v in sorted(known, key=_vantage_order))
+            raise InputError(
+                f"target {target.name!r} is scanned from vantage {unknown[0]!r}, which no "
+                f"scanner is in: use one of {shown}"
+            )
+        chosen = tuple(sorted(wanted, key=_vantage_order))
+        try:
+            own = parse_ports(target.ports) if target.ports else ()
+        except InputError as exc:
+            raise type(exc)(f"ports of target {target.name!r}: {exc}") from None
+        found[target.key] = dataclasses.replace(target, ports=own, vantages=chosen)
+    return tuple(found[key] for key in sorted(found, key=lambda k: (k[0], k[1] or "")))
+
+
+def _digest(
+    scanners: Sequence[Scanner],
+    targets: Sequence[FleetTarget],
+    ports: tuple[int, ...],
+    options: ScanOptions,
+    split_ports: bool,
+) -> str:
+    canonical = json.dumps(
+        _inputs(scanners, targets, ports, options, split_ports), sort_keys=True
+    ).encode()
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _inputs(
+    scanners: Sequence[Scanner],
+    targets: Sequence[FleetTarget],
+    ports: tuple[int, ...],
+    options: ScanOptions,
+    split_ports: bool,
+) -> dict[str, Any]:
+    return {
+        "scanners": [[s.name, s.vantage] for s in scanners],
+        "targets": [
+            [t.name, t.address, format_ports(sorted(t.ports)), list(t.vantages)] for t in targets
+        ],
+        "ports": format_ports(sorted(ports)),
+        "options": {k: _plain(v) for k, v in dataclasses.asdict(options).items()},
+        "split_ports": split_ports,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """``1.0`` as ``1``: ``--timeout 1`` and ``--timeout 1.0`` are one plan."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def plan_inputs(plan: Plan) -> dict[str, Any]:
+    """Everything the plan was made of, as JSON-ready data: ``plan_from_dict`` remakes it."""
+    data = _inputs(plan.scanners, plan.targets, plan.ports, plan.options, plan.split_ports)
+    data["hash"] = plan.hash
+    return data
+
+
+def plan_from_dict(data: Any, where: str = "plan") -> Plan:
+    """The plan ``plan_inputs`` describes; raises ``InputError`` when ``data`` is not one or
+    its ``hash`` does not match what it describes (it was edited)."""
+    try:
+        scanners = [Scanner(name, vantage) for name, vantage in data["scanners"]]
+        targets = [
+            FleetTarget(name, address, parse_ports(spec) if spec else (), tuple(vantages))
+            for name, address, spec, vantages in data["targets"]
+        ]
+        plan = build_plan(
+            scanners,
+            targets,
+            data["ports"],
+            options=ScanOptions(**data["options"]),
+            split_ports=data["split_ports"] is True,
+        )
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(
+            f"{where} is not a scan plan ({type(exc).__name__}: {exc}); keep the 'shard' "
+            "section the scanner wrote"
+        ) from None
+    if plan.hash != data.get("hash"):
+        raise InputError(
+            f"{where}: its hash does not match its targets, ports, options and scanners "
+            "(the file was edited, or another version wrote it); scan the shard again"
+        )
+    return plan
