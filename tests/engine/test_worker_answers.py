@@ -107,7 +107,9 @@ def test_resets_under_load_stay_open_run_after_run(resetting):
         states = {(h.name, p.port): p.state for h in report.hosts for p in h.ports}
         assert set(states.values()) == {PortState.OPEN}
         assert len(states) == sum(len(resetting[h]) for h in RESET_HOSTS[:5])
-        assert report.probes_sent == 5 * len(RESET_PORTS)
+        # A reset is never retried; a SYN that a busy machine's full accept queue dropped is
+        # (seen once in a full test run: 501 probes), so a few more than one per port.
+        assert 5 * len(RESET_PORTS) <= report.probes_sent <= 5 * len(RESET_PORTS) + 25
 
 
 def test_an_allowed_open_audit_judges_services_that_reset(resetting):
