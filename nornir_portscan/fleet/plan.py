@@ -247,6 +247,11 @@ def _resolved(
     return tuple(found[key] for key in sorted(found, key=lambda k: (k[0], k[1] or "")))
 
 
+MACHINE_OPTIONS = ("processes", "concurrency")
+"""Options left out of the plan's hash: a scanner with more cores or a higher open-file limit
+runs its shard with more, and its answers are the same."""
+
+
 def _digest(
     scanners: Sequence[Scanner],
     targets: Sequence[FleetTarget],
@@ -254,9 +259,10 @@ def _digest(
     options: ScanOptions,
     split_ports: bool,
 ) -> str:
-    canonical = json.dumps(
-        _inputs(scanners, targets, ports, options, split_ports), sort_keys=True
-    ).encode()
+    inputs = _inputs(scanners, targets, ports, options, split_ports)
+    for name in MACHINE_OPTIONS:  # each scanner sizes them to its own machine
+        inputs["options"].pop(name)
+    canonical = json.dumps(inputs, sort_keys=True).encode()
     return hashlib.sha256(canonical).hexdigest()
 
 

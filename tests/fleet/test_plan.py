@@ -137,6 +137,16 @@ def test_the_hash_changes_with_what_is_scanned(change):
     assert build_plan(**{**base, **change}).hash != build_plan(**base).hash
 
 
+def test_the_hash_leaves_out_what_each_scanner_sizes_to_its_machine():
+    base = {
+        "scanners": [Scanner("a"), Scanner("b")],
+        "targets": [FleetTarget("web", "127.0.0.1")],
+        "ports": "22,80",
+    }
+    sized = ScanOptions(processes=16, concurrency=200)
+    assert build_plan(**base, options=sized).hash == build_plan(**base).hash
+
+
 def test_a_plan_is_remade_from_its_inputs_and_an_edit_is_found():
     plan = build_plan(
         [Scanner("a", "dc1"), Scanner("b")],
