@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import resource
 import signal
 import sys
@@ -420,11 +421,44 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SCAN
 
 
+_NEGATIVE = re.compile(r"-(\d|\.\d|inf|nan)", re.IGNORECASE)
+
+
+def _negatives_joined(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``--timeout -1`` as ``--timeout=-1``: argparse takes ``-1`` for an option (the parser
+    has ``-4`` and ``-6``), so the value would read "expected one argument" instead of the
+    option's own message naming it."""
+    takes_value = {
+        name
+        for action in parser._actions  # argparse has no public view of them
+        if action.nargs is None and action.option_strings
+        for name in action.option_strings
+    }
+    joined: list[str] = []
+    items = iter(argv)
+    for item in items:
+        if item == "--":
+            joined += [item, *items]
+            break
+        if item in takes_value:
+            value = next(items, None)
+            if value is not None and _NEGATIVE.match(value):
+                joined.append(f"{item}={value}")
+                continue
+            joined.append(item)
+            if value is not None:
+                joined.append(value)
+            continue
+        joined.append(item)
+    return joined
+
+
 def _main(argv: list[str] | None, stopped: _Stopped) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["merge"]:
         return _merge(argv[1:])
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(_negatives_joined(parser, argv))
     try:
         shard = None if args.shard is None else parse_shard(args.shard)
         job, shard_json = _sharded(_job(args), shard)

@@ -26,6 +26,12 @@ from nornir_portscan.cli import main
             "portscan: error: invalid timeout 'soon': use a number of seconds > 0",
         ),
         ([], "portscan: error: no targets given"),
+        # a negative value is the option's value, not an option (the parser has -4 and -6)
+        (
+            ["--timeout", "-1", "127.0.0.1"],
+            "portscan: error: invalid timeout -1: use a number of seconds > 0",
+        ),
+        (["--rate", "-inf", "127.0.0.1"], "portscan: error: invalid rate -inf: use a number > 0"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
