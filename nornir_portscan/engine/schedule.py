@@ -30,7 +30,7 @@ from typing import Generic, TypeVar
 
 from nornir_portscan.classify import errno_name
 from nornir_portscan.engine.protocol import Progressed, Unit, UnitDone, WirePort, WorkerConfig
-from nornir_portscan.engine.timing import RoundTrip, attempts_for, probe_timeout
+from nornir_portscan.engine.timing import RoundTrip, Window, attempts_for, retry_timeout
 from nornir_portscan.models import PortState
 
 MAX_LOCAL_FAILURES = 8  # of one probe, before its port is reported as an error
@@ -39,13 +39,16 @@ _CLOSED = PortState.CLOSED
 
 
 class Host(RoundTrip):
-    """Per-host state in this worker: the round-trip estimate and probes in flight."""
+    """Per-host state in this worker: the round-trip estimate, probes in flight, the
+    congestion window and the latest attempt at which a port of the host answered."""
 
-    __slots__ = ("inflight",)
+    __slots__ = ("answered_attempt", "inflight", "window")
 
-    def __init__(self, srtt: float | None, rttvar: float | None) -> None:
+    def __init__(self, srtt: float | None, rttvar: float | None, cap: int | None) -> None:
         super().__init__(srtt, rttvar)
         self.inflight = 0
+        self.window = Window(cap)
+        self.answered_attempt = 1
 
 
 class Job:
@@ -54,6 +57,7 @@ class Job:
     __slots__ = (
         "address",
         "closed",
+        "copies",
         "family",
         "host",
         "outstanding",
@@ -78,6 +82,20 @@ class Job:
         self.unscanned: list[int] = []
         self.sent = False
         self.results: list[WirePort] = []
+        self.copies: dict[int, Copies] = {}  # ports in their extra attempts
+
+
+class Copies:
+    """A port's extra attempts ``first`` to ``top``, sent together: how many are pending or in
+    flight, and whether one answered (the rest are then discarded)."""
+
+    __slots__ = ("answered", "first", "left", "top")
+
+    def __init__(self, first: int, top: int) -> None:
+        self.left = top - first + 1
+        self.answered = False
+        self.first = first
+        self.top = top
 
 
 class Probe:
@@ -124,6 +142,7 @@ class Schedule(Generic[P]):
         self.hosts: dict[int, Host] = {}
         self.overall = RoundTrip()  # every answer this worker has had, all hosts
         self.answered_attempt = 1  # the latest attempt of a probe that any host answered
+        self.regular = config.retries + 1  # attempts beyond it are extra copies (``Copies``)
         self.finished_ports = 0
         self.progress_batch = max(1, config.concurrency // 4)
         self.tokens = 1.0
@@ -138,7 +157,9 @@ class Schedule(Generic[P]):
     def add(self, unit: Unit) -> None:
         host = self.hosts.get(unit.host_id)
         if host is None:
-            host = self.hosts[unit.host_id] = Host(unit.srtt, unit.rttvar)
+            host = self.hosts[unit.host_id] = Host(
+                unit.srtt, unit.rttvar, self.config.host_concurrency
+            )
         self.jobs.append(Job(unit, host))
         self.pump()
 
@@ -151,7 +172,6 @@ class Schedule(Generic[P]):
         try:
             idle, jobs, config = self.idle, self.jobs, self.config
             start, overall, clock = self.start, self.overall, self.now
-            cap = config.host_concurrency
             rate = config.rate
             now = clock()  # not self.now(): a method call on an attribute is slower
             skipped = 0
@@ -166,16 +186,14 @@ class Schedule(Generic[P]):
                     continue
                 deadline = job.unit.deadline
                 if deadline is not None and now >= deadline:
-                    job.unscanned.extend(item[0] for item in job.pending)
-                    self.finished_ports += len(job.pending)
-                    job.pending.clear()
+                    self._expire(job)
                     continue
                 host = job.host
-                if cap is not None and host.inflight >= cap:
+                if host.inflight >= host.window.limit:  # the host cap, or fewer after drops
                     jobs.rotate(-1)
                     skipped += 1
                     if skipped >= len(jobs):
-                        return  # every host is at its cap; a finishing probe pumps again
+                        return  # every host is at its limit; a finishing probe pumps again
                     continue
                 if rate is not None:
                     self.tokens = min(self.burst, self.tokens + (now - self.refilled) * rate)
@@ -187,12 +205,15 @@ class Schedule(Generic[P]):
                 skipped = 0
                 port, attempt, failures = job.pending.popleft()
                 jobs.rotate(-1)
+                if attempt > self.regular and job.copies[port].answered:
+                    self._drop_copy(job, port)  # another copy answered: this one is moot
+                    continue
                 probe = idle.pop()
                 probe.job, probe.port, probe.attempt, probe.failures = job, port, attempt, failures
                 job.outstanding += 1
                 host.inflight += 1
                 if start(probe):
-                    timeout, probe.guessing = probe_timeout(config, host, overall, attempt)
+                    timeout, probe.guessing = retry_timeout(config, host, overall, attempt)
                     probe.deadline = probe.started + timeout
         finally:
             self.pumping = False
@@ -202,10 +223,27 @@ class Schedule(Generic[P]):
         """``probe`` got an answer (``reason``) ``rtt`` seconds after it started."""
         job = probe.job
         assert job is not None
-        job.host.sample(rtt)
+        host = job.host
+        host.sample(rtt)
         self.overall.sample(rtt)
         attempt = probe.attempt
-        self.answered_attempt = max(self.answered_attempt, attempt)
+        if attempt > 1:
+            if attempt > self.regular:
+                copies = job.copies[probe.port]
+                if copies.answered:  # a sibling answered first: nothing new
+                    host.window.answered(0, probe.started, probe.started + rtt, host.inflight - 1)
+                    self._release(probe, job)
+                    self._drop_copy(job, probe.port)
+                    self._maybe_done(job)
+                    self.pump()
+                    return
+                copies.answered = True
+                self._drop_copy(job, probe.port)
+                attempt = copies.first  # the copies went out together: as if it answered first
+            host.answered_attempt = max(host.answered_attempt, attempt)
+            self.answered_attempt = max(self.answered_attempt, attempt)
+        host.window.answered(attempt - 1, probe.started, probe.started + rtt, host.inflight - 1)
+        attempt = probe.attempt
         if state is _CLOSED and not self.config.include_closed:
             self._record(probe, job, None)  # most answers: skip the result (round() is dear)
         else:
@@ -218,6 +256,10 @@ class Schedule(Generic[P]):
         assert job is not None
         failures = probe.failures + 1
         if failures >= MAX_LOCAL_FAILURES:
+            if probe.attempt > self.regular:
+                if not self._last_copy(probe, job):
+                    return
+                del job.copies[probe.port]
             self._record(probe, job, (probe.port, "error", errno_name(err), None, probe.attempt))
             return
         self.resume_at = self.now() + BACKOFF * (1 << min(failures, 7))
@@ -232,16 +274,71 @@ class Schedule(Generic[P]):
             if job is None:
                 continue
             if probe.guessing:  # an estimate may have come since: shorten the stopgap
-                timeout, probe.guessing = probe_timeout(config, job.host, overall, probe.attempt)
+                timeout, probe.guessing = retry_timeout(config, job.host, overall, probe.attempt)
                 probe.deadline = probe.started + timeout
             if now < probe.deadline or self.settle(probe):
                 continue
-            if probe.attempt < attempts_for(config, job.host, self.answered_attempt):
-                self._requeue(probe, job, probe.attempt + 1, probe.failures, front=False)
+            attempt = probe.attempt
+            if attempt > self.regular:
+                if not self._last_copy(probe, job):
+                    continue  # a sibling is still out, or answered
+                attempt = job.copies.pop(probe.port).top
+            host = job.host
+            allowed = attempts_for(config, host.answered_attempt, self.answered_attempt)
+            if attempt < self.regular:
+                self._requeue(probe, job, attempt + 1, probe.failures, front=False)
+            elif attempt < allowed:
+                self._send_copies(probe, job, attempt + 1, allowed)
             else:
-                port, attempt = probe.port, probe.attempt
+                port = probe.port
                 self._record(probe, job, (port, "filtered", "no-response", None, attempt))
         self.pump()
+
+    # -- extra attempts ----------------------------------------------------------------------
+    def _send_copies(self, probe: P, job: Job, first: int, last: int) -> None:
+        """Queue attempts ``first`` to ``last`` of ``probe``'s silent port at once: what they
+        look for is a lost packet, and losses are independent, so they need not wait for
+        each other (the host's window still spaces them out)."""
+        port = probe.port
+        job.copies[port] = Copies(first, last)
+        self._release(probe, job)
+        job.pending.extend((port, attempt, probe.failures) for attempt in range(first, last + 1))
+        if job not in self.jobs:
+            self.jobs.append(job)
+
+    def _drop_copy(self, job: Job, port: int) -> None:
+        """One copy of ``port`` is done with (answered or moot)."""
+        copies = job.copies[port]
+        copies.left -= 1
+        if not copies.left:
+            del job.copies[port]
+
+    def _last_copy(self, probe: P, job: Job) -> bool:
+        """A copy of ``probe``'s port ended without an answer: True if it was the last one
+        out and none answered (the caller decides the port); else it is released here."""
+        copies = job.copies[probe.port]
+        if copies.answered or copies.left > 1:
+            self._release(probe, job)
+            self._drop_copy(job, probe.port)
+            self._maybe_done(job)
+            return False
+        copies.left = 0
+        return True
+
+    def _expire(self, job: Job) -> None:
+        """The host deadline passed: the pending ports are not scanned (each port once; one
+        whose copy is still out is decided by that copy)."""
+        unscanned = []
+        for port, attempt, _ in job.pending:
+            if attempt > self.regular:
+                copies = job.copies[port]
+                self._drop_copy(job, port)
+                if copies.answered or copies.left or port in unscanned:
+                    continue
+            unscanned.append(port)
+        job.pending.clear()
+        job.unscanned.extend(unscanned)
+        self.finished_ports += len(unscanned)
 
     # -- bookkeeping -------------------------------------------------------------------------
     def _release(self, probe: P, job: Job) -> None:

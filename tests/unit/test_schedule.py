@@ -65,6 +65,23 @@ SILENT = None
 REFUSED = closed()  # as loopback answers
 
 
+class Policer:
+    """A token bucket in front of a host, as iptables' ``limit``/``hashlimit`` match: a SYN
+    passes when a token is there, else it is dropped."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.last = float(burst), 0.0
+
+    def admit(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
 class Sim:
     """The socket side and the loop, faked: each port's outcome per start (the last repeats),
     a clock that jumps from event to event, sweeps every ``tick``, and a log of starts as
@@ -74,9 +91,11 @@ class Sim:
         self,
         outcomes: Mapping[tuple[str, int], Outcome | Sequence[Outcome]] | None = None,
         default: Outcome = REFUSED,
+        policer: Policer | None = None,
         **changes: object,
     ) -> None:
         self.t = 0.0
+        self.policer = policer
         self.config = dataclasses.replace(CONFIG, **changes)
         self.outcomes = {
             key: list(value) if isinstance(value, list | tuple) else [value]
@@ -165,6 +184,8 @@ class Sim:
         outcome = outcomes[min(self.tries[key], len(outcomes) - 1)]
         self.tries[key] += 1
         self.t += CONNECT
+        if self.policer is not None and not self.policer.admit(self.t):
+            outcome = SILENT
         probe.started = self.t
         job.probes += 1
         entry: list[object] = [round(self.t, 6), job.address, probe.port, probe.attempt, None]
@@ -278,9 +299,11 @@ def test_a_known_host_waits_what_its_round_trips_say(
 
 
 # -- attempts ------------------------------------------------------------------------------------
-def test_a_silent_port_gets_one_more_attempt_once_a_port_answered_only_its_last() -> None:
-    """Port 80 drops its first two SYNs, 81 its first, 82 all: once 81 answers its retry, the
-    silent ports get a third attempt, which finds 80 open; 82 stays filtered."""
+def test_once_a_retry_answered_silent_ports_get_three_more_attempts_sent_together() -> None:
+    """Port 80 drops its first two SYNs, 81 its first, 82 all. 81's answer to its retry proves
+    drops: the silent ports get attempts 3-5 at once, with the first attempt's timeout (what
+    they look for is a lost packet, not a slow answer). 80 answers its third: its other copies
+    are never sent. That answer came at attempt 3, so 82 gets a sixth, then is filtered."""
     sim = Sim(
         {
             (H1, 80): [SILENT, SILENT, opened()],
@@ -298,11 +321,35 @@ def test_a_silent_port_gets_one_more_attempt_once_a_port_answered_only_its_last(
         [0.12, H1, 80, 2, 0.2],
         [0.12, H1, 81, 2, 0.2],
         [0.12, H1, 82, 2, 0.2],
-        [0.34, H1, 80, 3, 0.4],  # the extra attempt waits longer still
-        [0.34, H1, 82, 3, 0.4],
+        [0.34, H1, 80, 3, 0.1],  # 80's copies 4 and 5 wait for a slot, then are moot
+        [0.34, H1, 82, 3, 0.1],
+        [0.34, H1, 82, 4, 0.1],
+        [0.34, H1, 82, 5, 0.1],
+        [0.46, H1, 82, 6, 0.1],
     ]
-    assert ports_of(done) == [(80, "open", "syn-ack", 3), (82, "filtered", "no-response", 3)]
-    assert (done.closed_count, done.probes_sent) == (2, 9)
+    assert ports_of(done) == [(80, "open", "syn-ack", 3), (82, "filtered", "no-response", 6)]
+    assert (done.closed_count, done.probes_sent) == (2, 12)
+    assert sum(m.ports for m in sim.sent if isinstance(m, Progressed)) == 4
+
+
+def test_answers_of_several_copies_count_the_port_once() -> None:
+    sim = Sim({(H1, 80): [SILENT, SILENT, closed(0.01)], (H1, 81): [SILENT, closed()]})
+    sim.add(H1, [80, 81, 82], srtt=0.001, rttvar=0.0005)
+    (done,) = sim.run()
+    assert sorted(e[3] for e in sim.starts if e[2] == 80) == [1, 2, 3, 4, 5]  # all answer
+    assert (done.ports, done.closed_count, done.probes_sent) == ([], 3, 8)
+    assert sum(m.ports for m in sim.sent if isinstance(m, Progressed)) == 3
+
+
+def test_copies_pending_at_the_host_deadline_leave_their_port_unscanned_once() -> None:
+    """80 is silent; 81 answers its retry, so 80 gets copies 3-5, but only two slots: copy 5
+    is still pending at the deadline, and 80 counts as not scanned, once."""
+    sim = Sim({(H1, 81): [SILENT, closed()]}, default=SILENT, concurrency=2)
+    sim.add(H1, [80, 81], srtt=0.001, rttvar=0.0005, deadline=0.4)
+    (done,) = sim.run()
+    assert [e[:4] for e in sim.starts if e[3] > 2] == [[0.34, H1, 80, 3], [0.34, H1, 80, 4]]
+    assert (done.ports, done.closed_count, done.unscanned) == ([], 1, [80])
+    assert sum(m.ports for m in sim.sent if isinstance(m, Progressed)) == 2
 
 
 def test_without_a_late_answer_or_without_retries_there_is_no_extra_attempt() -> None:

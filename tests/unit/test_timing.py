@@ -7,7 +7,13 @@ import dataclasses
 import pytest
 
 from nornir_portscan.engine.protocol import WorkerConfig
-from nornir_portscan.engine.timing import RoundTrip, attempts_for, probe_timeout
+from nornir_portscan.engine.timing import (
+    RoundTrip,
+    Window,
+    attempts_for,
+    probe_timeout,
+    retry_timeout,
+)
 
 CONFIG = WorkerConfig(
     concurrency=100,
@@ -69,18 +75,55 @@ def test_without_adaptive_timing_every_probe_waits_the_full_timeout() -> None:
 
 
 @pytest.mark.parametrize(
-    ("retries", "host", "answered_attempt", "attempts"),
+    ("retries", "host_answered", "answered_attempt", "attempts"),
     [
-        (1, FAST, 1, 2),  # no sign of passing drops: 1 + retries
-        (1, FAST, 2, 3),  # a port answered only its retry: one more
-        (1, FAST, 3, 3),  # at most one more
-        (2, FAST, 2, 3),  # answers came before the last regular attempt: nothing more
-        (2, FAST, 3, 4),
-        (0, FAST, 2, 1),  # no retries asked for: none
-        (1, UNKNOWN, 2, 2),  # a host that answered nothing gets no more
+        (1, 1, 1, 2),  # no sign of passing drops: 1 + retries
+        (1, 2, 2, 5),  # a port of the host answered only its retry: three more
+        (1, 1, 2, 5),  # a port of another host did: the same
+        (1, 1, 4, 5),  # another host's drops count as a retry's answer, no more
+        (1, 4, 4, 7),  # three beyond the latest attempt that answered
+        (1, 9, 9, 10),  # at most ten
+        (2, 2, 2, 5),
+        (10, 3, 3, 11),  # unless 1 + retries is more
+        (0, 2, 2, 1),  # no retries asked for: none
     ],
 )
-def test_a_silent_port_gets_one_more_attempt_after_a_late_answer(
-    retries: int, host: RoundTrip, answered_attempt: int, attempts: int
+def test_a_silent_port_gets_more_attempts_once_drops_show(
+    retries: int, host_answered: int, answered_attempt: int, attempts: int
 ) -> None:
-    assert attempts_for(config(retries=retries), host, answered_attempt) == attempts
+    assert attempts_for(config(retries=retries), host_answered, answered_attempt) == attempts
+
+
+def test_extra_attempts_wait_the_first_attempts_timeout() -> None:
+    assert retry_timeout(CONFIG, SLOW, UNKNOWN, 2) == (pytest.approx(0.8), False)  # regular
+    assert retry_timeout(CONFIG, SLOW, UNKNOWN, 3) == (pytest.approx(0.4), False)
+    assert retry_timeout(CONFIG, FAST, UNKNOWN, 7) == (pytest.approx(0.1), False)
+    assert retry_timeout(CONFIG, UNKNOWN, SLOW, 3) == (pytest.approx(0.4), False)  # a guess
+
+
+def test_a_window_is_the_host_cap_until_a_quarter_of_the_probes_were_dropped() -> None:
+    window = Window(None)
+    for _ in range(8):
+        window.answered(0, 0.0, 0.0, 50)
+    for drops in (1, 1, 1):  # 3 dropped of 14: fewer than CUT_DROPS
+        window.answered(drops, 0.0, 0.0, 50)
+    assert window.limit == 1 << 30
+    window.answered(2, 0.1, 0.2, 39)  # 5 dropped of 17 (29%): halve what was in flight
+    assert (window.cwnd, window.limit) == (20.0, 20)
+    for _ in range(4):  # probes sent before the cut were the same episode
+        window.answered(3, 0.15, 0.3, 30)
+    assert window.limit == 20
+    window.answered(4, 0.25, 0.4, 19)
+    assert window.limit == 10
+
+
+def test_a_cut_window_grows_by_one_probe_per_window_of_answers_up_to_the_cap() -> None:
+    window = Window(4)
+    assert window.limit == 4
+    window.answered(5, 1.0, 1.0, 1)
+    assert (window.cwnd, window.limit) == (1.0, 1)
+    window.answered(0, 1.0, 1.0, 0)
+    assert (window.cwnd, window.limit) == (2.0, 2)
+    for _ in range(20):
+        window.answered(0, 1.0, 1.0, 0)
+    assert (window.cwnd, window.limit) == (4.0, 4)
