@@ -101,11 +101,11 @@ class Window:
     pass at the rate it allows.
     """
 
-    __slots__ = ("answers", "cap", "cwnd", "drops", "last_cut", "limit")
+    __slots__ = ("answers", "cap", "cwnd", "drops", "last_cut", "limit", "ssthresh")
 
     def __init__(self, cap: int | None) -> None:
         self.cap = cap if cap is not None else 1 << 30
-        self.cwnd = float(self.cap)
+        self.cwnd = self.ssthresh = float(self.cap)
         self.limit = self.cap  # probes in flight allowed now: int(cwnd), within the cap
         self.answers = 0  # since the last cut
         self.drops = 0
@@ -122,11 +122,13 @@ class Window:
                 and self.drops >= CUT_DROPS
                 and self.drops > CUT_SHARE * (self.answers + self.drops)
             ):
-                self.cwnd = max(MIN_WINDOW, min(self.cwnd, inflight + 1) / 2)
+                self.ssthresh = max(2 * MIN_WINDOW, min(self.cwnd, inflight + 1) / 2)
+                self.cwnd = MIN_WINDOW
                 self.last_cut = now
                 self.answers = self.drops = 0
                 self.limit = int(self.cwnd)
                 return
         if self.cwnd < self.cap:
-            self.cwnd = min(float(self.cap), self.cwnd + 1 / self.cwnd)
+            growth = 1.0 if self.cwnd < self.ssthresh else 1 / self.cwnd
+            self.cwnd = min(float(self.cap), self.cwnd + growth)
             self.limit = int(self.cwnd)

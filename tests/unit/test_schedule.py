@@ -352,6 +352,22 @@ def test_copies_pending_at_the_host_deadline_leave_their_port_unscanned_once() -
     assert sum(m.ports for m in sim.sent if isinstance(m, Progressed)) == 2
 
 
+@pytest.mark.parametrize(("rate", "burst", "ports"), [(20, 5, 100), (20, 5, 400), (100, 10, 1000)])
+def test_a_policed_host_is_scanned_exactly_at_the_rate_it_allows(
+    rate: float, burst: int, ports: int
+) -> None:
+    """A token bucket drops every SYN beyond ``rate``/s (iptables ``hashlimit``), 20 ms round
+    trip, 1000 probes in flight: the first burst is dropped but for ``burst`` SYNs, the
+    answers to retries cut the host's window to one probe, and it grows only as answers
+    come. Every port is found closed, in at most about twice the time the rate needs."""
+    sim = Sim(default=closed(0.02), policer=Policer(rate, burst), concurrency=1000)
+    sim.add(H1, range(1, ports + 1))
+    (done,) = sim.run(limit=120)
+    assert (done.ports, done.closed_count) == ([], ports)
+    assert sim.t < 2.5 * ports / rate
+    assert sim.schedule.hosts[1].window.limit < 5
+
+
 def test_without_a_late_answer_or_without_retries_there_is_no_extra_attempt() -> None:
     sim = Sim({(H1, 80): SILENT, (H1, 81): [SILENT, closed()]}, retries=0)
     sim.add(H1, [80, 81, 82])

@@ -108,22 +108,25 @@ def test_a_window_is_the_host_cap_until_a_quarter_of_the_probes_were_dropped() -
     for drops in (1, 1, 1):  # 3 dropped of 14: fewer than CUT_DROPS
         window.answered(drops, 0.0, 0.0, 50)
     assert window.limit == 1 << 30
-    window.answered(2, 0.1, 0.2, 39)  # 5 dropped of 17 (29%): halve what was in flight
-    assert (window.cwnd, window.limit) == (20.0, 20)
+    window.answered(2, 0.1, 0.2, 39)  # 5 dropped of 17 (29%): one probe at a time
+    assert (window.cwnd, window.ssthresh, window.limit) == (1.0, 20.0, 1)
     for _ in range(4):  # probes sent before the cut were the same episode
         window.answered(3, 0.15, 0.3, 30)
-    assert window.limit == 20
-    window.answered(4, 0.25, 0.4, 19)
-    assert window.limit == 10
+    assert window.limit == 5  # the answers grow it again, one probe per answer
+    window.answered(4, 0.25, 0.4, 5)
+    assert (window.cwnd, window.ssthresh, window.limit) == (1.0, 2.5, 1)
 
 
-def test_a_cut_window_grows_by_one_probe_per_window_of_answers_up_to_the_cap() -> None:
-    window = Window(4)
-    assert window.limit == 4
-    window.answered(5, 1.0, 1.0, 1)
-    assert (window.cwnd, window.limit) == (1.0, 1)
+def test_a_cut_window_grows_fast_to_half_of_what_was_in_flight_then_slowly() -> None:
+    window = Window(6)
+    assert window.limit == 6
+    window.answered(5, 1.0, 1.0, 5)
+    assert (window.cwnd, window.ssthresh, window.limit) == (1.0, 3.0, 1)
     window.answered(0, 1.0, 1.0, 0)
-    assert (window.cwnd, window.limit) == (2.0, 2)
+    window.answered(0, 1.0, 1.0, 0)
+    assert (window.cwnd, window.limit) == (3.0, 3)
+    window.answered(0, 1.0, 1.0, 0)
+    assert window.cwnd == pytest.approx(3 + 1 / 3)
     for _ in range(20):
         window.answered(0, 1.0, 1.0, 0)
-    assert (window.cwnd, window.limit) == (4.0, 4)
+    assert (window.cwnd, window.limit) == (6.0, 6)  # never beyond the host cap
