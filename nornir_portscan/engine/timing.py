@@ -8,7 +8,7 @@ from nornir_portscan.engine.protocol import WorkerConfig
 DROP_MARGIN = 3  # attempts beyond the latest one that answered, once SYNs are seen to drop
 MAX_ATTEMPTS = 10  # of a silent port at most, unless 1 + retries is more (nmap: 1 + 10)
 CUT_SHARE = 0.25  # a host's window shrinks when more of its probes than this were dropped
-CUT_DROPS = 4  # and at least this many since its last cut
+CUT_DROPS = 2  # and at least this many since its last cut
 MIN_WINDOW = 1.0
 
 
