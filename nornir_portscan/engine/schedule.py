@@ -284,7 +284,12 @@ class Schedule(Generic[P]):
                     continue  # a sibling is still out, or answered
                 attempt = job.copies.pop(probe.port).top
             host = job.host
-            allowed = attempts_for(config, host.answered_attempt, self.answered_attempt)
+            allowed = attempts_for(
+                config,
+                host.answered_attempt,
+                self.answered_attempt,
+                congested=host.window.cuts > 0,
+            )
             if attempt < self.regular:
                 self._requeue(probe, job, attempt + 1, probe.failures, front=False)
             elif attempt < allowed:

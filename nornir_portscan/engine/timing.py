@@ -53,7 +53,9 @@ def probe_timeout(
     return config.max_timeout, True
 
 
-def attempts_for(config: WorkerConfig, host_answered: int, answered_attempt: int) -> int:
+def attempts_for(
+    config: WorkerConfig, host_answered: int, answered_attempt: int, *, congested: bool = False
+) -> int:
     """How many probes a silent port of a host gets.
 
     ``host_answered`` is the latest attempt at which a port of this host answered (1 for
@@ -63,12 +65,15 @@ def attempts_for(config: WorkerConfig, host_answered: int, answered_attempt: int
     gets ``DROP_MARGIN`` attempts beyond the latest that answered (on this host, or the second
     if only other hosts showed drops), at most ``MAX_ATTEMPTS``, like nmap's cap on
     retransmissions. With 4% of round trips lost, five attempts leave one port in ten
-    million unanswered. A network that shows no such drop pays nothing; without retries
-    nothing is added.
+    million unanswered. A ``congested`` host (its ``Window`` was cut: a policer or a full
+    accept queue drops in bursts, which can hit one port many times) gets ``MAX_ATTEMPTS``.
+    A network that shows no such drop pays nothing; without retries nothing is added.
     """
     regular = config.retries + 1
     if config.retries == 0:
         return regular
+    if congested:
+        return max(regular, MAX_ATTEMPTS)
     evidence = host_answered if host_answered > 1 else min(answered_attempt, 2)
     if evidence <= 1:
         return regular
@@ -101,7 +106,7 @@ class Window:
     pass at the rate it allows.
     """
 
-    __slots__ = ("answers", "cap", "cwnd", "drops", "last_cut", "limit", "ssthresh")
+    __slots__ = ("answers", "cap", "cuts", "cwnd", "drops", "last_cut", "limit", "ssthresh")
 
     def __init__(self, cap: int | None) -> None:
         self.cap = cap if cap is not None else 1 << 30
@@ -110,6 +115,7 @@ class Window:
         self.answers = 0  # since the last cut
         self.drops = 0
         self.last_cut = float("-inf")
+        self.cuts = 0
 
     def answered(self, drops: int, started: float, now: float, inflight: int) -> None:
         """A probe started at ``started`` answered after ``drops`` silent attempts of its
@@ -125,6 +131,7 @@ class Window:
                 self.ssthresh = max(2 * MIN_WINDOW, min(self.cwnd, inflight + 1) / 2)
                 self.cwnd = MIN_WINDOW
                 self.last_cut = now
+                self.cuts += 1
                 self.answers = self.drops = 0
                 self.limit = int(self.cwnd)
                 return

@@ -300,36 +300,47 @@ def test_a_known_host_waits_what_its_round_trips_say(
 
 # -- attempts ------------------------------------------------------------------------------------
 def test_once_a_retry_answered_silent_ports_get_three_more_attempts_sent_together() -> None:
-    """Port 80 drops its first two SYNs, 81 its first, 82 all. 81's answer to its retry proves
-    drops: the silent ports get attempts 3-5 at once, with the first attempt's timeout (what
-    they look for is a lost packet, not a slow answer). 80 answers its third: its other copies
-    are never sent. That answer came at attempt 3, so 82 gets a sixth, then is filtered."""
+    """Port 80 drops its first two SYNs, 81 its first, 82 all; 83-99 answer. 81's answer to
+    its retry proves drops: the silent ports get attempts 3-5 at once, with the first
+    attempt's timeout (what they look for is a lost packet, not a slow answer). 80 answers
+    its third: its other copies are moot. That answer came at attempt 3, so 82 gets a sixth,
+    then is filtered. Three drops in 20 ports do not cut the host's window."""
     sim = Sim(
         {
             (H1, 80): [SILENT, SILENT, opened()],
             (H1, 81): [SILENT, closed()],
             (H1, 82): SILENT,
-        }
+        },
+        concurrency=30,
     )
-    sim.add(H1, range(80, 84))
+    sim.add(H1, range(80, 100))
     (done,) = sim.run()
-    assert sorted(sim.starts) == [
-        [0.0, H1, 80, 1, 1.0],
-        [0.0, H1, 81, 1, 1.0],
-        [0.0, H1, 82, 1, 1.0],
-        [0.0, H1, 83, 1, 1.0],
+    assert sorted(e for e in sim.starts if e[2] < 83 and e[3] > 1) == [
         [0.12, H1, 80, 2, 0.2],
         [0.12, H1, 81, 2, 0.2],
         [0.12, H1, 82, 2, 0.2],
-        [0.34, H1, 80, 3, 0.1],  # 80's copies 4 and 5 wait for a slot, then are moot
+        [0.34, H1, 80, 3, 0.1],
+        [0.34, H1, 80, 4, 0.1],
+        [0.34, H1, 80, 5, 0.1],
         [0.34, H1, 82, 3, 0.1],
         [0.34, H1, 82, 4, 0.1],
         [0.34, H1, 82, 5, 0.1],
         [0.46, H1, 82, 6, 0.1],
     ]
     assert ports_of(done) == [(80, "open", "syn-ack", 3), (82, "filtered", "no-response", 6)]
-    assert (done.closed_count, done.probes_sent) == (2, 12)
-    assert sum(m.ports for m in sim.sent if isinstance(m, Progressed)) == 4
+    assert (done.closed_count, done.probes_sent) == (18, 30)
+    assert sum(m.ports for m in sim.sent if isinstance(m, Progressed)) == 20
+    assert sim.schedule.hosts[1].window.cuts == 0
+
+
+def test_copies_not_yet_sent_when_one_answers_are_never_sent() -> None:
+    """Two slots: 80's copies 3 and 4 go out, 3 answers, and 5 (waiting) is never sent."""
+    sim = Sim({(H1, 80): [SILENT, SILENT, opened()], (H1, 81): [SILENT, closed()]}, concurrency=2)
+    sim.add(H1, [80, 81])
+    (done,) = sim.run()
+    assert sorted(e[3] for e in sim.starts if e[2] == 80) == [1, 2, 3, 4]
+    assert ports_of(done) == [(80, "open", "syn-ack", 3)]
+    assert (done.closed_count, done.probes_sent) == (1, 6)
 
 
 def test_answers_of_several_copies_count_the_port_once() -> None:

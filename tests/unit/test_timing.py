@@ -94,6 +94,11 @@ def test_a_silent_port_gets_more_attempts_once_drops_show(
     assert attempts_for(config(retries=retries), host_answered, answered_attempt) == attempts
 
 
+def test_a_congested_host_gets_the_most_attempts() -> None:
+    assert attempts_for(CONFIG, 1, 1, congested=True) == 10
+    assert attempts_for(config(retries=0), 2, 2, congested=True) == 1
+
+
 def test_extra_attempts_wait_the_first_attempts_timeout() -> None:
     assert retry_timeout(CONFIG, SLOW, UNKNOWN, 2) == (pytest.approx(0.8), False)  # regular
     assert retry_timeout(CONFIG, SLOW, UNKNOWN, 3) == (pytest.approx(0.4), False)
