@@ -226,7 +226,7 @@ class Schedule(Generic[P]):
         host = job.host
         host.sample(rtt)
         self.overall.sample(rtt)
-        attempt = probe.attempt
+        attempt = tried = probe.attempt  # tried: the attempt it counts as, for the policy
         if attempt > 1:
             if attempt > self.regular:
                 copies = job.copies[probe.port]
@@ -239,11 +239,14 @@ class Schedule(Generic[P]):
                     return
                 copies.answered = True
                 self._drop_copy(job, probe.port)
-                attempt = copies.first  # the copies went out together: as if it answered first
-            host.answered_attempt = max(host.answered_attempt, attempt)
-            self.answered_attempt = max(self.answered_attempt, attempt)
-        host.window.answered(attempt - 1, probe.started, probe.started + rtt, host.inflight - 1)
-        attempt = probe.attempt
+                tried = copies.first  # the copies went out together: as if the first answered
+            host.answered_attempt = max(host.answered_attempt, tried)
+            self.answered_attempt = max(self.answered_attempt, tried)
+        window = host.window
+        if tried == 1 and not window.cuts:
+            window.answers += 1  # the common case, inline: nothing else changes
+        else:
+            window.answered(tried - 1, probe.started, probe.started + rtt, host.inflight - 1)
         if state is _CLOSED and not self.config.include_closed:
             self._record(probe, job, None)  # most answers: skip the result (round() is dear)
         else:

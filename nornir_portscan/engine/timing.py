@@ -99,11 +99,12 @@ class Window:
 
     Unlimited (up to ``cap``, the host concurrency) until drops show: a retry that answered
     means the attempts before it were dropped (a policer, a full accept queue, loss). When
-    more than ``CUT_SHARE`` of the host's probes since the last cut were dropped, the window
-    halves to what was in flight, at most once per round of probes (a drop of a probe sent
-    before the last cut is the same episode), and grows again by one probe per window of
-    answers. Random loss of a few percent never cuts it; a policer does, until the probes
-    pass at the rate it allows.
+    ``CUT_DROPS`` or more, and more than ``CUT_SHARE``, of the host's probes since the last
+    cut were dropped, the window drops to one probe, at most once per round of probes (a drop
+    of a probe sent before the last cut is the same episode); answers then grow it by one
+    each up to half of what was in flight, and by one per window of answers beyond. Random
+    loss of a few percent does not cut it; a policer does, until the probes pass at the rate
+    it allows.
     """
 
     __slots__ = ("answers", "cap", "cuts", "cwnd", "drops", "last_cut", "limit", "ssthresh")
