@@ -69,13 +69,13 @@ class Job:
         "unscanned",
     )
 
-    def __init__(self, unit: Unit, host: Host) -> None:
+    def __init__(self, unit: Unit, host: Host, ports: Sequence[int]) -> None:
         self.unit = unit
         self.host = host
         self.address = unit.address
         self.family = AF_INET6 if ":" in unit.address else AF_INET  # for the socket side
         # (port, attempt, local failures so far)
-        self.pending: deque[tuple[int, int, int]] = deque((p, 1, 0) for p in unit.ports)
+        self.pending: deque[tuple[int, int, int]] = deque((p, 1, 0) for p in ports)
         self.outstanding = 0
         self.probes = 0
         self.closed = 0
@@ -143,6 +143,7 @@ class Schedule(Generic[P]):
         self.overall = RoundTrip()  # every answer this worker has had, all hosts
         self.answered_attempt = 1  # the latest attempt of a probe that any host answered
         self.regular = config.retries + 1  # attempts beyond it are extra copies (``Copies``)
+        self.silent: set[int] = set()  # ports whose first attempt went unanswered, any host
         self.finished_ports = 0
         self.progress_batch = max(1, config.concurrency // 4)
         self.tokens = 1.0
@@ -160,7 +161,13 @@ class Schedule(Generic[P]):
             host = self.hosts[unit.host_id] = Host(
                 unit.srtt, unit.rttvar, self.config.host_concurrency
             )
-        self.jobs.append(Job(unit, host))
+        ports: Sequence[int] = unit.ports
+        if self.silent:
+            # Ports that were silent on other hosts first: their timeouts and retries then
+            # run while the rest of the host is probed, not after it.
+            silent = self.silent
+            ports = sorted(ports, key=lambda port: port not in silent)
+        self.jobs.append(Job(unit, host, ports))
         self.pump()
 
     def pump(self) -> None:
@@ -282,7 +289,9 @@ class Schedule(Generic[P]):
             if now < probe.deadline or self.settle(probe):
                 continue
             attempt = probe.attempt
-            if attempt > self.regular:
+            if attempt == 1:
+                self.silent.add(probe.port)
+            elif attempt > self.regular:
                 if not self._last_copy(probe, job):
                     continue  # a sibling is still out, or answered
                 attempt = job.copies.pop(probe.port).top

@@ -417,6 +417,16 @@ def test_hosts_interleave_round_robin() -> None:
     ]
 
 
+def test_ports_silent_on_other_hosts_go_first_so_their_retries_overlap_the_rest() -> None:
+    sim = Sim({(H1, 3): SILENT, (H2, 3): SILENT}, concurrency=1)
+    sim.add(H1, [1, 2, 3])
+    sim.run()
+    sim.add(H2, [1, 2, 3])
+    sim.run()
+    assert [e[2] for e in sim.starts if e[1] == H1] == [1, 2, 3, 3]
+    assert [e[2] for e in sim.starts if e[1] == H2] == [3, 1, 2, 3]
+
+
 def test_the_per_host_cap_holds_across_the_units_of_a_host() -> None:
     sim = Sim(default=closed(0.01), concurrency=8, host_concurrency=2)
     sim.add(H1, range(1, 4))
