@@ -142,7 +142,7 @@ class Schedule(Generic[P]):
         self.hosts: dict[int, Host] = {}
         self.overall = RoundTrip()  # every answer this worker has had, all hosts
         self.answered_attempt = 1  # the latest attempt of a probe that any host answered
-        self.regular = config.retries + 1  # attempts beyond it are extra copies (``Copies``)
+        self.regular = config.retries + 1  # attempts of a port without signs of drops
         self.silent: set[int] = set()  # ports whose first attempt went unanswered, any host
         self.finished_ports = 0
         self.progress_batch = max(1, config.concurrency // 4)
@@ -212,7 +212,7 @@ class Schedule(Generic[P]):
                 skipped = 0
                 port, attempt, failures = job.pending.popleft()
                 jobs.rotate(-1)
-                if attempt > self.regular and job.copies[port].answered:
+                if attempt > self.regular and port in job.copies and job.copies[port].answered:
                     self._drop_copy(job, port)  # another copy answered: this one is moot
                     continue
                 probe = idle.pop()
@@ -235,8 +235,8 @@ class Schedule(Generic[P]):
         self.overall.sample(rtt)
         attempt = tried = probe.attempt  # tried: the attempt it counts as, for the policy
         if attempt > 1:
-            if attempt > self.regular:
-                copies = job.copies[probe.port]
+            copies = job.copies.get(probe.port) if attempt > self.regular else None
+            if copies is not None:
                 if copies.answered:  # a sibling answered first: nothing new
                     host.window.answered(0, probe.started, probe.started + rtt, host.inflight - 1)
                     self._release(probe, job)
@@ -266,7 +266,7 @@ class Schedule(Generic[P]):
         assert job is not None
         failures = probe.failures + 1
         if failures >= MAX_LOCAL_FAILURES:
-            if probe.attempt > self.regular:
+            if probe.port in job.copies:
                 if not self._last_copy(probe, job):
                     return
                 del job.copies[probe.port]
@@ -291,18 +291,18 @@ class Schedule(Generic[P]):
             attempt = probe.attempt
             if attempt == 1:
                 self.silent.add(probe.port)
-            elif attempt > self.regular:
+            elif attempt > self.regular and probe.port in job.copies:
                 if not self._last_copy(probe, job):
                     continue  # a sibling is still out, or answered
                 attempt = job.copies.pop(probe.port).top
             host = job.host
+            congested = host.window.cuts > 0
             allowed = attempts_for(
-                config,
-                host.answered_attempt,
-                self.answered_attempt,
-                congested=host.window.cuts > 0,
+                config, host.answered_attempt, self.answered_attempt, congested=congested
             )
-            if attempt < self.regular:
+            if attempt < self.regular or (congested and attempt < allowed):
+                # one at a time: a congested host's drops come in bursts (a full accept queue,
+                # a policer), and its window spaces single attempts out
                 self._requeue(probe, job, attempt + 1, probe.failures, front=False)
             elif attempt < allowed:
                 self._send_copies(probe, job, attempt + 1, allowed)
@@ -347,7 +347,7 @@ class Schedule(Generic[P]):
         whose copy is still out is decided by that copy)."""
         unscanned = []
         for port, attempt, _ in job.pending:
-            if attempt > self.regular:
+            if attempt > self.regular and port in job.copies:
                 copies = job.copies[port]
                 self._drop_copy(job, port)
                 if copies.answered or copies.left or port in unscanned:
