@@ -212,7 +212,7 @@ class Schedule(Generic[P]):
                 skipped = 0
                 port, attempt, failures = job.pending.popleft()
                 jobs.rotate(-1)
-                if attempt > self.regular and port in job.copies and job.copies[port].answered:
+                if attempt > 1 and port in job.copies and job.copies[port].answered:
                     self._drop_copy(job, port)  # another copy answered: this one is moot
                     continue
                 probe = idle.pop()
@@ -235,7 +235,7 @@ class Schedule(Generic[P]):
         self.overall.sample(rtt)
         attempt = tried = probe.attempt  # tried: the attempt it counts as, for the policy
         if attempt > 1:
-            copies = job.copies.get(probe.port) if attempt > self.regular else None
+            copies = job.copies.get(probe.port)
             if copies is not None:
                 if copies.answered:  # a sibling answered first: nothing new
                     host.window.answered(0, probe.started, probe.started + rtt, host.inflight - 1)
@@ -291,7 +291,7 @@ class Schedule(Generic[P]):
             attempt = probe.attempt
             if attempt == 1:
                 self.silent.add(probe.port)
-            elif attempt > self.regular and probe.port in job.copies:
+            elif attempt > 1 and probe.port in job.copies:
                 if not self._last_copy(probe, job):
                     continue  # a sibling is still out, or answered
                 attempt = job.copies.pop(probe.port).top
@@ -300,15 +300,15 @@ class Schedule(Generic[P]):
             allowed = attempts_for(
                 config, host.answered_attempt, self.answered_attempt, congested=congested
             )
-            if attempt < self.regular or (congested and attempt < allowed):
-                # one at a time: a congested host's drops come in bursts (a full accept queue,
-                # a policer), and its window spaces single attempts out
-                self._requeue(probe, job, attempt + 1, probe.failures, front=False)
-            elif attempt < allowed:
-                self._send_copies(probe, job, attempt + 1, allowed)
-            else:
+            if attempt >= allowed:
                 port = probe.port
                 self._record(probe, job, (port, "filtered", "no-response", None, attempt))
+            elif congested or allowed <= self.regular:
+                # one at a time: no sign of drops, or a congested host, whose drops come in
+                # bursts (a full accept queue, a policer) and whose window spaces them out
+                self._requeue(probe, job, attempt + 1, probe.failures, front=False)
+            else:  # drops show: every attempt left at once, the regular ones included
+                self._send_copies(probe, job, attempt + 1, allowed)
         self.pump()
 
     # -- extra attempts ----------------------------------------------------------------------
@@ -347,7 +347,7 @@ class Schedule(Generic[P]):
         whose copy is still out is decided by that copy)."""
         unscanned = []
         for port, attempt, _ in job.pending:
-            if attempt > self.regular and port in job.copies:
+            if attempt > 1 and port in job.copies:
                 copies = job.copies[port]
                 self._drop_copy(job, port)
                 if copies.answered or copies.left or port in unscanned:

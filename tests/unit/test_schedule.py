@@ -343,6 +343,32 @@ def test_copies_not_yet_sent_when_one_answers_are_never_sent() -> None:
     assert (done.closed_count, done.probes_sent) == (1, 6)
 
 
+def test_once_drops_show_a_silent_first_attempt_sends_all_the_others_at_once() -> None:
+    """81 answered its retry; then 90's first attempt is silent: its retry (with its doubled
+    timeout) and attempts 3-5 go out together. 91 answers them all: it counts once. (100-119
+    answer at once: two drops in 23 ports do not cut the window.)"""
+    sim = Sim(
+        {(H1, 81): [SILENT, closed()], (H1, 90): SILENT, (H1, 91): [SILENT, closed()]},
+        concurrency=30,
+    )
+    sim.add(H1, [81, *range(100, 120)], srtt=0.001, rttvar=0.0005)
+    sim.run()
+    sim.add(H1, [90, 91])
+    (_, done) = sim.run()
+    assert [e for e in sim.starts if e[2] == 90] == [
+        [0.121, H1, 90, 1, 0.1],
+        [0.24, H1, 90, 2, 0.2],
+        [0.24, H1, 90, 3, 0.1],
+        [0.24, H1, 90, 4, 0.1],
+        [0.24, H1, 90, 5, 0.1],
+    ]
+    assert sorted(e[3] for e in sim.starts if e[2] == 91) == [1, 2, 3, 4, 5]
+    assert (ports_of(done), done.closed_count) == ([(90, "filtered", "no-response", 5)], 1)
+    assert sim.t == pytest.approx(0.46)  # not 0.24 + 0.2 + 0.1 + a sweep
+    assert sum(m.ports for m in sim.sent if isinstance(m, Progressed)) == 23
+    assert sim.schedule.hosts[1].window.cuts == 0
+
+
 def test_answers_of_several_copies_count_the_port_once() -> None:
     sim = Sim({(H1, 80): [SILENT, SILENT, closed(0.01)], (H1, 81): [SILENT, closed()]})
     sim.add(H1, [80, 81, 82], srtt=0.001, rttvar=0.0005)
