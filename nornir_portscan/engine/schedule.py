@@ -89,11 +89,12 @@ class Copies:
     """A port's extra attempts ``first`` to ``top``, sent together: how many are pending or in
     flight, and whether one answered (the rest are then discarded)."""
 
-    __slots__ = ("answered", "first", "left", "top")
+    __slots__ = ("answered", "expired", "first", "left", "top")
 
     def __init__(self, first: int, top: int) -> None:
         self.left = top - first + 1
         self.answered = False
+        self.expired = False  # some were never sent: the host deadline passed
         self.first = first
         self.top = top
 
@@ -291,10 +292,17 @@ class Schedule(Generic[P]):
             attempt = probe.attempt
             if attempt == 1:
                 self.silent.add(probe.port)
-            elif attempt > 1 and probe.port in job.copies:
+            elif probe.port in job.copies:
                 if not self._last_copy(probe, job):
                     continue  # a sibling is still out, or answered
-                attempt = job.copies.pop(probe.port).top
+                copies = job.copies.pop(probe.port)
+                if copies.expired:  # not every attempt went out: not scanned, not filtered
+                    job.unscanned.append(probe.port)
+                    self.finished_ports += 1
+                    self._release(probe, job)
+                    self._maybe_done(job)
+                    continue
+                attempt = copies.top
             host = job.host
             congested = host.window.cuts > 0
             allowed = attempts_for(
@@ -344,11 +352,12 @@ class Schedule(Generic[P]):
 
     def _expire(self, job: Job) -> None:
         """The host deadline passed: the pending ports are not scanned (each port once; one
-        whose copy is still out is decided by that copy)."""
+        whose copy is still out is decided by that copy: by its answer, else unscanned)."""
         unscanned = []
         for port, attempt, _ in job.pending:
             if attempt > 1 and port in job.copies:
                 copies = job.copies[port]
+                copies.expired = True
                 self._drop_copy(job, port)
                 if copies.answered or copies.left or port in unscanned:
                     continue

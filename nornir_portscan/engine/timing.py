@@ -34,17 +34,21 @@ def probe_timeout(
 ) -> tuple[float, bool]:
     """The timeout of a probe's ``attempt`` (1 for the first) and whether it is a stopgap.
 
-    srtt + 4 rttvar of the host, between ``min_timeout`` and ``max_timeout``, doubled per
-    retry. A host that has not answered yet gets a first guess from ``overall`` (every host
-    the worker has heard), and the full timeout on its last regular attempt, so that a slow
-    host is never called filtered on a guess. With no estimate at all (the first probes of a
-    scan) the timeout is the full one, as a stopgap: the caller shortens it once one comes.
+    srtt + 4 rttvar of the host, between ``min_timeout`` and ``max_timeout``: the same for
+    every regular attempt, as nmap's retransmissions, and doubled for an attempt beyond
+    1 + ``retries`` (see ``attempts_for``: sent only once some port answered just its last
+    try, so the network has shown that it drops or delays SYNs for a while). A host that has
+    not answered yet gets a first guess from ``overall`` (every host the worker has heard), and
+    the full timeout on its last regular attempt, so that a slow host is never called filtered
+    on a guess. With no estimate at all (the first probes of a scan) the timeout is the full
+    one, as a stopgap: the caller shortens it once one comes.
     """
     if not config.adaptive:
         return config.max_timeout, False
     if host.srtt is not None and host.rttvar is not None:
         base = max(config.min_timeout, host.srtt + 4 * host.rttvar)
-        return min(config.max_timeout, base * (1 << (attempt - 1))), False
+        extra = attempt > config.retries + 1
+        return min(config.max_timeout, base * 2 if extra else base), False
     if attempt > config.retries:
         return config.max_timeout, False
     if overall.srtt is not None and overall.rttvar is not None:
@@ -83,13 +87,13 @@ def attempts_for(
 def retry_timeout(
     config: WorkerConfig, host: RoundTrip, overall: RoundTrip, attempt: int
 ) -> tuple[float, bool]:
-    """``probe_timeout``, and for the attempts beyond 1 + retries the first attempt's timeout.
+    """``probe_timeout``, but beyond the first extra attempt the first attempt's timeout.
 
-    The last regular attempt already waited the doubled (or full) timeout, so a slow answer
-    has had its chance; what the extra attempts look for is a SYN or an answer that was lost,
-    and each costs a round trip, not a longer wait.
+    The extra attempts go out together (see ``Schedule``): the first one waits what
+    ``probe_timeout`` says, for a slow answer; the others look for a SYN or an answer that was
+    lost, and each costs a round trip, not a longer wait.
     """
-    if attempt > config.retries + 1:
+    if attempt > config.retries + 2:
         return probe_timeout(config, host, overall, 1)
     return probe_timeout(config, host, overall, attempt)
 

@@ -135,10 +135,13 @@ class Prober:
         return False
 
     def _on_writable(self, slot: _Slot) -> None:
-        slot.watcher.stop()
         sock = slot.sock
         assert sock is not None
-        self._finish(slot, sock.getsockopt(_SOL_SOCKET, _SO_ERROR))
+        err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
+        if err == 0 and not _connected(sock):
+            return  # a spurious wake-up (epoll after an fd number was reused): still waiting
+        slot.watcher.stop()
+        self._finish(slot, err)
 
     def _finish(self, slot: _Slot, err: int) -> None:
         """A connect finished with ``err`` (0 for connected)."""
@@ -149,8 +152,10 @@ class Prober:
         if err == 0:
             try:
                 self_connect = sock.getsockname()[:2] == sock.getpeername()[:2]
-            except OSError:
-                self_connect = False
+            except OSError as exc:  # no peer: not connected, so no answer (never "open")
+                self._discard(slot)
+                self.schedule.failed(slot, exc.errno or errno.ENOTCONN)
+                return
             self._discard(slot, reset=True)
             if self_connect:
                 # The kernel picked the target port as our source port and connected the
@@ -190,11 +195,7 @@ class Prober:
         # itself before blaming the network.
         err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
         if err == 0:
-            try:
-                sock.getpeername()
-            except OSError:
-                pass
-            else:
+            if _connected(sock):
                 slot.watcher.stop()
                 self._finish(slot, 0)
                 return True
@@ -223,6 +224,14 @@ class Prober:
         self.schedule.report_progress()
         for slot in self.slots:
             self._discard(slot)
+
+
+def _connected(sock: socket.socket) -> bool:
+    try:
+        sock.getpeername()
+    except OSError:
+        return False
+    return True
 
 
 def _raise_fd_limit(wanted: int) -> tuple[int, str | None]:

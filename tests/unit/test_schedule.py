@@ -259,11 +259,11 @@ def test_a_stopgap_timeout_is_shortened_at_the_next_sweep_once_the_host_answers(
         [0.0, H1, 81, 1, 5.0],
         [0.0, H1, 82, 1, 5.0],
         [0.0, H1, 83, 1, 5.0],
-        [0.12, H1, 80, 2, 0.2],  # timed out at the first sweep after 0.1, not 5
+        [0.12, H1, 80, 2, 0.1],  # timed out at the first sweep after 0.1, not 5
     ]
     assert ports_of(done) == [(80, "filtered", "no-response", 2)]
     assert (done.closed_count, done.probes_sent) == (3, 5)
-    assert sim.t == pytest.approx(0.34)
+    assert sim.t == pytest.approx(0.24)
 
 
 def test_a_host_that_has_not_answered_gets_a_guess_then_the_full_timeout_and_no_more() -> None:
@@ -282,8 +282,8 @@ def test_a_host_that_has_not_answered_gets_a_guess_then_the_full_timeout_and_no_
 @pytest.mark.parametrize(
     ("changes", "starts"),
     [
-        ({}, [(0.0, 0.4), (0.42, 0.8)]),  # srtt + 4 rttvar, doubled for the retry
-        ({"retries": 2}, [(0.0, 0.4), (0.42, 0.8), (1.24, 1.0)]),  # at most max_timeout
+        ({}, [(0.0, 0.4), (0.42, 0.4)]),  # srtt + 4 rttvar, for the retry too
+        ({"retries": 2}, [(0.0, 0.4), (0.42, 0.4), (0.84, 0.4)]),
         ({"adaptive": False}, [(0.0, 1.0), (1.02, 1.0)]),
     ],
 )
@@ -301,10 +301,10 @@ def test_a_known_host_waits_what_its_round_trips_say(
 # -- attempts ------------------------------------------------------------------------------------
 def test_once_a_retry_answered_silent_ports_get_three_more_attempts_sent_together() -> None:
     """Port 80 drops its first two SYNs, 81 its first, 82 all; 83-99 answer. 81's answer to
-    its retry proves drops: the silent ports get attempts 3-5 at once, with the first
-    attempt's timeout (what they look for is a lost packet, not a slow answer). 80 answers
-    its third: its other copies are moot. That answer came at attempt 3, so 82 gets a sixth,
-    then is filtered. Three drops in 20 ports do not cut the host's window."""
+    its retry proves drops: the silent ports get attempts 3-5 at once; the first extra one
+    waits twice the host's timeout (a slow answer), the others the host's timeout (what they
+    look for is a lost packet). 80 answers its third. That answer came at attempt 3, so 82
+    gets a sixth, then is filtered. Three drops in 20 ports do not cut the host's window."""
     sim = Sim(
         {
             (H1, 80): [SILENT, SILENT, opened()],
@@ -316,21 +316,22 @@ def test_once_a_retry_answered_silent_ports_get_three_more_attempts_sent_togethe
     sim.add(H1, range(80, 100))
     (done,) = sim.run()
     assert sorted(e for e in sim.starts if e[2] < 83 and e[3] > 1) == [
-        [0.12, H1, 80, 2, 0.2],
-        [0.12, H1, 81, 2, 0.2],
-        [0.12, H1, 82, 2, 0.2],
-        [0.34, H1, 80, 3, 0.1],
-        [0.34, H1, 80, 4, 0.1],
-        [0.34, H1, 80, 5, 0.1],
-        [0.34, H1, 82, 3, 0.1],
-        [0.34, H1, 82, 4, 0.1],
-        [0.34, H1, 82, 5, 0.1],
+        [0.12, H1, 80, 2, 0.1],
+        [0.12, H1, 81, 2, 0.1],
+        [0.12, H1, 82, 2, 0.1],
+        [0.24, H1, 80, 3, 0.2],
+        [0.24, H1, 80, 4, 0.1],
+        [0.24, H1, 80, 5, 0.1],
+        [0.24, H1, 82, 3, 0.2],
+        [0.24, H1, 82, 4, 0.1],
+        [0.24, H1, 82, 5, 0.1],
         [0.46, H1, 82, 6, 0.1],
     ]
     assert ports_of(done) == [(80, "open", "syn-ack", 3), (82, "filtered", "no-response", 6)]
     assert (done.closed_count, done.probes_sent) == (18, 30)
     assert sum(m.ports for m in sim.sent if isinstance(m, Progressed)) == 20
     assert sim.schedule.hosts[1].window.cuts == 0
+    assert sim.t == pytest.approx(0.58)
 
 
 def test_copies_not_yet_sent_when_one_answers_are_never_sent() -> None:
@@ -344,8 +345,8 @@ def test_copies_not_yet_sent_when_one_answers_are_never_sent() -> None:
 
 
 def test_once_drops_show_a_silent_first_attempt_sends_all_the_others_at_once() -> None:
-    """81 answered its retry; then 90's first attempt is silent: its retry (with its doubled
-    timeout) and attempts 3-5 go out together. 91 answers them all: it counts once. (100-119
+    """81 answered its retry; then 90's first attempt is silent: its retry and attempts 3-5
+    go out together. 91 answers them all: it counts once. (100-119
     answer at once: two drops in 23 ports do not cut the window.)"""
     sim = Sim(
         {(H1, 81): [SILENT, closed()], (H1, 90): SILENT, (H1, 91): [SILENT, closed()]},
@@ -357,8 +358,8 @@ def test_once_drops_show_a_silent_first_attempt_sends_all_the_others_at_once() -
     (_, done) = sim.run()
     assert [e for e in sim.starts if e[2] == 90] == [
         [0.121, H1, 90, 1, 0.1],
-        [0.24, H1, 90, 2, 0.2],
-        [0.24, H1, 90, 3, 0.1],
+        [0.24, H1, 90, 2, 0.1],
+        [0.24, H1, 90, 3, 0.2],
         [0.24, H1, 90, 4, 0.1],
         [0.24, H1, 90, 5, 0.1],
     ]
@@ -379,12 +380,13 @@ def test_answers_of_several_copies_count_the_port_once() -> None:
 
 
 def test_copies_pending_at_the_host_deadline_leave_their_port_unscanned_once() -> None:
-    """80 is silent; 81 answers its retry, so 80 gets copies 3-5, but only two slots: copy 5
-    is still pending at the deadline, and 80 counts as not scanned, once."""
+    """80 is silent; 81 answers its retry, so 80 gets attempts 3-5 at once, but there are
+    two slots: 5 is still pending at the deadline. 80 is not scanned (it did not get every
+    attempt), not filtered, and counted once, when its last copy out is silent."""
     sim = Sim({(H1, 81): [SILENT, closed()]}, default=SILENT, concurrency=2)
-    sim.add(H1, [80, 81], srtt=0.001, rttvar=0.0005, deadline=0.4)
+    sim.add(H1, [80, 81], srtt=0.001, rttvar=0.0005, deadline=0.3)
     (done,) = sim.run()
-    assert [e[:4] for e in sim.starts if e[3] > 2] == [[0.34, H1, 80, 3], [0.34, H1, 80, 4]]
+    assert [e[:4] for e in sim.starts if e[3] > 2] == [[0.24, H1, 80, 3], [0.24, H1, 80, 4]]
     assert (done.ports, done.closed_count, done.unscanned) == ([], 1, [80])
     assert sum(m.ports for m in sim.sent if isinstance(m, Progressed)) == 2
 

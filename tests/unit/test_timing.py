@@ -47,10 +47,11 @@ def test_the_first_sample_sets_the_estimate_and_later_ones_smooth_it() -> None:
     ("host", "attempt", "timeout"),
     [
         (FAST, 1, 0.1),  # the floor
-        (FAST, 2, 0.2),  # doubled per retry
+        (FAST, 2, 0.1),  # the retry waits as long: an answer to either attempt would do
         (SLOW, 1, 0.4),
-        (SLOW, 2, 0.8),
-        (SLOW, 3, 1.0),  # the ceiling
+        (SLOW, 2, 0.4),
+        (SLOW, 3, 0.8),  # beyond 1 + retries: after a drop that passed, doubled
+        (RoundTrip(0.3, 0.1), 3, 1.0),  # the ceiling
     ],
 )
 def test_a_known_host_waits_what_its_round_trips_say(
@@ -99,11 +100,12 @@ def test_a_congested_host_gets_the_most_attempts() -> None:
     assert attempts_for(config(retries=0), 2, 2, congested=True) == 1
 
 
-def test_extra_attempts_wait_the_first_attempts_timeout() -> None:
-    assert retry_timeout(CONFIG, SLOW, UNKNOWN, 2) == (pytest.approx(0.8), False)  # regular
-    assert retry_timeout(CONFIG, SLOW, UNKNOWN, 3) == (pytest.approx(0.4), False)
+def test_extra_attempts_but_the_first_wait_the_first_attempts_timeout() -> None:
+    assert retry_timeout(CONFIG, SLOW, UNKNOWN, 2) == probe_timeout(CONFIG, SLOW, UNKNOWN, 2)
+    assert retry_timeout(CONFIG, SLOW, UNKNOWN, 3) == probe_timeout(CONFIG, SLOW, UNKNOWN, 3)
+    assert retry_timeout(CONFIG, SLOW, UNKNOWN, 4) == (pytest.approx(0.4), False)
     assert retry_timeout(CONFIG, FAST, UNKNOWN, 7) == (pytest.approx(0.1), False)
-    assert retry_timeout(CONFIG, UNKNOWN, SLOW, 3) == (pytest.approx(0.4), False)  # a guess
+    assert retry_timeout(CONFIG, UNKNOWN, SLOW, 4) == (pytest.approx(0.4), False)  # a guess
 
 
 def test_a_window_is_the_host_cap_until_a_quarter_of_the_probes_were_dropped() -> None:
