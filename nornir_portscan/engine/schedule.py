@@ -17,6 +17,11 @@ probe slots (``Probe`` or a subclass) and these callbacks:
 
 The socket side reports each outcome with ``answered`` or ``failed``, and its timer calls
 ``sweep`` every ``tick`` seconds; every such call starts the probes that may start now.
+
+Drops that pass (loss, a full accept queue, a policer) show as answers to retries. Then a silent
+port's remaining attempts (``attempts_for``) go out together as ``Copies``, the first answer
+counts and the rest are moot; a host that drops a quarter of its probes gets a congestion
+``Window`` and single, spaced attempts instead. Ports silent on one host go first on the next.
 """
 
 from __future__ import annotations
