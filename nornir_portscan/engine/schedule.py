@@ -39,6 +39,7 @@ from nornir_portscan.engine.timing import RoundTrip, Window, attempts_for, retry
 from nornir_portscan.models import PortState
 
 MAX_LOCAL_FAILURES = 8  # of one probe, before its port is reported as an error
+FORGET_AFTER = 5.0  # seconds idle, after which what the worker learnt of drops is forgotten
 BACKOFF = 0.005  # seconds, doubled per local failure of the same probe
 _CLOSED = PortState.CLOSED
 
@@ -150,6 +151,7 @@ class Schedule(Generic[P]):
         self.answered_attempt = 1  # the latest attempt of a probe that any host answered
         self.regular = config.retries + 1  # attempts of a port without signs of drops
         self.silent: set[int] = set()  # ports whose first attempt went unanswered, any host
+        self.idle_since = now()  # when the last job was done
         self.finished_ports = 0
         self.progress_batch = max(1, config.concurrency // 4)
         self.tokens = 1.0
@@ -162,6 +164,9 @@ class Schedule(Generic[P]):
 
     # -- work intake ------------------------------------------------------------------------
     def add(self, unit: Unit) -> None:
+        idle = not self.jobs and len(self.idle) == len(self.probes)
+        if idle and self.now() - self.idle_since > FORGET_AFTER:
+            self._forget()
         host = self.hosts.get(unit.host_id)
         if host is None:
             host = self.hosts[unit.host_id] = Host(
@@ -425,6 +430,16 @@ class Schedule(Generic[P]):
         job.sent = True
         with contextlib.suppress(ValueError):
             self.jobs.remove(job)
+        if not self.jobs:
+            self.idle_since = self.now()
+
+    def _forget(self) -> None:
+        """A long-lived worker (the scan service) between scans: drops, windows and silent
+        ports seen then say little about the next scan. The round-trip estimates come back
+        with the units."""
+        self.hosts.clear()
+        self.answered_attempt = 1
+        self.silent.clear()
 
     def report_progress(self) -> None:
         """Send the ports finished since the last report, if any."""

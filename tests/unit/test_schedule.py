@@ -407,6 +407,23 @@ def test_a_policed_host_is_scanned_exactly_at_the_rate_it_allows(
     assert sim.schedule.hosts[1].window.limit < 5
 
 
+def test_a_worker_idle_for_five_seconds_forgets_the_drops_it_saw() -> None:
+    """The scan service's workers live on between scans: drops seen in one say little about
+    the next, which starts with one retry again (and the round-trip estimate of its unit)."""
+    sim = Sim({(H1, 81): [SILENT, closed()], (H1, 90): SILENT, (H2, 90): SILENT})
+    sim.add(H1, [81, 90], srtt=0.001, rttvar=0.0005)
+    sim.run()
+    assert max(e[3] for e in sim.starts if e[2] == 90) == 5
+    sim.t += 4.0
+    sim.add(H2, [90], srtt=0.001, rttvar=0.0005)  # the same scan, or soon after: remembered
+    sim.run()
+    assert max(e[3] for e in sim.starts if e[1] == H2) == 5
+    sim.t += 6.0
+    sim.add(H1, [90], srtt=0.001, rttvar=0.0005)
+    sim.run()
+    assert [e[3] for e in sim.starts if e[1] == H1 and e[0] > 10] == [1, 2]
+
+
 def test_without_a_late_answer_or_without_retries_there_is_no_extra_attempt() -> None:
     sim = Sim({(H1, 80): SILENT, (H1, 81): [SILENT, closed()]}, retries=0)
     sim.add(H1, [80, 81, 82])
