@@ -1,5 +1,5 @@
 # make demo  - set everything up, start a demo target on loopback, scan it through every front door
-# make test  - set everything up, run the linters and the whole test suite
+# make test  - set everything up, run the linters, ansible-test and the whole test suite
 # make bench - the benchmarks (portscan vs nmap and friends), figures for the README
 
 SHELL := /bin/bash
@@ -14,7 +14,7 @@ APT_PACKAGES := nmap ndiff libxml2-utils iproute2 nftables iptables util-linux p
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.ansible/collections
 export ANSIBLE_HOME := $(CURDIR)/.ansible
 
-.PHONY: setup system-deps demo test lint bench clean
+.PHONY: setup system-deps demo test lint sanity bench clean
 
 setup: system-deps $(STAMP) $(ANSIBLE_COLLECTIONS_PATH)/ansible_collections/nornir_portscan/portscan
 
@@ -46,7 +46,12 @@ lint: setup
 	$(VENV)/bin/ruff format --check nornir_portscan
 	$(VENV)/bin/mypy
 
-test: lint
+# ansible-test on the collection as built (see tests/ansible/run_ansible_test.py)
+sanity: setup
+	$(PY) tests/ansible/run_ansible_test.py sanity
+	$(PY) tests/ansible/run_ansible_test.py units
+
+test: lint sanity
 	$(PY) -m pytest
 
 bench: setup

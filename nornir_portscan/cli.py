@@ -1,28 +1,39 @@
 """The ``portscan`` command line: parse arguments, run the engine, print or write the report.
 
-Exit codes: 0 done, 1 an expectation was violated (a policy, a wait that did not converge, confirmed
-drift), 2 bad input (one line on stderr, nothing sent), 3 the scan could not run or a report file
-could not be written (the outcome is still shown), 130 interrupted (the partial report is still
-written).
+Exit codes (README.md, "Exit codes"): 0 done, every port answered by the network; 1 an
+expectation was violated (a policy, a wait that did not converge, confirmed drift); 2 bad input
+(one line on stderr, nothing sent); 3 the scan could not do its job: it could not run, some
+port ended ``error`` (no answer we can trust: a dead worker, a local error), a report could not
+be written or shown, or memory ran out; 130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by
+SIGHUP (the partial report is still written). 3 wins over 1; an interrupt over both.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import resource
+import signal
 import sys
-from typing import NoReturn
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any, NoReturn
 
 from nornir_portscan import __version__
 from nornir_portscan.audit.gates import Audit
 from nornir_portscan.errors import InputError, ReportError, ScanError, ScanInterrupted
+from nornir_portscan.models import PortState
 from nornir_portscan.pipeline import Job, build_job, number, run_job
 from nornir_portscan.progress import ProgressBar
-from nornir_portscan.reports.data import render_table, report_to_json
+from nornir_portscan.reports.data import iter_json, iter_table
 from nornir_portscan.reports.files import ReportFiles, page_format, write_reports
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_VIOLATED, EXIT_INPUT, EXIT_SCAN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # a cancelled job, a closed terminal
 
 
 class _Parser(argparse.ArgumentParser):
@@ -249,26 +260,124 @@ def _error(message: object) -> None:
     print(f"portscan: error: {message}", file=sys.stderr)
 
 
+class _Stopped:
+    """SIGINT, SIGTERM and SIGHUP end the scan as Ctrl-C does (a ``KeyboardInterrupt`` where
+    the program is), while ``armed``; later they are only noted, so that the report is still
+    written. ``signum`` is the first one received; the ones after it are only noted."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.armed = True
+
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        first = self.signum is None
+        if first:
+            self.signum = signum
+        if first and self.armed:
+            raise KeyboardInterrupt
+
+    def exit_code(self, default: int) -> int:
+        return default if self.signum is None else 128 + self.signum
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[_Stopped]:
+    """Handle SIGINT, SIGTERM and SIGHUP for the time of a run; the handlers before are
+    restored. A signal that was ignored (``nohup``, a background job's SIGINT) stays ignored.
+    Only the command line does this: a library caller's process keeps its own handlers."""
+    stopped = _Stopped()
+    before: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in _STOP_SIGNALS:
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                before[signum] = signal.signal(signum, stopped)
+        # Ctrl-C too, when Python's own handler has it: the same, but a Ctrl-C while the
+        # report is written no longer breaks the report off with a traceback
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            before[signal.SIGINT] = signal.signal(signal.SIGINT, stopped)
+    try:
+        yield stopped
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
+
+def _scan_failure(audit: Audit) -> str | None:
+    """The one line that says why the scan did not do its job, or None when it did: a port that
+    ended ``error`` has no state, which an exit code of 0 or 1 would hide."""
+    hosts = audit.report.hosts
+    errors = sum(len(h.error_ports) for h in hosts)
+    if not errors:
+        return None
+    asked = sum(len(h.scanned) + len(h.unscanned) for h in hosts)
+    reasons = sorted({p.reason for h in hosts for p in h.ports if p.state is PortState.ERROR})
+    return (
+        f"the scan could not tell the state of {errors} of {asked} ports "
+        f"({', '.join(reasons)}); they are listed as error_ports in the report"
+    )
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null, so that nothing (the interpreter's final
+    flush included) writes to it again (the Python docs' advice on SIGPIPE)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def _output(args: argparse.Namespace, job: Job, audit: Audit) -> bool:
-    """Show the outcome and write the report files; False when a file could not be written
-    (the outcome is shown all the same)."""
-    if args.json == "-":
-        sys.stdout.write(report_to_json(audit))
-        for warning in audit.report.warnings:  # the table is not shown: say them on stderr
-            print(f"portscan: warning: {warning}", file=sys.stderr)
-    else:
-        sys.stdout.write(render_table(audit))
-    sys.stdout.flush()
+    """Show the outcome and write the report files; False when it could not be shown (a broken
+    pipe: the reader left) or a file could not be written (the rest is done all the same)."""
+    shown = True
+    try:
+        for chunk in iter_json(audit) if args.json == "-" else iter_table(audit):
+            sys.stdout.write(chunk)
+        sys.stdout.flush()
+        if args.json == "-":
+            for warning in audit.report.warnings:  # the table is not shown: say them on stderr
+                print(f"portscan: warning: {warning}", file=sys.stderr)
+    except BrokenPipeError:  # `portscan ... | head -1`: the reader has what it wanted
+        _silence_stdout()
+        shown = False
     try:
         write_reports(job.reports, audit)
     except ReportError as exc:
         _error(exc)
         return False
-    return True
+    return shown
+
+
+def _memory_line() -> str:
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    where = f" (the address-space limit, ulimit -v, is {limit >> 20} MiB)" if limit > 0 else ""
+    return f"out of memory{where}: scan fewer hosts or ports at once, or allow more memory"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
+    if sys.stderr is None:  # `2>&-`: nowhere to say anything, so do nothing
+        return EXIT_SCAN
+    if sys.stdout is None:  # `>&-`
+        _error("standard output is closed; give the command somewhere to write, e.g. '>/dev/null'")
+        return EXIT_SCAN
+    try:
+        with _stop_signals() as stopped:
+            try:
+                return _main(argv, stopped)
+            except KeyboardInterrupt:  # before the scan began (parsing the arguments)
+                print("portscan: interrupted before the scan", file=sys.stderr)
+                return stopped.exit_code(EXIT_INTERRUPTED)
+    except BrokenPipeError:  # stderr's reader left too (`2>&1 | head -1`)
+        _silence_stdout()
+        return EXIT_SCAN
+    except MemoryError:
+        with contextlib.suppress(OSError):
+            _error(_memory_line())
+        return EXIT_SCAN
+
+
+def _main(argv: list[str] | None, stopped: _Stopped) -> int:
     args = _parser().parse_args(argv)
     try:
         job = _job(args)
@@ -277,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INPUT
     except KeyboardInterrupt:  # while names resolve: nothing was sent
         print("portscan: interrupted before the scan", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return stopped.exit_code(EXIT_INTERRUPTED)
     bar = ProgressBar(sys.stderr) if args.progress and sys.stderr.isatty() else None
     try:
         audit = run_job(job, progress=bar)
@@ -290,12 +399,30 @@ def main(argv: list[str] | None = None) -> int:
             bar.end()
         _error(exc)
         return EXIT_INPUT if isinstance(exc, InputError) else EXIT_SCAN
+    except KeyboardInterrupt:  # after the workers were gone, before the report was made
+        if bar:
+            bar.end()
+        print("portscan: interrupted; no report was made", file=sys.stderr)
+        return stopped.exit_code(EXIT_INTERRUPTED)
+    finally:
+        stopped.armed = False  # from here a signal only sets the exit code
     if bar:
         bar.end()
     written = _output(args, job, audit)
+    return _exit_code(code, stopped, audit, written=written)
+
+
+def _exit_code(code: int, stopped: _Stopped, audit: Audit, *, written: bool) -> int:
+    """The exit code once the outcome is shown: an interrupt, then 3, then 1 (module doc)."""
     if code == EXIT_INTERRUPTED:
         print("portscan: interrupted; the report holds partial results", file=sys.stderr)
-        return code
+        return stopped.exit_code(EXIT_INTERRUPTED)
+    if stopped.signum is not None:  # after the scan: the report is whole, the exit says it
+        return stopped.exit_code(EXIT_INTERRUPTED)
+    failure = _scan_failure(audit)
+    if failure is not None:
+        _error(failure)
+        return EXIT_SCAN
     return code if written else EXIT_SCAN
 
 

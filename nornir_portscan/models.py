@@ -9,9 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from nornir_portscan.errors import OptionError
+from nornir_portscan.addresses import address_problem
+from nornir_portscan.errors import OptionError, PortSpecError, TargetSpecError
 
 __all__ = [
+    "PARTIAL_STATUSES",
     "AddressFamily",
     "AuditOptions",
     "HostResult",
@@ -46,6 +48,12 @@ class HostStatus(enum.StrEnum):
     UNRESOLVED = "unresolved"  # the name did not resolve
     TIMED_OUT = "timed_out"  # the host timeout expired; results are partial
     ERROR = "error"  # only local errors; nothing is known about the host
+    INTERRUPTED = "interrupted"  # the scan was interrupted part way; results are partial
+    NOT_SCANNED = "not-scanned"  # the scan was interrupted before any port of the host ended
+
+
+PARTIAL_STATUSES = frozenset({HostStatus.TIMED_OUT, HostStatus.INTERRUPTED, HostStatus.NOT_SCANNED})
+"""Statuses of a host whose ``unscanned`` ports were not scanned: no verdict on those."""
 
 
 _EXPECTED_STATE = {
@@ -221,6 +229,9 @@ class ScanRequest:
     ports: tuple[int, ...]
     options: ScanOptions = field(default_factory=ScanOptions)
 
+    def __post_init__(self) -> None:
+        _check_request(self)
+
     def ports_for(self, target: Target) -> tuple[int, ...]:
         """The ports to scan on ``target``."""
         return target.ports or self.ports
@@ -229,6 +240,46 @@ class ScanRequest:
     def probe_count(self) -> int:
         """Ports to probe over all resolved targets (first attempts only)."""
         return sum(len(self.ports_for(t)) for t in self.targets if t.address)
+
+
+_BUILD = "build it with build_request, e.g. build_request(['127.0.0.1'], '22,443')"
+
+
+def _check_request(request: ScanRequest) -> None:
+    """Refuse a request a worker must not be given (a hand-built one: ``build_request`` makes
+    only good ones): a worker resolves no name and checks no port, the parent does."""
+    if not isinstance(request.options, ScanOptions):
+        raise OptionError(f"invalid options {request.options!r}: give ScanOptions, {_BUILD}")
+    if not isinstance(request.targets, tuple):
+        raise TargetSpecError(f"invalid targets {request.targets!r}: give a tuple, {_BUILD}")
+    _check_ports(request.ports, "the request's ports")
+    checked: set[int] = set()  # targets share their port tuples: check each one once
+    for target in request.targets:
+        if not isinstance(target, Target):
+            raise TargetSpecError(f"invalid target {target!r}: give a Target, {_BUILD}")
+        address = target.address
+        if address is not None:
+            problem = address_problem(address) if isinstance(address, str) else "not a string"
+            if problem is not None:
+                raise TargetSpecError(
+                    f"invalid address {address!r} of target {target.name!r}: {problem}; "
+                    f"a request holds resolved addresses, {_BUILD}"
+                )
+        if target.ports and id(target.ports) not in checked:
+            _check_ports(target.ports, f"the ports of target {target.name!r}")
+            checked.add(id(target.ports))
+
+
+def _check_ports(ports: tuple[int, ...], whose: str) -> None:
+    if not isinstance(ports, tuple):
+        raise PortSpecError(f"invalid ports {ports!r} in {whose}: give a tuple, {_BUILD}")
+    for port in ports:
+        if type(port) is not int or not 1 <= port <= 65535:  # a subclass may not unpickle
+            kind = "" if type(port) is int else f" (a {type(port).__name__}, not an int)"
+            raise PortSpecError(f"invalid port {port!r}{kind} in {whose}: use 1 to 65535, {_BUILD}")
+    if len(set(ports)) != len(ports):
+        twice = next(p for i, p in enumerate(ports) if p in ports[:i])
+        raise PortSpecError(f"port {twice} is given twice in {whose}: give each once, {_BUILD}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +296,8 @@ class PortResult:
 
 @dataclass(frozen=True, slots=True)
 class HostResult:
-    """One target's results. ``ports`` holds every port that is not closed (all on request)."""
+    """One target's results. ``ports`` holds every port that is not closed (all on request);
+    ``unscanned`` the ports a host timeout or an interrupt left unscanned (a partial status)."""
 
     name: str
     address: str | None
@@ -255,6 +307,14 @@ class HostResult:
     error: str | None = None
     scanned: tuple[int, ...] = ()  # every port probed to the end, in request order
     vantage: str | None = None  # where the answers were seen from; None: this machine
+    unscanned: tuple[int, ...] = ()  # ports not scanned (timed out, interrupted), in order
+
+    @property
+    def answered(self) -> bool:
+        """Whether some port answered (open or closed): the network says the host is there."""
+        return bool(self.closed_count) or any(
+            p.state in (PortState.OPEN, PortState.CLOSED) for p in self.ports
+        )
 
     def _with_state(self, state: PortState) -> list[int]:
         return [p.port for p in self.ports if p.state is state]

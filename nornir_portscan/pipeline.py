@@ -44,7 +44,7 @@ class Job:
 
 
 def build_job(
-    targets: Iterable[str | TargetSpec],
+    targets: str | TargetSpec | Iterable[str | TargetSpec],
     ports: PortsSpec = "top1000",
     *,
     exclude: Iterable[str] = (),

@@ -137,7 +137,7 @@ def _parse(spec: object, *, context: str, allow_empty: bool = False) -> tuple[st
                 raise PortSpecError(
                     f"invalid port {str(token)!r} {where}: ports are 1-{MAX_PORT}, e.g. 22"
                 )
-            ports.add(token)
+            ports.add(int(token))  # a plain int: not a subclass (Ansible tags its values)
         else:
             ports.update(_parse_token(token.strip(), tokens, where))
     return shown, ports

@@ -65,7 +65,7 @@ class TargetSpec:
 
 
 def build_request(
-    targets: Iterable[str | TargetSpec],
+    targets: str | TargetSpec | Iterable[str | TargetSpec],
     ports: PortsSpec = "top1000",
     *,
     exclude: Iterable[str] = (),
@@ -81,7 +81,8 @@ def build_request(
     """Parse and validate everything a scan needs; raises an ``InputError`` on bad input.
 
     ``targets`` are target specifications (addresses, ranges, CIDR blocks, hostnames) or
-    ``TargetSpec`` objects; ``exclude`` and ``max_hosts`` hold for both. ``policy`` is the
+    ``TargetSpec`` objects (one string or TargetSpec alone is one spec, as for ``exclude``);
+    ``exclude`` and ``max_hosts`` hold for both. ``policy`` is the
     call's expectations for every target, ``policy_book`` a policy file
     (``audit.policy.load_policy_file``); ``options`` are the fields of ``ScanOptions``. With
     ``allow_empty``, exclusions that remove every target give a request of no targets.
@@ -93,7 +94,9 @@ def build_request(
     if unknown:
         raise OptionError(f"unknown option {unknown[0]!r}: use one of {', '.join(sorted(known))}")
     scan_options = ScanOptions(**options)
-    if isinstance(targets, str | bytes) or not isinstance(targets, Iterable):
+    if isinstance(targets, str | TargetSpec):
+        targets = [targets]  # one spec, as for exclude and parse_targets
+    if isinstance(targets, bytes) or not isinstance(targets, Iterable):
         raise TargetSpecError(
             f"invalid targets {targets!r}: give a list of targets, e.g. ['127.0.0.1']"
         )

@@ -6,14 +6,18 @@ Each spec is split on whitespace and commas into tokens; a token is one of:
   ``127.0.0.1-20``, ``127.0.1-3.1``, ``127.0.0.1,3,5``, ``127.0.0-1.*`` (``-5``, ``250-`` and
   ``*`` are open ranges). A comma inside such a pattern lists octet values, so
   ``127.0.0.1,3,5`` is three hosts while ``127.0.0.1,127.0.0.3`` is two targets;
-- an IPv6 address, bare or in brackets: ``::1``, ``[::1]``;
+- an IPv6 address, bare or in brackets: ``::1``, ``[::1]``, with a zone where it needs one:
+  ``fe80::1%eth0`` (the zone, a name or index of an interface of this machine, is checked);
 - a CIDR block, IPv4 or IPv6: ``127.0.0.0/30`` is four hosts; like nmap, every address of the
   block is scanned, network and broadcast included;
 - a hostname: ``localhost``. Each distinct name is resolved once, all names in parallel; a name
   that does not resolve becomes a ``Target`` with ``address=None`` and an ``error``.
 
-Hosts are counted arithmetically before anything is expanded, so a ``/8`` fails the scope guard
-at once instead of building 16 million objects.
+Addresses are compared in their canonical form (``nornir_portscan.addresses``): an exclusion of
+``127.0.0.1`` also leaves out ``::ffff:127.0.0.1``, which is scanned as ``127.0.0.1``, and
+``::1%lo`` is ``::1``. Hosts are counted arithmetically while the specs are read, before
+anything is expanded, so a ``/8`` or a file of two million lines fails the scope guard at once
+instead of building millions of objects.
 
     >>> [t.address for t in parse_targets(["127.0.0.0/31", "[::1]"])]
     ['127.0.0.0', '127.0.0.1', '::1']
@@ -33,8 +37,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TypeAlias
 
+from nornir_portscan.addresses import IPAddress, canonical, mapped, needs_zone
 from nornir_portscan.errors import OptionError, ScopeError, TargetSpecError
-from nornir_portscan.inputfile import read_text
+from nornir_portscan.inputfile import read_lines
 from nornir_portscan.models import AddressFamily, Target
 
 __all__ = ["DEFAULT_MAX_HOSTS", "Resolver", "parse_targets", "resolve_name"]
@@ -46,7 +51,7 @@ Resolver: TypeAlias = Callable[[str, int], list[str]]
 """``resolver(name, socket_family) -> addresses``; raises ``OSError`` when the name does not
 resolve. ``socket_family`` is ``AF_INET``, ``AF_INET6`` or ``AF_UNSPEC``."""
 
-_IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+_IPAddress: TypeAlias = IPAddress
 _IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _FAMILIES: dict[str, int] = {
@@ -68,6 +73,8 @@ _HOSTNAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
 _MAX_HOSTNAME = 253
 # Far more than the scope guard lets through; a bound for a file like /dev/zero.
 _MAX_TARGET_FILE_BYTES = 64 * 2**20
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+_ZONE_EXAMPLE = "e.g. 'fe80::1%eth0' or '::1'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,30 +104,40 @@ class _Octets:
 
 @dataclass(frozen=True, slots=True)
 class _Network:
-    """An IPv6 address (a one-address network) or a CIDR block of either family."""
+    """A CIDR block of either family; ``zone`` is kept for a link-local block only."""
 
     text: str
     where: str
     network: _IPNetwork
+    zone: str | None = None
 
     @property
     def count(self) -> int:
         return self.network.num_addresses
 
     def expand(self) -> Iterator[str]:
+        if self.zone is not None:
+            return (f"{address}%{self.zone}" for address in self.network)
+        if self.network.version == 6 and self.network.overlaps(_MAPPED):
+            return (str(canonical(address)) for address in self.network)
         return (str(address) for address in self.network)
 
     def __contains__(self, address: _IPAddress) -> bool:
-        return address.version == self.network.version and address in self.network
+        if address.version != self.network.version:
+            # an IPv4 address is also its mapped spelling, which an IPv6 block may hold
+            return address.version == 4 and mapped(address) in self.network
+        if self.zone is not None and address.version == 6 and address.scope_id != self.zone:
+            return False
+        return address in self.network
 
 
 @dataclass(frozen=True, slots=True)
 class _Address:
-    """One IPv6 address kept as written by ipaddress (it may carry a ``%scope``)."""
+    """One address, in its canonical form (``nornir_portscan.addresses``)."""
 
     text: str
     where: str
-    address: ipaddress.IPv6Address
+    address: _IPAddress
 
     @property
     def count(self) -> int:
@@ -130,7 +147,10 @@ class _Address:
         yield str(self.address)
 
     def __contains__(self, address: _IPAddress) -> bool:
-        return address == self.address
+        if self.address.version == 6 and self.address.scope_id is not None:
+            return address == self.address  # only on that link
+        # without a zone, the address on every link
+        return address.version == self.address.version and address.packed == self.address.packed
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,20 +218,25 @@ def parse_targets(
             f"e.g. max_hosts={DEFAULT_MAX_HOSTS}"
         )
 
-    wanted = [_parse_token(token, where) for token, where in _tokens(specs, files)]
     templates = list(hosts)
-    wanted.extend(_host_spec(template) for template in templates)
+    given = itertools.chain(
+        (_parse_token(token, where) for token, where in _tokens(specs, files)),
+        (_host_spec(template) for template in templates),
+    )
+    # Counted as they are read: the guard stops a long file at the first line past the limit.
+    wanted = list(_within_scope(given, max_hosts, 2 if family == "both" else 1))
     if not wanted:
         raise TargetSpecError(
             f"no targets given: give an address, range, CIDR block or hostname, {_ANY_EXAMPLE}"
         )
-    unwanted = [_parse_token(token, " in exclude") for token, _ in _tokens(exclude, ())]
-    _check_scope(wanted, max_hosts, 2 if family == "both" else 1)
+    unwanted = [
+        _parse_token(token, " in exclude", exclusion=True) for token, _ in _tokens(exclude, ())
+    ]
 
     names = [spec.text for spec in itertools.chain(wanted, unwanted) if isinstance(spec, _Name)]
     resolved = _resolve_all(names, _FAMILIES[family], resolver or resolve_name)
 
-    excluded_names: set[_IPAddress] = set()
+    patterns = [spec for spec in unwanted if not isinstance(spec, _Name)]
     for spec in unwanted:
         if isinstance(spec, _Name):
             addresses, error = resolved[spec.text.lower()]
@@ -220,14 +245,15 @@ def parse_targets(
                     f"cannot resolve excluded host {spec.text!r}: {error}; fix the name or "
                     "exclude its address, e.g. '127.0.0.5'"
                 )
-            excluded_names.update(_pick(addresses, family, first_only=False))
-    patterns = [spec for spec in unwanted if not isinstance(spec, _Name)]
+            # each address as if given: one without a zone is left out on every link
+            picked = _pick(addresses, family, first_only=False)
+            patterns.extend(_Address(spec.text, spec.where, ip) for ip in picked)
 
     def excluded(address: str) -> bool:
-        if not unwanted:
+        if not patterns:
             return False
         ip = ipaddress.ip_address(address)
-        return ip in excluded_names or any(ip in pattern for pattern in patterns)
+        return any(ip in pattern for pattern in patterns)
 
     found: dict[tuple[str, str | None], Target] = {}
     from_hosts: set[tuple[str, str | None]] = set()  # the keys a named host gave
@@ -277,10 +303,9 @@ def _add(
 def _host_spec(template: Target) -> _Spec:
     """The spec of a named host, which must be one address or hostname."""
     text = template.address or template.name
-    where = f" (address of target {template.name!r})"
+    # a host named by its address is that address, in messages too (as a plain spec is)
+    where = "" if text == template.name else f" (address of target {template.name!r})"
     spec = _parse_token(text, where) if isinstance(text, str) else None
-    if isinstance(spec, _Octets) and spec.count == 1 and _IPV4.fullmatch(text):
-        return spec
     if not isinstance(spec, _Address | _Name):
         raise TargetSpecError(
             f"invalid address {text!r} of target {template.name!r}: give one address or "
@@ -319,14 +344,14 @@ def _tokens(
     if isinstance(files, str | os.PathLike):
         files = [files]
     for file in files:
-        text = read_text(
+        lines = read_lines(
             file,
             "target file",
             limit=_MAX_TARGET_FILE_BYTES,
             hint="give a text file of targets, e.g. one '127.0.0.1' a line",
             error=TargetSpecError,
         )
-        for number, line in enumerate(text.splitlines(), start=1):
+        for number, line in enumerate(lines, start=1):
             where = f" in {str(file)!r} line {number}"
             yield from ((token, where) for token in _split(line.partition("#")[0]))
 
@@ -341,14 +366,20 @@ def _split(spec: str) -> Iterator[str]:
             yield from (piece for piece in chunk.split(",") if piece)
 
 
-def _parse_token(token: str, where: str) -> _Spec:
-    """Classify and validate one token without expanding it."""
+def _parse_token(token: str, where: str, *, exclusion: bool = False) -> _Spec:
+    """Classify and validate one token without expanding it. A link-local target needs a
+    zone; an excluded link-local address without one is left out on every link."""
     if token.startswith("["):
-        return _parse_bracketed(token, where)
+        return _parse_bracketed(token, where, exclusion=exclusion)
     if "/" in token:
-        return _parse_cidr(token, token, where)
+        return _parse_cidr(token, token, where, exclusion=exclusion)
     if ":" in token:
-        return _parse_ipv6(token, token, where)
+        return _parse_ipv6(token, token, where, exclusion=exclusion)
+    if _IPV4.fullmatch(token):
+        try:  # the common case, without the octet sets of a pattern
+            return _Address(token, where, ipaddress.IPv4Address(token))
+        except ValueError:
+            pass  # a leading zero or an octet past 255: the pattern parser says which
     if _IPV4ISH.fullmatch(token):
         if "." not in token:
             raise TargetSpecError(
@@ -363,7 +394,7 @@ def _parse_token(token: str, where: str) -> _Spec:
     )
 
 
-def _parse_bracketed(token: str, where: str) -> _Spec:
+def _parse_bracketed(token: str, where: str, *, exclusion: bool) -> _Spec:
     """``[::1]`` or ``[::1]/128``."""
     inner, bracket, suffix = token[1:].partition("]")
     if not bracket or (suffix and not suffix.startswith("/")):
@@ -377,11 +408,11 @@ def _parse_bracketed(token: str, where: str) -> _Spec:
             "e.g. '[::1]' or '127.0.0.1'"
         )
     if suffix:
-        return _parse_cidr(token, inner + suffix, where)
-    return _parse_ipv6(token, inner, where)
+        return _parse_cidr(token, inner + suffix, where, exclusion=exclusion)
+    return _parse_ipv6(token, inner, where, exclusion=exclusion)
 
 
-def _parse_ipv6(token: str, text: str, where: str) -> _Address:
+def _parse_ipv6(token: str, text: str, where: str, *, exclusion: bool) -> _Address:
     try:
         address = ipaddress.IPv6Address(text)
     except ValueError as exc:
@@ -389,7 +420,24 @@ def _parse_ipv6(token: str, text: str, where: str) -> _Address:
             f"invalid IPv6 address {token!r}{where}: {_lower_first(str(exc))}, "
             "e.g. '::1' or '[::1]'"
         ) from exc
-    return _Address(token, where, address)
+    return _Address(token, where, _canonical(address, token, where, exclusion=exclusion))
+
+
+def _canonical(address: _IPAddress, token: str, where: str, *, exclusion: bool) -> _IPAddress:
+    """``address`` in its canonical form, or a TargetSpecError naming ``token``."""
+    try:
+        address = canonical(address)
+    except ValueError as exc:
+        raise TargetSpecError(
+            f"invalid zone in {token!r}{where}: {exc}; give an interface of this machine, "
+            f"{_ZONE_EXAMPLE}"
+        ) from None
+    if needs_zone(address) and not exclusion:
+        raise TargetSpecError(
+            f"invalid target {token!r}{where}: a link-local address needs a zone, the "
+            f"interface to reach it on, e.g. '{address}%eth0'"
+        )
+    return address
 
 
 def _lower_first(text: str) -> str:
@@ -397,7 +445,7 @@ def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
-def _parse_cidr(token: str, text: str, where: str) -> _Network:
+def _parse_cidr(token: str, text: str, where: str, *, exclusion: bool) -> _Network:
     address_text, _, prefix_text = text.partition("/")
     version = 6 if ":" in address_text else 4
     bits = 128 if version == 6 else 32
@@ -421,8 +469,22 @@ def _parse_cidr(token: str, text: str, where: str) -> _Network:
             f"invalid CIDR block {token!r}{where}: prefix must be 0-{bits} for IPv{version}, "
             f"e.g. {example}"
         )
+    zone = None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        # the zone must exist; canonical() spells it as the interface's name
+        zone = str(_canonical(address, token, where, exclusion=True)).partition("%")[2] or None
+        address = ipaddress.IPv6Address(address.packed)
     network = ipaddress.ip_network((address, prefix), strict=False)
-    return _Network(token, where, network)
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
+        network = ipaddress.ip_network((int(network.network_address) & 0xFFFFFFFF, prefix - 96))
+    if network.version == 4 or not network.is_link_local:
+        zone = None  # the kernel ignores a zone off the link-local block
+    elif zone is None and not exclusion:
+        raise TargetSpecError(
+            f"invalid target {token!r}{where}: a link-local block needs a zone, the "
+            f"interface to reach it on, e.g. '{network.network_address}%eth0/{prefix}'"
+        )
+    return _Network(token, where, network, zone)
 
 
 def _parse_octets(token: str, where: str) -> _Octets:
@@ -470,8 +532,9 @@ def _octet_value(text: str, fail: Callable[[str], TargetSpecError]) -> int:
     return int(text)
 
 
-def _check_scope(specs: list[_Spec], max_hosts: int, per_name: int) -> None:
-    """Raise ScopeError if the specs add up to more than ``max_hosts``; expands nothing."""
+def _within_scope(specs: Iterable[_Spec], max_hosts: int, per_name: int) -> Iterator[_Spec]:
+    """The specs, as long as they add up to at most ``max_hosts`` hosts; a ScopeError as soon
+    as they pass it. Expands nothing, and reads no spec after the one that passes."""
     total = 0
     for spec in specs:
         count = per_name if isinstance(spec, _Name) else spec.count
@@ -482,11 +545,13 @@ def _check_scope(specs: list[_Spec], max_hosts: int, per_name: int) -> None:
                 f"e.g. {_narrower(spec, max_hosts)!r}"
             )
         total += count
-    if total > max_hosts:
-        raise ScopeError(
-            f"the targets expand to {total} hosts in all, more than the limit of {max_hosts}; "
-            "raise max_hosts or give fewer targets, e.g. split them across scans"
-        )
+        if total > max_hosts:
+            raise ScopeError(
+                f"the targets add up to {total} hosts by {spec.text!r}{spec.where}, more "
+                f"than the limit of {max_hosts}; raise max_hosts or give fewer targets, "
+                "e.g. split them across scans"
+            )
+        yield spec
 
 
 def _narrower(spec: _Spec, max_hosts: int) -> str:
@@ -495,7 +560,10 @@ def _narrower(spec: _Spec, max_hosts: int) -> str:
         bits = spec.network.max_prefixlen
         # A /24 (or /120) as in the docs, or smaller still when the limit is below 256.
         prefix = max(bits - 8, bits - (max_hosts.bit_length() - 1))
-        return str(ipaddress.ip_network((spec.network.network_address, prefix), strict=False))
+        narrower = ipaddress.ip_network((spec.network.network_address, prefix), strict=False)
+        if spec.zone is not None:
+            return f"{narrower.network_address}%{spec.zone}/{prefix}"
+        return str(narrower)
     if isinstance(spec, _Octets):
         first = [str(min(values)) for values in spec.octets]
         last = spec.octet_texts[3] if len(spec.octets[3]) <= max_hosts else first[3]
@@ -548,14 +616,17 @@ def _resolve_all(
 
 
 def _pick(addresses: list[str], family: AddressFamily, *, first_only: bool) -> list[_IPAddress]:
-    """The addresses of ``family``, IPv4 before IPv6; only the first of each with first_only."""
+    """The addresses of ``family``, canonical, IPv4 before IPv6; with ``first_only`` (a
+    target's) only the first of each that can be reached: not link-local without a zone."""
     v4: list[_IPAddress] = []
     v6: list[_IPAddress] = []
     for text in addresses:
         try:
-            address = ipaddress.ip_address(text)
+            address = canonical(ipaddress.ip_address(text))
         except ValueError:
             continue  # a resolver gave something that is not an address; ignore it
+        if first_only and needs_zone(address):
+            continue  # link-local without its interface: it cannot be reached
         (v4 if address.version == 4 else v6).append(address)
     if first_only:
         v4, v6 = v4[:1], v6[:1]
@@ -581,4 +652,16 @@ def _expand(
                 yield Target(name=spec.text, address=str(ip))
             return
         error = {"ipv4": "no IPv4 address", "ipv6": "no IPv6 address"}.get(family, "no address")
+        if family != "ipv4" and any(_zoneless_link_local(text) for text in addresses):
+            error = (
+                "only link-local IPv6 addresses without a zone; give the address with its "
+                "zone, e.g. 'fe80::1%eth0'"
+            )
     yield Target(name=spec.text, address=None, error=error)
+
+
+def _zoneless_link_local(text: str) -> bool:
+    try:
+        return needs_zone(ipaddress.ip_address(text))
+    except ValueError:
+        return False

@@ -39,7 +39,16 @@ __all__ = [
 ]
 
 Scanner = Callable[..., ScanReport]
-_HOST_ERRORS = frozenset({HostStatus.UNRESOLVED, HostStatus.TIMED_OUT, HostStatus.ERROR})
+_HOST_ERRORS = frozenset(
+    {
+        HostStatus.UNRESOLVED,
+        HostStatus.TIMED_OUT,
+        HostStatus.ERROR,
+        HostStatus.INTERRUPTED,
+        HostStatus.NOT_SCANNED,
+    }
+)
+_CUT_SHORT = frozenset({HostStatus.INTERRUPTED, HostStatus.NOT_SCANNED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,14 +216,11 @@ def run_audit(
             "nothing to wait for: give expectations, e.g. expect_open='8080' or a policy file"
         )
     started = time.monotonic()
-    report = scanner(request, progress=progress)  # ScanInterrupted carries the partial report
-    judged = any(t.policy for t in request.targets)
-    verdicts = (
-        [_judge(h, t.policy) for h, t in zip(report.hosts, request.targets, strict=True)]
-        if judged
-        else []
-    )
-    audit_so_far = Audit(report, tuple(verdicts))
+    try:
+        report = scanner(request, progress=progress)
+    except ScanInterrupted as exc:  # judge what was scanned; the rest is not judged
+        raise ScanInterrupted(exc.report, _judged(exc.report, request)) from None
+    audit_so_far = _judged(report, request)
     try:
         if options.wait:
             audit_so_far = _wait(request, audit_so_far, started, options, scanner)
@@ -235,8 +241,27 @@ def run_audit(
     return audit_so_far
 
 
+def _judged(report: ScanReport, request: ScanRequest) -> Audit:
+    if not any(t.policy for t in request.targets):
+        return Audit(report)
+    return Audit(
+        report,
+        tuple(_judge(h, t.policy) for h, t in zip(report.hosts, request.targets, strict=True)),
+    )
+
+
 def _judge(host: HostResult, policy: Policy) -> HostVerdict | None:
-    return evaluate(host, policy) if policy else None
+    if not policy:
+        return None
+    verdict = evaluate(host, policy)
+    if host.status in _CUT_SHORT:
+        # An interrupt is no network answer: a port it left unscanned breaks no expectation.
+        # What the scanned ports said still counts; the rest is not judged.
+        found = tuple(v for v in verdict.violations if v.actual != "not scanned")
+        if not found:
+            return HostVerdict(host.name, None, error=host.error, policy=policy)
+        return replace(verdict, compliant=False, violations=found)
+    return verdict
 
 
 def _wait(

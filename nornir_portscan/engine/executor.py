@@ -27,7 +27,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +41,7 @@ from nornir_portscan.engine.protocol import (
     WorkerReady,
     frame,
 )
-from nornir_portscan.errors import (
-    OptionError,
-    ScanError,
-    ScanInterrupted,
-)
+from nornir_portscan.errors import InputError, ScanError, ScanInterrupted
 from nornir_portscan.models import (
     HostResult,
     HostStatus,
@@ -67,7 +63,8 @@ _MIN_CHUNK = 256
 _PROGRESS_EVERY = 0.1
 _TICK = 0.2  # the longest the loop waits: stall checks, progress, Ctrl-C
 _UNIT_TRIES = 2
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+_EXAMPLE = "e.g. scan(build_request(['127.0.0.1'], '22'))"
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the dir that holds the package
 WORKER_COMMAND = ["-m", "nornir_portscan.engine.worker"]
 """Arguments to ``sys.executable`` that start a worker; a seam for the scheduler's unit tests."""
 
@@ -84,6 +81,8 @@ def scan(
     Each call starts and stops its own workers; to share them between concurrent calls, use
     ``nornir_portscan.engine.service.ScanService``.
     """
+    if not isinstance(request, ScanRequest):  # its own checks ran when it was made
+        raise InputError(f"invalid request {request!r:.60}: give a ScanRequest, {_EXAMPLE}")
     run = _Run(request)
     units = run.unit_count()
     if not units:
@@ -100,14 +99,16 @@ def scan(
             engine.step(_TICK)
             run.report_progress(progress)
         engine.stop()
+        if progress is not None:
+            elapsed = time.monotonic() - run.started_mono
+            progress(Progress(run.total_ports, run.total_ports, elapsed))
+        # in the try: a Ctrl-C while a big report is made still gives ScanInterrupted
+        return run.report(interrupted=False)
     except KeyboardInterrupt:
         engine.kill()
         raise ScanInterrupted(run.report(interrupted=True)) from None
     finally:
         engine.close()  # kills whatever is left after an error
-    if progress is not None:
-        progress(Progress(run.total_ports, run.total_ports, time.monotonic() - run.started_mono))
-    return run.report(interrupted=False)
 
 
 class WorkerPool:
@@ -124,8 +125,7 @@ class WorkerPool:
     """
 
     def __init__(self, processes: int | None = None) -> None:
-        if processes is not None and processes < 1:
-            raise OptionError(f"invalid processes {processes}: use 1 or more, e.g. processes=2")
+        ScanOptions(processes=processes)  # the one check of the setting: OptionError
         self._idle: list[_Worker] = []
         # a pool dropped without close() still stops its workers when it is collected
         self._finalizer = weakref.finalize(self, _kill_workers, self._idle)
@@ -175,13 +175,31 @@ def _worker_env() -> dict[str, str]:
 
 @dataclass(slots=True)
 class _HostTally:
-    ports: list[PortResult] = field(default_factory=list)
+    """What the units of one host found so far. Lists are made on first use: a scan of
+    65,536 hosts keeps 65,536 tallies, most of which only count one closed port."""
+
+    ports: list[PortResult] | None = None
     closed: int = 0
-    unscanned: list[int] = field(default_factory=list)
-    finished: list[tuple[int, int]] = field(default_factory=list)  # index ranges of done units
+    unscanned: list[int] | None = None  # left by the host timeout
+    done: int = 0  # ports of finished units
+    finished: list[tuple[int, int]] | None = None  # index ranges of done units, if not whole
     srtt: float | None = None
     rttvar: float | None = None
     deadline: float | None = None
+
+    def finish(self, work: _Work) -> None:
+        """Count the ports of ``work`` as done."""
+        self.done += len(work.ports)
+        if not work.whole:
+            if self.finished is None:
+                self.finished = []
+            self.finished.append((work.start, work.start + len(work.ports)))
+
+    def add(self, results: list[PortResult]) -> None:
+        if results:
+            if self.ports is None:
+                self.ports = []
+            self.ports.extend(results)
 
 
 @dataclass(slots=True, eq=False)
@@ -190,6 +208,7 @@ class _Work:
     host_id: int  # index of the target in the run's request
     start: int  # index of ports[0] in the host's port list
     ports: tuple[int, ...]
+    whole: bool  # the unit is every port of its host
     tries: int = 0
     progressed: int = 0  # ports of this unit counted in the run's progress so far
 
@@ -316,7 +335,7 @@ class _Run:
             ports = self.request.ports_for(target)
             size = self.chunk_size(target)
             for start in range(0, len(ports), size):
-                yield _Work(self, host_id, start, ports[start : start + size])
+                yield _Work(self, host_id, start, ports[start : start + size], size >= len(ports))
 
     def has_work(self) -> bool:
         """Whether a unit waits to be handed out (then ``retry[0]`` is the next one)."""
@@ -356,30 +375,50 @@ class _Run:
         )
 
     @staticmethod
-    def _host_result(target: Target, tally: _HostTally, scanned: tuple[int, ...]) -> HostResult:
+    def _host_result(target: Target, tally: _HostTally, wanted: tuple[int, ...]) -> HostResult:
         if not target.address:
             return HostResult(target.name, None, HostStatus.UNRESOLVED, error=target.error)
-        ports = tuple(sorted(tally.ports, key=lambda p: p.port))
+        ports = tuple(sorted(tally.ports, key=lambda p: p.port)) if tally.ports else ()
         answered = tally.closed or any(p.state in (PortState.OPEN, PortState.CLOSED) for p in ports)
-        if tally.unscanned:
+        timed_out = tally.unscanned or ()
+        whole = tally.done == len(wanted)
+        # a whole host shares the request's tuple: memory stays flat
+        scanned, unscanned = wanted, wanted[:0]
+        if timed_out or not whole:
+            # A partial host (timed out, interrupted): list exactly what was and was not scanned.
+            done = bytearray(len(wanted))
+            for a, b in tally.finished or ([(0, len(wanted))] if whole else []):
+                done[a:b] = b"\1" * (b - a)
+            skipped = set(timed_out)
+            scanned = tuple(p for p, d in zip(wanted, done, strict=True) if d and p not in skipped)
+            unscanned = tuple(p for p, d in zip(wanted, done, strict=True) if not d or p in skipped)
+        error = None
+        if not whole:  # the interrupt came first: its ports were never probed to the end
+            status = HostStatus.INTERRUPTED if tally.done or ports else HostStatus.NOT_SCANNED
+            error = (
+                f"{len(unscanned)} of {len(wanted)} ports not scanned"
+                if status is HostStatus.INTERRUPTED
+                else "interrupted before this host was scanned"
+            )
+        elif timed_out:
             status = HostStatus.TIMED_OUT
+            error = f"host timeout: {len(timed_out)} ports not scanned"
         elif answered:
             status = HostStatus.UP
         elif ports and all(p.state is PortState.ERROR for p in ports):
             status = HostStatus.ERROR
         else:
             status = HostStatus.NO_RESPONSE
-        error = None
-        if tally.unscanned:
-            error = f"host timeout: {len(tally.unscanned)} ports not scanned"
-        if tally.unscanned or sum(b - a for a, b in tally.finished) != len(scanned):
-            # A partial host (timed out, interrupted): list exactly what was scanned. A whole
-            # one shares the request's tuple, so memory stays flat.
-            skipped = set(tally.unscanned)
-            scanned = tuple(
-                p for a, b in sorted(tally.finished) for p in scanned[a:b] if p not in skipped
-            )
-        return HostResult(target.name, target.address, status, ports, tally.closed, error, scanned)
+        return HostResult(
+            target.name,
+            target.address,
+            status,
+            ports,
+            tally.closed,
+            error,
+            scanned,
+            unscanned=unscanned,
+        )
 
 
 class _Lane:
@@ -597,10 +636,13 @@ class _Lane:
             return
         run.inflight -= 1
         tally = run.tallies[work.host_id]
-        tally.ports.extend(PortResult(p, PortState(s), r, rtt, a) for p, s, r, rtt, a in done.ports)
+        tally.add([PortResult(p, PortState(s), r, rtt, a) for p, s, r, rtt, a in done.ports])
         tally.closed += done.closed_count
-        tally.unscanned.extend(done.unscanned)
-        tally.finished.append((work.start, work.start + len(work.ports)))
+        if done.unscanned:
+            if tally.unscanned is None:
+                tally.unscanned = []
+            tally.unscanned.extend(done.unscanned)
+        tally.finish(work)
         if done.srtt is not None:
             tally.srtt, tally.rttvar = done.srtt, done.rttvar
         run.probes_sent += done.probes_sent
@@ -630,8 +672,8 @@ class _Lane:
     def _fail(self, work: _Work, reason: str) -> None:
         run = work.run
         tally = run.tallies[work.host_id]
-        tally.finished.append((work.start, work.start + len(work.ports)))
-        tally.ports.extend(PortResult(p, PortState.ERROR, reason, None, 0) for p in work.ports)
+        tally.finish(work)
+        tally.add([PortResult(p, PortState.ERROR, reason, None, 0) for p in work.ports])
         run.done_ports += len(work.ports) - work.progressed
 
     def _fail_queued(self, reason: str) -> None:

@@ -7,6 +7,7 @@ the parent with the same interpreter, so pickle is safe here: nothing else write
 from __future__ import annotations
 
 import pickle
+import socket
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +76,23 @@ class Progressed:
 
 
 STOP = "stop"
+
+
+def sockaddr(address: str, port: int) -> tuple[str, int] | tuple[str, int, int, int]:
+    """What to connect to: ``address`` (a canonical address from the parent) and ``port``.
+
+    A zone (``fe80::1%eth0``) becomes the scope id of a 4-tuple: in a 2-tuple Python sets the
+    scope id to 0 whatever the string says, and the kernel refuses a link-local connect
+    without one (EINVAL).
+    """
+    host, _, zone = address.partition("%")
+    if not zone:
+        return (address, port)
+    try:
+        scope_id = socket.if_nametoindex(zone)  # not cached: an index can change meanwhile
+    except OSError:
+        scope_id = 0  # the interface went away after the parent checked it: a local error
+    return (host, port, 0, scope_id)
 
 
 def frame(message: Any) -> bytes:

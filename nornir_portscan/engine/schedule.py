@@ -15,8 +15,8 @@ probe slots (``Probe`` or a subclass) and these callbacks:
 - ``wake(delay)``: call ``pump()`` in ``delay`` seconds, unless such a call is already due.
 - ``send(message)``: a ``Progressed`` or ``UnitDone`` for the executor.
 
-The socket side reports each outcome with ``answered`` or ``failed``, and its timer calls
-``sweep`` every ``tick`` seconds; every such call starts the probes that may start now.
+The socket side reports each outcome with ``answered``, ``failed`` or ``refused``, and its timer
+calls ``sweep`` every ``tick`` seconds; every such call starts the probes that may start now.
 
 Drops that pass (loss, a full accept queue, a policer) show as answers to retries. Then a silent
 port's remaining attempts (``attempts_for``) go out together as ``Copies``, the first answer
@@ -279,12 +279,26 @@ class Schedule(Generic[P]):
         if failures >= MAX_LOCAL_FAILURES:
             if probe.port in job.copies:
                 if not self._last_copy(probe, job):
+                    self.pump()
                     return
                 del job.copies[probe.port]
             self._record(probe, job, (probe.port, "error", errno_name(err), None, probe.attempt))
             return
         self.resume_at = self.now() + BACKOFF * (1 << min(failures, 7))
         self._requeue(probe, job, probe.attempt, failures, front=True)
+
+    def refused(self, probe: P, reason: str) -> None:
+        """The local kernel refused the probe (a route, a local firewall): ``error`` at once,
+        neither retried nor a round-trip sample (a copy whose siblings are still out, or one
+        answered, is only dropped)."""
+        job = probe.job
+        assert job is not None
+        if probe.port in job.copies:
+            if not self._last_copy(probe, job):
+                self.pump()
+                return
+            del job.copies[probe.port]
+        self._record(probe, job, (probe.port, "error", reason, None, probe.attempt))
 
     def sweep(self) -> None:
         """Time out probes past their deadline; retry them or call them filtered."""

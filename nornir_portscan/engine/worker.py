@@ -9,6 +9,10 @@ libev io watcher; a probe is a callback, not a greenlet, so the per-probe cost i
 syscalls. A socket whose connect was refused is reused for the next probe (Linux allows a new
 connect on it after one ``ECONNABORTED``), which halves the kernel work on closed ports.
 
+What the kernel reports becomes a port state or a local error by ``classify``'s table; only
+the socket can tell the rest: an ICMP error's origin and sender (the network's, or this host's
+own), and whether a silent SYN ever left (``TCP_INFO``).
+
 This module is the socket side only; which port goes next, with what timeout and how many
 attempts is the ``Schedule``'s (``engine/schedule.py``), which the slots report to.
 """
@@ -29,7 +33,7 @@ from typing import Any
 from gevent import get_hub
 from gevent.event import Event
 
-from nornir_portscan.classify import classify_errno, classify_icmp
+from nornir_portscan.classify import classify_errno, classify_icmp, is_transient, local_reason
 from nornir_portscan.engine.protocol import (
     STOP,
     FrameReader,
@@ -37,6 +41,7 @@ from nornir_portscan.engine.protocol import (
     WorkerConfig,
     WorkerReady,
     frame,
+    sockaddr,
 )
 from nornir_portscan.engine.schedule import Probe, Schedule
 from nornir_portscan.models import PortState
@@ -44,18 +49,75 @@ from nornir_portscan.models import PortState
 _EINPROGRESS = errno.EINPROGRESS
 _ECONNABORTED = errno.ECONNABORTED
 _ECONNREFUSED = errno.ECONNREFUSED
-# Errors an ICMP message can cause; the error queue tells which one came (Linux reports an
-# ICMPv6 admin-prohibited as EACCES, which can also be a local firewall: the queue decides).
-_ICMP_ERRORS = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES, errno.EPERM})
+_ETIMEDOUT = errno.ETIMEDOUT
+# A completed handshake the service then reset: the socket reports the reset, not the connect.
+_ANSWERED_THEN_RESET = frozenset({errno.ECONNRESET, errno.EPIPE})
+# What connect() can return at once that is still the network's answer: on loopback the
+# handshake may run inside the call. Any other error there is this host refusing.
+_SYNC_ANSWERS = frozenset({0, _ECONNREFUSED, *_ANSWERED_THEN_RESET})
 _SOL_SOCKET = socket.SOL_SOCKET
+_MSG_ERRQUEUE = socket.MSG_ERRQUEUE
 _SO_ERROR = socket.SO_ERROR
 _LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST: no TIME_WAIT on either side
 _IP_RECVERR = 11
 _IPV6_RECVERR = 25
-_EE_FORMAT = struct.Struct("=IBBBBII")  # struct sock_extended_err
+_EE_FORMAT = struct.Struct("=IBBBBII")  # struct sock_extended_err, then the sender's sockaddr
+_EE_ORIGIN_ICMP6 = 3
+_OWN_ICMP = "own"  # not a reason: an ICMP error this host sent about its own packet
+_EE_ORIGINS_ICMP = (2, _EE_ORIGIN_ICMP6)  # SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 (LOCAL is 1)
 _FD_RESERVE = 24  # stdio, the pipes, libev; 1000 probes + 24 fit the common 1024
+_TCP_INFO_LEN = 40  # struct tcp_info up to tcpi_retrans
+_TCPI_RETRANSMITS = 2
+_TCPI_RETRANS = 36
+_U32 = struct.Struct("=I")
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+_AF_INET_BYTES = struct.pack("=H", socket.AF_INET)
+_AF_INET6_BYTES = struct.pack("=H", socket.AF_INET6)
 _PROGRESS_INTERVAL = 0.1
 _now = time.monotonic  # the schedule's clock too: probe.started is read by both
+
+
+def _offender(data: bytes) -> bytes | None:
+    """The packed address of the ICMP error's sender (``SO_EE_OFFENDER``), if given."""
+    sockaddr = data[_EE_FORMAT.size :]
+    if len(sockaddr) >= 8 and sockaddr[:2] == _AF_INET_BYTES:
+        return sockaddr[4:8]
+    if len(sockaddr) >= 24 and sockaddr[:2] == _AF_INET6_BYTES:
+        return _unmapped(sockaddr[8:24])
+    return None
+
+
+def _unmapped(packed: bytes) -> bytes:
+    """An IPv4-mapped IPv6 address as the IPv4 one; any other address as it is."""
+    return packed[12:] if packed[:12] == _V4_MAPPED else packed
+
+
+def _never_left(sock: socket.socket) -> bool:
+    """Whether the kernel retransmitted the SYN but none of it left this host: a local
+    firewall drops it (netfilter's drop is EPERM to the sender, which TCP keeps to itself).
+
+    Only visible once the first retransmission is due (TCP's initial RTO, 1 s): a shorter
+    silent probe cannot tell a local drop from the network's silence.
+    """
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
+    except OSError:
+        return False
+    if len(info) < _TCP_INFO_LEN:
+        return False
+    # tcpi_retransmits: retransmission timeouts so far; tcpi_retrans: segments retransmitted
+    # and not yet acknowledged, which a retransmission that failed locally does not count
+    return info[_TCPI_RETRANSMITS] > 0 and _U32.unpack_from(info, _TCPI_RETRANS)[0] == 0
+
+
+def _packed(address: str) -> bytes | None:
+    """``address`` packed, an IPv4-mapped one as IPv4; None if it is no address."""
+    address = address.partition("%")[0]  # fe80::1%eth0: the zone is not part of the address
+    try:
+        packed = socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
+    except (OSError, ValueError):
+        return None
+    return _unmapped(packed)
 
 
 class _Slot(Probe):
@@ -111,7 +173,7 @@ class Prober:
             try:
                 sock = socket.socket(job.family, socket.SOCK_STREAM)
             except OSError as exc:
-                self.schedule.failed(slot, exc.errno or 0)
+                self._local_error(slot, exc.errno or 0)
                 return False
             sock.setblocking(False)
             with contextlib.suppress(OSError):
@@ -121,17 +183,25 @@ class Prober:
                     sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
             slot.sock = sock
             slot.watcher = self.loop.io(sock.fileno(), 2)
-        address = (job.address, slot.port)
+        address = sockaddr(job.address, slot.port)  # a zone is a scope id
         # the clock of this probe, not of the pump pass: a pass can start a thousand probes
         slot.started = _now()
         err = sock.connect_ex(address)
         if err == _ECONNABORTED:  # the reused socket's previous connect failed: connect again
             err = sock.connect_ex(address)
-        job.probes += 1
         if err == _EINPROGRESS:
+            job.probes += 1
             slot.watcher.start(self._on_writable, slot)
             return True
-        self._finish(slot, err)
+        if err in _SYNC_ANSWERS:  # the handshake ran within connect() (loopback)
+            job.probes += 1
+            self._finish(slot, err)
+        else:
+            # connect() itself failed, so no SYN left: the local kernel refused (a route of
+            # type unreachable, prohibit or blackhole, a broadcast address) or lacked a
+            # resource. Never a network answer, and not a probe sent.
+            self._discard(slot)
+            self._local_error(slot, err)
         return False
 
     def _on_writable(self, slot: _Slot) -> None:
@@ -139,16 +209,20 @@ class Prober:
         assert sock is not None
         err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
         if err == 0 and not _connected(sock):
-            return  # a spurious wake-up (epoll after an fd number was reused): still waiting
+            # Not an answer yet: Linux queues an ICMP error and wakes epoll (EPOLLERR) just
+            # before it sets SO_ERROR and closes the socket; the next wake-up reads the errno.
+            return
         slot.watcher.stop()
         self._finish(slot, err)
 
     def _finish(self, slot: _Slot, err: int) -> None:
-        """A connect finished with ``err`` (0 for connected)."""
+        """A connect whose SYN was sent finished with ``err`` (0 for connected)."""
         sock = slot.sock
+        job = slot.job
         assert sock is not None
+        assert job is not None
         rtt = _now() - slot.started
-        reason = None
+        answer = classify_errno(err)
         if err == 0:
             try:
                 self_connect = sock.getsockname()[:2] == sock.getpeername()[:2]
@@ -162,30 +236,67 @@ class Prober:
                 # socket to itself: that says nothing about the port. Probe it again.
                 self.schedule.failed(slot, errno.EADDRINUSE)
                 return
-        elif err in _ICMP_ERRORS:
-            reason = self._icmp_reason(sock)
+        elif err == _ECONNREFUSED:  # a RST; the socket is reused
+            # ... or this host's own firewall (a REJECT's default, ICMP port-unreachable). On
+            # loopback this host is the target: nothing to tell apart, so no syscall spent.
+            address = job.address
+            loopback = address[:4] == "127." or address == "::1"
+            if not loopback and self._icmp_reason(sock, err, address) == _OWN_ICMP:
+                self._discard(slot)
+                answer = None
+        else:
+            # EHOSTUNREACH, EACCES (an ICMPv6 admin-prohibited, or a local refusal), ...:
+            # only an ICMP error from the network in the error queue makes it an answer.
+            reason = None if answer else self._icmp_reason(sock, err, job.address)
             self._discard(slot)
-        elif err != _ECONNREFUSED:
-            self._discard(slot)
-        answer = (PortState.FILTERED, reason) if reason else classify_errno(err)
+            if reason is not None and reason != _OWN_ICMP:
+                answer = (PortState.FILTERED, reason)
         if answer is None:
-            self.schedule.failed(slot, err)
+            self._local_error(slot, err)
             return
         self.schedule.answered(slot, answer[0], answer[1], rtt)
 
-    def _icmp_reason(self, sock: socket.socket) -> str | None:
-        """The reason carried by the ICMP error in the socket's error queue, if any."""
+    def _local_error(self, slot: _Slot, err: int) -> None:
+        """A local failure: retried if it is a shortage, else an ``error`` at once."""
+        if is_transient(err):
+            self.schedule.failed(slot, err)
+        else:
+            self.schedule.refused(slot, local_reason(err))
+
+    def _icmp_reason(self, sock: socket.socket, err: int, target: str) -> str | None:
+        """The reason carried by the last ICMP error that caused ``err``, from the socket's
+        error queue: None if there is none, ``_OWN_ICMP`` if this host sent it.
+
+        An ICMP error this host generated about its own packet (a local firewall's
+        ``reject``, a failed neighbour lookup) names our own address as its sender: that is
+        not the network's answer, unless we are probing our own address.
+        """
         reason = None
-        ipv6 = sock.family == socket.AF_INET6
-        with contextlib.suppress(OSError):
-            while True:
-                _, ancdata, _, _ = sock.recvmsg(0, 512, socket.MSG_ERRQUEUE)
-                for _level, _type, data in ancdata:
-                    if len(data) >= _EE_FORMAT.size:
-                        _, origin, icmp_type, icmp_code, _, _, _ = _EE_FORMAT.unpack_from(data)
-                        if origin in (2, 3):  # SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6
-                            reason = classify_icmp(ipv6, icmp_type, icmp_code) or reason
-        return reason
+        own: bytes | None = b""  # our own address, looked up for the first ICMP error only
+        while True:
+            try:
+                _, ancdata, _, _ = sock.recvmsg(0, 512, _MSG_ERRQUEUE)
+            except OSError:  # empty (most calls: one syscall)
+                return reason
+            for _level, _type, data in ancdata:
+                if len(data) < _EE_FORMAT.size:
+                    continue
+                ee_errno, origin, icmp_type, icmp_code, _, _, _ = _EE_FORMAT.unpack_from(data)
+                # a reused socket may still hold the ICMP port-unreachable (ECONNREFUSED) of
+                # its previous probe
+                if origin not in _EE_ORIGINS_ICMP or ee_errno != err:
+                    continue
+                if own == b"":
+                    try:
+                        own = _packed(sock.getsockname()[0])
+                    except OSError:
+                        own = None
+                sender = _offender(data)
+                if sender is not None and sender == own and sender != _packed(target):
+                    reason = _OWN_ICMP
+                    continue
+                # an IPv6 socket to an IPv4-mapped address gets ICMPv4 errors
+                reason = classify_icmp(origin == _EE_ORIGIN_ICMP6, icmp_type, icmp_code)
 
     def _settle(self, slot: _Slot) -> bool:
         """Past its deadline: True if the socket has an answer after all (reported)."""
@@ -204,7 +315,11 @@ class Prober:
             self._finish(slot, err)
             return True
         slot.watcher.stop()
+        dropped_here = _never_left(sock)
         self._discard(slot)
+        if dropped_here:
+            self.schedule.refused(slot, local_reason(errno.EPERM))
+            return True
         return False
 
     # -- bookkeeping -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -17,12 +18,14 @@ from typing import Any
 from nornir_portscan.audit.drift import HostDrift, unexpected_changes
 from nornir_portscan.audit.gates import Audit
 from nornir_portscan.audit.policy import HostVerdict
-from nornir_portscan.models import HostStatus, Policy, PortResult, ScanReport
+from nornir_portscan.models import HostResult, HostStatus, Policy, PortResult, ScanReport
 from nornir_portscan.ports import format_ports
 
 __all__ = [
     "REPORT_VERSION",
     "host_entry",
+    "iter_json",
+    "iter_table",
     "policy_to_dict",
     "port_to_dict",
     "render_table",
@@ -75,13 +78,14 @@ def host_entry(scan: ScanReport | Audit, index: int) -> dict[str, Any]:
         "address": host.address,
         "vantage": host.vantage,
         "status": host.status.value,
-        "up": host.status is HostStatus.UP,
+        "up": host.answered,
         "open_ports": host.open_ports,
         "filtered_ports": host.filtered_ports,
         "closed_count": host.closed_count,
         "error_ports": host.error_ports,
         "error": host.error,
         "scanned_ports": format_ports(sorted(host.scanned)),
+        "unscanned_ports": format_ports(sorted(host.unscanned)),
         "ports": [port_to_dict(p) for p in host.ports],
     }
     verdict = audit.verdict(index)
@@ -193,11 +197,20 @@ _ENCODE = json.JSONEncoder(separators=(", ", ": ")).encode  # the C encoder: no 
 def report_to_json(scan: ScanReport | Audit) -> str:
     """The report as JSON text: one top-level key per line and one host per line, which reads
     and diffs well and is written by the fast C encoder even for a million ports."""
-    data = report_to_dict(scan)
-    hosts = data.pop("hosts")
-    head = "".join(f"  {_ENCODE(key)}: {_ENCODE(value)},\n" for key, value in data.items())
-    body = ",\n    ".join(_ENCODE(host) for host in hosts)
-    return "{\n" + head + '  "hosts": [' + (f"\n    {body}\n  " if hosts else "") + "]\n}\n"
+    return "".join(iter_json(scan))
+
+
+def iter_json(scan: ScanReport | Audit) -> Iterator[str]:
+    """``report_to_json`` in chunks, a host at a time: memory stays flat however many hosts
+    there are."""
+    audit = scan if isinstance(scan, Audit) else Audit(scan)
+    data = report_to_dict(audit, hosts=False)
+    yield "{\n" + "".join(f"  {_ENCODE(key)}: {_ENCODE(value)},\n" for key, value in data.items())
+    count = len(audit.report.hosts)
+    yield '  "hosts": ['
+    for index in range(count):
+        yield ("\n    " if index == 0 else ",\n    ") + _ENCODE(host_entry(audit, index))
+    yield ("\n  " if count else "") + "]\n}\n"
 
 
 def report_schema() -> dict[str, Any]:
@@ -210,38 +223,59 @@ def report_schema() -> dict[str, Any]:
 def render_table(scan: ScanReport | Audit) -> str:
     """A readable table: one line per host with its open and filtered ports, then a summary
     and, for an audit, the violations, the drift and the wait."""
+    return "".join(iter_table(scan))
+
+
+_HEADERS = ("HOST", "ADDRESS", "STATUS", "OPEN", "FILTERED", "CLOSED")
+
+
+def _row(host: HostResult) -> tuple[str, ...]:
+    extra = f" ({host.error})" if host.error else ""
+    errors = f" errors:{format_ports(host.error_ports)}" if host.error_ports else ""
+    return (
+        host.name,
+        host.address or "-",
+        host.status.value + extra,
+        format_ports(host.open_ports) or "-",
+        (format_ports(host.filtered_ports) or "-") + errors,
+        str(host.closed_count),
+    )
+
+
+def iter_table(scan: ScanReport | Audit) -> Iterator[str]:
+    """``render_table`` in chunks, a line at a time: the column widths are found in a first
+    pass, so no row is kept."""
     audit = scan if isinstance(scan, Audit) else Audit(scan)
     report = audit.report
-    rows = [("HOST", "ADDRESS", "STATUS", "OPEN", "FILTERED", "CLOSED")]
-    for h in report.hosts:
-        extra = f" ({h.error})" if h.error else ""
-        errors = f" errors:{format_ports(h.error_ports)}" if h.error_ports else ""
-        rows.append(
-            (
-                h.name,
-                h.address or "-",
-                h.status.value + extra,
-                format_ports(h.open_ports) or "-",
-                (format_ports(h.filtered_ports) or "-") + errors,
-                str(h.closed_count),
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
-        for row in rows
-    ]
+    widths = [len(header) for header in _HEADERS[:-1]]
+    for host in report.hosts:
+        for i, cell in enumerate(_row(host)[:-1]):
+            widths[i] = max(widths[i], len(cell))
+
+    def line(row: tuple[str, ...]) -> str:
+        cells = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
+        return (cells + "  " + row[-1]).rstrip() + "\n"
+
+    yield line(_HEADERS)
+    for host in report.hosts:
+        yield line(_row(host))
     s = summary(report)
-    lines.append("")
+    lines = [""]
+    partial = (
+        f", {s['interrupted']} partly scanned, {s['not_scanned']} not scanned"
+        if report.interrupted
+        else ""
+    )
     lines.append(
         f"{s['hosts']} hosts ({s['up']} up, {s['unresolved']} unresolved, {s['timed_out']} timed "
-        f"out), {s['open_ports']} open, {s['filtered_ports']} filtered, {s['closed_ports']} "
-        f"closed, {s['error_ports']} errors; {s['probes_sent']} probes in {s['duration']:.2f} s "
-        f"({s['rate']:.0f}/s)" + (" - INTERRUPTED, partial results" if report.interrupted else "")
+        f"out{partial}), {s['open_ports']} open, {s['filtered_ports']} filtered, "
+        f"{s['closed_ports']} closed, {s['error_ports']} errors; {s['probes_sent']} probes in "
+        f"{s['duration']:.2f} s ({s['rate']:.0f}/s)"
+        + (" - INTERRUPTED, partial results" if report.interrupted else "")
     )
     lines.extend(f"warning: {w}" for w in report.warnings)
     lines.extend(_audit_lines(audit))
-    return "\n".join(line.rstrip() for line in lines) + "\n"
+    yield "".join(line.rstrip() + "\n" for line in lines)
 
 
 def _audit_lines(audit: Audit) -> list[str]:

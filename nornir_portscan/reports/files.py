@@ -8,28 +8,29 @@ destroys the previous report.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from nornir_portscan.audit.gates import Audit
 from nornir_portscan.errors import InputError
-from nornir_portscan.reports.data import render_table, report_to_json
-from nornir_portscan.reports.nmap_xml import report_to_xml
-from nornir_portscan.reports.pages import audit_to_html, audit_to_markdown
+from nornir_portscan.reports.data import iter_json, iter_table
+from nornir_portscan.reports.nmap_xml import iter_xml
+from nornir_portscan.reports.pages import iter_html, iter_markdown
 from nornir_portscan.reports.writer import check_destination, write_atomic
 
 __all__ = ["FORMATS", "ReportFiles", "page_format", "write_reports"]
 
 Path_ = str | os.PathLike[str]
-FORMATS: dict[str, tuple[str, Callable[[Audit], str]]] = {
-    "json": ("JSON report", report_to_json),
-    "xml": ("XML report", report_to_xml),
-    "table": ("table", render_table),
-    "markdown": ("Markdown report", audit_to_markdown),
-    "html": ("HTML report", audit_to_html),
+FORMATS: dict[str, tuple[str, Callable[[Audit], Iterable[str]]]] = {
+    "json": ("JSON report", iter_json),
+    "xml": ("XML report", iter_xml),
+    "table": ("table", iter_table),
+    "markdown": ("Markdown report", iter_markdown),
+    "html": ("HTML report", iter_html),
 }
-"""format -> (what it is called in messages, its renderer)."""
+"""format -> (what it is called in messages, its renderer: the text in chunks, so that a report
+of 65,536 hosts is never all in memory)."""
 _PAGES = {".md": "markdown", ".html": "html", ".htm": "html"}
 
 

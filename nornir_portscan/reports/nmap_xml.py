@@ -12,7 +12,8 @@ more, or other, than nmap can, it is mapped like this:
   ``no-response``) when every port was filtered, and nmap's ``unknown`` when nothing is known
   (reason ``local-error``, or ``no-result`` when a host timeout came first). A host timeout also
   sets ``timedout="true"`` and keeps the partial ports; a host's error message goes in its
-  ``comment`` attribute.
+  ``comment`` attribute. A host an interrupt left partly scanned or not scanned, and that no
+  port answered, is ``unknown`` (reason ``interrupted`` or ``not-scanned``), never ``down``.
 - A port with a local ``error`` gets nmap's ``unknown`` port state (what nmap calls a port it
   could not tell), with our errno name as the reason: it is neither hidden nor called closed.
 - Closed (and filtered) ports are listed one by one when there are at most 25 of them, and
@@ -33,14 +34,14 @@ import statistics
 import time
 import xml.etree.ElementTree as ET
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from nornir_portscan.audit.gates import Audit, violation_text
 from nornir_portscan.models import HostResult, HostStatus, PortResult, PortState, ScanReport
 from nornir_portscan.ports import format_ports
 from nornir_portscan.reports.data import host_entry, report_to_dict
 
-__all__ = ["report_to_xml", "service_name"]
+__all__ = ["iter_xml", "report_to_xml", "service_name"]
 
 XML_OUTPUT_VERSION = "1.05"  # the xmloutputversion of nmap 7.x
 _MAX_LISTED = 25  # nmap lists at most this many ports of one closed or filtered state
@@ -48,6 +49,12 @@ _MAX_LISTED = 25  # nmap lists at most this many ports of one closed or filtered
 
 def report_to_xml(scan: ScanReport | Audit) -> str:
     """The report (of a scan or an audit) as an nmap XML document (``nmap -sT -oX``)."""
+    return "".join(iter_xml(scan))
+
+
+def iter_xml(scan: ScanReport | Audit) -> Iterator[str]:
+    """``report_to_xml`` in chunks, a ``<host>`` at a time: memory stays flat however many
+    hosts there are (the document around the hosts is built first, with their counts)."""
     from nornir_portscan import __version__
 
     audit = scan if isinstance(scan, Audit) else Audit(scan)
@@ -79,24 +86,26 @@ def report_to_xml(scan: ScanReport | Audit) -> str:
             ET.SubElement(
                 root, "target", specification=host.name, status="skipped", reason="invalid"
             )
-    up = total = 0
-    for index, host in enumerate(report.hosts):
-        if host.address is None:
-            continue
-        element = _host(audit, index)
-        root.append(element)
-        total += 1
-        up += element[0].get("state") == "up"
+    scanned = [i for i, host in enumerate(report.hosts) if host.address is not None]
+    up = sum(_host_state(report.hosts[i])[0] == "up" for i in scanned)
+    after = "runstats"
     if audit.verdicts or audit.drift is not None or audit.wait is not None:
         post = ET.SubElement(root, "postscript")
         post.append(_run_script(audit))
-    _runstats(root, report, up, total)
+        after = "postscript"
+    _runstats(root, report, up, len(scanned))
     ET.indent(root, space="")
-    head = (
+    text = ET.tostring(root, encoding="unicode")
+    cut = text.rindex(f"\n<{after}>") + 1  # the hosts go before the post-script or the stats
+    yield (
         '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE nmaprun>\n'
         f"<!-- nornir-portscan {__version__} scan initiated {start} -->\n"
-    )
-    return head + ET.tostring(root, encoding="unicode") + "\n"
+    ) + text[:cut]
+    for index in scanned:
+        element = _host(audit, index)
+        ET.indent(element, space="")
+        yield ET.tostring(element, encoding="unicode") + "\n"
+    yield text[cut:] + "\n"
 
 
 def _timestr(timestamp: float) -> str:
@@ -149,6 +158,8 @@ def _host_state(host: HostResult) -> tuple[str, str]:
         return "up", "syn-ack"
     if host.closed_count:
         return "up", "conn-refused"
+    if host.status in (HostStatus.INTERRUPTED, HostStatus.NOT_SCANNED):  # no verdict: unknown
+        return "unknown", host.status.value
     if host.filtered_ports:
         return "down", "no-response"
     if host.error_ports or host.status is HostStatus.ERROR:

@@ -13,27 +13,45 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from nornir_portscan.audit.gates import Audit
 from nornir_portscan.models import ScanReport
 from nornir_portscan.ports import format_ports
-from nornir_portscan.reports.data import report_to_dict
+from nornir_portscan.reports.data import host_entry, report_to_dict
 
-__all__ = ["audit_to_html", "audit_to_markdown"]
+__all__ = ["audit_to_html", "audit_to_markdown", "iter_html", "iter_markdown"]
 
 NONE = "—"  # an empty cell
 _TITLE = "Port exposure audit"
 _COMPLIANT = {True: "yes", False: "no", None: "error"}
 
 
+Row = tuple[str, ...]
+
+
 @dataclass(slots=True)
 class _Table:
     headers: tuple[str, ...]
     key: int  # the column that Markdown puts in bold on a highlighted row
-    rows: list[tuple[str, ...]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
     marked: set[int] = field(default_factory=set)  # rows to highlight
+    # Rows made as they are written, (row, marked), and how many: a table of every host
+    # is never all in memory.
+    source: Callable[[], Iterator[tuple[Row, bool]]] | None = None
+    count: int = 0
+
+    def items(self) -> Iterator[tuple[Row, bool]]:
+        if self.source is not None:
+            yield from self.source()
+        else:
+            yield from ((row, i in self.marked) for i, row in enumerate(self.rows))
+
+    @property
+    def empty(self) -> bool:
+        return not (self.count if self.source is not None else self.rows)
 
 
 @dataclass(slots=True)
@@ -42,6 +60,7 @@ class _View:
 
     outcome: str
     failed: bool
+    incomplete: bool  # interrupted: partial results
     started: str
     summary: list[tuple[str, str, bool]]  # label, value, whether it calls for attention
     hosts: _Table
@@ -53,12 +72,13 @@ class _View:
 
 
 def _view(audit: Audit) -> _View:
-    data = report_to_dict(audit)
-    hosts, violations = _host_tables(data)
+    data = report_to_dict(audit, hosts=False)
+    hosts, violations = _host_tables(audit, data)
     drift, drift_note = _drift_table(audit, data)
     return _View(
         outcome=_outcome(audit),
         failed=audit.violated,
+        incomplete=audit.report.interrupted,
         started=f"{data['started']} to {data['finished']}",
         summary=_summary(data),
         hosts=hosts,
@@ -74,6 +94,8 @@ def _outcome(audit: Audit) -> str:
     judged = bool(audit.verdicts) or audit.drift is not None or audit.wait is not None
     if audit.violated:
         outcome = "FAILED: violations, drift or unmet expectations"
+    elif audit.report.interrupted:  # what was not scanned is neither passed nor failed
+        return "INCOMPLETE: interrupted, partial results" + ("" if judged else "; no expectations")
     elif judged:
         outcome = "PASSED: every expectation met"
     else:
@@ -86,6 +108,11 @@ def _outcome(audit: Audit) -> str:
 def _summary(data: dict[str, Any]) -> list[tuple[str, str, bool]]:
     counts = data["summary"]
     summary = [("Hosts", str(counts["hosts"]), False), ("Up", str(counts["up"]), False)]
+    if data["interrupted"]:
+        summary += [
+            _count("Partly scanned", counts["interrupted"]),
+            _count("Not scanned", counts["not_scanned"]),
+        ]
     compliance = data.get("compliance")
     if compliance is None:
         summary.append(("Compliance", "no policy", False))
@@ -120,16 +147,19 @@ def _count(label: str, count: int) -> tuple[str, str, bool]:
     return label, str(count), count > 0
 
 
-def _host_tables(data: dict[str, Any]) -> tuple[_Table, _Table | None]:
-    hosts = _Table(("Host", "Address", "Status", "Open", "Filtered", "Closed", "Compliant"), 6)
-    violations = _Table(("Host", "Port", "Expected", "Actual", "Reason"), 3)
-    for index, entry in enumerate(data["hosts"]):
-        status = entry["status"] + (f" ({entry['error']})" if entry["error"] else "")
-        if entry["error_ports"]:
-            status += f"; errors on {format_ports(entry['error_ports'])}"
-        compliant = _COMPLIANT[entry["compliant"]] if "compliant" in entry else NONE
-        hosts.rows.append(
-            (
+def _host_tables(audit: Audit, data: dict[str, Any]) -> tuple[_Table, _Table | None]:
+    count = len(audit.report.hosts)
+
+    def entries() -> Iterator[dict[str, Any]]:
+        return (host_entry(audit, index) for index in range(count))
+
+    def host_rows() -> Iterator[tuple[Row, bool]]:
+        for entry in entries():
+            status = entry["status"] + (f" ({entry['error']})" if entry["error"] else "")
+            if entry["error_ports"]:
+                status += f"; errors on {format_ports(entry['error_ports'])}"
+            compliant = _COMPLIANT[entry["compliant"]] if "compliant" in entry else NONE
+            row = (
                 entry["name"],
                 entry["address"] or NONE,
                 status,
@@ -138,15 +168,22 @@ def _host_tables(data: dict[str, Any]) -> tuple[_Table, _Table | None]:
                 str(entry["closed_count"]),
                 compliant,
             )
-        )
-        if entry.get("compliant") is False:
-            hosts.marked.add(index)
-        for v in entry.get("violations", []):
-            violations.marked.add(len(violations.rows))
-            violations.rows.append(
-                (entry["name"], str(v["port"]), v["expected"], v["actual"], v["reason"])
-            )
-    return hosts, (violations if "compliance" in data else None)
+            yield row, entry.get("compliant") is False
+
+    def violation_rows() -> Iterator[tuple[Row, bool]]:
+        for entry in entries():
+            for v in entry.get("violations", []):
+                yield (entry["name"], str(v["port"]), v["expected"], v["actual"], v["reason"]), True
+
+    headers = ("Host", "Address", "Status", "Open", "Filtered", "Closed", "Compliant")
+    hosts = _Table(headers, 6, source=host_rows, count=count)
+    if "compliance" not in data:
+        return hosts, None
+    found = data["compliance"]["violations"]
+    violations = _Table(
+        ("Host", "Port", "Expected", "Actual", "Reason"), 3, source=violation_rows, count=found
+    )
+    return hosts, violations
 
 
 def _drift_table(audit: Audit, data: dict[str, Any]) -> tuple[_Table | None, str]:
@@ -214,42 +251,50 @@ def _md(text: str) -> str:
     return _MD_UNDERSCORE.sub(r"\_", text.translate(_MD_SPECIAL))
 
 
-def _md_table(table: _Table) -> list[str]:
-    lines = [
-        "| " + " | ".join(table.headers) + " |",
-        "|" + "|".join("---" for _ in table.headers) + "|",
-    ]
-    for index, row in enumerate(table.rows):
+def _md_table(table: _Table) -> Iterator[str]:
+    yield "| " + " | ".join(table.headers) + " |"
+    yield "|" + "|".join("---" for _ in table.headers) + "|"
+    for row, marked in table.items():
         cells = [_md(cell) for cell in row]
-        if index in table.marked:
+        if marked:
             cells[table.key] = f"**{cells[table.key]}**"
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+        yield "| " + " | ".join(cells) + " |"
 
 
 def audit_to_markdown(audit: Audit | ScanReport) -> str:
     """The audit (or a plain scan) as a Markdown document."""
-    view = _view(_as_audit(audit))
+    return "".join(iter_markdown(audit))
+
+
+def iter_markdown(audit: Audit | ScanReport) -> Iterator[str]:
+    """``audit_to_markdown`` in chunks, a line at a time."""
+    return (line + "\n" for line in _markdown_lines(_view(_as_audit(audit))))
+
+
+def _markdown_lines(view: _View) -> Iterator[str]:
     lines = [f"# {_TITLE}", "", f"**{_md(view.outcome)}**", "", _md(view.started), ""]
     lines += ["| Summary | |", "|---|---|"]
     lines += [
         f"| {label} | {f'**{_md(value)}**' if alert else _md(value)} |"
         for label, value, alert in view.summary
     ]
-    lines += ["", "## Hosts", "", *_md_table(view.hosts)]
-    if view.violations is not None:
-        lines += ["", "## Violations", ""]
-        lines += _md_table(view.violations) if view.violations.rows else ["No violations."]
-    if view.drift is not None:
-        lines += ["", "## Drift", ""]
-        lines += _md_table(view.drift) if view.drift.rows else ["No drift."]
-        lines += ["", _md(view.drift_note)]
-    if view.unmet is not None:
-        lines += ["", "## Wait", ""]
-        lines += _md_table(view.unmet) if view.unmet.rows else ["Every expectation was met."]
+    yield from lines
+    yield from ("", "## Hosts", "")
+    yield from _md_table(view.hosts)
+    sections = (
+        ("Violations", view.violations, "No violations."),
+        ("Drift", view.drift, "No drift."),
+        ("Wait", view.unmet, "Every expectation was met."),
+    )
+    for title, table, empty in sections:
+        if table is None:
+            continue
+        yield from ("", f"## {title}", "")
+        yield from (empty,) if table.empty else _md_table(table)
+        if table is view.drift:
+            yield from ("", _md(view.drift_note))
     if view.warnings:
-        lines += ["", "## Warnings", "", *(f"- {_md(w)}" for w in view.warnings)]
-    return "\n".join(lines) + "\n"
+        yield from ("", "## Warnings", "", *(f"- {_md(w)}" for w in view.warnings))
 
 
 # HTML
@@ -261,6 +306,7 @@ h1 { font-size: 1.6rem; margin-bottom: .3rem; }
 h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; }
 .outcome { display: inline-block; padding: .3rem .8rem; border-radius: 6px; font-weight: 600; }
 .outcome.failed { background: #ffebe9; color: #a40e26; border: 1px solid #ff8182; }
+.outcome.incomplete { background: #fff8c5; color: #7d4e00; border: 1px solid #d4a72c; }
 .outcome.passed { background: #dafbe1; color: #116329; border: 1px solid #4ac26b; }
 .when { color: #59636e; margin: .4rem 0 1rem; }
 .cards { display: flex; flex-wrap: wrap; gap: .6rem; }
@@ -285,34 +331,43 @@ def _h(text: str) -> str:
     return html.escape(text, quote=True)
 
 
-def _html_table(table: _Table, mark: str) -> list[str]:
-    out = ["<table>", "<thead><tr>" + "".join(f"<th>{_h(h)}</th>" for h in table.headers)]
-    out.append("</tr></thead><tbody>")
-    for index, row in enumerate(table.rows):
-        marked = index in table.marked
+def _html_table(table: _Table, mark: str) -> Iterator[str]:
+    yield "<table>"
+    yield "<thead><tr>" + "".join(f"<th>{_h(h)}</th>" for h in table.headers)
+    yield "</tr></thead><tbody>"
+    for row, marked in table.items():
         cells = "".join(
             f'<td class="key">{_h(cell)}</td>'
             if marked and column == table.key
             else f"<td>{_h(cell)}</td>"
             for column, cell in enumerate(row)
         )
-        out.append((f'<tr class="{mark}">' if marked else "<tr>") + cells + "</tr>")
-    out.append("</tbody></table>")
-    return out
+        yield (f'<tr class="{mark}">' if marked else "<tr>") + cells + "</tr>"
+    yield "</tbody></table>"
 
 
-def _html_section(title: str, table: _Table | None, mark: str, empty: str) -> list[str]:
+def _html_section(title: str, table: _Table | None, mark: str, empty: str) -> Iterator[str]:
     if table is None:
-        return []
-    out = [f"<h2>{_h(title)}</h2>"]
-    out += _html_table(table, mark) if table.rows else [f'<p class="note">{_h(empty)}</p>']
-    return out
+        return
+    yield f"<h2>{_h(title)}</h2>"
+    if table.empty:
+        yield f'<p class="note">{_h(empty)}</p>'
+    else:
+        yield from _html_table(table, mark)
 
 
 def audit_to_html(audit: Audit | ScanReport) -> str:
     """The audit (or a plain scan) as a self-contained HTML page."""
-    view = _view(_as_audit(audit))
-    tone = "failed" if view.failed else "passed"
+    return "".join(iter_html(audit))
+
+
+def iter_html(audit: Audit | ScanReport) -> Iterator[str]:
+    """``audit_to_html`` in chunks, a line at a time."""
+    return (line + "\n" for line in _html_lines(_view(_as_audit(audit))))
+
+
+def _html_lines(view: _View) -> Iterator[str]:
+    tone = "failed" if view.failed else "incomplete" if view.incomplete else "passed"
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -330,15 +385,15 @@ def audit_to_html(audit: Audit | ScanReport) -> str:
         for label, value, alert in view.summary
     ]
     out.append("</section>")
-    out += _html_section("Hosts", view.hosts, "violation", "No hosts.")
-    out += _html_section("Violations", view.violations, "violation", "No violations.")
-    out += _html_section("Drift", view.drift, "drift", "No drift.")
+    yield from out
+    yield from _html_section("Hosts", view.hosts, "violation", "No hosts.")
+    yield from _html_section("Violations", view.violations, "violation", "No violations.")
+    yield from _html_section("Drift", view.drift, "drift", "No drift.")
     if view.drift is not None:
-        out.append(f'<p class="note">{_h(view.drift_note)}</p>')
-    out += _html_section("Wait", view.unmet, "unmet", "Every expectation was met.")
+        yield f'<p class="note">{_h(view.drift_note)}</p>'
+    yield from _html_section("Wait", view.unmet, "unmet", "Every expectation was met.")
     if view.warnings:
-        out.append("<h2>Warnings</h2><ul>")
-        out += [f"<li>{_h(w)}</li>" for w in view.warnings]
-        out.append("</ul>")
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
+        yield "<h2>Warnings</h2><ul>"
+        yield from (f"<li>{_h(w)}</li>" for w in view.warnings)
+        yield "</ul>"
+    yield "</body></html>"

@@ -17,7 +17,9 @@ import contextlib
 import os
 import stat
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from nornir_portscan.errors import ReportError, ReportPathError
 
@@ -78,13 +80,15 @@ no such directory 'missing'; give a path in an existing directory, e.g. 'r.json'
         )
 
 
-def write_atomic(path: str | os.PathLike[str], text: str, what: str = "report") -> None:
-    """Write ``text`` (UTF-8) to ``path`` so that readers see the old file or the new one,
-    never a part; raises ``ReportError`` (one line, naming ``what``) on any ``OSError``, with
-    the previous file intact and no temporary file left."""
+def write_atomic(
+    path: str | os.PathLike[str], text: str | Iterable[str], what: str = "report"
+) -> None:
+    """Write ``text`` (UTF-8; a string, or the chunks of one, which are never all in memory at
+    once) to ``path`` so that readers see the old file or the new one, never a part; raises
+    ``ReportError`` (one line, naming ``what``) on any ``OSError``, with the previous file
+    intact and no temporary file left."""
     shown = os.fspath(path)
     lead = f"cannot write the {what} {shown!r}"
-    data = text.encode("utf-8")
     real = Path(os.path.realpath(shown))  # through a symlink, to the file it names
     try:
         info: os.stat_result | None = real.stat()
@@ -95,7 +99,7 @@ def write_atomic(path: str | os.PathLike[str], text: str, what: str = "report") 
     if info is not None and not stat.S_ISREG(info.st_mode):
         try:
             with real.open("wb") as file:  # /dev/stdout, a FIFO: written in place
-                file.write(data)
+                _write(file, text)
         except OSError as exc:
             raise ReportError(f"{lead}: {exc.strerror or exc}") from exc
         return
@@ -107,7 +111,7 @@ def write_atomic(path: str | os.PathLike[str], text: str, what: str = "report") 
     temporary = Path(name)
     try:
         with os.fdopen(handle, "wb") as file:
-            file.write(data)
+            _write(file, text)
             file.flush()
             os.fchmod(file.fileno(), mode)
             os.fsync(file.fileno())
@@ -118,6 +122,11 @@ def write_atomic(path: str | os.PathLike[str], text: str, what: str = "report") 
             raise ReportError(f"{lead}: {exc.strerror or exc}") from exc
         raise
     _sync_directory(real.parent)
+
+
+def _write(file: BinaryIO, text: str | Iterable[str]) -> None:
+    for chunk in (text,) if isinstance(text, str) else text:
+        file.write(chunk.encode("utf-8"))
 
 
 def _elsewhere(name: str, parent: Path) -> str:

@@ -16,19 +16,74 @@ expectations do not explain) and, if not, why in one line (``failure``).
 from __future__ import annotations
 
 import functools
+import sys
 import traceback
 
-try:
-    from nornir_portscan import PortscanError, ReportError, ScanInterrupted, TargetSpec, scan
-    from nornir_portscan import WorkerPool  # noqa: F401 - for the action plugin
-    from nornir_portscan.pipeline import build_job, number, run_job, write_reports
-    from nornir_portscan.reports.data import host_entry, report_to_dict
-except ImportError:
-    ENGINE_IMPORT_ERROR = traceback.format_exc()
-else:
-    ENGINE_IMPORT_ERROR = None
+# The engine series this collection drives: module_utils imports engine internals (pipeline,
+# reports.data), which may change between minor versions. Keep in step with
+# meta/ee-requirements.txt and pyproject.toml (a test compares them).
+ENGINE_REQUIRES = ((0, 1, 0), (0, 2, 0))  # at least, below
+ENGINE_REQUIREMENT = "nornir-portscan>=0.1.0,<0.2.0"
+ENGINE_PYTHON = (3, 11)
 
-INSTALL_HINT = "to scan ports (pip install nornir-portscan)"
+
+def version_tuple(text):
+    """``(0, 1, 0)`` from ``'0.1.0'`` or ``'0.1.0.dev1'``; None for what does not read as one."""
+    parts = []
+    for part in str(text).split(".")[:3]:
+        digits = ""
+        for char in part:
+            if not char.isdigit():
+                break
+            digits += char
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts + [0] * (3 - len(parts))) if parts else None
+
+
+def engine_problem(found, location="", python=None):
+    """Why the engine ``found`` (its ``__version__``; None: not installed) cannot serve this
+    collection, in one line that says what to install for which Python; None when it can."""
+    python = python or sys.executable
+    install = f"install it with: {python} -m pip install '{ENGINE_REQUIREMENT}'"
+    where = (f"on the host that runs the scan (Python {python}; without delegate_to that is "
+             "each managed host, see 'Where the scan runs' in docs/ansible.md)")
+    if found is None:
+        if sys.version_info[:2] < ENGINE_PYTHON:
+            return (f"the nornir-portscan engine needs Python 3.11 or newer {where}, found "
+                    f"{sys.version_info[0]}.{sys.version_info[1]}: set ansible_python_interpreter"
+                    f" to a Python 3.11+ and {install}, or scan from the controller with "
+                    "delegate_to: localhost")
+        return (f"the nornir-portscan engine ({ENGINE_REQUIREMENT}) is not installed {where}: "
+                f"{install}, or scan from the controller with delegate_to: localhost")
+    version = version_tuple(found)
+    low, below = ENGINE_REQUIRES
+    if version is not None and low <= version < below:
+        return None
+    at = f" at {location}" if location else ""
+    return (f"this collection needs {ENGINE_REQUIREMENT}, found nornir-portscan {found}{at} "
+            f"{where}: {install}")
+
+
+ENGINE_TRACEBACK = None
+try:
+    import nornir_portscan
+except ImportError:
+    ENGINE_TRACEBACK = traceback.format_exc()
+    ENGINE_ERROR = engine_problem(None)
+else:
+    ENGINE_ERROR = engine_problem(getattr(nornir_portscan, "__version__", "unknown"),
+                                  getattr(nornir_portscan, "__file__", ""))
+if ENGINE_ERROR is None:
+    try:
+        from nornir_portscan import PortscanError, ReportError, ScanInterrupted, TargetSpec, scan
+        from nornir_portscan import WorkerPool  # noqa: F401  # pylint: disable=unused-import
+        from nornir_portscan.pipeline import build_job, number, run_job, write_reports
+        from nornir_portscan.reports.data import host_entry, report_to_dict
+    except ImportError as exc:  # the right version, but broken
+        ENGINE_TRACEBACK = traceback.format_exc()
+        ENGINE_ERROR = f"the nornir-portscan engine cannot be imported: {exc}"
 
 # The module's DOCUMENTATION describes exactly these options (a test compares them).
 ARGUMENT_SPEC = {
@@ -115,13 +170,43 @@ def run(params, check_mode=False, workers=None):
         raise TaskError(str(exc)) from None
     result = task_result(audit)
     result["warnings"] = list(audit.report.warnings)
-    try:
-        result["reports"] = list(write_reports(job.reports, audit))
-    except ReportError as exc:
-        raise TaskError(str(exc), result) from None
+    result["reports"] = []
+    if check_mode:
+        asked = [str(params[name]) for name in REPORTS if params[name]]
+        if asked:
+            result["warnings"].append(
+                "check mode: the scan ran (its probes change nothing), but "
+                f"{', '.join(asked)} were not written; the task reports changed as they would be")
+            result["would_write"] = asked
+    else:
+        try:
+            result["reports"] = list(write_reports(job.reports, audit))
+        except ReportError as exc:
+            raise TaskError(str(exc), result) from None
     if params["fail_on_violation"] and result["failed_hosts"]:
         raise ViolationError(violation_message(result), result)
+    result["msg"] = summary_message(result)
     return result
+
+
+def changed(result):
+    """A scan changes nothing on its targets: the task changed when it wrote report files (in
+    check mode: would have)."""
+    return bool(result.get("reports") or result.get("would_write"))
+
+
+def summary_message(result):
+    """One line for the task's ``msg``: what was scanned and who did not pass."""
+    summary = result["summary"]
+    hosts = summary["hosts"]
+    line = (f"scanned {hosts} host{'' if hosts == 1 else 's'} ({summary['up']} up): "
+            f"{summary['open_ports']} open, {summary['filtered_ports']} filtered, "
+            f"{summary['closed_ports']} closed ports")
+    failed = result["failed_hosts"]
+    if failed:
+        shown = ", ".join(failed[:5]) + (", ..." if len(failed) > 5 else "")
+        line += f"; {len(failed)} did not pass: {shown}"
+    return line
 
 
 def port_spec(value):
@@ -185,7 +270,10 @@ def host_result(audit, index):
         resolved=entry["address"] is not None,
         timed_out=entry["status"] == "timed_out",
         any_open=bool(entry["open_ports"]),
-        all_open=entry["up"] and scanned > 0 and len(entry["open_ports"]) == scanned,
+        all_open=bool(
+            entry["up"] and scanned > 0 and not entry["unscanned_ports"]
+            and len(entry["open_ports"]) == scanned
+        ),
     )
     return entry
 

@@ -230,7 +230,16 @@ attributes:
         the controller process when the module would run there anyway (see the notes).
     support: full
   check_mode:
-    description: The scan runs in check mode too (it changes nothing); report files are not written.
+    description:
+      - The scan runs in check mode too (its probes change nothing on the targets), so that the
+        tasks after it see real results; report files are not written, a warning names them and
+        C(changed) says whether they would have been. Add C(when=not ansible_check_mode) to
+        send no probes in check mode.
+    support: full
+  async:
+    description:
+      - Long scans can run with C(async) and C(poll); the task then always runs as a module
+        (not in the controller process).
     support: full
   diff_mode:
     description: There is nothing to diff.
@@ -241,7 +250,9 @@ attributes:
     platforms: posix
 requirements:
   - python >= 3.11
-  - nornir-portscan (C(pip install nornir-portscan)) in the Python that runs the module
+  - nornir-portscan >= 0.1.0, < 0.2.0 (C(pip install 'nornir-portscan>=0.1.0,<0.2.0')) in the
+    Python that runs the module; the task fails with that line when it is missing or another
+    version
 notes:
   - The Python that runs the module must have C(nornir-portscan). Scans usually run on the
     controller (C(delegate_to=localhost) with C(run_once=true)). The implicit localhost already uses
@@ -301,9 +312,20 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+msg:
+  description: What was scanned and which hosts did not pass, in one line.
+  returned: success
+  type: str
+  sample: "scanned 3 hosts (3 up): 5 open, 0 filtered, 4 closed ports; 1 did not pass: web2"
 reports:
   description: The report files written (none in check mode).
   returned: always
+  type: list
+  elements: str
+  sample: [/tmp/exposure.json]
+would_write:
+  description: In check mode, the report files that were not written (C(changed) is then true).
+  returned: in check mode, when report options are set
   type: list
   elements: str
   sample: [/tmp/exposure.json]
@@ -328,7 +350,8 @@ hosts:
       sample: null
     status:
       description:
-        - C(up), C(no-response) (every port filtered), C(unresolved), C(timed_out) or C(error).
+        - C(up), C(no-response) (every port filtered), C(unresolved), C(timed_out) or C(error);
+          after an interrupt C(interrupted) (scanned part way) or C(not-scanned).
       type: str
       sample: up
     up:
@@ -348,7 +371,8 @@ hosts:
       type: bool
       sample: true
     all_open:
-      description: The host is up and every port scanned on it is open.
+      description: The host is up, every port asked for was scanned (none left by an
+        interrupt or the host timeout) and every one is open.
       type: bool
       sample: false
     open_ports:
@@ -378,6 +402,10 @@ hosts:
       description: The ports probed to the end, compacted; empty when none.
       type: str
       sample: 22,80-82
+    unscanned_ports:
+      description: The ports a host timeout or an interrupt left unscanned; empty when none.
+      type: str
+      sample: ""
     ports:
       description: Every port that is not closed (closed ones too with O(include_closed)).
       type: list
@@ -470,6 +498,8 @@ summary:
     unresolved: 1
     timed_out: 0
     error: 0
+    interrupted: 0
+    not_scanned: 0
     open_ports: 3
     filtered_ports: 0
     closed_ports: 17
@@ -512,26 +542,26 @@ wait:
            unmet: [{host: web2, port: 8080, expected: open, actual: closed}]}
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nornir_portscan.portscan.plugins.module_utils.portscan import (
-    ARGUMENT_SPEC, ENGINE_IMPORT_ERROR, INSTALL_HINT, TaskError, run)
+    ARGUMENT_SPEC, ENGINE_ERROR, ENGINE_TRACEBACK, TaskError, changed, run)
 
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    if ENGINE_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("nornir-portscan", reason=INSTALL_HINT),
-                         exception=ENGINE_IMPORT_ERROR)
+    if ENGINE_ERROR:
+        module.fail_json(msg=ENGINE_ERROR, exception=ENGINE_TRACEBACK)
     try:
         result = run(module.params, module.check_mode)
     except TaskError as exc:  # with a result (fail_on_violation, a report not written): all of it
         result = dict(exc.result or {})
         for warning in result.pop("warnings", ()):
             module.warn(warning)
-        module.fail_json(msg=str(exc), changed=bool(result.get("reports")), **result)
+        result.pop("msg", None)
+        module.fail_json(msg=str(exc), changed=changed(result), **result)
     for warning in result.pop("warnings"):
         module.warn(warning)
-    module.exit_json(changed=bool(result["reports"]), **result)
+    module.exit_json(changed=changed(result), **result)
 
 
 if __name__ == "__main__":

@@ -56,9 +56,10 @@ class NetnsListeners:
         config = self.workdir / f"listener{n}.json"
         ready = self.workdir / f"listener{n}.ready"
         config.write_text(json.dumps({"binds": binds, "backlog": 128, "ready": str(ready)}))
-        self.procs.append(subprocess.Popen(
-            ["ip", "netns", "exec", self.netns, sys.executable, str(LISTENER), str(config)],
-            stdout=subprocess.DEVNULL))
+        with (self.workdir / f"listener{n}.out").open("w") as out:
+            self.procs.append(subprocess.Popen(
+                ["ip", "netns", "exec", self.netns, sys.executable, str(LISTENER), str(config)],
+                stdout=out))
         deadline = time.monotonic() + 10
         while not ready.exists():
             assert self.procs[-1].poll() is None, "the listener process failed"
@@ -88,6 +89,15 @@ class NetnsListeners:
             proc.terminate()
         for proc in self.procs:
             proc.wait(timeout=10)
+
+    def accepted(self) -> int:
+        """Connections the listeners accepted (they say so when they end): closes the lab."""
+        self.close()
+        total = 0
+        for n in range(len(self.procs)):
+            line = (self.workdir / f"listener{n}.out").read_text()
+            total += int(line.split("accepted ")[1].split()[0])
+        return total
 
 
 def demo_binds(skip: Iterable[tuple[str, int]] = ()) -> list[tuple[str, int]]:

@@ -6,6 +6,7 @@ import contextlib
 import gc
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -29,7 +30,7 @@ def test_the_garbage_collector_is_paused_for_the_task_and_restored_on_errors() -
 
     class Failing(action.ActionModule):
         def __init__(self) -> None:  # no Ansible machinery: only run() is under test
-            pass
+            self._task = SimpleNamespace(run_once=False, async_val=0)
 
         def _run(self, tmp: object, task_vars: object) -> dict[str, Any]:
             seen.append(gc.isenabled())

@@ -72,11 +72,12 @@ def audit_of_one_host() -> Audit:
 @pytest.mark.usefixtures("collection_import")
 def test_documented_return_matches_a_real_result() -> None:
     from ansible_collections.nornir_portscan.portscan.plugins.module_utils.portscan import (
+        summary_message,
         task_result,
     )
 
     result = task_result(audit_of_one_host())
-    result["reports"] = []
+    result.update(reports=[], would_write=[], msg=summary_message(result))
     returned = module_docs()["RETURN"]
     assert sorted(returned) == sorted(result)
     entry = result["hosts"]["web1"]
@@ -146,13 +147,51 @@ def test_built_artifact_holds_the_collection_only(ansible_env: dict[str, str],
     with tarfile.open(tmp_path / "nornir_portscan-portscan-0.1.0.tar.gz") as tar:
         names = {member.name for member in tar.getmembers()}
     top = {name.split("/")[0] for name in names}
-    assert top <= {"MANIFEST.json", "FILES.json", "README.md", "LICENSE", "docs", "meta",
-                   "plugins", "playbooks"}, sorted(top)
+    assert top <= {"MANIFEST.json", "FILES.json", "README.md", "LICENSE", "CHANGELOG.rst",
+                   "changelogs", "docs", "meta", "plugins", "playbooks"}, sorted(top)
     assert {"plugins/modules/portscan.py", "plugins/action/portscan.py",
             "plugins/module_utils/portscan.py", "meta/runtime.yml", "playbooks/scan.yml",
             "playbooks/audit.yml", "playbooks/gate_change.yml",
-            "playbooks/inventory/demo.yml", "docs/ansible.md"} <= names
+            "playbooks/inventory/demo.yml", "docs/ansible.md", "LICENSE", "CHANGELOG.rst",
+            "changelogs/changelog.yaml"} <= names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+def test_galaxy_importer_accepts_the_built_collection(ansible_env: dict[str, str],
+                                                     tmp_path: Path) -> None:
+    """What Galaxy runs on an upload: no error, no warning (a missing changelog, license or
+    repository is one)."""
+    pytest.importorskip("galaxy_importer")
+    done = ansible("ansible-galaxy", "collection", "build", str(REPO), "--output-path",
+                   str(tmp_path), env=ansible_env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "galaxy_importer.main",
+         str(tmp_path / "nornir_portscan-portscan-0.1.0.tar.gz")],
+        env=ansible_env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log
+    assert "Importer processing completed successfully" in log, log
+    assert not [line for line in log.splitlines() if "ERROR" in line or "WARNING" in line], log
+
+
+def test_changelog_fragments_and_release_are_valid(ansible_env: dict[str, str]) -> None:
+    if not (BIN / "antsibull-changelog").exists():
+        pytest.skip("antsibull-changelog is not installed (pip install antsibull-changelog)")
+    done = ansible("antsibull-changelog", "lint", env=ansible_env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "", done.stdout
+    release = yaml.safe_load((REPO / "changelogs" / "changelog.yaml").read_text())
+    galaxy = yaml.safe_load((REPO / "galaxy.yml").read_text())
+    assert galaxy["version"] in release["releases"]
+
+
+def test_galaxy_metadata_is_complete() -> None:
+    galaxy = yaml.safe_load((REPO / "galaxy.yml").read_text())
+    for key in ("repository", "documentation", "issues", "homepage"):
+        assert str(galaxy.get(key, "")).startswith("https://"), key
+    assert galaxy["license"] == ["Apache-2.0"]
+    assert "Apache License" in (REPO / "LICENSE").read_text()
 
 
 def test_demo_inventory_matches_make_demo() -> None:
@@ -174,3 +213,25 @@ def test_playbooks_and_inventory_stay_on_loopback() -> None:
         for word in text.replace(",", " ").replace("(", " ").split():
             if word.count(".") == 3 and word.replace(".", "").isdigit():
                 assert word.startswith("127."), f"{path}: {word}"
+
+
+def test_execution_environment_lists_the_engine(collections_path: Path, tmp_path: Path) -> None:
+    if not (BIN / "ansible-builder").exists():
+        pytest.skip("ansible-builder is not installed (pip install ansible-builder)")
+    done = subprocess.run([str(BIN / "ansible-builder"), "introspect", str(collections_path)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = yaml.safe_load(done.stdout.split("\n", 1)[1])
+    origin = "  # from collection nornir_portscan.portscan"
+    assert f"nornir-portscan>=0.1.0,<0.2.0{origin}" in found["python"]
+    assert f"python3 [platform:rpm platform:dpkg]{origin}" in found["system"]
+
+
+def test_sanity_ignores_are_few_and_each_says_why() -> None:
+    for path in (REPO / "tests" / "sanity").glob("ignore-*.txt"):
+        lines = path.read_text().splitlines()
+        assert len(lines) <= 10, path
+        for line in lines:
+            entry, _, why = line.partition(" # ")
+            assert len(entry.split()) == 2, line
+            assert len(why.split()) >= 4, f"{path.name}: {line!r} says not why"

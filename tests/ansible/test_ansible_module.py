@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
 import pytest
+from ansible_support import REPO
 from support import Listeners, closed_port
 
 from nornir_portscan.audit.gates import Audit
@@ -54,6 +56,7 @@ def test_scan_returns_hosts_keyed_by_name(listeners: Listeners, capsys) -> None:
         "name": "web1", "address": "127.0.0.1", "vantage": None, "status": "up", "up": True,
         "open_ports": [open_port], "filtered_ports": [], "closed_count": 1, "error_ports": [],
         "error": None, "scanned_ports": ",".join(map(str, sorted([open_port, shut]))),
+        "unscanned_ports": "",
         "ports": [{"port": open_port, "protocol": "tcp", "state": "open", "reason": "syn-ack",
                    "attempts": 1}],
         "resolved": True, "timed_out": False, "any_open": True, "all_open": False,
@@ -171,8 +174,10 @@ def test_check_mode_scans_but_writes_nothing(listeners: Listeners, tmp_path: Pat
     result = run_module({"targets": ["127.0.0.5"], "ports": port, "_ansible_check_mode": True,
                          "report": str(tmp_path / "r.json")}, capsys)
     assert result["hosts"]["127.0.0.5"]["open_ports"] == [port]
-    assert result["changed"] is False
     assert not (tmp_path / "r.json").exists()
+    # changed says what a real run would do: write the report
+    assert (result["changed"], result["reports"], result["would_write"]) == (
+        True, [], [str(tmp_path / "r.json")])
 
 
 @pytest.mark.parametrize("option", ["report", "report_html"])
@@ -188,15 +193,50 @@ def test_report_in_a_missing_directory_fails_before_the_scan(tmp_path: Path, cap
     )
 
 
-def test_missing_engine_names_the_library(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_missing_engine_names_the_version_and_how_to_install_it(
+        monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from ansible_collections.nornir_portscan.portscan.plugins.module_utils import portscan as utils
     from ansible_collections.nornir_portscan.portscan.plugins.modules import portscan
 
-    monkeypatch.setattr(portscan, "ENGINE_IMPORT_ERROR", "ModuleNotFoundError: nornir_portscan")
+    monkeypatch.setattr(portscan, "ENGINE_ERROR", utils.engine_problem(None))
     result = run_module({"targets": ["127.0.0.1"]}, capsys)
-    assert result["msg"].startswith("Failed to import the required Python library "
-                                    "(nornir-portscan) on ")
-    assert "This is required to scan ports (pip install nornir-portscan)." in result["msg"]
-    assert "ansible_python_interpreter" in result["msg"]
+    assert result["msg"].startswith("the nornir-portscan engine (nornir-portscan>=0.1.0,<0.2.0) "
+                                    "is not installed on the host that runs the scan")
+    assert f"install it with: {sys.executable} -m pip install " \
+           "'nornir-portscan>=0.1.0,<0.2.0'" in result["msg"]
+    assert "delegate_to: localhost" in result["msg"]
+
+
+@pytest.mark.parametrize(("found", "ok"), [
+    ("0.1.0", True), ("0.1.7", True), ("0.1.0.dev3", True), ("0.0.9", False),
+    ("0.2.0", False), ("1.0", False), ("unknown", False)])
+def test_engine_version_check(found: str, ok: bool) -> None:
+    from ansible_collections.nornir_portscan.portscan.plugins.module_utils import portscan
+
+    problem = portscan.engine_problem(found, "/site/nornir_portscan/__init__.py", "/py")
+    if ok:
+        assert problem is None
+    else:
+        assert problem == (
+            f"this collection needs nornir-portscan>=0.1.0,<0.2.0, found nornir-portscan {found} "
+            "at /site/nornir_portscan/__init__.py on the host that runs the scan (Python /py; "
+            "without delegate_to that is each managed host, see 'Where the scan runs' in "
+            "docs/ansible.md): install it with: /py -m pip install "
+            "'nornir-portscan>=0.1.0,<0.2.0'")
+
+
+def test_engine_requirement_is_the_same_everywhere() -> None:
+    """module_utils, the execution-environment requirements and the engine's own version."""
+    from ansible_collections.nornir_portscan.portscan.plugins.module_utils import portscan
+
+    import nornir_portscan
+
+    ee = (REPO / "meta" / "ee-requirements.txt").read_text().split("\n")
+    assert portscan.ENGINE_REQUIREMENT in ee
+    assert portscan.engine_problem(nornir_portscan.__version__) is None
+    low, below = portscan.ENGINE_REQUIRES
+    wanted = f"nornir-portscan>={'.'.join(map(str, low))},<{'.'.join(map(str, below))}"
+    assert wanted == portscan.ENGINE_REQUIREMENT
 
 
 def test_a_name_seen_twice_is_keyed_with_its_address() -> None:

@@ -518,9 +518,10 @@ def test_localhost_with_a_python_without_the_engine(run_playbook: PlaybookRunner
     playbook = write(tmp_path, "localhost.yml", LOCALHOST)
     done = run_playbook(playbook, "-e", f"out={tmp_path} listen_port=22", inventory=hosts)
     assert done.returncode == 2
-    assert "Failed to import the required Python library (nornir-portscan) on " in done.stdout
-    assert f"Python {bare}/bin/python. This is required to scan ports (pip install " \
-           "nornir-portscan)." in done.stdout
+    assert ("the nornir-portscan engine (nornir-portscan>=0.1.0,<0.2.0) is not installed on the "
+            f"host that runs the scan (Python {bare}/bin/python; ") in done.stdout
+    assert f"install it with: {bare}/bin/python -m pip install 'nornir-portscan>=0.1.0,<0.2.0'" \
+        in done.stdout
 
 
 FAILING = """
@@ -594,7 +595,7 @@ CHECK_MODE = """
       register: scan
     - name: Branch on the result
       ansible.builtin.assert:
-        that: scan.hosts['127.0.0.1'].any_open and not scan.changed
+        that: scan.hosts['127.0.0.1'].any_open and scan.changed and scan.reports == []
 """
 
 

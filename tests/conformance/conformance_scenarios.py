@@ -47,6 +47,10 @@ NAMES = (
     "wait_timeout_word",
     "wait_timeout_nan",
     "interval_zero",
+    # issue #12: other spellings of an address, zones, infinite times
+    "exclude_mapped",
+    "exclude_unknown_zone",
+    "wait_timeout_inf",
 )
 
 
@@ -467,6 +471,25 @@ def scenarios(w: World) -> dict[str, Scenario]:
             "interval_zero",
             {"ports": f"{o},{x}", "interval": 0},
             error_has=("interval", "0"),
+            cli_exit=2,
+        ),
+        # issue #12: an exclusion holds for every spelling of the address (IPv4-mapped, with
+        # a zone the kernel ignores off link-local); an unknown zone is bad input
+        Scenario(
+            "exclude_mapped",
+            {"ports": f"{o},{x}", "exclude": [f"::ffff:{c}%lo"]},
+            [host(a, open_ports=(o,), closed=1), host(b, open_ports=(o,), closed=1)],
+        ),
+        Scenario(
+            "exclude_unknown_zone",
+            {"ports": f"{o},{x}", "exclude": ["::1%nosuch0"]},
+            error_has=("'::1%nosuch0'", "no interface 'nosuch0'", "e.g. 'fe80::1%eth0'"),
+            cli_exit=2,
+        ),
+        Scenario(
+            "wait_timeout_inf",
+            {"ports": f"{o},{x}", "wait_timeout": float("inf")},
+            error_has=("wait_timeout", "inf"),
             cli_exit=2,
         ),
     ]

@@ -70,6 +70,14 @@ def _offender(data: bytes) -> str | None:
     return None
 
 
+def _connected(sock: socket.socket) -> bool:
+    try:
+        sock.getpeername()
+    except OSError:
+        return False
+    return True
+
+
 def read_error_queue(sock: socket.socket) -> IcmpError | None:
     """The first extended error queued on ``sock``, if any (never blocks)."""
     try:
@@ -109,9 +117,12 @@ def probe_many(pairs: list[tuple[str, int]], timeout: float) -> list[Outcome]:
             if left <= 0:
                 break
             for fd, _ in poller.poll(left * 1000):
-                sock, address, port = socks.pop(fd)
-                poller.unregister(fd)
+                sock, address, port = socks[fd]
                 err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err == 0 and not _connected(sock):
+                    continue  # the ICMP is queued, SO_ERROR not set yet (Linux 5.8 on): poll on
+                del socks[fd]
+                poller.unregister(fd)
                 outcomes.append(
                     Outcome(
                         address,

@@ -256,6 +256,7 @@ def test_hosts_without_expectations_have_no_verdict(
         "ports",
         "scanned_ports",
         "status",
+        "unscanned_ports",
         "up",
         "vantage",
         "warnings",

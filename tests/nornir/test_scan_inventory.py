@@ -92,8 +92,8 @@ def test_exclude_and_max_hosts_count_every_host(
     with pytest.raises(ScopeError) as caught:
         scan_inventory(nr, ports="22", max_hosts=2, **FAST)
     assert str(caught.value) == (
-        "the targets expand to 3 hosts in all, more than the limit of 2; raise max_hosts or "
-        "give fewer targets, e.g. split them across scans"
+        "the targets add up to 3 hosts by '127.0.0.13' (address of target 'h3'), more than "
+        "the limit of 2; raise max_hosts or give fewer targets, e.g. split them across scans"
     )
     assert len(engine_calls) == 1  # nothing sent for the refused scan
 

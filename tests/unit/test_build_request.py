@@ -41,7 +41,7 @@ def test_exclusions_and_the_scope_guard_hold_for_named_targets():
     specs = [TargetSpec(f"h{i}", f"127.0.0.{i}") for i in (1, 2, 3)]
     request = build_request(specs, "22", exclude=["127.0.0.2"])
     assert [t.name for t in request.targets] == ["h1", "h3"]
-    with pytest.raises(ScopeError, match="3 hosts in all, more than the limit of 1"):
+    with pytest.raises(ScopeError, match=r"2 hosts by '127.0.0.2' \(address of target 'h2'\), "):
         build_request(specs, "22", max_hosts=1)
 
 
@@ -49,7 +49,8 @@ def test_exclusions_and_the_scope_guard_hold_for_named_targets():
     ("targets", "message"),
     [
         (None, "invalid targets None: give a list of targets, e.g. ['127.0.0.1']"),
-        ("127.0.0.1", "invalid targets '127.0.0.1': give a list of targets, e.g. ['127.0.0.1']"),
+        (b"127.0.0.1", "invalid targets b'127.0.0.1': give a list of targets, e.g. ['127.0.0.1']"),
+        (5, "invalid targets 5: give a list of targets, e.g. ['127.0.0.1']"),
         ([1], "invalid target 1: give a string or a TargetSpec, e.g. '127.0.0.1'"),
     ],
 )
@@ -57,6 +58,14 @@ def test_targets_of_the_wrong_type_say_what_is_expected(targets, message):
     with pytest.raises(TargetSpecError) as caught:
         build_request(targets, "22")
     assert str(caught.value) == message
+
+
+def test_one_string_is_one_spec_as_for_exclude():
+    """Not one target per character ('invalid target '1''), and not refused: a spec may hold
+    several targets anyway."""
+    request = build_request("127.0.0.1,127.0.0.2", "22", exclude="127.0.0.2")
+    assert [t.address for t in request.targets] == ["127.0.0.1"]
+    assert [t.name for t in build_request(TargetSpec("web", "127.0.0.3"), "22").targets] == ["web"]
 
 
 def test_bad_own_ports_name_the_token():
@@ -73,8 +82,9 @@ def test_each_target_carries_its_own_policy_with_both_families():
         family="both",
         policy={"expect_closed": "23"},
     )
-    assert [(t.name, t.address, t.ports, sorted(t.policy.expect_open)) for t in
-            request.targets] == [
+    assert [
+        (t.name, t.address, t.ports, sorted(t.policy.expect_open)) for t in request.targets
+    ] == [
         ("127.0.0.1", "127.0.0.1", (22, 23), []),
         ("127.0.0.1", "::1", (22, 23, 8080), [8080]),
     ]

@@ -44,6 +44,7 @@ def test_host_entry_shape():
         "error_ports": [],
         "error": None,
         "scanned_ports": "1-1000",
+        "unscanned_ports": "",
         "passed": True,
         "failure": "",
         "ports": [

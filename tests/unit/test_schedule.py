@@ -50,7 +50,14 @@ class Local:
     err: int = errno.EADDRNOTAVAIL
 
 
-Outcome = Answer | Local | None  # None: silence, a dropped SYN
+@dataclass(frozen=True)
+class Refusal:
+    """The local kernel refuses the connect (a route, a local firewall)."""
+
+    reason: str = "local-EACCES"
+
+
+Outcome = Answer | Local | Refusal | None  # None: silence, a dropped SYN
 
 
 def closed(after: float = 0.001) -> Answer:
@@ -192,6 +199,9 @@ class Sim:
         self.starts.append(entry)
         if isinstance(outcome, Local):
             self.schedule.failed(probe, outcome.err)
+            return False
+        if isinstance(outcome, Refusal):
+            self.schedule.refused(probe, outcome.reason)
             return False
         self.inflight[job.address] += 1
         self.peak[job.address] = max(self.peak[job.address], self.inflight[job.address])
@@ -368,6 +378,17 @@ def test_once_drops_show_a_silent_first_attempt_sends_all_the_others_at_once() -
     assert sim.t == pytest.approx(0.46)  # not 0.24 + 0.2 + 0.1 + a sweep
     assert sum(m.ports for m in sim.sent if isinstance(m, Progressed)) == 23
     assert sim.schedule.hosts[1].window.cuts == 0
+
+
+def test_a_port_refused_locally_in_its_copies_is_one_error() -> None:
+    """80's copies meet a local refusal (a firewall rule added meanwhile): one error result,
+    and the port counted once."""
+    sim = Sim({(H1, 80): [SILENT, SILENT, Refusal()], (H1, 81): [SILENT, closed()]}, concurrency=30)
+    sim.add(H1, [80, 81, *range(100, 120)], srtt=0.001, rttvar=0.0005)
+    (done,) = sim.run()
+    assert ports_of(done) == [(80, "error", "local-EACCES", 5)]
+    assert done.closed_count == 21
+    assert sum(m.ports for m in sim.sent if isinstance(m, Progressed)) == 22
 
 
 def test_answers_of_several_copies_count_the_port_once() -> None:

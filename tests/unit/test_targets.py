@@ -85,9 +85,9 @@ def same(*addresses: str) -> list[tuple[str, str | None]]:
         (["0:0:0:0:0:0:0:1"], same("::1")),
         (["::1/128"], same("::1")),
         (["[::1]/128"], same("::1")),
-        (
+        (  # a mapped address is its IPv4 address
             ["::ffff:127.0.0.1/126"],
-            same("::ffff:7f00:0", "::ffff:7f00:1", "::ffff:7f00:2", "::ffff:7f00:3"),
+            same("127.0.0.0", "127.0.0.1", "127.0.0.2", "127.0.0.3"),
         ),
         (["127.0.0.1,::1"], same("127.0.0.1", "::1")),
         (["[::1],[::1]", "::1"], same("::1")),
@@ -282,7 +282,7 @@ def test_scope_guard_on_a_slash_8_is_fast_and_expands_nothing() -> None:
             ["::ffff:127.0.0.0/104"],
             DEFAULT_MAX_HOSTS,
             "'::ffff:127.0.0.0/104' expands to 16777216 hosts, more than the limit of 65536; "
-            "raise max_hosts or narrow the target, e.g. '::ffff:7f00:0/120'",
+            "raise max_hosts or narrow the target, e.g. '127.0.0.0/24'",
         ),
         (
             ["127.0.0.1", "127.0.0.0/30"],
@@ -293,13 +293,13 @@ def test_scope_guard_on_a_slash_8_is_fast_and_expands_nothing() -> None:
         (
             ["127.0.0.0/16", "127.1.0.0/31"],
             DEFAULT_MAX_HOSTS,
-            "the targets expand to 65538 hosts in all, more than the limit of 65536; "
-            "raise max_hosts or give fewer targets, e.g. split them across scans",
+            "the targets add up to 65538 hosts by '127.1.0.0/31', more than the limit of "
+            "65536; raise max_hosts or give fewer targets, e.g. split them across scans",
         ),
         (
             ["127.0.0.1-2", "v4.test"],
             2,
-            "the targets expand to 3 hosts in all, more than the limit of 2; "
+            "the targets add up to 3 hosts by 'v4.test', more than the limit of 2; "
             "raise max_hosts or give fewer targets, e.g. split them across scans",
         ),
     ],
