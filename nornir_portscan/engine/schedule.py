@@ -21,7 +21,8 @@ calls ``sweep`` every ``tick`` seconds; every such call starts the probes that m
 Drops that pass (loss, a full accept queue, a policer) show as answers to retries. Then a silent
 port's remaining attempts (``attempts_for``) go out together as ``Copies``, the first answer
 counts and the rest are moot; a host that drops a quarter of its probes gets a congestion
-``Window`` and single, spaced attempts instead. Ports silent on one host go first on the next.
+``Window``, and from then on every host of the worker gets single attempts, spaced out by the
+windows and the other ports. Ports silent on one host go first on the next.
 """
 
 from __future__ import annotations
@@ -152,6 +153,9 @@ class Schedule(Generic[P]):
         self.regular = config.retries + 1  # attempts of a port without signs of drops
         self.silent: set[int] = set()  # ports whose first attempt went unanswered, any host
         self.idle_since = now()  # when the last job was done
+        # Some host's window was cut: drops here come in bursts (accept queues that many hosts
+        # share, a policer), which would drop attempts sent together all at once.
+        self.bursty = False
         self.finished_ports = 0
         self.progress_batch = max(1, config.concurrency // 4)
         self.tokens = 1.0
@@ -265,6 +269,7 @@ class Schedule(Generic[P]):
             window.answers += 1  # the common case, inline: nothing else changes
         else:
             window.answered(tried - 1, probe.started, probe.started + rtt, host.inflight - 1)
+            self.bursty = self.bursty or window.cuts > 0
         if state is _CLOSED and not self.config.include_closed:
             self._record(probe, job, None)  # most answers: skip the result (round() is dear)
         else:
@@ -328,7 +333,7 @@ class Schedule(Generic[P]):
                     continue
                 attempt = copies.top
             host = job.host
-            congested = host.window.cuts > 0
+            congested = self.bursty
             allowed = attempts_for(
                 config, host.answered_attempt, self.answered_attempt, congested=congested
             )
@@ -454,6 +459,7 @@ class Schedule(Generic[P]):
         self.hosts.clear()
         self.answered_attempt = 1
         self.silent.clear()
+        self.bursty = False
 
     def report_progress(self) -> None:
         """Send the ports finished since the last report, if any."""
