@@ -69,8 +69,9 @@ def attempts_for(
     gets ``DROP_MARGIN`` attempts beyond the latest that answered (on this host, or the second
     if only other hosts showed drops), at most ``MAX_ATTEMPTS``, like nmap's cap on
     retransmissions. With 4% of round trips lost, five attempts leave one port in ten
-    million unanswered. A ``congested`` host (its ``Window`` was cut: a policer or a full
-    accept queue drops in bursts, which can hit one port many times) gets ``MAX_ATTEMPTS``.
+    million unanswered. Where drops are ``congested`` (some host's ``Window`` was cut: a policer
+    or a full accept queue drops in bursts, which can hit one port many times) a silent port
+    gets ``MAX_ATTEMPTS``.
     A network that shows no such drop pays nothing; without retries nothing is added.
     """
     regular = config.retries + 1

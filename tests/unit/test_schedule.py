@@ -428,6 +428,20 @@ def test_a_policed_host_is_scanned_exactly_at_the_rate_it_allows(
     assert sim.schedule.hosts[1].window.limit < 5
 
 
+def test_once_a_window_was_cut_every_host_gets_ten_single_attempts() -> None:
+    """H1 drops the first SYN of every port: its window is cut. H2's silent port then gets
+    ten attempts, one at a time (sent together, bursty drops would drop them together)."""
+    sim = Sim({(H1, p): [SILENT, closed()] for p in range(1, 11)} | {(H2, 90): SILENT})
+    sim.add(H1, range(1, 11), srtt=0.001, rttvar=0.0005)
+    sim.run()
+    assert sim.schedule.hosts[1].window.cuts > 0
+    sim.add(H2, [90], srtt=0.001, rttvar=0.0005)
+    (_, done) = sim.run()
+    starts = [e[0] for e in sim.starts if e[1] == H2]
+    assert len(starts) == len(set(starts)) == 10
+    assert ports_of(done) == [(90, "filtered", "no-response", 10)]
+
+
 def test_a_worker_idle_for_five_seconds_forgets_the_drops_it_saw() -> None:
     """The scan service's workers live on between scans: drops seen in one say little about
     the next, which starts with one retry again (and the round-trip estimate of its unit)."""
