@@ -4,6 +4,7 @@ Scenarios (issue 3), on the lab of ``tests/lab`` (brought up here and torn down 
   d  256 hosts x nmap's top 100 ports; every host has open, closed, dropped (no answer) and
      rejected ports
   e  16 hosts x 65,535 ports
+  f  (d) with 2% random loss in each direction (TCP and ICMP, both ways), on a second lab
 
 The engine runs with its default options apart from targets and ports. nmap runs as
 ``nmap -sT -T5 --min-rate 20000 -n -Pn`` and ``nmap -sT -T4 -n -Pn``. Runs alternate between the
@@ -14,7 +15,7 @@ Wall time and CPU time are medians; CPU includes every worker process; probes/s 
 hosts x ports / wall. Needs root, nmap, iproute2, nftables and iptables. Traffic stays in the
 lab's namespaces (the lab verifies its routes before anything is sent).
 
-    python benchmarks/bench_lab.py [--runs 3] [--scenarios de] [--markdown FILE] [--keep]
+    python benchmarks/bench_lab.py [--runs 3] [--scenarios def] [--markdown FILE] [--keep]
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+# the portscan of this checkout, not whatever the venv has installed
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 
 from nornir_portscan.ports import parse_ports  # noqa: E402
 from tests.lab.exact import nmap_mismatches, nmap_scanned_ports, report_mismatches  # noqa: E402
@@ -45,6 +48,8 @@ TOOLS = {
     "nmap -T4": [*NMAP_BASE, "-T4"],
 }
 LAB = LabConfig(prefix="npbench", hosts=256, hosts6=0, latency_ms=20)
+LOSSY_LAB = LabConfig(prefix="npbenchl", hosts=256, hosts6=0, latency_ms=20, loss=2)
+LABS = {"d": LAB, "e": LAB, "f": LOSSY_LAB}
 
 
 @dataclass
@@ -81,6 +86,10 @@ def scenarios(lab: Lab) -> dict[str, Scenario]:
             "e", "16 hosts x 65,535 ports", lab.hosts4[:16], "1-65535", ["-p", "1-65535"],
             "1-65535",
         ),
+        "f": Scenario(
+            "f", "256 hosts x top 100 ports, 2% loss", lab.hosts4[:256], "top100",
+            ["--top-ports", "100"], top100,
+        ),
     }  # fmt: skip
 
 
@@ -101,12 +110,13 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return wall, cpu
 
 
-def run_tool(tool: str, sc: Scenario, lab: Lab, workdir: Path, runs: Runs) -> None:
+def run_tool(tool: str, sc: Scenario, lab: Lab, workdir: Path, runs: Runs, extra: str = "") -> None:
     targets = workdir / f"{sc.key}.targets"
     if tool == "portscan":
         portscan = shutil.which("portscan", path=str(Path(sys.executable).parent)) or "portscan"
         report_path = workdir / f"{sc.key}.json"
         cmd = [portscan, "-iL", str(targets), "-p", sc.ours, "--json", str(report_path)]
+        cmd += extra.split()
         wall, cpu = timed([*lab.netns_exec, *cmd, "--no-progress"])
         report = json.loads(report_path.read_text())
         wrong = report_mismatches(lab.truth, report, sc.hosts, sc.ports)
@@ -134,7 +144,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--scenarios", default="de")
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
-    parser.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
+    parser.add_argument("--keep", action="store_true", help="leave the labs up afterwards")
+    parser.add_argument(
+        "--portscan-args", default="", help="extra options for portscan (default: none)"
+    )
     parser.add_argument(
         "--tools",
         default=",".join(TOOLS),
@@ -146,22 +159,29 @@ def main() -> int:
         raise SystemExit(f"unknown tool in --tools {args.tools!r}: use {', '.join(TOOLS)}")
     if any(t != "portscan" for t in tools) and not shutil.which("nmap"):
         raise SystemExit("nmap is not installed (apt-get install nmap)")
-    try:
-        truth_path, built = up(LAB)
-    except LabError as exc:
-        raise SystemExit(f"cannot bring up the lab: {exc}") from exc
-    lab = Lab.load(LAB, truth_path)
+    labs: dict[str, Lab] = {}
+    built: list[str] = []
     rows = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
             for key in args.scenarios:
+                config = LABS[key]
+                if config.prefix not in labs:
+                    try:
+                        truth_path, fresh = up(config)
+                    except LabError as exc:
+                        raise SystemExit(f"cannot bring up the lab: {exc}") from exc
+                    labs[config.prefix] = Lab.load(config, truth_path)
+                    if fresh:
+                        built.append(config.prefix)
+                lab = labs[config.prefix]
                 sc = scenarios(lab)[key]
                 (workdir / f"{key}.targets").write_text("\n".join(sc.hosts) + "\n")
                 results = {tool: Runs() for tool in tools}
                 for number in range(args.runs):  # alternate so machine noise hits all alike
                     for tool in tools:
-                        run_tool(tool, sc, lab, workdir, results[tool])
+                        run_tool(tool, sc, lab, workdir, results[tool], args.portscan_args)
                         print(
                             f"({key}) run {number + 1} {tool}: {results[tool].wall[-1]:.2f} s",
                             file=sys.stderr,
@@ -185,8 +205,9 @@ def main() -> int:
                         }
                     )
     finally:
-        if built and not args.keep:
-            down(LAB.prefix)
+        if not args.keep:
+            for prefix in built:
+                down(prefix)
     header = (
         "| scenario | tool | wall s (median) | runs | CPU s | probes/s | portscan wall / this "
         "| exact: state | exact: +reason |"
@@ -200,8 +221,9 @@ def main() -> int:
         )
     table = "\n".join(lines)
     print(
-        f"runs per tool: {args.runs}; {os.cpu_count()} CPUs; lab: {LAB.latency_ms:g} ms round "
-        f"trip, listen backlog {LAB.backlog}; portscan with default options"
+        f"runs per tool: {args.runs}; {os.cpu_count()} CPUs; labs: {LAB.latency_ms:g} ms round "
+        f"trip, listen backlog {LAB.backlog}, (f) {LOSSY_LAB.loss:g}% loss each way; portscan "
+        f"with {args.portscan_args or 'default options'}"
     )
     print(table)
     for r in rows:

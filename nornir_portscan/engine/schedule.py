@@ -17,6 +17,12 @@ probe slots (``Probe`` or a subclass) and these callbacks:
 
 The socket side reports each outcome with ``answered``, ``failed`` or ``refused``, and its timer
 calls ``sweep`` every ``tick`` seconds; every such call starts the probes that may start now.
+
+Drops that pass (loss, a full accept queue, a policer) show as answers to retries. Then a silent
+port's remaining attempts (``attempts_for``) go out together as ``Copies``, the first answer
+counts and the rest are moot; a host that drops a quarter of its probes gets a congestion
+``Window``, and from then on every host of the worker gets single attempts, spaced out by the
+windows and the other ports. Ports silent on one host go first on the next.
 """
 
 from __future__ import annotations
@@ -30,22 +36,26 @@ from typing import Generic, TypeVar
 
 from nornir_portscan.classify import errno_name
 from nornir_portscan.engine.protocol import Progressed, Unit, UnitDone, WirePort, WorkerConfig
-from nornir_portscan.engine.timing import RoundTrip, attempts_for, probe_timeout
+from nornir_portscan.engine.timing import RoundTrip, Window, attempts_for, retry_timeout
 from nornir_portscan.models import PortState
 
 MAX_LOCAL_FAILURES = 8  # of one probe, before its port is reported as an error
+FORGET_AFTER = 5.0  # seconds idle, after which what the worker learnt of drops is forgotten
 BACKOFF = 0.005  # seconds, doubled per local failure of the same probe
 _CLOSED = PortState.CLOSED
 
 
 class Host(RoundTrip):
-    """Per-host state in this worker: the round-trip estimate and probes in flight."""
+    """Per-host state in this worker: the round-trip estimate, probes in flight, the
+    congestion window and the latest attempt at which a port of the host answered."""
 
-    __slots__ = ("inflight",)
+    __slots__ = ("answered_attempt", "inflight", "window")
 
-    def __init__(self, srtt: float | None, rttvar: float | None) -> None:
+    def __init__(self, srtt: float | None, rttvar: float | None, cap: int | None) -> None:
         super().__init__(srtt, rttvar)
         self.inflight = 0
+        self.window = Window(cap)
+        self.answered_attempt = 1
 
 
 class Job:
@@ -54,6 +64,7 @@ class Job:
     __slots__ = (
         "address",
         "closed",
+        "copies",
         "family",
         "host",
         "outstanding",
@@ -65,19 +76,34 @@ class Job:
         "unscanned",
     )
 
-    def __init__(self, unit: Unit, host: Host) -> None:
+    def __init__(self, unit: Unit, host: Host, ports: Sequence[int]) -> None:
         self.unit = unit
         self.host = host
         self.address = unit.address
         self.family = AF_INET6 if ":" in unit.address else AF_INET  # for the socket side
         # (port, attempt, local failures so far)
-        self.pending: deque[tuple[int, int, int]] = deque((p, 1, 0) for p in unit.ports)
+        self.pending: deque[tuple[int, int, int]] = deque((p, 1, 0) for p in ports)
         self.outstanding = 0
         self.probes = 0
         self.closed = 0
         self.unscanned: list[int] = []
         self.sent = False
         self.results: list[WirePort] = []
+        self.copies: dict[int, Copies] = {}  # ports in their extra attempts
+
+
+class Copies:
+    """A port's extra attempts ``first`` to ``top``, sent together: how many are pending or in
+    flight, and whether one answered (the rest are then discarded)."""
+
+    __slots__ = ("answered", "expired", "first", "left", "top")
+
+    def __init__(self, first: int, top: int) -> None:
+        self.left = top - first + 1
+        self.answered = False
+        self.expired = False  # some were never sent: the host deadline passed
+        self.first = first
+        self.top = top
 
 
 class Probe:
@@ -124,6 +150,12 @@ class Schedule(Generic[P]):
         self.hosts: dict[int, Host] = {}
         self.overall = RoundTrip()  # every answer this worker has had, all hosts
         self.answered_attempt = 1  # the latest attempt of a probe that any host answered
+        self.regular = config.retries + 1  # attempts of a port without signs of drops
+        self.silent: set[int] = set()  # ports whose first attempt went unanswered, any host
+        self.idle_since = now()  # when the last job was done
+        # Some host's window was cut: drops here come in bursts (accept queues that many hosts
+        # share, a policer), which would drop attempts sent together all at once.
+        self.bursty = False
         self.finished_ports = 0
         self.progress_batch = max(1, config.concurrency // 4)
         self.tokens = 1.0
@@ -136,10 +168,21 @@ class Schedule(Generic[P]):
 
     # -- work intake ------------------------------------------------------------------------
     def add(self, unit: Unit) -> None:
+        idle = not self.jobs and len(self.idle) == len(self.probes)
+        if idle and self.now() - self.idle_since > FORGET_AFTER:
+            self._forget()
         host = self.hosts.get(unit.host_id)
         if host is None:
-            host = self.hosts[unit.host_id] = Host(unit.srtt, unit.rttvar)
-        self.jobs.append(Job(unit, host))
+            host = self.hosts[unit.host_id] = Host(
+                unit.srtt, unit.rttvar, self.config.host_concurrency
+            )
+        ports: Sequence[int] = unit.ports
+        if self.silent:
+            # Ports that were silent on other hosts first: their timeouts and retries then
+            # run while the rest of the host is probed, not after it.
+            silent = self.silent
+            ports = sorted(ports, key=lambda port: port not in silent)
+        self.jobs.append(Job(unit, host, ports))
         self.pump()
 
     def pump(self) -> None:
@@ -151,7 +194,6 @@ class Schedule(Generic[P]):
         try:
             idle, jobs, config = self.idle, self.jobs, self.config
             start, overall, clock = self.start, self.overall, self.now
-            cap = config.host_concurrency
             rate = config.rate
             now = clock()  # not self.now(): a method call on an attribute is slower
             skipped = 0
@@ -166,16 +208,14 @@ class Schedule(Generic[P]):
                     continue
                 deadline = job.unit.deadline
                 if deadline is not None and now >= deadline:
-                    job.unscanned.extend(item[0] for item in job.pending)
-                    self.finished_ports += len(job.pending)
-                    job.pending.clear()
+                    self._expire(job)
                     continue
                 host = job.host
-                if cap is not None and host.inflight >= cap:
+                if host.inflight >= host.window.limit:  # the host cap, or fewer after drops
                     jobs.rotate(-1)
                     skipped += 1
                     if skipped >= len(jobs):
-                        return  # every host is at its cap; a finishing probe pumps again
+                        return  # every host is at its limit; a finishing probe pumps again
                     continue
                 if rate is not None:
                     self.tokens = min(self.burst, self.tokens + (now - self.refilled) * rate)
@@ -187,12 +227,15 @@ class Schedule(Generic[P]):
                 skipped = 0
                 port, attempt, failures = job.pending.popleft()
                 jobs.rotate(-1)
+                if attempt > 1 and port in job.copies and job.copies[port].answered:
+                    self._drop_copy(job, port)  # another copy answered: this one is moot
+                    continue
                 probe = idle.pop()
                 probe.job, probe.port, probe.attempt, probe.failures = job, port, attempt, failures
                 job.outstanding += 1
                 host.inflight += 1
                 if start(probe):
-                    timeout, probe.guessing = probe_timeout(config, host, overall, attempt)
+                    timeout, probe.guessing = retry_timeout(config, host, overall, attempt)
                     probe.deadline = probe.started + timeout
         finally:
             self.pumping = False
@@ -202,10 +245,31 @@ class Schedule(Generic[P]):
         """``probe`` got an answer (``reason``) ``rtt`` seconds after it started."""
         job = probe.job
         assert job is not None
-        job.host.sample(rtt)
+        host = job.host
+        host.sample(rtt)
         self.overall.sample(rtt)
-        attempt = probe.attempt
-        self.answered_attempt = max(self.answered_attempt, attempt)
+        attempt = tried = probe.attempt  # tried: the attempt it counts as, for the policy
+        if attempt > 1:
+            copies = job.copies.get(probe.port)
+            if copies is not None:
+                if copies.answered:  # a sibling answered first: nothing new
+                    host.window.answered(0, probe.started, probe.started + rtt, host.inflight - 1)
+                    self._release(probe, job)
+                    self._drop_copy(job, probe.port)
+                    self._maybe_done(job)
+                    self.pump()
+                    return
+                copies.answered = True
+                self._drop_copy(job, probe.port)
+                tried = copies.first  # the copies went out together: as if the first answered
+            host.answered_attempt = max(host.answered_attempt, tried)
+            self.answered_attempt = max(self.answered_attempt, tried)
+        window = host.window
+        if tried == 1 and not window.cuts:
+            window.answers += 1  # the common case, inline: nothing else changes
+        else:
+            window.answered(tried - 1, probe.started, probe.started + rtt, host.inflight - 1)
+            self.bursty = self.bursty or window.cuts > 0
         if state is _CLOSED and not self.config.include_closed:
             self._record(probe, job, None)  # most answers: skip the result (round() is dear)
         else:
@@ -218,6 +282,11 @@ class Schedule(Generic[P]):
         assert job is not None
         failures = probe.failures + 1
         if failures >= MAX_LOCAL_FAILURES:
+            if probe.port in job.copies:
+                if not self._last_copy(probe, job):
+                    self.pump()
+                    return
+                del job.copies[probe.port]
             self._record(probe, job, (probe.port, "error", errno_name(err), None, probe.attempt))
             return
         self.resume_at = self.now() + BACKOFF * (1 << min(failures, 7))
@@ -225,9 +294,15 @@ class Schedule(Generic[P]):
 
     def refused(self, probe: P, reason: str) -> None:
         """The local kernel refused the probe (a route, a local firewall): ``error`` at once,
-        neither retried nor a round-trip sample."""
+        neither retried nor a round-trip sample (a copy whose siblings are still out, or one
+        answered, is only dropped)."""
         job = probe.job
         assert job is not None
+        if probe.port in job.copies:
+            if not self._last_copy(probe, job):
+                self.pump()
+                return
+            del job.copies[probe.port]
         self._record(probe, job, (probe.port, "error", reason, None, probe.attempt))
 
     def sweep(self) -> None:
@@ -239,16 +314,86 @@ class Schedule(Generic[P]):
             if job is None:
                 continue
             if probe.guessing:  # an estimate may have come since: shorten the stopgap
-                timeout, probe.guessing = probe_timeout(config, job.host, overall, probe.attempt)
+                timeout, probe.guessing = retry_timeout(config, job.host, overall, probe.attempt)
                 probe.deadline = probe.started + timeout
             if now < probe.deadline or self.settle(probe):
                 continue
-            if probe.attempt < attempts_for(config, job.host, self.answered_attempt):
-                self._requeue(probe, job, probe.attempt + 1, probe.failures, front=False)
-            else:
-                port, attempt = probe.port, probe.attempt
+            attempt = probe.attempt
+            if attempt == 1:
+                self.silent.add(probe.port)
+            elif probe.port in job.copies:
+                if not self._last_copy(probe, job):
+                    continue  # a sibling is still out, or answered
+                copies = job.copies.pop(probe.port)
+                if copies.expired:  # not every attempt went out: not scanned, not filtered
+                    job.unscanned.append(probe.port)
+                    self.finished_ports += 1
+                    self._release(probe, job)
+                    self._maybe_done(job)
+                    continue
+                attempt = copies.top
+            host = job.host
+            congested = self.bursty
+            allowed = attempts_for(
+                config, host.answered_attempt, self.answered_attempt, congested=congested
+            )
+            if attempt >= allowed:
+                port = probe.port
                 self._record(probe, job, (port, "filtered", "no-response", None, attempt))
+            elif congested or allowed <= self.regular:
+                # one at a time: no sign of drops, or a congested host, whose drops come in
+                # bursts (a full accept queue, a policer) and whose window spaces them out
+                self._requeue(probe, job, attempt + 1, probe.failures, front=False)
+            else:  # drops show: every attempt left at once, the regular ones included
+                self._send_copies(probe, job, attempt + 1, allowed)
         self.pump()
+
+    # -- extra attempts ----------------------------------------------------------------------
+    def _send_copies(self, probe: P, job: Job, first: int, last: int) -> None:
+        """Queue attempts ``first`` to ``last`` of ``probe``'s silent port at once: what they
+        look for is a lost packet, and losses are independent, so they need not wait for
+        each other (the host's window still spaces them out)."""
+        port = probe.port
+        job.copies[port] = Copies(first, last)
+        self._release(probe, job)
+        job.pending.extend((port, attempt, probe.failures) for attempt in range(first, last + 1))
+        if job not in self.jobs:
+            self.jobs.append(job)
+
+    def _drop_copy(self, job: Job, port: int) -> None:
+        """One copy of ``port`` is done with (answered or moot)."""
+        copies = job.copies[port]
+        copies.left -= 1
+        if not copies.left:
+            del job.copies[port]
+
+    def _last_copy(self, probe: P, job: Job) -> bool:
+        """A copy of ``probe``'s port ended without an answer: True if it was the last one
+        out and none answered (the caller decides the port); else it is released here."""
+        copies = job.copies[probe.port]
+        if copies.answered or copies.left > 1:
+            self._release(probe, job)
+            self._drop_copy(job, probe.port)
+            self._maybe_done(job)
+            return False
+        copies.left = 0
+        return True
+
+    def _expire(self, job: Job) -> None:
+        """The host deadline passed: the pending ports are not scanned (each port once; one
+        whose copy is still out is decided by that copy: by its answer, else unscanned)."""
+        unscanned = []
+        for port, attempt, _ in job.pending:
+            if attempt > 1 and port in job.copies:
+                copies = job.copies[port]
+                copies.expired = True
+                self._drop_copy(job, port)
+                if copies.answered or copies.left or port in unscanned:
+                    continue
+            unscanned.append(port)
+        job.pending.clear()
+        job.unscanned.extend(unscanned)
+        self.finished_ports += len(unscanned)
 
     # -- bookkeeping -------------------------------------------------------------------------
     def _release(self, probe: P, job: Job) -> None:
@@ -304,6 +449,17 @@ class Schedule(Generic[P]):
         job.sent = True
         with contextlib.suppress(ValueError):
             self.jobs.remove(job)
+        if not self.jobs:
+            self.idle_since = self.now()
+
+    def _forget(self) -> None:
+        """A long-lived worker (the scan service) between scans: drops, windows and silent
+        ports seen then say little about the next scan. The round-trip estimates come back
+        with the units."""
+        self.hosts.clear()
+        self.answered_attempt = 1
+        self.silent.clear()
+        self.bursty = False
 
     def report_progress(self) -> None:
         """Send the ports finished since the last report, if any."""

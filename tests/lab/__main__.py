@@ -45,6 +45,18 @@ def main(argv: list[str] | None = None) -> int:
         help="listen backlog of the listeners (default %(default)s)",
     )
     parser.add_argument(
+        "--open-block",
+        type=int,
+        default=defaults.open_block,
+        help="ports from 30000 open on every host, one shared listener each (default %(default)s)",
+    )
+    parser.add_argument(
+        "--syn-limit",
+        type=int,
+        default=defaults.syn_limit,
+        help="SYNs per second each target lets in, 0 for no policer (default %(default)s)",
+    )
+    parser.add_argument(
         "--prefix",
         default=defaults.prefix,
         help="name prefix of namespaces and veths (default %(default)s)",
@@ -67,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             latency_ms=args.latency_ms,
             loss=args.loss,
             backlog=args.backlog,
+            open_block=args.open_block,
+            syn_limit=args.syn_limit,
             prefix=args.prefix,
         )
         path, built = up(config)

@@ -47,6 +47,7 @@ from .truth import (
     client_ruleset,
     ground_truth,
     make_plan,
+    syn_policer,
     targets_ruleset,
 )
 
@@ -95,7 +96,8 @@ def check_prerequisites(config: LabConfig) -> None:
     """Raise ``LabUnavailableError`` with a clear reason if the lab cannot run here."""
     if os.geteuid() != 0:
         raise LabUnavailableError("the lab needs root (network namespaces, nftables)")
-    needed = ["ip", "nft"] + (["iptables", "ip6tables"] if config.latency_ms else [])
+    iptables = config.latency_ms or config.syn_limit
+    needed = ["ip", "nft"] + (["iptables", "ip6tables"] if iptables else [])
     missing = [tool for tool in needed if shutil.which(tool) is None]
     if missing:
         raise LabUnavailableError(
@@ -277,6 +279,9 @@ def _build(config: LabConfig, directory: Path) -> list[dict[str, Any]]:
     for block in plan.local_blocks(6):
         _ns(t, "ip", "-6", "route", "add", "local", block, "dev", "lo")
     _ns(t, "nft", "-f", "-", stdin=targets_ruleset(plan))
+    if config.syn_limit:
+        for tool in ("iptables", "ip6tables"):
+            _ns(t, tool, "-A", "INPUT", *syn_policer(config))
     _ns(c, "nft", "-f", "-", stdin=client_ruleset(config))
 
     probes = [V4_DOWN, V6_DOWN, V4_LINK_TARGETS, V6_LINK_TARGETS]

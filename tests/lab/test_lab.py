@@ -24,6 +24,7 @@ from .truth import (
     ground_truth,
     host_ports,
     make_plan,
+    syn_policer,
     targets_ruleset,
 )
 
@@ -47,6 +48,23 @@ def test_host_ports_mix_every_kind() -> None:
     for index in range(16):
         verdicts = set(host_ports(index).values())
         assert verdicts == {OPEN, DROP, ADMIN, UNREACH}
+
+
+def test_an_open_block_is_open_on_every_host_through_one_wildcard_listener_a_port() -> None:
+    plan = make_plan(LabConfig(hosts=3, hosts6=1, open_block=2))
+    assert all(plan.ports[a][30000] == OPEN and plan.ports[a][30001] == OPEN for a in plan.ports)
+    binds = plan.listeners()
+    assert ("0.0.0.0", 30001) in binds
+    assert ("::", 30001) in binds
+    assert not [b for b in binds if b[1] >= 30000 and b[0] not in ("0.0.0.0", "::")]
+
+
+def test_the_syn_policer_is_a_hashlimit_per_destination() -> None:
+    rule = " ".join(syn_policer(LabConfig(prefix="npx", syn_limit=20)))
+    assert rule == (
+        "-p tcp --syn -m hashlimit --hashlimit-name npxsyn --hashlimit-mode dstip "
+        "--hashlimit-above 20/sec --hashlimit-burst 5 -j DROP"
+    )
 
 
 def test_plan_addresses_and_blocks() -> None:

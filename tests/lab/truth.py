@@ -36,6 +36,8 @@ __all__ = [
     "ground_truth",
     "host_ports",
     "make_plan",
+    "open_block",
+    "syn_policer",
 ]
 
 OPEN = ("open", "syn-ack")
@@ -48,6 +50,7 @@ Verdict = tuple[str, str]
 OPEN_EVERYWHERE = (22, 80, 443)
 OPEN_ROTATION = (21, 25, 53, 110, 143, 3306, 5432, 8080)
 UNIQUE_OPEN_BASE = 20000
+OPEN_BLOCK_BASE = 30000  # ``LabConfig.open_block`` ports from here are open on every host
 DROP_EVERYWHERE = (445,)
 DROP_ROTATION = (23, 139, 3389, 5900)
 ADMIN_EVERYWHERE = (113,)
@@ -84,6 +87,12 @@ class LabConfig:
     """Percent of TCP and ICMP packets dropped at random, in each direction."""
     backlog: int = 1024
     """Listen backlog of every listening socket in the targets namespace."""
+    open_block: int = 0
+    """Ports ``OPEN_BLOCK_BASE`` on, this many, open on every host too: one wildcard listening
+    socket each, which every host's connects share (with ``backlog``, a small one overflows)."""
+    syn_limit: int = 0
+    """SYNs per second each target address lets in (iptables ``hashlimit`` per destination,
+    burst 5), the rest dropped; 0 for no policer."""
     prefix: str = "npl"
     """Names: namespaces ``<prefix>-client``/``<prefix>-targets``, veths ``<prefix>-c``/``-t``."""
 
@@ -97,6 +106,10 @@ class LabConfig:
             raise ValueError(f"invalid loss {self.loss!r}: use a percent from 0 to 99, e.g. 1")
         if not 1 <= self.backlog <= 65535:
             raise ValueError(f"invalid backlog {self.backlog!r}: use 1 to 65535, e.g. 1024")
+        if not 0 <= self.open_block <= 1000:
+            raise ValueError(f"invalid open_block {self.open_block!r}: use 0 to 1000, e.g. 100")
+        if not 0 <= self.syn_limit <= 100000:
+            raise ValueError(f"invalid syn_limit {self.syn_limit!r}: use 0 to 100000, e.g. 20")
         if not (self.prefix.isascii() and self.prefix.isalnum() and len(self.prefix) <= 8):
             raise ValueError(
                 f"invalid prefix {self.prefix!r}: use up to 8 letters/digits, e.g. npl"
@@ -122,11 +135,17 @@ class LabConfig:
         return asdict(self)
 
 
-def host_ports(index: int) -> dict[int, Verdict]:
-    """The ports of up host ``index`` that are not closed, with their verdicts."""
+def open_block(config: LabConfig) -> tuple[int, ...]:
+    """The ports of ``config.open_block``."""
+    return tuple(range(OPEN_BLOCK_BASE, OPEN_BLOCK_BASE + config.open_block))
+
+
+def host_ports(index: int, block: tuple[int, ...] = ()) -> dict[int, Verdict]:
+    """The ports of up host ``index`` that are not closed, with their verdicts (``block``:
+    the ports of ``open_block``)."""
     ports: dict[int, Verdict] = {}
     for group, verdict in (
-        ((*OPEN_EVERYWHERE, OPEN_ROTATION[index % 8], UNIQUE_OPEN_BASE + index), OPEN),
+        ((*OPEN_EVERYWHERE, OPEN_ROTATION[index % 8], UNIQUE_OPEN_BASE + index, *block), OPEN),
         ((*DROP_EVERYWHERE, DROP_ROTATION[index % 4]), DROP),
         ((*ADMIN_EVERYWHERE, ADMIN_ROTATION[index % 2]), ADMIN),
         ((*UNREACH_EVERYWHERE, UNREACH_ROTATION[index % 2]), UNREACH),
@@ -155,11 +174,12 @@ class Plan:
 
     def listeners(self) -> list[tuple[str, int]]:
         """(bind address, port) of every listening socket: wildcards first, then per host."""
-        binds = [("0.0.0.0", p) for p in OPEN_EVERYWHERE]
+        everywhere = (*OPEN_EVERYWHERE, *open_block(self.config))
+        binds = [("0.0.0.0", p) for p in everywhere]
         if self.hosts6:
-            binds += [("::", p) for p in OPEN_EVERYWHERE]
+            binds += [("::", p) for p in everywhere]
         for addr, ports in self.ports.items():
-            binds += [(addr, p) for p, v in ports.items() if v == OPEN and p not in OPEN_EVERYWHERE]
+            binds += [(addr, p) for p, v in ports.items() if v == OPEN and p not in everywhere]
         return binds
 
     def with_verdict(self, verdict: Verdict, version: int) -> list[tuple[str, int]]:
@@ -177,8 +197,9 @@ def make_plan(config: LabConfig) -> Plan:
     """Work out every address and port verdict of the lab ``config`` describes."""
     hosts4 = tuple(str(V4_FIRST_HOST + i) for i in range(config.hosts))
     hosts6 = tuple(str(V6_FIRST_HOST + i) for i in range(config.hosts6))
-    ports = {addr: host_ports(i) for i, addr in enumerate(hosts4)}
-    ports.update({addr: host_ports(i) for i, addr in enumerate(hosts6)})
+    block = open_block(config)
+    ports = {addr: host_ports(i, block) for i, addr in enumerate(hosts4)}
+    ports.update({addr: host_ports(i, block) for i, addr in enumerate(hosts6)})
     return Plan(config=config, hosts4=hosts4, hosts6=hosts6, ports=ports)
 
 
@@ -251,6 +272,16 @@ def targets_ruleset(plan: Plan) -> str:
         f"  chain input {{\n    type filter hook input priority 0; policy accept;\n{chain}\n  }}\n"
         "}\n"
     )
+
+
+def syn_policer(config: LabConfig) -> list[str]:
+    """iptables rule (after ``-A INPUT``) of the targets namespace that drops the SYNs beyond
+    ``config.syn_limit`` per second to each address."""
+    return [
+        *("-p", "tcp", "--syn", "-m", "hashlimit", "--hashlimit-name", f"{config.prefix}syn"),
+        *("--hashlimit-mode", "dstip", "--hashlimit-above", f"{config.syn_limit}/sec"),
+        *("--hashlimit-burst", "5", "-j", "DROP"),
+    ]
 
 
 def client_ruleset(config: LabConfig) -> str:

@@ -50,7 +50,14 @@ class Local:
     err: int = errno.EADDRNOTAVAIL
 
 
-Outcome = Answer | Local | None  # None: silence, a dropped SYN
+@dataclass(frozen=True)
+class Refusal:
+    """The local kernel refuses the connect (a route, a local firewall)."""
+
+    reason: str = "local-EACCES"
+
+
+Outcome = Answer | Local | Refusal | None  # None: silence, a dropped SYN
 
 
 def closed(after: float = 0.001) -> Answer:
@@ -65,6 +72,23 @@ SILENT = None
 REFUSED = closed()  # as loopback answers
 
 
+class Policer:
+    """A token bucket in front of a host, as iptables' ``limit``/``hashlimit`` match: a SYN
+    passes when a token is there, else it is dropped."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.last = float(burst), 0.0
+
+    def admit(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
 class Sim:
     """The socket side and the loop, faked: each port's outcome per start (the last repeats),
     a clock that jumps from event to event, sweeps every ``tick``, and a log of starts as
@@ -74,9 +98,11 @@ class Sim:
         self,
         outcomes: Mapping[tuple[str, int], Outcome | Sequence[Outcome]] | None = None,
         default: Outcome = REFUSED,
+        policer: Policer | None = None,
         **changes: object,
     ) -> None:
         self.t = 0.0
+        self.policer = policer
         self.config = dataclasses.replace(CONFIG, **changes)
         self.outcomes = {
             key: list(value) if isinstance(value, list | tuple) else [value]
@@ -165,12 +191,17 @@ class Sim:
         outcome = outcomes[min(self.tries[key], len(outcomes) - 1)]
         self.tries[key] += 1
         self.t += CONNECT
+        if self.policer is not None and not self.policer.admit(self.t):
+            outcome = SILENT
         probe.started = self.t
         job.probes += 1
         entry: list[object] = [round(self.t, 6), job.address, probe.port, probe.attempt, None]
         self.starts.append(entry)
         if isinstance(outcome, Local):
             self.schedule.failed(probe, outcome.err)
+            return False
+        if isinstance(outcome, Refusal):
+            self.schedule.refused(probe, outcome.reason)
             return False
         self.inflight[job.address] += 1
         self.peak[job.address] = max(self.peak[job.address], self.inflight[job.address])
@@ -278,31 +309,154 @@ def test_a_known_host_waits_what_its_round_trips_say(
 
 
 # -- attempts ------------------------------------------------------------------------------------
-def test_a_silent_port_gets_one_more_attempt_once_a_port_answered_only_its_last() -> None:
-    """Port 80 drops its first two SYNs, 81 its first, 82 all: once 81 answers its retry, the
-    silent ports get a third attempt, which finds 80 open; 82 stays filtered."""
+def test_once_a_retry_answered_silent_ports_get_three_more_attempts_sent_together() -> None:
+    """Port 80 drops its first two SYNs, 81 its first, 82 all; 83-99 answer. 81's answer to
+    its retry proves drops: the silent ports get attempts 3-5 at once; the first extra one
+    waits twice the host's timeout (a slow answer), the others the host's timeout (what they
+    look for is a lost packet). 80 answers its third. That answer came at attempt 3, so 82
+    gets a sixth, then is filtered. Three drops in 20 ports do not cut the host's window."""
     sim = Sim(
         {
             (H1, 80): [SILENT, SILENT, opened()],
             (H1, 81): [SILENT, closed()],
             (H1, 82): SILENT,
-        }
+        },
+        concurrency=30,
     )
-    sim.add(H1, range(80, 84))
+    sim.add(H1, range(80, 100))
     (done,) = sim.run()
-    assert sorted(sim.starts) == [
-        [0.0, H1, 80, 1, 1.0],
-        [0.0, H1, 81, 1, 1.0],
-        [0.0, H1, 82, 1, 1.0],
-        [0.0, H1, 83, 1, 1.0],
+    assert sorted(e for e in sim.starts if e[2] < 83 and e[3] > 1) == [
         [0.12, H1, 80, 2, 0.1],
         [0.12, H1, 81, 2, 0.1],
         [0.12, H1, 82, 2, 0.1],
-        [0.24, H1, 80, 3, 0.2],  # the extra attempt waits twice as long
+        [0.24, H1, 80, 3, 0.2],
+        [0.24, H1, 80, 4, 0.1],
+        [0.24, H1, 80, 5, 0.1],
         [0.24, H1, 82, 3, 0.2],
+        [0.24, H1, 82, 4, 0.1],
+        [0.24, H1, 82, 5, 0.1],
+        [0.46, H1, 82, 6, 0.1],
     ]
-    assert ports_of(done) == [(80, "open", "syn-ack", 3), (82, "filtered", "no-response", 3)]
-    assert (done.closed_count, done.probes_sent) == (2, 9)
+    assert ports_of(done) == [(80, "open", "syn-ack", 3), (82, "filtered", "no-response", 6)]
+    assert (done.closed_count, done.probes_sent) == (18, 30)
+    assert sum(m.ports for m in sim.sent if isinstance(m, Progressed)) == 20
+    assert sim.schedule.hosts[1].window.cuts == 0
+    assert sim.t == pytest.approx(0.58)
+
+
+def test_copies_not_yet_sent_when_one_answers_are_never_sent() -> None:
+    """Two slots: 80's copies 3 and 4 go out, 3 answers, and 5 (waiting) is never sent."""
+    sim = Sim({(H1, 80): [SILENT, SILENT, opened()], (H1, 81): [SILENT, closed()]}, concurrency=2)
+    sim.add(H1, [80, 81])
+    (done,) = sim.run()
+    assert sorted(e[3] for e in sim.starts if e[2] == 80) == [1, 2, 3, 4]
+    assert ports_of(done) == [(80, "open", "syn-ack", 3)]
+    assert (done.closed_count, done.probes_sent) == (1, 6)
+
+
+def test_once_drops_show_a_silent_first_attempt_sends_all_the_others_at_once() -> None:
+    """81 answered its retry; then 90's first attempt is silent: its retry and attempts 3-5
+    go out together. 91 answers them all: it counts once. (100-119
+    answer at once: two drops in 23 ports do not cut the window.)"""
+    sim = Sim(
+        {(H1, 81): [SILENT, closed()], (H1, 90): SILENT, (H1, 91): [SILENT, closed()]},
+        concurrency=30,
+    )
+    sim.add(H1, [81, *range(100, 120)], srtt=0.001, rttvar=0.0005)
+    sim.run()
+    sim.add(H1, [90, 91])
+    (_, done) = sim.run()
+    assert [e for e in sim.starts if e[2] == 90] == [
+        [0.121, H1, 90, 1, 0.1],
+        [0.24, H1, 90, 2, 0.1],
+        [0.24, H1, 90, 3, 0.2],
+        [0.24, H1, 90, 4, 0.1],
+        [0.24, H1, 90, 5, 0.1],
+    ]
+    assert sorted(e[3] for e in sim.starts if e[2] == 91) == [1, 2, 3, 4, 5]
+    assert (ports_of(done), done.closed_count) == ([(90, "filtered", "no-response", 5)], 1)
+    assert sim.t == pytest.approx(0.46)  # not 0.24 + 0.2 + 0.1 + a sweep
+    assert sum(m.ports for m in sim.sent if isinstance(m, Progressed)) == 23
+    assert sim.schedule.hosts[1].window.cuts == 0
+
+
+def test_a_port_refused_locally_in_its_copies_is_one_error() -> None:
+    """80's copies meet a local refusal (a firewall rule added meanwhile): one error result,
+    and the port counted once."""
+    sim = Sim({(H1, 80): [SILENT, SILENT, Refusal()], (H1, 81): [SILENT, closed()]}, concurrency=30)
+    sim.add(H1, [80, 81, *range(100, 120)], srtt=0.001, rttvar=0.0005)
+    (done,) = sim.run()
+    assert ports_of(done) == [(80, "error", "local-EACCES", 5)]
+    assert done.closed_count == 21
+    assert sum(m.ports for m in sim.sent if isinstance(m, Progressed)) == 22
+
+
+def test_answers_of_several_copies_count_the_port_once() -> None:
+    sim = Sim({(H1, 80): [SILENT, SILENT, closed(0.01)], (H1, 81): [SILENT, closed()]})
+    sim.add(H1, [80, 81, 82], srtt=0.001, rttvar=0.0005)
+    (done,) = sim.run()
+    assert sorted(e[3] for e in sim.starts if e[2] == 80) == [1, 2, 3, 4, 5]  # all answer
+    assert (done.ports, done.closed_count, done.probes_sent) == ([], 3, 8)
+    assert sum(m.ports for m in sim.sent if isinstance(m, Progressed)) == 3
+
+
+def test_copies_pending_at_the_host_deadline_leave_their_port_unscanned_once() -> None:
+    """80 is silent; 81 answers its retry, so 80 gets attempts 3-5 at once, but there are
+    two slots: 5 is still pending at the deadline. 80 is not scanned (it did not get every
+    attempt), not filtered, and counted once, when its last copy out is silent."""
+    sim = Sim({(H1, 81): [SILENT, closed()]}, default=SILENT, concurrency=2)
+    sim.add(H1, [80, 81], srtt=0.001, rttvar=0.0005, deadline=0.3)
+    (done,) = sim.run()
+    assert [e[:4] for e in sim.starts if e[3] > 2] == [[0.24, H1, 80, 3], [0.24, H1, 80, 4]]
+    assert (done.ports, done.closed_count, done.unscanned) == ([], 1, [80])
+    assert sum(m.ports for m in sim.sent if isinstance(m, Progressed)) == 2
+
+
+@pytest.mark.parametrize(("rate", "burst", "ports"), [(20, 5, 100), (20, 5, 400), (100, 10, 1000)])
+def test_a_policed_host_is_scanned_exactly_at_the_rate_it_allows(
+    rate: float, burst: int, ports: int
+) -> None:
+    """A token bucket drops every SYN beyond ``rate``/s (iptables ``hashlimit``), 20 ms round
+    trip, 1000 probes in flight: the first burst is dropped but for ``burst`` SYNs, the
+    answers to retries cut the host's window to one probe, and it grows only as answers
+    come. Every port is found closed, in at most about twice the time the rate needs."""
+    sim = Sim(default=closed(0.02), policer=Policer(rate, burst), concurrency=1000)
+    sim.add(H1, range(1, ports + 1))
+    (done,) = sim.run(limit=120)
+    assert (done.ports, done.closed_count) == ([], ports)
+    assert sim.t < 2.5 * ports / rate
+    assert sim.schedule.hosts[1].window.limit < 5
+
+
+def test_once_a_window_was_cut_every_host_gets_ten_single_attempts() -> None:
+    """H1 drops the first SYN of every port: its window is cut. H2's silent port then gets
+    ten attempts, one at a time (sent together, bursty drops would drop them together)."""
+    sim = Sim({(H1, p): [SILENT, closed()] for p in range(1, 11)} | {(H2, 90): SILENT})
+    sim.add(H1, range(1, 11), srtt=0.001, rttvar=0.0005)
+    sim.run()
+    assert sim.schedule.hosts[1].window.cuts > 0
+    sim.add(H2, [90], srtt=0.001, rttvar=0.0005)
+    (_, done) = sim.run()
+    starts = [e[0] for e in sim.starts if e[1] == H2]
+    assert len(starts) == len(set(starts)) == 10
+    assert ports_of(done) == [(90, "filtered", "no-response", 10)]
+
+
+def test_a_worker_idle_for_five_seconds_forgets_the_drops_it_saw() -> None:
+    """The scan service's workers live on between scans: drops seen in one say little about
+    the next, which starts with one retry again (and the round-trip estimate of its unit)."""
+    sim = Sim({(H1, 81): [SILENT, closed()], (H1, 90): SILENT, (H2, 90): SILENT})
+    sim.add(H1, [81, 90], srtt=0.001, rttvar=0.0005)
+    sim.run()
+    assert max(e[3] for e in sim.starts if e[2] == 90) == 5
+    sim.t += 4.0
+    sim.add(H2, [90], srtt=0.001, rttvar=0.0005)  # the same scan, or soon after: remembered
+    sim.run()
+    assert max(e[3] for e in sim.starts if e[1] == H2) == 5
+    sim.t += 6.0
+    sim.add(H1, [90], srtt=0.001, rttvar=0.0005)
+    sim.run()
+    assert [e[3] for e in sim.starts if e[1] == H1 and e[0] > 10] == [1, 2]
 
 
 def test_without_a_late_answer_or_without_retries_there_is_no_extra_attempt() -> None:
@@ -341,6 +495,16 @@ def test_hosts_interleave_round_robin() -> None:
         (H2, 2),
         (H2, 3),
     ]
+
+
+def test_ports_silent_on_other_hosts_go_first_so_their_retries_overlap_the_rest() -> None:
+    sim = Sim({(H1, 3): SILENT, (H2, 3): SILENT}, concurrency=1)
+    sim.add(H1, [1, 2, 3])
+    sim.run()
+    sim.add(H2, [1, 2, 3])
+    sim.run()
+    assert [e[2] for e in sim.starts if e[1] == H1] == [1, 2, 3, 3]
+    assert [e[2] for e in sim.starts if e[1] == H2] == [3, 1, 2, 3]
 
 
 def test_the_per_host_cap_holds_across_the_units_of_a_host() -> None:

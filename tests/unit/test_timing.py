@@ -7,7 +7,13 @@ import dataclasses
 import pytest
 
 from nornir_portscan.engine.protocol import WorkerConfig
-from nornir_portscan.engine.timing import RoundTrip, attempts_for, probe_timeout
+from nornir_portscan.engine.timing import (
+    RoundTrip,
+    Window,
+    attempts_for,
+    probe_timeout,
+    retry_timeout,
+)
 
 CONFIG = WorkerConfig(
     concurrency=100,
@@ -70,18 +76,64 @@ def test_without_adaptive_timing_every_probe_waits_the_full_timeout() -> None:
 
 
 @pytest.mark.parametrize(
-    ("retries", "host", "answered_attempt", "attempts"),
+    ("retries", "host_answered", "answered_attempt", "attempts"),
     [
-        (1, FAST, 1, 2),  # no sign of passing drops: 1 + retries
-        (1, FAST, 2, 3),  # a port answered only its retry: one more
-        (1, FAST, 3, 3),  # at most one more
-        (2, FAST, 2, 3),  # answers came before the last regular attempt: nothing more
-        (2, FAST, 3, 4),
-        (0, FAST, 2, 1),  # no retries asked for: none
-        (1, UNKNOWN, 2, 2),  # a host that answered nothing gets no more
+        (1, 1, 1, 2),  # no sign of passing drops: 1 + retries
+        (1, 2, 2, 5),  # a port of the host answered only its retry: three more
+        (1, 1, 2, 5),  # a port of another host did: the same
+        (1, 1, 4, 5),  # another host's drops count as a retry's answer, no more
+        (1, 4, 4, 7),  # three beyond the latest attempt that answered
+        (1, 9, 9, 10),  # at most ten
+        (2, 2, 2, 5),
+        (10, 3, 3, 11),  # unless 1 + retries is more
+        (0, 2, 2, 1),  # no retries asked for: none
     ],
 )
-def test_a_silent_port_gets_one_more_attempt_after_a_late_answer(
-    retries: int, host: RoundTrip, answered_attempt: int, attempts: int
+def test_a_silent_port_gets_more_attempts_once_drops_show(
+    retries: int, host_answered: int, answered_attempt: int, attempts: int
 ) -> None:
-    assert attempts_for(config(retries=retries), host, answered_attempt) == attempts
+    assert attempts_for(config(retries=retries), host_answered, answered_attempt) == attempts
+
+
+def test_a_congested_host_gets_the_most_attempts() -> None:
+    assert attempts_for(CONFIG, 1, 1, congested=True) == 10
+    assert attempts_for(config(retries=0), 2, 2, congested=True) == 1
+
+
+def test_extra_attempts_but_the_first_wait_the_first_attempts_timeout() -> None:
+    assert retry_timeout(CONFIG, SLOW, UNKNOWN, 2) == probe_timeout(CONFIG, SLOW, UNKNOWN, 2)
+    assert retry_timeout(CONFIG, SLOW, UNKNOWN, 3) == probe_timeout(CONFIG, SLOW, UNKNOWN, 3)
+    assert retry_timeout(CONFIG, SLOW, UNKNOWN, 4) == (pytest.approx(0.4), False)
+    assert retry_timeout(CONFIG, FAST, UNKNOWN, 7) == (pytest.approx(0.1), False)
+    assert retry_timeout(CONFIG, UNKNOWN, SLOW, 4) == (pytest.approx(0.4), False)  # a guess
+
+
+def test_a_window_is_the_host_cap_until_a_quarter_of_the_probes_were_dropped() -> None:
+    window = Window(None)
+    for _ in range(8):
+        window.answered(0, 0.0, 0.0, 50)
+    for drops in (1, 1, 1):  # 3 dropped of 14: fewer than CUT_DROPS
+        window.answered(drops, 0.0, 0.0, 50)
+    assert window.limit == 1 << 30
+    window.answered(2, 0.1, 0.2, 39)  # 5 dropped of 17 (29%): one probe at a time
+    assert (window.cwnd, window.ssthresh, window.limit) == (1.0, 20.0, 1)
+    for _ in range(4):  # probes sent before the cut were the same episode
+        window.answered(3, 0.15, 0.3, 30)
+    assert window.limit == 5  # the answers grow it again, one probe per answer
+    window.answered(4, 0.25, 0.4, 5)
+    assert (window.cwnd, window.ssthresh, window.limit) == (1.0, 2.5, 1)
+
+
+def test_a_cut_window_grows_fast_to_half_of_what_was_in_flight_then_slowly() -> None:
+    window = Window(6)
+    assert window.limit == 6
+    window.answered(5, 1.0, 1.0, 5)
+    assert (window.cwnd, window.ssthresh, window.limit) == (1.0, 3.0, 1)
+    window.answered(0, 1.0, 1.0, 0)
+    window.answered(0, 1.0, 1.0, 0)
+    assert (window.cwnd, window.limit) == (3.0, 3)
+    window.answered(0, 1.0, 1.0, 0)
+    assert window.cwnd == pytest.approx(3 + 1 / 3)
+    for _ in range(20):
+        window.answered(0, 1.0, 1.0, 0)
+    assert (window.cwnd, window.limit) == (6.0, 6)  # never beyond the host cap
