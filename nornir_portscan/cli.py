@@ -133,8 +133,8 @@ def _parser() -> argparse.ArgumentParser:
         "--retries",
         type=number,
         default=1,
-        help="extra attempts for ports that give no response, plus one once a port answered "
-        "only its last one (default: %(default)s)",
+        help="extra attempts for ports that give no response (default: %(default)s); once a "
+        "retry answered, three more than the latest attempt that answered, up to ten",
     )
     p.add_argument("--rate", type=number, help="at most this many probes per second, all workers")
     p.add_argument(

@@ -126,8 +126,9 @@ class ScanOptions:
     adaptive: bool = True
     """Learn each host's round-trip time and wait srtt + 4*rttvar instead of ``timeout``."""
     retries: int = 1
-    """Extra attempts for a port that gave no response; one more once some port answered only
-    its last attempt (SYNs dropped for a while, by a full accept queue or a policer)."""
+    """Extra attempts for a port that gave no response. Once a retry answered (SYNs dropped for
+    a while, by loss, a full accept queue or a policer): three more than the latest attempt
+    that answered, up to ten; ten, one at a time, once a host dropped a quarter of its probes."""
     rate: float | None = None
     """Global limit in probes per second, shared by all workers; None for no limit."""
     concurrency: int = 1000

@@ -79,8 +79,9 @@ options:
   retries:
     description:
       - Extra attempts for a port that gave no response (0 to 10).
-      - One more once some port answered only its last attempt (SYNs dropped for a while, by a
-        full accept queue or a policer), for ports of hosts that answer.
+      - Once a retry answered (SYNs dropped for a while, by loss, a full accept queue or a
+        policer), three more than the latest attempt that answered, up to ten; ten, one at a
+        time, once a host dropped a quarter of its probes.
     type: raw
     default: 1
   rate:
