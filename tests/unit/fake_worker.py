@@ -7,7 +7,6 @@ FAKE_HANG_ON_PORT=N makes it never answer a unit holding port N (it keeps servin
 
 import os
 import sys
-from pathlib import Path
 
 from nornir_portscan.engine.protocol import (
     STOP,
@@ -23,6 +22,21 @@ from nornir_portscan.engine.protocol import (
 die_on = int(os.environ.get("FAKE_DIE_ON_PORT", "0"))
 hang_on = int(os.environ.get("FAKE_HANG_ON_PORT", "0"))
 once = os.environ.get("FAKE_DIE_ONCE")
+
+
+def _may_die() -> bool:
+    """With FAKE_DIE_ONCE, only the first worker to claim the path dies: two workers handed
+    such a unit at once would both have seen it missing (and a unit re-run on the second one
+    would have died twice)."""
+    if not once:
+        return True
+    try:
+        os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
 reader = FrameReader()
 out = sys.stdout.buffer
 while True:
@@ -33,9 +47,7 @@ while True:
         if isinstance(message, WorkerConfig):
             out.write(frame(WorkerReady(message.concurrency, None)))
         elif isinstance(message, Unit):
-            if die_on in message.ports and not (once and Path(once).exists()):
-                if once:
-                    Path(once).touch()
+            if die_on in message.ports and _may_die():
                 os._exit(1)
             if hang_on in message.ports:
                 continue
