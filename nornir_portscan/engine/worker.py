@@ -48,8 +48,8 @@ from nornir_portscan.models import PortState
 
 _EINPROGRESS = errno.EINPROGRESS
 _ECONNABORTED = errno.ECONNABORTED
+_EALREADY = errno.EALREADY
 _ECONNREFUSED = errno.ECONNREFUSED
-_ETIMEDOUT = errno.ETIMEDOUT
 # A completed handshake the service then reset: the socket reports the reset, not the connect.
 _ANSWERED_THEN_RESET = frozenset({errno.ECONNRESET, errno.EPIPE})
 # What connect() can return at once that is still the network's answer: on loopback the
@@ -189,6 +189,11 @@ class Prober:
         err = sock.connect_ex(address)
         if err == _ECONNABORTED:  # the reused socket's previous connect failed: connect again
             err = sock.connect_ex(address)
+        elif err == _EALREADY:
+            # Its previous connect got only a soft error (an ICMP that came while connect()
+            # held the socket: SO_ERROR said refused, the socket stayed in SYN_SENT): a new one.
+            self._discard(slot)
+            return self._start(slot)
         if err == _EINPROGRESS:
             job.probes += 1
             slot.watcher.start(self._on_writable, slot)

@@ -185,3 +185,20 @@ def test_an_ipv4_mapped_address_reads_its_icmp_errors_as_icmpv4(refusing):
         (84, "error", "local-EHOSTUNREACH"),
         (87, "error", "local-ECONNREFUSED"),
     ]
+
+
+def test_a_loopback_reject_under_load_is_never_an_error(netns):
+    """A local reject of loopback ports: the ICMP often comes while connect() holds the socket,
+    a soft error that leaves the reused socket in SYN_SENT (its next connect: EALREADY). That
+    is no refusal of the next port: it was reported ``error local-EALREADY`` (366 of 1,000)."""
+    nft(netns, "table inet t {\n chain input {\n  type filter hook input priority 0;\n"
+               "  tcp dport 1000-1999 reject\n }\n}\n")  # fmt: skip
+    done = in_netns(netns, *CLI, "--json", "-", "-p", "1000-1999", "--processes", "1",
+                    "--concurrency", "50", "--no-adaptive", "--timeout", "0.5", "--retries", "0",
+                    "--closed", "127.0.0.1", cwd=str(REPO))  # fmt: skip
+    (host,) = json.loads(done.stdout)["hosts"]
+    assert host["error_ports"] == []
+    # closed (the reject's ICMP read as this host's RST), or filtered where the kernel's ICMP
+    # rate limit kept the reject silent
+    assert {p["state"] for p in host["ports"]} <= {"closed", "filtered"}
+    assert len(host["ports"]) == 1000
