@@ -124,8 +124,15 @@ class _Network:
 
     def __contains__(self, address: _IPAddress) -> bool:
         if address.version != self.network.version:
-            # an IPv4 address is also its mapped spelling, which an IPv6 block may hold
-            return address.version == 4 and mapped(address) in self.network
+            # an IPv4 address is also its mapped spelling, which a block of mapped addresses
+            # holds (a wider IPv6 block such as ::/0 means IPv6, not the IPv4 it also spans)
+            network = self.network
+            return (
+                isinstance(address, ipaddress.IPv4Address)
+                and isinstance(network, ipaddress.IPv6Network)
+                and network.subnet_of(_MAPPED)
+                and mapped(address) in network
+            )
         if self.zone is not None and address.version == 6 and address.scope_id != self.zone:
             return False
         return address in self.network
