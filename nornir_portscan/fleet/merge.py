@@ -298,7 +298,9 @@ def _port(entry: Any, scanner: str) -> MergedPort:
     if isinstance(rtt, bool) or not isinstance(rtt, int | float):
         rtt = None
     attempts = entry.get("attempts", 0)
-    return MergedPort(port, state, str(entry.get("reason", "")), rtt, int(attempts), scanner)
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 0:
+        raise TypeError(f"attempts must be a count, not {show(attempts)}")
+    return MergedPort(port, state, str(entry.get("reason", "")), rtt, attempts, scanner)
 
 
 def _stamp(value: Any) -> str | None:

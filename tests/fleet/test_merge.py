@@ -222,6 +222,10 @@ def test_reports_of_two_plans_do_not_merge(plan):
          "host entry ('sleepy' is not a valid HostStatus)"),
         (lambda d: d["hosts"][0]["ports"][0].update(port=70000), "report 'x.json': host 1 is "
          "not a host entry (port must be 1-65535, not 70000)"),
+        (lambda d: d["hosts"][0]["ports"][0].update(attempts=float("inf")), "report 'x.json': "
+         "host 1 is not a host entry (attempts must be a count, not Infinity)"),
+        (lambda d: d["hosts"][0]["ports"][0].update(attempts=-5), "report 'x.json': host 1 is "
+         "not a host entry (attempts must be a count, not -5)"),
         (lambda d: d["hosts"][0].update(scanned_ports="1-x"), "report 'x.json': host 1 is not a "
          "host entry (invalid port"),
         (lambda d: d["hosts"].append(d["hosts"][0]), "report 'x.json': host 2 ('web') is listed "
