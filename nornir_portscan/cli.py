@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import re
@@ -370,7 +371,15 @@ def _output(
 ) -> bool:
     """Show the outcome and write the report files; False when it could not be shown (a broken
     pipe: the reader left) or a file could not be written (the rest is done all the same)."""
-    shown = True
+    written = True
+    try:  # the files first: a terminal that hung up (SIGHUP) must not cost the report
+        write_reports(job.reports, audit)
+        if shard_json is not None and args.json not in (None, "-"):
+            write_atomic(args.json, shard_json(audit), "JSON report")
+    except ReportError as exc:
+        with contextlib.suppress(OSError):
+            _error(exc)
+        written = False
     as_json = shard_json or iter_json
     try:
         for chunk in as_json(audit) if args.json == "-" else iter_table(audit):
@@ -379,17 +388,10 @@ def _output(
         if args.json == "-":
             for warning in audit.report.warnings:  # the table is not shown: say them on stderr
                 print(f"portscan: warning: {warning}", file=sys.stderr)
-    except BrokenPipeError:  # `portscan ... | head -1`: the reader has what it wanted
+    except OSError:  # `| head -1` (the reader has what it wanted), a hung-up terminal (EIO)
         _silence_stdout()
-        shown = False
-    try:
-        write_reports(job.reports, audit)
-        if shard_json is not None and args.json not in (None, "-"):
-            write_atomic(args.json, shard_json(audit), "JSON report")
-    except ReportError as exc:
-        _error(exc)
         return False
-    return shown
+    return written
 
 
 def _memory_line() -> str:
@@ -410,11 +412,16 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 return _main(argv, stopped)
             except KeyboardInterrupt:  # before the scan began (parsing the arguments)
-                print("portscan: interrupted before the scan", file=sys.stderr)
+                with contextlib.suppress(OSError):
+                    print("portscan: interrupted before the scan", file=sys.stderr)
                 return stopped.exit_code(EXIT_INTERRUPTED)
-    except BrokenPipeError:  # stderr's reader left too (`2>&1 | head -1`)
-        _silence_stdout()
-        return EXIT_SCAN
+            except OSError as exc:
+                # stderr went too: its reader left (`2>&1 | head -1`), or the terminal hung
+                # up (EIO; the report files were written first)
+                if exc.errno not in (errno.EPIPE, errno.EIO):
+                    raise
+                _silence_stdout()
+                return stopped.exit_code(EXIT_SCAN)
     except MemoryError:
         with contextlib.suppress(OSError):
             _error(_memory_line())

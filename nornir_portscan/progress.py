@@ -3,6 +3,7 @@ Nornir ``ProgressBar`` processor draws)."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import TextIO
 
@@ -36,9 +37,18 @@ class ProgressBar:
         self._open = False  # a line is drawn and not yet ended
         self._decile = -1  # the last 10 % step written to a stream that is not a terminal
         self._elapsed = 0.0  # of the last update: it goes back when a new scan starts
+        self._gone = False  # the stream failed (a terminal hung up): draw no more
 
     def __call__(self, progress: Progress) -> None:
         """The engine's progress callback."""
+        if self._gone:
+            return
+        try:
+            self._draw(progress)
+        except (OSError, ValueError):  # a hung-up terminal, a closed stream: not the scan's end
+            self._gone = True
+
+    def _draw(self, progress: Progress) -> None:
         stream = self.stream or sys.stderr
         tty = stream.isatty()
         if not (tty or self.force):
@@ -66,6 +76,7 @@ class ProgressBar:
 
     def end(self) -> None:
         """End a line left open (an interrupted scan)."""
-        if self._open:
-            (self.stream or sys.stderr).write("\n")
+        if self._open and not self._gone:
             self._open = False
+            with contextlib.suppress(OSError, ValueError):
+                (self.stream or sys.stderr).write("\n")

@@ -223,3 +223,41 @@ def test_a_signal_while_the_report_is_written_does_not_break_it_off(tmp_path, si
     assert data["interrupted"] is False
     assert [h["status"] for h in data["hosts"]] == ["up"]
     assert "127.0.0.1" in out
+
+
+@pytest.mark.parametrize("progress", [False, True], ids=["table", "table-and-bar"])
+def test_a_terminal_that_hangs_up_still_gets_the_report_written(tmp_path, progress):
+    """The CLI on a real terminal (a pty) that is closed mid-scan: SIGHUP, and every later
+    write to the terminal fails (EIO). The report file is written first, the exit is 129."""
+    import pty
+
+    report = tmp_path / "r.json"
+    argv = [*CLI, *SLOW, "--json", str(report), *([] if progress else ["--no-progress"])]
+    pid, master = pty.fork()
+    if pid == 0:  # the child: its stdin, stdout and stderr are the terminal
+        os.execv(argv[0], argv)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # until its workers run: the scan is under way
+            found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+            if len(found.stdout.split()) >= 2:
+                break
+            time.sleep(0.02)
+        workers = [int(p) for p in found.stdout.split()]
+        assert len(workers) >= 2, "the CLI did not start its workers"
+    finally:
+        os.close(master)  # the terminal hangs up
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise AssertionError("the CLI did not end after the hang-up")
+    assert os.waitstatus_to_exitcode(status) == 129
+    data = json.loads(report.read_text())
+    assert data["interrupted"] is True
+    assert gone(workers)
