@@ -27,6 +27,7 @@ from nornir_portscan.models import (
     ScanRequest,
     Target,
 )
+from nornir_portscan.ports import format_ports
 
 __all__ = [
     "Audit",
@@ -103,11 +104,14 @@ class Audit:
         return _unmet(verdict) if self.wait is not None and verdict is not None else ()
 
     def failed(self, index: int) -> bool:
-        """Whether ``report.hosts[index]`` fails the audit: an error, a violated expectation
-        (after the wait, if any) or unexpected confirmed drift."""
+        """Whether ``report.hosts[index]`` fails the audit: an error (of the host or of a
+        port, which has no state: the CLI exits 3 for it), a violated expectation (after the
+        wait, if any) or unexpected confirmed drift."""
         verdict = self.verdict(index)
+        host = self.report.hosts[index]
         return (
-            self.report.hosts[index].status in _HOST_ERRORS
+            host.status in _HOST_ERRORS
+            or bool(host.error_ports)
             or (verdict is not None and verdict.compliant is not True)
             or bool(self.unexpected_drift(index))
         )
@@ -120,6 +124,12 @@ class Audit:
         if host.status in _HOST_ERRORS:
             status = host.status.value.replace("_", " ")
             problems.append(f"host {status}: {host.error}" if host.error else f"host {status}")
+        elif host.error_ports:
+            reasons = sorted({p.reason for p in host.ports if p.state is PortState.ERROR})
+            problems.append(
+                f"no state for port{'s' if len(host.error_ports) > 1 else ''} "
+                f"{format_ports(host.error_ports)} ({', '.join(reasons)})"
+            )
         verdict = self.verdict(index)
         unmet = [u for u in self.unmet(index) if u.port is not None]
         if self.wait is not None and verdict is not None and verdict.compliant is not True:

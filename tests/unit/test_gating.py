@@ -580,3 +580,20 @@ def test_a_plain_scan_report_has_no_audit_keys():
     data = report_to_dict(run_audit(request(WEB1), scanner=net))
     assert {"compliance", "drift", "wait"} & set(data) == set()
     assert {"compliant", "violations", "policy", "drift"} & set(data["hosts"][0]) == set()
+
+
+def test_a_port_without_state_fails_its_host_in_every_door():
+    """An up host with ports that ended ``error``: the CLI exits 3 for them, so the audit
+    (which Nornir and Ansible report) fails the host too, and says which ports."""
+    ports = (
+        PortResult(22, PortState.OPEN, "syn-ack", 0.1, 1),
+        PortResult(23, PortState.ERROR, "worker-died", None, 0),
+        PortResult(24, PortState.ERROR, "worker-died", None, 0),
+    )
+    host = HostResult("web", "127.0.0.1", HostStatus.UP, ports, scanned=(22, 23, 24))
+    audit = Audit(ScanReport((host,), ScanOptions(), 0.0, 1.0, 1))
+    assert audit.failed(0)
+    assert audit.failure(0) == "web (127.0.0.1): no state for ports 23-24 (worker-died)"
+    clean = Audit(ScanReport((HostResult("web", "127.0.0.1", HostStatus.UP, ports[:1]),),
+                             ScanOptions(), 0.0, 1.0, 1))  # fmt: skip
+    assert not clean.failed(0)
