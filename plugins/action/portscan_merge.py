@@ -11,7 +11,8 @@ import shutil
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.nornir_portscan.portscan.plugins.module_utils import portscan_fleet as fleet
+from ansible_collections.nornir_portscan.portscan.plugins.module_utils import (
+    portscan_fleet as fleet)
 
 ARGUMENT_SPEC = {
     "plan": {"type": "dict", "required": True},
@@ -23,8 +24,10 @@ ARGUMENT_SPEC = {
 def _why(result):
     """One line for a scanner's failed task."""
     lines = str(result.get("msg") or "the task failed").strip().splitlines() or [""]
+    said = str(result.get("module_stderr") or "").strip().splitlines()
     rc = result.get("rc")
-    return lines[0] + (f" (rc {rc})" if rc not in (None, 0) else "")
+    return (lines[0] + (f"; stderr: {said[-1]}" if said else "")
+            + (f" (rc {rc})" if rc not in (None, 0) else ""))
 
 
 class ActionModule(ActionBase):
@@ -33,7 +36,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        dummy, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         if fleet.ENGINE_ERROR:
             raise AnsibleActionFail(fleet.ENGINE_ERROR)
         given = args["plan"]

@@ -6,12 +6,13 @@ inventory, computed here once, and what a re-run of the same plan still has to s
 from __future__ import annotations
 
 import json
-import os
+from pathlib import Path
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.nornir_portscan.portscan.plugins.module_utils import portscan_fleet as fleet
+from ansible_collections.nornir_portscan.portscan.plugins.module_utils import (
+    portscan_fleet as fleet)
 
 ARGUMENT_SPEC = {
     "scanners_group": {"type": "str", "default": fleet.SCANNERS_GROUP},
@@ -42,7 +43,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        dummy, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         if fleet.ENGINE_ERROR:
             raise AnsibleActionFail(fleet.ENGINE_ERROR)
         groups = task_vars.get("groups") or {}
@@ -64,8 +65,8 @@ class ActionModule(ActionBase):
                                         args["split_ports"])
         except fleet.FleetError as exc:
             raise AnsibleActionFail(str(exc)) from None
-        directory = args["directory"] or os.path.join(
-            str(task_vars.get("playbook_dir") or "."), "portscan-runs")
+        directory = args["directory"] or str(
+            Path(str(task_vars.get("playbook_dir") or ".")) / "portscan-runs")
         path = fleet.plan_directory(directory, plan)
         warnings = []
         kept = fleet.kept_reports(path, plan, warnings.append) if args["resume"] else {}

@@ -18,6 +18,7 @@ import json
 import os
 import tempfile
 import traceback
+from pathlib import Path
 
 ENGINE_TRACEBACK = None
 try:
@@ -88,28 +89,28 @@ def inventory_plan(scanners, targets, ports, options, split_ports=False):
 
 def plan_directory(directory, plan):
     """``DIRECTORY/PLAN_HASH``, made with the plan file in it."""
-    path = os.path.join(directory, plan.hash)
-    os.makedirs(os.path.join(path, "shards"), exist_ok=True)
-    write_json(os.path.join(path, "plan.json"), plan_inputs(plan))
-    return path
+    path = Path(directory) / plan.hash
+    (path / "shards").mkdir(parents=True, exist_ok=True)
+    write_json(path / "plan.json", plan_inputs(plan))
+    return str(path)
 
 
 def write_json(path, data):
     """Write ``data`` as JSON to ``path`` atomically (a temporary file renamed over it)."""
-    folder = os.path.dirname(path) or "."
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".portscan-", suffix=".json")
+    path = Path(path)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=".portscan-", suffix=".json")
+    temporary = Path(name)
     try:
         with os.fdopen(handle, "w") as out:
             json.dump(data, out)
-        os.replace(temporary, path)
+        temporary.replace(path)
     except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+        temporary.unlink(missing_ok=True)
         raise
 
 
 def shard_path(path, scanner):
-    return os.path.join(path, "shards", f"{scanner}.json")
+    return str(Path(path) / "shards" / f"{scanner}.json")
 
 
 def kept_reports(path, plan, warn=None):
@@ -119,7 +120,7 @@ def kept_reports(path, plan, warn=None):
     found = {}
     for shard in plan.shards:
         file = shard_path(path, shard.scanner)
-        if not os.path.exists(file):
+        if not Path(file).exists():
             continue
         try:
             report = load_report(file)

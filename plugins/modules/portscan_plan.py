@@ -20,7 +20,7 @@ description:
     change the hash; changing what is scanned, or by whom, does.
   - Keeps the plan in C(DIRECTORY/HASH/plan.json). The shard reports of an earlier run of the
     same plan, kept there by M(nornir_portscan.portscan.portscan_merge), count as done (unless
-    O(resume=false)): RV(to_scan) lists only the scanners whose shard has no full report yet.
+    O(resume=false)); RV(to_scan) lists only the scanners whose shard has no full report yet.
   - A bad inventory (a vantage no scanner is in, a host listed twice, an empty group) fails the
     task with one line before anything is sent.
 options:

@@ -42,7 +42,8 @@ class Fleet:
 
     def play(self, inventory: Path, *args: str) -> subprocess.CompletedProcess[str]:
         argv = ["ip", "netns", "exec", self.controller, str(BIN / "ansible-playbook"),
-                "-i", str(inventory), str(PLAYBOOK), "-e", f"audit_ports={','.join(map(str, PORTS))}",
+                "-i", str(inventory), str(PLAYBOOK),
+                "-e", f"audit_ports={','.join(map(str, PORTS))}",
                 "-e", f"audit_directory={self.runs}", "-e", "audit_timeout=4",
                 "-e", "audit_min_timeout=4", "-e", "audit_retries=0", *args]
         return subprocess.run(argv, env=self.env, cwd=self.workdir, capture_output=True,
@@ -141,10 +142,14 @@ def test_a_dead_scanner_s_targets_are_errors_and_the_play_fails(fleet: Fleet) ->
     assert {h["scanners"][0] for h in lost} == set(dead), "a dead scanner had no targets"
     for host in lost:
         reason = dead[host["scanners"][0]]
-        assert host["status"] == "error" and host["open_ports"] == [], host
-        assert host["closed_count"] == 0 and host["filtered_ports"] == [], host
+        assert host["status"] == "error", host
+        assert host["open_ports"] == [], host
+        assert host["filtered_ports"] == [], host
+        assert host["closed_count"] == 0, host
         assert host["error_ports"] == list(PORTS), host
         assert {p["reason"] for p in host["ports"]} == {reason}, host
+    killed = next(s for s in merged["shards"] if s["scanner"] == "cb2")
+    assert "Killed (rc 137)" in killed["reason"], killed
     assert "did not report in full" in fleet.first.stdout
     # the killed scanner left no engine worker behind in its namespace
     deadline = time.monotonic() + 15
