@@ -6,6 +6,7 @@ after writing the merged report, when some shard did not report in full."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 from ansible.errors import AnsibleActionFail
@@ -18,7 +19,13 @@ ARGUMENT_SPEC = {
     "plan": {"type": "dict", "required": True},
     "results_var": {"type": "str", "default": fleet.RESULT_VAR},
     "report": {"type": "path"},
+    "fail_on_violation": {"type": "bool", "default": False},
 }
+
+
+def _plain(value):
+    """Ansible's tagged strings and lazy containers as plain JSON data."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def _why(result):
@@ -36,7 +43,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        dummy, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
         if fleet.ENGINE_ERROR:
             raise AnsibleActionFail(fleet.ENGINE_ERROR)
         given = args["plan"]
@@ -64,11 +71,17 @@ class ActionModule(ActionBase):
                 failed[shard.scanner] = "its report is of another shard or plan"
             elif got.get("failed"):
                 failed[shard.scanner] = _why(got)
+        wanted = (fleet.VANTAGE_POLICY_VAR, *fleet.POLICY_VARS.values())
         try:
             merged, failure = fleet.merge_directory(path, plan, failed)
-        except fleet.InputError as exc:
+            policies = {}
+            for target in plan.targets:
+                host = hostvars.get(target.name) or {}
+                own = {k: _plain(host[k]) for k in wanted if k in host}
+                policies[target.name] = fleet.vantage_policies(own, target.name)
+            data = fleet.judged(merged.to_dict(), policies)
+        except (fleet.InputError, fleet.FleetError) as exc:
             raise AnsibleActionFail(str(exc)) from None
-        data = merged.to_dict()
         merged_path = f"{path}/merged.json"
         fleet.write_json(merged_path, data)
         reports = [merged_path]
@@ -80,6 +93,11 @@ class ActionModule(ActionBase):
             f"plan {plan.hash[:12]}: {summary['hosts']} hosts from {summary['shards']} shards, "
             f"{summary['open_ports']} open, {summary['filtered_ports']} filtered, "
             f"{summary['closed_ports']} closed"))
+        if not failure and args["fail_on_violation"] and data["failed_hosts"]:
+            failure = (f"{len(data['failed_hosts'])} of {len(data['hosts'])} hosts did not "
+                       "pass: " + " | ".join(h["failure"] for h in data["hosts"]
+                                             if not h["passed"]))
+            result["msg"] = failure
         if failure:
             result["failed"] = True
         return result

@@ -43,7 +43,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        dummy, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
         if fleet.ENGINE_ERROR:
             raise AnsibleActionFail(fleet.ENGINE_ERROR)
         groups = task_vars.get("groups") or {}
@@ -57,8 +57,10 @@ class ActionModule(ActionBase):
                     f"{role} in it, or name another group with {role}_group")
             names[role] = list(groups[group])
         scanners = [(n, _plain(hostvars[n].get(fleet.VANTAGE_VAR))) for n in names["scanners"]]
-        wanted = ("ansible_host", fleet.PORTS_VAR, fleet.VANTAGES_VAR)
-        targets = [(n, {k: _plain(hostvars[n].get(k)) for k in wanted}) for n in names["targets"]]
+        wanted = ("ansible_host", fleet.PORTS_VAR, fleet.VANTAGES_VAR, fleet.VANTAGE_POLICY_VAR,
+                  *fleet.POLICY_VARS.values())
+        targets = [(n, {k: _plain(hostvars[n][k]) for k in wanted if k in hostvars[n]})
+                   for n in names["targets"]]
         options = {k: args[k] for k in fleet.PLAN_OPTIONS}
         try:
             plan = fleet.inventory_plan(scanners, targets, _plain(args["ports"]), options,

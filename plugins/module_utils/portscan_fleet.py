@@ -33,7 +33,9 @@ if ENGINE_ERROR is None:
             FleetTarget, Scanner, build_plan, iter_shard_json, load_report, merge_reports,
             missing_shards, plan_from_dict, plan_inputs, shard_section, where_ran)
         from nornir_portscan.fleet.merge import merge_failure
+        from nornir_portscan.audit.policy import merge_policies, parse_policy
         from nornir_portscan.pipeline import build_job, number, run_job
+        from nornir_portscan.ports import format_ports, parse_ports
     except ImportError as exc:
         ENGINE_TRACEBACK = traceback.format_exc()
         ENGINE_ERROR = f"the nornir-portscan engine cannot be imported: {exc}"
@@ -44,6 +46,9 @@ VANTAGE_VAR = "portscan_vantage"
 VANTAGES_VAR = "portscan_vantages"
 PORTS_VAR = "portscan_ports"
 RESULT_VAR = "portscan_shard"
+VANTAGE_POLICY_VAR = "portscan_vantage_policy"
+EXPECTATIONS = ("expect_open", "expect_closed", "expect_filtered", "allowed_open")
+POLICY_VARS = {key: f"portscan_{key}" for key in EXPECTATIONS}
 # plan options: part of the plan's hash (processes and concurrency are each scanner's own)
 PLAN_OPTIONS = ("timeout", "min_timeout", "adaptive", "retries", "rate", "host_concurrency",
                 "host_timeout", "include_closed")
@@ -76,6 +81,10 @@ def inventory_plan(scanners, targets, ports, options, split_ports=False):
             own = host.get(PORTS_VAR)
             if isinstance(own, int) and not isinstance(own, bool):
                 own = str(own)
+            wanted = policy_ports(host, name)
+            scanned = set(parse_ports(own or ports))
+            if wanted - scanned:  # the expectations' ports are scanned too, from every vantage
+                own = format_ports(sorted(scanned | wanted))
             hosts.append(FleetTarget(
                 str(name), str(host.get("ansible_host") or name),
                 own if own not in (None, "", []) else (),
@@ -169,3 +178,91 @@ def merge_directory(path, plan, failed):
     files = [shard_path(path, name) for name in kept]
     merged = merge_reports(list(kept.values()), plan=plan, failed=failed or None, sources=files)
     return merged, merge_failure(merged)
+
+
+def _port_spec(value):
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def vantage_policies(host, name):
+    """``{vantage: policy data}`` of a target's host variables, with ``None`` for the policy
+    of every vantage: ``portscan_expect_open`` and the like hold for every vantage, and
+    ``portscan_vantage_policy: {VANTAGE: {expect_filtered: ...}}`` replaces keys for one."""
+    common = {key: _port_spec(host[var]) for key, var in POLICY_VARS.items() if var in host}
+    scoped = host.get(VANTAGE_POLICY_VAR) or {}
+    if not isinstance(scoped, dict) or not all(
+            isinstance(v, dict) or v is None for v in scoped.values()):
+        raise FleetError(
+            f"invalid {VANTAGE_POLICY_VAR} of target {name!r}: give a mapping of vantage to "
+            "expectations, e.g. {users: {expect_filtered: '22,443'}}")
+    found = {None: common}
+    for vantage, keys in scoped.items():
+        layer = {key: _port_spec(value) for key, value in (keys or {}).items()}
+        found[str(vantage)] = merge_policies([common, layer])
+    return found
+
+
+def policy_ports(host, name):
+    """Every port a target's expectations name, over all its vantages."""
+    ports = set()
+    for vantage, data in vantage_policies(host, name).items():
+        where = f"target {name!r}" + (f" from vantage {vantage!r}" if vantage else "")
+        try:
+            policy = parse_policy(data, where=where)
+        except InputError as exc:
+            raise FleetError(str(exc)) from None
+        ports |= set(policy.ports)
+    return ports
+
+
+def judge(host, data):
+    """Judge a merged host (``MergedReport.to_dict`` entry) against its expectations (policy
+    data, or None); return ``(passed, failure, violations)``. A host with ports that have no
+    answer (a lost scanner), an error or conflicting answers does not pass."""
+    label = f"{host['name']} ({host['address'] or 'no address'}) from {host['vantage'] or '-'}"
+    states = {p["port"]: p["state"] for p in host["ports"]}
+    for port in parse_ports(host["scanned_ports"]) if host["scanned_ports"] else ():
+        states.setdefault(port, "closed")
+    if host["status"] in ("error", "unresolved") or host["error_ports"]:
+        return False, f"{label}: not scanned in full ({host['error'] or 'error'})", []
+    if host["conflicts"]:
+        return False, f"{label}: shards answered ports {host['conflicts']} differently", []
+    violations = []
+    if data:
+        policy = parse_policy(data, where=f"target {host['name']!r}")
+        for port in sorted(policy.ports):
+            want = policy.expected(port).value
+            got = states.get(port, "not scanned")
+            if got != want:
+                violations.append({"port": port, "expected": want, "actual": got})
+        if policy.allowed_open is not None:
+            violations += [{"port": p, "expected": "not open", "actual": "open"}
+                           for p in host["open_ports"] if p not in policy.allowed_open]
+        violations.sort(key=lambda v: v["port"])
+    if not violations:
+        return True, "", []
+    said = ", ".join(f"port {v['port']} {v['actual']} (expected {v['expected']})"
+                     for v in violations)
+    return False, f"{label}: {said}", violations
+
+
+def judged(data, policies):
+    """The merged report ``data`` with each host judged (``passed``, ``failure`` and, with
+    expectations, ``policy`` and ``violations``), its ``failed_hosts`` (``name@vantage``) and
+    ``compliance``; ``policies`` maps target names to ``vantage_policies``."""
+    failed, counts = [], {"compliant": 0, "non_compliant": 0, "error": 0, "violations": 0}
+    for host in data["hosts"]:
+        mine = policies.get(host["name"]) or {}
+        policy = mine.get(host["vantage"], mine.get(None)) or None
+        passed, failure, violations = judge(host, policy)
+        host.update(passed=passed, failure=failure)
+        if policy:
+            host.update(policy=policy, violations=violations)
+            kind = "compliant" if passed else "non_compliant" if violations else "error"
+            counts[kind] += 1
+            counts["violations"] += len(violations)
+        if not passed:
+            failed.append(f"{host['name']}@{host['vantage']}")
+    data["failed_hosts"] = failed
+    data["compliance"] = counts
+    return data

@@ -16,6 +16,13 @@ description:
     shard report (C(nornir_portscan.fleet.merge_reports)) into one report with a host per
     (target, vantage) and the scanner of every answer, written to C(DIRECTORY/HASH/merged.json)
     (and O(report)).
+  - "Judges each (target, vantage) against the target's expectations, evaluated here on the
+    merged answers (so a changed policy needs no new scan): C(portscan_expect_open),
+    C(portscan_expect_closed), C(portscan_expect_filtered) and C(portscan_allowed_open) hold
+    for every vantage, and C(portscan_vantage_policy: {VANTAGE: {expect_filtered: ...}}) replaces
+    keys for one vantage. M(nornir_portscan.portscan.portscan_plan) adds the expectations'
+    ports to the target's ports."
+  - A (target, vantage) that has ports with no answer, or conflicting answers, does not pass.
   - The targets of a scanner that was unreachable, or whose task failed (killed, out of
     memory, no engine), are never dropped and never closed - their ports are C(error) with
     reason C(scanner-unreachable) or C(scanner-failed) - and the task then fails, after writing
@@ -34,6 +41,12 @@ options:
   report:
     description: Also write the merged JSON report to this path on the controller.
     type: path
+  fail_on_violation:
+    description:
+      - Fail the task when some (target, vantage) did not pass its expectations (see
+        RV(failed_hosts)). The task fails anyway when some shard did not report in full.
+    type: bool
+    default: false
 attributes:
   action:
     description: Runs on the controller only.
@@ -94,10 +107,22 @@ conflicts:
   elements: dict
 hosts:
   description: A host per (target, vantage), with C(vantage), C(scanners) and C(scanner) on
-    each port.
+    each port, C(passed) and C(failure) and, with expectations, C(policy) and C(violations).
   returned: success
   type: list
   elements: dict
+failed_hosts:
+  description: The (target, vantage) that did not pass, as C(name@vantage).
+  returned: success
+  type: list
+  elements: str
+  sample: [db1@users]
+compliance:
+  description: How many (target, vantage) with expectations were compliant, non-compliant or
+    could not be judged, and how many violations they had.
+  returned: success
+  type: dict
+  sample: {compliant: 4, non_compliant: 1, error: 0, violations: 2}
 reports:
   description: The merged report files written.
   returned: success
@@ -113,6 +138,7 @@ def main():
         "plan": {"type": "dict", "required": True},
         "results_var": {"type": "str", "default": "portscan_shard"},
         "report": {"type": "path"},
+        "fail_on_violation": {"type": "bool", "default": False},
     }
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     module.fail_json(msg="portscan_merge runs on the controller, through its action plugin")

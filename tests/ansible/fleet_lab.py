@@ -111,9 +111,13 @@ class FleetLab:
             "ansible_user": "nobody", "portscan_vantage": vantage,
             "ansible_ssh_common_args": "-F /dev/null -o ConnectTimeout=5 -o BatchMode=yes"}
 
-    def inventory(self, targets: dict[str, int], path: Path, reverse: bool = False) -> Path:
+    def inventory(self, targets: dict[str, int], path: Path, reverse: bool = False,
+                  extra: dict[str, dict[str, object]] | None = None) -> Path:
+        """The inventory of the scanners and ``targets`` (name: last octet), each target with
+        the ``extra`` variables given for it."""
         scanners = list(self.scanners.items())
-        hosts = [(n, {"ansible_host": f"{PREFIX}{h}"}) for n, h in targets.items()]
+        hosts = [(n, {"ansible_host": f"{PREFIX}{h}", **(extra or {}).get(n, {})})
+                 for n, h in targets.items()]
         if reverse:
             scanners.reverse()
             hosts.reverse()

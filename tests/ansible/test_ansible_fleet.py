@@ -186,3 +186,27 @@ def test_a_rerun_scans_only_the_shards_that_failed(fleet: Fleet) -> None:
         number = TARGETS[host["name"]]
         assert host["open_ports"] == [p for p in PORTS if segment.truth(p, number) == "open"]
         assert host["error_ports"] == []
+
+
+def test_expectations_are_judged_per_vantage_on_the_merged_answers(fleet: Fleet) -> None:
+    """Run after the resume: every shard is kept, so nothing is scanned again; the merge judges
+    the new expectations on the kept answers. t8 has listeners on 22 and 5432 in the users
+    segment, 9 (dropped) in the cardholder one; t3 has none in the users segment."""
+    extra: dict[str, dict[str, object]] = {
+        "t8": {"portscan_expect_closed": "80",
+               "portscan_vantage_policy": {"users": {"allowed_open": "22"},
+                                           "cardholder": {"expect_filtered": "9"}}},
+        "t3": {"portscan_vantage_policy": {"users": {"allowed_open": ""}}},
+    }
+    inventory = fleet.lab.inventory(TARGETS, fleet.workdir / "policy.yml", extra=extra)
+    done = fleet.play(inventory)
+    assert plan_hash(done) == plan_hash(fleet.first)  # the policy's ports are scanned already
+    assert "0 shards to scan, 5 kept from an earlier run" in done.stdout
+    assert done.returncode != 0, done.stdout[-3000:]
+    assert "1 of 16 hosts did not pass" in done.stdout
+    assert "t8 (198.18.0.8) from users: port 5432 open (expected not open)" in done.stdout
+    merged = fleet.merged()
+    assert merged["complete"] is True
+    assert merged["failed_hosts"] == ["t8@users"]
+    assert merged["compliance"] == {"compliant": 2, "non_compliant": 1, "error": 0,
+                                    "violations": 1}
