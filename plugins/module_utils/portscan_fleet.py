@@ -19,6 +19,7 @@ import os
 import tempfile
 import traceback
 from pathlib import Path
+from urllib.parse import quote
 
 ENGINE_TRACEBACK = None
 try:
@@ -119,7 +120,9 @@ def write_json(path, data):
 
 
 def shard_path(path, scanner):
-    return str(Path(path) / "shards" / f"{scanner}.json")
+    """The kept report of ``scanner``'s shard; its name quoted, so that no inventory name
+    (``../x``, ``a/b``) leads out of the plan's directory."""
+    return str(Path(path) / "shards" / f"{quote(scanner, safe='')}.json")
 
 
 def kept_reports(path, plan, warn=None):

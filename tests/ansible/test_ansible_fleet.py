@@ -213,3 +213,15 @@ def test_expectations_are_judged_per_vantage_on_the_merged_answers(fleet: Fleet)
     assert merged["failed_hosts"] == ["t8@users"]
     assert merged["compliance"] == {"compliant": 2, "non_compliant": 1, "error": 0,
                                     "violations": 1}
+
+
+@pytest.mark.usefixtures("collection_import")
+def test_a_scanner_name_cannot_lead_out_of_the_plan_directory(tmp_path: Path) -> None:
+    from ansible_collections.nornir_portscan.portscan.plugins.module_utils import (
+        portscan_fleet,
+    )
+
+    for name in ("../../etc/x", "a/b", ".."):
+        path = Path(portscan_fleet.shard_path(str(tmp_path), name))
+        assert path.parent == tmp_path / "shards", path
+        assert "/" not in path.name
