@@ -37,6 +37,12 @@ def _plain(value):
     return json.loads(json.dumps(value, default=str))
 
 
+def _known(host, names):
+    """The variables ``names`` a host sets (``hostvars[name]`` once: each look-up of it
+    gathers all its variables anew)."""
+    return {k: _plain(host[k]) for k in names if k in host}
+
+
 class ActionModule(ActionBase):
     _supports_check_mode = True
 
@@ -59,8 +65,7 @@ class ActionModule(ActionBase):
         scanners = [(n, _plain(hostvars[n].get(fleet.VANTAGE_VAR))) for n in names["scanners"]]
         wanted = ("ansible_host", fleet.PORTS_VAR, fleet.VANTAGES_VAR, fleet.VANTAGE_POLICY_VAR,
                   *fleet.POLICY_VARS.values())
-        targets = [(n, {k: _plain(hostvars[n][k]) for k in wanted if k in hostvars[n]})
-                   for n in names["targets"]]
+        targets = [(n, _known(hostvars[n], wanted)) for n in names["targets"]]
         options = {k: args[k] for k in fleet.PLAN_OPTIONS}
         try:
             plan = fleet.inventory_plan(scanners, targets, _plain(args["ports"]), options,
