@@ -1,0 +1,103 @@
+# Copyright: nornir-portscan contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Controller side of ``nornir_portscan.portscan.portscan_merge``: keep each scanner's shard
+report in the plan's directory, merge them all (those of earlier runs too) and fail the task,
+after writing the merged report, when some shard did not report in full."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.nornir_portscan.portscan.plugins.module_utils import (
+    portscan_fleet as fleet)
+
+ARGUMENT_SPEC = {
+    "plan": {"type": "dict", "required": True},
+    "results_var": {"type": "str", "default": fleet.RESULT_VAR},
+    "report": {"type": "path"},
+    "fail_on_violation": {"type": "bool", "default": False},
+}
+
+
+def _plain(value):
+    """Ansible's tagged strings and lazy containers as plain JSON data."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _why(result):
+    """One line for a scanner's failed task."""
+    lines = str(result.get("msg") or "the task failed").strip().splitlines() or [""]
+    said = str(result.get("module_stderr") or "").strip().splitlines()
+    rc = result.get("rc")
+    return (lines[0] + (f"; stderr: {said[-1]}" if said else "")
+            + (f" (rc {rc})" if rc not in (None, 0) else ""))
+
+
+class ActionModule(ActionBase):
+    _supports_check_mode = True
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
+        if fleet.ENGINE_ERROR:
+            raise AnsibleActionFail(fleet.ENGINE_ERROR)
+        given = args["plan"]
+        try:
+            plan = fleet.plan_from_dict(given["plan"], "plan")
+            path = str(given["directory"])
+        except (KeyError, TypeError, fleet.InputError) as exc:
+            raise AnsibleActionFail(
+                f"plan is not what portscan_plan returned ({exc}): register its result and "
+                "pass it whole, e.g. plan: '{{ plan }}'") from None
+        hostvars = task_vars["hostvars"]
+        failed = {}
+        for shard in plan.shards:
+            got = (hostvars[shard.scanner].get(args["results_var"])
+                   if shard.scanner in hostvars else None)
+            if not isinstance(got, dict) or got.get("skipped"):
+                continue  # not run now: its kept report, or none (unreachable)
+            report = got.get("report")
+            if isinstance(report, dict) and not got.get("failed"):
+                shard_of = report.get("shard") or {}
+                if (shard_of.get("scanner") == shard.scanner
+                        and (shard_of.get("plan") or {}).get("hash") == plan.hash):
+                    fleet.write_json(fleet.shard_path(path, shard.scanner), report)
+                    continue
+                failed[shard.scanner] = "its report is of another shard or plan"
+            elif got.get("failed"):
+                failed[shard.scanner] = _why(got)
+        wanted = (fleet.VANTAGE_POLICY_VAR, *fleet.POLICY_VARS.values())
+        try:
+            merged, failure = fleet.merge_directory(path, plan, failed)
+            policies = {}
+            for target in plan.targets:
+                host = hostvars.get(target.name) or {}
+                own = {k: _plain(host[k]) for k in wanted if k in host}
+                policies[target.name] = fleet.vantage_policies(own, target.name)
+            data = fleet.judged(merged.to_dict(), policies)
+        except (fleet.InputError, fleet.FleetError) as exc:
+            raise AnsibleActionFail(str(exc)) from None
+        merged_path = f"{path}/merged.json"
+        fleet.write_json(merged_path, data)
+        reports = [merged_path]
+        if args["report"]:
+            shutil.copyfile(merged_path, args["report"])
+            reports.append(args["report"])
+        summary = data["summary"]
+        result.update(data, changed=False, reports=reports, msg=failure or (
+            f"plan {plan.hash[:12]}: {summary['hosts']} hosts from {summary['shards']} shards, "
+            f"{summary['open_ports']} open, {summary['filtered_ports']} filtered, "
+            f"{summary['closed_ports']} closed"))
+        if not failure and args["fail_on_violation"] and data["failed_hosts"]:
+            failure = (f"{len(data['failed_hosts'])} of {len(data['hosts'])} hosts did not "
+                       "pass: " + " | ".join(h["failure"] for h in data["hosts"]
+                                             if not h["passed"]))
+            result["msg"] = failure
+        if failure:
+            result["failed"] = True
+        return result

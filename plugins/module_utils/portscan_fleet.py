@@ -1,0 +1,271 @@
+# Copyright: nornir-portscan contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""The fleet modules' shared code: the plan from an inventory, a scanner's shard, the merge.
+
+``portscan_plan`` and ``portscan_merge`` run it on the controller (their action plugins);
+``portscan_shard`` runs ``scan_shard`` on each scanner. The pure core is ``nornir_portscan.fleet``
+(docs/distributed.md); this module only maps Ansible's inventory and files onto it.
+
+State on the controller: ``DIRECTORY/PLAN_HASH/`` holds ``plan.json``, ``shards/SCANNER.json``
+(one shard report per scanner, as the scanner returned it) and ``merged.json``. A re-run of the
+same plan finds the shards already reported there and scans only the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import traceback
+from pathlib import Path
+from urllib.parse import quote
+
+ENGINE_TRACEBACK = None
+try:
+    from ansible_collections.nornir_portscan.portscan.plugins.module_utils.portscan import (
+        ENGINE_ERROR)
+except ImportError:  # pragma: no cover - the collection itself is broken
+    ENGINE_ERROR = "the collection's module_utils cannot be imported"
+if ENGINE_ERROR is None:
+    try:
+        from nornir_portscan import InputError, PortscanError, ScanOptions, TargetSpec, scan
+        from nornir_portscan.fleet import (
+            FleetTarget, Scanner, build_plan, iter_shard_json, load_report, merge_reports,
+            missing_shards, plan_from_dict, plan_inputs, shard_section, where_ran)
+        from nornir_portscan.fleet.merge import merge_failure
+        from nornir_portscan.audit.policy import merge_policies, parse_policy
+        from nornir_portscan.pipeline import build_job, number, run_job
+        from nornir_portscan.ports import format_ports, parse_ports
+    except ImportError as exc:
+        ENGINE_TRACEBACK = traceback.format_exc()
+        ENGINE_ERROR = f"the nornir-portscan engine cannot be imported: {exc}"
+
+SCANNERS_GROUP = "portscan_scanners"
+TARGETS_GROUP = "portscan_targets"
+VANTAGE_VAR = "portscan_vantage"
+VANTAGES_VAR = "portscan_vantages"
+PORTS_VAR = "portscan_ports"
+RESULT_VAR = "portscan_shard"
+VANTAGE_POLICY_VAR = "portscan_vantage_policy"
+EXPECTATIONS = ("expect_open", "expect_closed", "expect_filtered", "allowed_open")
+POLICY_VARS = {key: f"portscan_{key}" for key in EXPECTATIONS}
+# plan options: part of the plan's hash (processes and concurrency are each scanner's own)
+PLAN_OPTIONS = ("timeout", "min_timeout", "adaptive", "retries", "rate", "host_concurrency",
+                "host_timeout", "include_closed")
+
+
+class FleetError(Exception):
+    """The task fails with this one-line message."""
+
+
+def _vantages(value, host):
+    if value in (None, "", []):
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise FleetError(f"invalid {VANTAGES_VAR} {value!r} of host {host!r}: give a list of "
+                         "vantage labels, e.g. [users, cardholder]")
+    return tuple(str(v) for v in value)
+
+
+def inventory_plan(scanners, targets, ports, options, split_ports=False):
+    """The plan of ``scanners`` (``[(name, vantage)]``) scanning ``targets`` (``[(name, vars)]``,
+    vars holding ``ansible_host``, ``portscan_ports``, ``portscan_vantages``)."""
+    try:
+        settings = ScanOptions(**{k: number(v) for k, v in options.items() if v is not None})
+        fleet = [Scanner(str(name), None if vantage in (None, "") else str(vantage))
+                 for name, vantage in scanners]
+        hosts = []
+        for name, host in targets:
+            own = host.get(PORTS_VAR)
+            if isinstance(own, int) and not isinstance(own, bool):
+                own = str(own)
+            wanted = policy_ports(host, name)
+            scanned = set(parse_ports(own or ports))
+            if wanted - scanned:  # the expectations' ports are scanned too, from every vantage
+                own = format_ports(sorted(scanned | wanted))
+            hosts.append(FleetTarget(
+                str(name), str(host.get("ansible_host") or name),
+                own if own not in (None, "", []) else (),
+                _vantages(host.get(VANTAGES_VAR), name)))
+        if isinstance(ports, int) and not isinstance(ports, bool):
+            ports = str(ports)
+        return build_plan(fleet, hosts, ports, options=settings, split_ports=split_ports)
+    except (InputError, ValueError) as exc:
+        raise FleetError(str(exc)) from None
+
+
+def plan_directory(directory, plan):
+    """``DIRECTORY/PLAN_HASH``, made with the plan file in it."""
+    path = Path(directory) / plan.hash
+    (path / "shards").mkdir(parents=True, exist_ok=True)
+    write_json(path / "plan.json", plan_inputs(plan))
+    return str(path)
+
+
+def write_json(path, data):
+    """Write ``data`` as JSON to ``path`` atomically (a temporary file renamed over it)."""
+    path = Path(path)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=".portscan-", suffix=".json")
+    temporary = Path(name)
+    try:
+        with os.fdopen(handle, "w") as out:
+            json.dump(data, out)
+        temporary.replace(path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def shard_path(path, scanner):
+    """The kept report of ``scanner``'s shard; its name quoted, so that no inventory name
+    (``../x``, ``a/b``) leads out of the plan's directory."""
+    return str(Path(path) / "shards" / f"{quote(scanner, safe='')}.json")
+
+
+def kept_reports(path, plan, warn=None):
+    """``{scanner: report}`` of the shard reports kept in the plan's directory; a file that is
+    not a report of this plan is left out (and named through ``warn``): its shard is scanned
+    again."""
+    found = {}
+    for shard in plan.shards:
+        file = shard_path(path, shard.scanner)
+        if not Path(file).exists():
+            continue
+        try:
+            report = load_report(file)
+            merge_reports([report], plan=plan)  # checks that it is a shard of this plan
+        except InputError as exc:
+            if warn is not None:
+                warn(f"{exc}; shard {shard.scanner!r} is scanned again")
+            continue
+        found[shard.scanner] = report
+    return found
+
+
+def to_scan(plan, kept):
+    """The scanners whose shards have no full report yet (all of them on the first run)."""
+    return [s.scanner for s in missing_shards(plan, list(kept.values())) if s.targets]
+
+
+def scan_shard(plan_data, scanner, processes=None, concurrency=None):
+    """Scan ``scanner``'s shard of the plan ``plan_data`` (``plan_inputs``) on this machine;
+    return its JSON report (with its ``shard`` section). ``processes`` and ``concurrency``
+    are this machine's own (None: one worker per CPU, the default concurrency)."""
+    try:
+        plan = plan_from_dict(plan_data)
+        shard = plan.shard(scanner)
+        options = dataclasses.asdict(plan.options)
+        options.update(processes=number(processes) if processes is not None else None)
+        if concurrency is not None:
+            options["concurrency"] = number(concurrency)
+        job = build_job(
+            [TargetSpec(a.name, a.address, list(a.ports)) for a in shard.targets],
+            list(plan.ports), allow_empty=True, **options)
+    except (InputError, ValueError) as exc:
+        raise FleetError(str(exc)) from None
+    try:
+        audit = run_job(job, scanner=scan)
+    except PortscanError as exc:
+        raise FleetError(str(exc)) from None
+    where = where_ran(a.address for a in shard.targets)
+    report = json.loads("".join(iter_shard_json(audit, shard_section(plan, shard, where))))
+    return plan, report
+
+
+def merge_directory(path, plan, failed):
+    """Merge the plan's kept shard reports; ``failed`` maps scanners to why they failed."""
+    kept = kept_reports(path, plan)
+    files = [shard_path(path, name) for name in kept]
+    merged = merge_reports(list(kept.values()), plan=plan, failed=failed or None, sources=files)
+    return merged, merge_failure(merged)
+
+
+def _port_spec(value):
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def vantage_policies(host, name):
+    """``{vantage: policy data}`` of a target's host variables, with ``None`` for the policy
+    of every vantage: ``portscan_expect_open`` and the like hold for every vantage, and
+    ``portscan_vantage_policy: {VANTAGE: {expect_filtered: ...}}`` replaces keys for one."""
+    common = {key: _port_spec(host[var]) for key, var in POLICY_VARS.items() if var in host}
+    scoped = host.get(VANTAGE_POLICY_VAR) or {}
+    if not isinstance(scoped, dict) or not all(
+            isinstance(v, dict) or v is None for v in scoped.values()):
+        raise FleetError(
+            f"invalid {VANTAGE_POLICY_VAR} of target {name!r}: give a mapping of vantage to "
+            "expectations, e.g. {users: {expect_filtered: '22,443'}}")
+    found = {None: common}
+    for vantage, keys in scoped.items():
+        layer = {key: _port_spec(value) for key, value in (keys or {}).items()}
+        found[str(vantage)] = merge_policies([common, layer])
+    return found
+
+
+def policy_ports(host, name):
+    """Every port a target's expectations name, over all its vantages."""
+    ports = set()
+    for vantage, data in vantage_policies(host, name).items():
+        where = f"target {name!r}" + (f" from vantage {vantage!r}" if vantage else "")
+        try:
+            policy = parse_policy(data, where=where)
+        except InputError as exc:
+            raise FleetError(str(exc)) from None
+        ports |= set(policy.ports)
+    return ports
+
+
+def judge(host, data):
+    """Judge a merged host (``MergedReport.to_dict`` entry) against its expectations (policy
+    data, or None); return ``(passed, failure, violations)``. A host with ports that have no
+    answer (a lost scanner), an error or conflicting answers does not pass."""
+    label = f"{host['name']} ({host['address'] or 'no address'}) from {host['vantage'] or '-'}"
+    states = {p["port"]: p["state"] for p in host["ports"]}
+    for port in parse_ports(host["scanned_ports"]) if host["scanned_ports"] else ():
+        states.setdefault(port, "closed")
+    if host["status"] in ("error", "unresolved") or host["error_ports"]:
+        return False, f"{label}: not scanned in full ({host['error'] or 'error'})", []
+    if host["conflicts"]:
+        return False, f"{label}: shards answered ports {host['conflicts']} differently", []
+    violations = []
+    if data:
+        policy = parse_policy(data, where=f"target {host['name']!r}")
+        for port in sorted(policy.ports):
+            want = policy.expected(port).value
+            got = states.get(port, "not scanned")
+            if got != want:
+                violations.append({"port": port, "expected": want, "actual": got})
+        if policy.allowed_open is not None:
+            violations += [{"port": p, "expected": "not open", "actual": "open"}
+                           for p in host["open_ports"] if p not in policy.allowed_open]
+        violations.sort(key=lambda v: v["port"])
+    if not violations:
+        return True, "", []
+    said = ", ".join(f"port {v['port']} {v['actual']} (expected {v['expected']})"
+                     for v in violations)
+    return False, f"{label}: {said}", violations
+
+
+def judged(data, policies):
+    """The merged report ``data`` with each host judged (``passed``, ``failure`` and, with
+    expectations, ``policy`` and ``violations``), its ``failed_hosts`` (``name@vantage``) and
+    ``compliance``; ``policies`` maps target names to ``vantage_policies``."""
+    failed, counts = [], {"compliant": 0, "non_compliant": 0, "error": 0, "violations": 0}
+    for host in data["hosts"]:
+        mine = policies.get(host["name"]) or {}
+        policy = mine.get(host["vantage"], mine.get(None)) or None
+        passed, failure, violations = judge(host, policy)
+        host.update(passed=passed, failure=failure)
+        if policy:
+            host.update(policy=policy, violations=violations)
+            kind = "compliant" if passed else "non_compliant" if violations else "error"
+            counts[kind] += 1
+            counts["violations"] += len(violations)
+        if not passed:
+            failed.append(f"{host['name']}@{host['vantage']}")
+    data["failed_hosts"] = failed
+    data["compliance"] = counts
+    return data

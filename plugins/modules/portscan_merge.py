@@ -1,0 +1,148 @@
+# Copyright: nornir-portscan contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: portscan_merge
+short_description: Merge the shards of a fleet scan into one report keyed by target and vantage
+version_added: 0.2.0
+description:
+  - Runs on the controller (its action plugin; use C(run_once=true)) after every scanner ran
+    M(nornir_portscan.portscan.portscan_shard) and registered its result as O(results_var).
+  - Keeps each shard report in the plan's directory (C(DIRECTORY/HASH/shards/SCANNER.json)), so
+    that a re-run of the same plan scans only the shards still missing, then merges every kept
+    shard report (C(nornir_portscan.fleet.merge_reports)) into one report with a host per
+    (target, vantage) and the scanner of every answer, written to C(DIRECTORY/HASH/merged.json)
+    (and O(report)).
+  - "Judges each (target, vantage) against the target's expectations, evaluated here on the
+    merged answers (so a changed policy needs no new scan): C(portscan_expect_open),
+    C(portscan_expect_closed), C(portscan_expect_filtered) and C(portscan_allowed_open) hold
+    for every vantage, and C(portscan_vantage_policy: {VANTAGE: {expect_filtered: ...}}) replaces
+    keys for one vantage. M(nornir_portscan.portscan.portscan_plan) adds the expectations'
+    ports to the target's ports."
+  - A (target, vantage) that has ports with no answer, or conflicting answers, does not pass.
+  - The targets of a scanner that was unreachable, or whose task failed (killed, out of
+    memory, no engine), are never dropped and never closed - their ports are C(error) with
+    reason C(scanner-unreachable) or C(scanner-failed) - and the task then fails, after writing
+    the merged report.
+options:
+  plan:
+    description: The registered result of M(nornir_portscan.portscan.portscan_plan), whole.
+    type: dict
+    required: true
+  results_var:
+    description: The variable each scanner registered its
+      M(nornir_portscan.portscan.portscan_shard) result in (with C(async), its
+      C(async_status) result).
+    type: str
+    default: portscan_shard
+  report:
+    description: Also write the merged JSON report to this path on the controller.
+    type: path
+  fail_on_violation:
+    description:
+      - Fail the task when some (target, vantage) did not pass its expectations (see
+        RV(failed_hosts)). The task fails anyway when some shard did not report in full.
+    type: bool
+    default: false
+attributes:
+  action:
+    description: Runs on the controller only.
+    support: full
+  check_mode:
+    description: The merge runs and writes its files in check mode too.
+    support: full
+  diff_mode:
+    description: There is nothing to diff.
+    support: none
+  platform:
+    description: The controller, with C(nornir-portscan) in its Python.
+    support: full
+    platforms: posix
+requirements:
+  - nornir-portscan >= 0.1.0, < 0.2.0 in the controller's Python
+seealso:
+  - module: nornir_portscan.portscan.portscan_plan
+  - module: nornir_portscan.portscan.portscan_shard
+author:
+  - nornir-portscan contributors (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: One report keyed by target and vantage; fails when some scanner did not report
+  nornir_portscan.portscan.portscan_merge:
+    plan: "{{ plan }}"
+    report: /tmp/fleet.json
+  run_once: true
+  register: merged
+"""
+
+RETURN = r"""
+msg:
+  description: What was merged, or why it is not complete, in one line.
+  returned: always
+  type: str
+  sample: "1 of 3 shards did not report in full (scan2 failed); 8 ports have no answer, ..."
+complete:
+  description: Every shard reported in full and every port has an answer.
+  returned: success
+  type: bool
+  sample: false
+summary:
+  description: Counts over the merged report (hosts, shards, shards_ok, open_ports, ...).
+  returned: success
+  type: dict
+shards:
+  description: How each shard went (C(ok), C(interrupted), C(missing), C(failed)), with where it
+    ran.
+  returned: success
+  type: list
+  elements: dict
+conflicts:
+  description: Ports that two shards answered differently.
+  returned: success
+  type: list
+  elements: dict
+hosts:
+  description: A host per (target, vantage), with C(vantage), C(scanners) and C(scanner) on
+    each port, C(passed) and C(failure) and, with expectations, C(policy) and C(violations).
+  returned: success
+  type: list
+  elements: dict
+failed_hosts:
+  description: The (target, vantage) that did not pass, as C(name@vantage).
+  returned: success
+  type: list
+  elements: str
+  sample: [db1@users]
+compliance:
+  description: How many (target, vantage) with expectations were compliant, non-compliant or
+    could not be judged, and how many violations they had.
+  returned: success
+  type: dict
+  sample: {compliant: 4, non_compliant: 1, error: 0, violations: 2}
+reports:
+  description: The merged report files written.
+  returned: success
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main():
+    spec = {
+        "plan": {"type": "dict", "required": True},
+        "results_var": {"type": "str", "default": "portscan_shard"},
+        "report": {"type": "path"},
+        "fail_on_violation": {"type": "bool", "default": False},
+    }
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    module.fail_json(msg="portscan_merge runs on the controller, through its action plugin")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""The fleet playbook for real: scanners as network namespaces, each linked to its own segment.
+
+Two segments (vantages ``users`` and ``cardholder``) hold the SAME addresses with different
+listeners, as two VRFs would; ``cardholder`` drops port 9 (filtered). ``users`` has scanners
+``ua1``, ``ua2`` and ``ua3`` (unreachable: ssh to a loopback port nothing listens on);
+``cardholder`` has ``cb1`` and ``cb2`` (killed by SIGKILL 3 s after its interpreter starts,
+while its shard waits 4 s on the dropped port). The controller runs in a namespace of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ansible_support import BIN, PLAYBOOKS, REPO
+from fleet_lab import FleetLab, Segment
+
+pytestmark = pytest.mark.netns
+
+PORTS = (9, 22, 80, 443, 5432)
+TARGETS = {f"t{h}": h for h in range(1, 9)}
+USERS = {1: [22, 80], 2: [443], 3: [], 4: [22], 5: [5432], 6: [80, 443], 7: [], 8: [22, 5432]}
+CARDHOLDER = {1: [5432], 2: [22], 3: [80, 443], 4: [], 5: [22, 80], 6: [], 7: [443], 8: [9]}
+PLAYBOOK = PLAYBOOKS / "segmentation_audit.yml"
+HASH = re.compile(r"plan ([0-9a-f]{64}):")
+
+
+class Fleet:
+    def __init__(self, lab: FleetLab, segments: dict[str, Segment], controller: str,
+                 env: dict[str, str], workdir: Path) -> None:
+        self.lab, self.segments, self.controller = lab, segments, controller
+        self.env, self.workdir = env, workdir
+        self.runs = workdir / "runs"
+        self.first: subprocess.CompletedProcess[str] | None = None
+
+    def play(self, inventory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        argv = ["ip", "netns", "exec", self.controller, str(BIN / "ansible-playbook"),
+                "-i", str(inventory), str(PLAYBOOK),
+                "-e", f"audit_ports={','.join(map(str, PORTS))}",
+                "-e", f"audit_directory={self.runs}", "-e", "audit_timeout=4",
+                "-e", "audit_min_timeout=4", "-e", "audit_retries=0", *args]
+        return subprocess.run(argv, env=self.env, cwd=self.workdir, capture_output=True,
+                              text=True, timeout=240)
+
+    def merged(self) -> dict[str, Any]:
+        (path,) = self.runs.glob("*/merged.json")
+        return json.loads(path.read_text())
+
+
+def plan_hash(done: subprocess.CompletedProcess[str]) -> str:
+    found = HASH.findall(done.stdout)
+    assert found, done.stdout[-3000:]
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def fleet(ansible_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[Fleet]:
+    if not shutil.which("ip") or not shutil.which("nft") or not shutil.which("ssh"):
+        pytest.skip("the fleet lab needs iproute2, nftables and an ssh client")
+    workdir = tmp_path_factory.mktemp("fleet")
+    lab = FleetLab(workdir)
+    probe = subprocess.run(["ip", "netns", "add", f"{lab.tag}-probe"], capture_output=True,
+                           text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a network namespace: {probe.stderr.strip()}")
+    lab.namespaces.append(f"{lab.tag}-probe")
+    try:
+        users = Segment(lab, "users", USERS)
+        cardholder = Segment(lab, "cardholder", CARDHOLDER, dropped=(9,))
+        for name in ("ua1", "ua2"):
+            lab.scanner(users, name, "users")
+        lab.unreachable("ua3", "users")
+        lab.scanner(cardholder, "cb1", "cardholder")
+        killed = lab.scanner(cardholder, "cb2", "cardholder")
+        lab.wrap(killed, f"{lab.tag}-cb2", kill_after=3)
+        controller = f"{lab.tag}-ctl"
+        lab.namespaces.append(controller)
+        subprocess.run(["ip", "netns", "add", controller], check=True)
+        subprocess.run(["ip", "-n", controller, "link", "set", "lo", "up"], check=True)
+        env = {**ansible_env, "PYTHONPATH": str(REPO), "ANSIBLE_FORKS": "10",
+               "ANSIBLE_HOST_KEY_CHECKING": "0"}
+        fleet = Fleet(lab, {"users": users, "cardholder": cardholder}, controller, env, workdir)
+        fleet.first = fleet.play(lab.inventory(TARGETS, workdir / "inventory.yml"))
+        yield fleet
+    finally:
+        lab.close()
+
+
+def scanned_by(merged: dict[str, Any]) -> dict[tuple[str, str], str]:
+    found = {}
+    for host in merged["hosts"]:
+        assert len(host["scanners"]) == 1, host
+        key = (host["name"], host["vantage"])
+        assert key not in found, f"{key} merged twice"
+        found[key] = host["scanners"][0]
+    return found
+
+
+def test_every_target_is_scanned_once_from_each_vantage(fleet: Fleet) -> None:
+    merged = fleet.merged()
+    by = scanned_by(merged)
+    assert set(by) == {(t, v) for t in TARGETS for v in ("users", "cardholder")}
+    for (_, vantage), scanner in by.items():
+        assert fleet.lab.scanners[scanner]["portscan_vantage"] == vantage
+    assert merged["plan"] == plan_hash(fleet.first)
+
+
+def test_each_vantage_sees_its_own_segment(fleet: Fleet) -> None:
+    """The same addresses, other listeners: each answer is its own segment's truth."""
+    checked = 0
+    for host in fleet.merged()["hosts"]:
+        if host["scanners"][0] in ("ua3", "cb2"):
+            continue
+        segment = fleet.segments[host["vantage"]]
+        number = TARGETS[host["name"]]
+        truth = {p: segment.truth(p, number) for p in PORTS}
+        assert host["open_ports"] == [p for p in PORTS if truth[p] == "open"], host
+        assert host["filtered_ports"] == [p for p in PORTS if truth[p] == "filtered"], host
+        assert host["closed_count"] == sum(s == "closed" for s in truth.values()), host
+        assert host["error_ports"] == [], host
+        checked += 1
+    assert checked >= 8
+
+
+def test_a_dead_scanner_s_targets_are_errors_and_the_play_fails(fleet: Fleet) -> None:
+    assert fleet.first is not None
+    assert fleet.first.returncode != 0, fleet.first.stdout[-3000:]
+    merged = fleet.merged()
+    assert merged["complete"] is False
+    runs = {s["scanner"]: s["status"] for s in merged["shards"]}
+    assert runs == {"ua1": "ok", "ua2": "ok", "ua3": "missing", "cb1": "ok", "cb2": "failed"}
+    dead = {"ua3": "scanner-unreachable", "cb2": "scanner-failed"}
+    lost = [h for h in merged["hosts"] if h["scanners"][0] in dead]
+    assert {h["scanners"][0] for h in lost} == set(dead), "a dead scanner had no targets"
+    for host in lost:
+        reason = dead[host["scanners"][0]]
+        assert host["status"] == "error", host
+        assert host["open_ports"] == [], host
+        assert host["filtered_ports"] == [], host
+        assert host["closed_count"] == 0, host
+        assert host["error_ports"] == list(PORTS), host
+        assert {p["reason"] for p in host["ports"]} == {reason}, host
+    killed = next(s for s in merged["shards"] if s["scanner"] == "cb2")
+    assert "Killed (rc 137)" in killed["reason"], killed
+    assert "did not report in full" in fleet.first.stdout
+    # the killed scanner left no engine worker behind in its namespace
+    deadline = time.monotonic() + 15
+    while fleet.lab.pids("cb2") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert fleet.lab.pids("cb2") == []
+
+
+def test_the_plan_does_not_change_when_the_inventory_is_reordered(fleet: Fleet) -> None:
+    reordered = fleet.lab.inventory(TARGETS, fleet.workdir / "reordered.yml", reverse=True)
+    done = fleet.play(reordered, "--tags", "plan")
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert plan_hash(done) == plan_hash(fleet.first)
+
+
+def test_a_rerun_scans_only_the_shards_that_failed(fleet: Fleet) -> None:
+    before = {s["scanner"]: s for s in fleet.merged()["shards"]}
+    lab = fleet.lab
+    lab.wrap(Path(str(lab.scanners["cb2"]["ansible_python_interpreter"])), f"{lab.tag}-cb2")
+    lab.scanner(fleet.segments["users"], "ua3", "users")  # reachable now, same name and vantage
+    # the re-run's shards run as async jobs (a long shard's way), polled until done
+    done = fleet.play(lab.inventory(TARGETS, fleet.workdir / "inventory.yml"),
+                      "-e", "audit_async=120")
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "ASYNC OK on cb2" in done.stdout
+    assert plan_hash(done) == plan_hash(fleet.first)
+    assert "2 shards to scan, 3 kept from an earlier run" in done.stdout
+    for name in ("ua1", "ua2", "cb1"):
+        assert f"skipping: [{name}]" in done.stdout
+    merged = fleet.merged()
+    assert merged["complete"] is True
+    after = {s["scanner"]: s for s in merged["shards"]}
+    for name in ("ua1", "ua2", "cb1"):
+        assert after[name]["started"] == before[name]["started"]  # kept, not scanned again
+    for host in merged["hosts"]:
+        segment = fleet.segments[host["vantage"]]
+        number = TARGETS[host["name"]]
+        assert host["open_ports"] == [p for p in PORTS if segment.truth(p, number) == "open"]
+        assert host["error_ports"] == []
+
+
+def test_expectations_are_judged_per_vantage_on_the_merged_answers(fleet: Fleet) -> None:
+    """Run after the resume: every shard is kept, so nothing is scanned again; the merge judges
+    the new expectations on the kept answers. t8 has listeners on 22 and 5432 in the users
+    segment, 9 (dropped) in the cardholder one; t3 has none in the users segment."""
+    extra: dict[str, dict[str, object]] = {
+        "t8": {"portscan_expect_closed": "80",
+               "portscan_vantage_policy": {"users": {"allowed_open": "22"},
+                                           "cardholder": {"expect_filtered": "9"}}},
+        "t3": {"portscan_vantage_policy": {"users": {"allowed_open": ""}}},
+    }
+    inventory = fleet.lab.inventory(TARGETS, fleet.workdir / "policy.yml", extra=extra)
+    done = fleet.play(inventory)
+    assert plan_hash(done) == plan_hash(fleet.first)  # the policy's ports are scanned already
+    assert "0 shards to scan, 5 kept from an earlier run" in done.stdout
+    assert done.returncode != 0, done.stdout[-3000:]
+    assert "1 of 16 hosts did not pass" in done.stdout
+    assert "t8 (198.18.0.8) from users: port 5432 open (expected not open)" in done.stdout
+    merged = fleet.merged()
+    assert merged["complete"] is True
+    assert merged["failed_hosts"] == ["t8@users"]
+    assert merged["compliance"] == {"compliant": 2, "non_compliant": 1, "error": 0,
+                                    "violations": 1}
+
+
+@pytest.mark.usefixtures("collection_import")
+def test_a_scanner_name_cannot_lead_out_of_the_plan_directory(tmp_path: Path) -> None:
+    from ansible_collections.nornir_portscan.portscan.plugins.module_utils import (
+        portscan_fleet,
+    )
+
+    for name in ("../../etc/x", "a/b", ".."):
+        path = Path(portscan_fleet.shard_path(str(tmp_path), name))
+        assert path.parent == tmp_path / "shards", path
+        assert "/" not in path.name
