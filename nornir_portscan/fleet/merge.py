@@ -532,7 +532,15 @@ def _lost(
     reason = error.split(":", 1)[0]
     entries = {p: MergedPort(p, PortState.ERROR, reason, None, 0, scanner) for p in ports}
     return _Piece(
-        (key[0], key[1], vantage), scanner, HostStatus.ERROR.value, error, entries, (), ()
+        (key[0], key[1], vantage),
+        scanner,
+        HostStatus.ERROR.value,
+        error,
+        entries,
+        (),
+        (),
+        passed=False,  # nothing is known of it: never a pass
+        failure=f"host error: {error}",
     )
 
 
@@ -584,7 +592,9 @@ def _merge_host(key: MergeKey, pieces: Sequence[_Piece]) -> tuple[MergedHost, li
         unscanned=tuple(unscanned),
         error="; ".join(errors) or None,
         conflicts=tuple(c.port for c in conflicts),
-        passed=all(p.passed for p in pieces) and not conflicts,
+        passed=all(p.passed for p in pieces)
+        and not conflicts
+        and all(state is not PortState.ERROR for state in states.values()),
         failure="; ".join(failures) or ("answers conflict" if conflicts else ""),
     )
     return host, conflicts

@@ -89,8 +89,10 @@ def test_a_missing_shard_leaves_its_targets_error_never_closed(plan):
             assert host.error_ports == [22, 80]
             assert host.closed_count == 0
             assert {p.reason for p in host.ports} == {"scanner-unreachable"}
+            assert (host.passed, host.failure) == (False, "host error: scanner-unreachable")
         else:
             assert host.status is HostStatus.UP
+            assert host.passed is True
     assert merged.shards[1].status == "missing"
     assert merge_failure(merged) == (
         f"1 of 2 shards did not report in full (b missing); {2 * len(lost)} ports have no "
