@@ -158,7 +158,10 @@ def test_local_refusals_are_errors_and_network_icmp_is_filtered(refusing):
 def test_an_expectation_of_filtered_fails_on_a_port_refused_locally(refusing):
     code, hosts, _ = _scan(refusing, "--expect-filtered", "82-84", PEER, "198.51.100.1")
     assert code == 3  # the check failed, and error ports make it 3, not 1
-    assert hosts[PEER]["failure"] == f"{PEER}: port 84 error (expected filtered)"
+    assert hosts[PEER]["failure"] == (
+        f"{PEER}: no state for ports 84,87 (local-ECONNREFUSED, local-EHOSTUNREACH); "
+        "port 84 error (expected filtered)"
+    )
     assert hosts["198.51.100.1"]["passed"] is False
 
 
