@@ -235,7 +235,9 @@ class Schedule(Generic[P]):
                 job.outstanding += 1
                 host.inflight += 1
                 if start(probe):
-                    timeout, probe.guessing = retry_timeout(config, host, overall, attempt)
+                    timeout, probe.guessing = retry_timeout(
+                        config, host, overall, attempt, backoff=self.bursty
+                    )
                     probe.deadline = probe.started + timeout
         finally:
             self.pumping = False
@@ -314,7 +316,9 @@ class Schedule(Generic[P]):
             if job is None:
                 continue
             if probe.guessing:  # an estimate may have come since: shorten the stopgap
-                timeout, probe.guessing = retry_timeout(config, job.host, overall, probe.attempt)
+                timeout, probe.guessing = retry_timeout(
+                    config, job.host, overall, probe.attempt, backoff=self.bursty
+                )
                 probe.deadline = probe.started + timeout
             if now < probe.deadline or self.settle(probe):
                 continue

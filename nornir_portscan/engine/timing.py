@@ -86,14 +86,26 @@ def attempts_for(
 
 
 def retry_timeout(
-    config: WorkerConfig, host: RoundTrip, overall: RoundTrip, attempt: int
+    config: WorkerConfig,
+    host: RoundTrip,
+    overall: RoundTrip,
+    attempt: int,
+    *,
+    backoff: bool = False,
 ) -> tuple[float, bool]:
     """``probe_timeout``, but beyond the first extra attempt the first attempt's timeout.
 
     The extra attempts go out together (see ``Schedule``): the first one waits what
     ``probe_timeout`` says, for a slow answer; the others look for a SYN or an answer that was
-    lost, and each costs a round trip, not a longer wait.
+    lost, and each costs a round trip, not a longer wait. With ``backoff`` (drops come in
+    bursts: the attempts go one at a time) each extra attempt waits twice the one before, up to
+    ``max_timeout``, as TCP backs off: a server whose accept queue stays full for seconds (a
+    listener starved of CPU) is waited out, not called filtered after a second.
     """
+    regular = config.retries + 1
+    if backoff and attempt > regular:
+        base, guessing = probe_timeout(config, host, overall, 1)
+        return min(config.max_timeout, base * (1 << (attempt - regular))), guessing
     if attempt > config.retries + 2:
         return probe_timeout(config, host, overall, 1)
     return probe_timeout(config, host, overall, attempt)

@@ -419,12 +419,12 @@ def test_a_policed_host_is_scanned_exactly_at_the_rate_it_allows(
     """A token bucket drops every SYN beyond ``rate``/s (iptables ``hashlimit``), 20 ms round
     trip, 1000 probes in flight: the first burst is dropped but for ``burst`` SYNs, the
     answers to retries cut the host's window to one probe, and it grows only as answers
-    come. Every port is found closed, in at most about twice the time the rate needs."""
+    come. Every port is found closed, in at most about three times the time the rate needs."""
     sim = Sim(default=closed(0.02), policer=Policer(rate, burst), concurrency=1000)
     sim.add(H1, range(1, ports + 1))
     (done,) = sim.run(limit=120)
     assert (done.ports, done.closed_count) == ([], ports)
-    assert sim.t < 2.5 * ports / rate
+    assert sim.t < 3.5 * ports / rate  # the backoff of bursty drops (a starved server) costs
     assert sim.schedule.hosts[1].window.limit < 5
 
 
