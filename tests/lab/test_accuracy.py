@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from nornir_portscan.engine.timing import MAX_ATTEMPTS
 from nornir_portscan.ports import parse_ports
 
 from .exact import report_mismatches
@@ -258,7 +259,18 @@ def test_a_hundred_backlog_one_listeners_on_64_addresses(open_block_lab: Lab, ru
         f"{report['duration']:.2f} s"
     )
     assert overflows > 0, "the accept queues never overflowed: the test proves nothing"
-    assert_exact(lab, report, hosts, ports)
+    # Exact, but for an open port whose every one of its MAX_ATTEMPTS met a full accept queue:
+    # a listener starved of CPU drops every SYN (CI, 2 cores: 1 port of 6,400 in 1 of 6 runs),
+    # which no connect scanner can tell from a firewall. Before issue 12's changes: 7-25 such
+    # ports in 3 of 4 runs, after two or three attempts.
+    wrong = report_mismatches(lab.truth, report, hosts, ports)
+    tried = {(h["address"], p["port"]): p["attempts"] for h in report["hosts"] for p in h["ports"]}
+    for line in wrong:
+        where, _, verdict = line.partition(" ")
+        address, _, port = where.rpartition(":")
+        assert verdict == "filtered/no-response, expected open/syn-ack", line
+        assert tried[address, int(port)] == MAX_ATTEMPTS, line
+    assert len(wrong) <= 3, f"{len(wrong)} differences from the ground truth, e.g. {wrong[:10]}"
 
 
 @pytest.fixture(scope="module")
