@@ -74,6 +74,7 @@ class Job:
         "sent",
         "unit",
         "unscanned",
+        "zoned",
     )
 
     def __init__(self, unit: Unit, host: Host, ports: Sequence[int]) -> None:
@@ -81,6 +82,7 @@ class Job:
         self.host = host
         self.address = unit.address
         self.family = AF_INET6 if ":" in unit.address else AF_INET  # for the socket side
+        self.zoned = "%" in unit.address  # fe80::1%eth0: the socket side needs a scope id
         # (port, attempt, local failures so far)
         self.pending: deque[tuple[int, int, int]] = deque((p, 1, 0) for p in ports)
         self.outstanding = 0

@@ -4,10 +4,13 @@ Started by the executor as its own interpreter (``python -m nornir_portscan.engi
 caller's process never imports gevent and its ``__main__`` is never re-imported. It reads a
 ``WorkerConfig`` and then ``Unit`` messages on stdin and writes results on stdout.
 
-The pool is a fixed set of ``concurrency`` slots. Each slot owns a non-blocking socket and a
-libev io watcher; a probe is a callback, not a greenlet, so the per-probe cost is a few
-syscalls. A socket whose connect was refused is reused for the next probe (Linux allows a new
-connect on it after one ``ECONNABORTED``), which halves the kernel work on closed ports.
+The pool is a fixed set of ``concurrency`` slots. Each slot owns a non-blocking socket; a
+probe is a callback, not a greenlet, so the per-probe cost is a few syscalls. A socket whose
+connect was refused is reused for the next probe (Linux allows a new connect on it after one
+``ECONNABORTED``), which halves the kernel work on closed ports. Every socket is registered
+once, edge-triggered, with an epoll set of the worker's own that the gevent hub watches: a
+connect's completion is an edge, so no probe costs an ``epoll_ctl``, and one wake-up of the
+hub hands over a whole batch of answers, after which the schedule starts the next probes.
 
 What the kernel reports becomes a port state or a local error by ``classify``'s table; only
 the socket can tell the rest: an ICMP error's origin and sender (the network's, or this host's
@@ -23,6 +26,7 @@ import contextlib
 import errno
 import os
 import resource
+import select
 import signal
 import socket
 import struct
@@ -74,6 +78,9 @@ _V4_MAPPED = bytes(10) + b"\xff\xff"
 _AF_INET_BYTES = struct.pack("=H", socket.AF_INET)
 _AF_INET6_BYTES = struct.pack("=H", socket.AF_INET6)
 _PROGRESS_INTERVAL = 0.1
+# A connect's end (connected, refused, an ICMP error) is an edge on its socket; EPOLLERR and
+# EPOLLHUP are always reported.
+_EVENTS = select.EPOLLOUT | select.EPOLLET
 _now = time.monotonic  # the schedule's clock too: probe.started is read by both
 
 
@@ -121,14 +128,14 @@ def _packed(address: str) -> bytes | None:
 
 
 class _Slot(Probe):
-    """A probe slot with its socket and io watcher, kept across probes when they allow it."""
+    """A probe slot with its socket, kept across probes when they allow it."""
 
-    __slots__ = ("sock", "watcher")
+    __slots__ = ("family", "sock")
 
     def __init__(self) -> None:
         super().__init__()
         self.sock: socket.socket | None = None
-        self.watcher: Any = None
+        self.family = 0  # the socket's (``socket.family`` is a slow property)
 
 
 class Prober:
@@ -146,6 +153,11 @@ class Prober:
             send=send,
             now=_now,
         )
+        self.poller = select.epoll()
+        self.by_fd: dict[int, _Slot] = {}  # the slot of every registered socket
+        self.max_events = max(64, config.concurrency)
+        self.events = self.loop.io(self.poller.fileno(), 1)
+        self.events.start(self._drain)
         self.wakeup = self.loop.timer(0.0)
         self.sweeper = self.loop.timer(schedule.tick, schedule.tick)
         self.sweeper.start(schedule.sweep)
@@ -160,13 +172,30 @@ class Prober:
             self.wakeup = self.loop.timer(delay)
             self.wakeup.start(self.schedule.pump)
 
+    def _drain(self) -> None:
+        """The sockets whose connect ended since the last call: report them all, then start
+        the probes that may start now (one pass, not one per answer)."""
+        by_fd = self.by_fd
+        schedule = self.schedule
+        if schedule.pumping:  # not expected: the hub calls this between callbacks
+            return
+        schedule.pumping = True  # an answer's pump() waits until the batch is reported
+        try:
+            for fd, _ in self.poller.poll(0, self.max_events):
+                slot = by_fd.get(fd)
+                if slot is not None and slot.job is not None:
+                    self._on_writable(slot)
+        finally:
+            schedule.pumping = False
+        schedule.pump()
+
     # -- one probe ---------------------------------------------------------------------------
     def _start(self, slot: _Slot) -> bool:
         """Connect; True while in flight (see ``Schedule``)."""
         job = slot.job
         assert job is not None
         sock = slot.sock
-        if sock is not None and sock.family != job.family:
+        if sock is not None and slot.family != job.family:
             self._discard(slot)
             sock = None
         if sock is None:
@@ -181,9 +210,13 @@ class Prober:
                     sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
                 else:
                     sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
+            fd = sock.fileno()
+            self.poller.register(fd, _EVENTS)
+            self.by_fd[fd] = slot
             slot.sock = sock
-            slot.watcher = self.loop.io(sock.fileno(), 2)
-        address = sockaddr(job.address, slot.port)  # a zone is a scope id
+            slot.family = job.family
+        # a zone is a scope id
+        address = sockaddr(job.address, slot.port) if job.zoned else (job.address, slot.port)
         # the clock of this probe, not of the pump pass: a pass can start a thousand probes
         slot.started = _now()
         err = sock.connect_ex(address)
@@ -196,7 +229,6 @@ class Prober:
             return self._start(slot)
         if err == _EINPROGRESS:
             job.probes += 1
-            slot.watcher.start(self._on_writable, slot)
             return True
         if err in _SYNC_ANSWERS:  # the handshake ran within connect() (loopback)
             job.probes += 1
@@ -215,9 +247,9 @@ class Prober:
         err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
         if err == 0 and not _connected(sock):
             # Not an answer yet: Linux queues an ICMP error and wakes epoll (EPOLLERR) just
-            # before it sets SO_ERROR and closes the socket; the next wake-up reads the errno.
+            # before it sets SO_ERROR and closes the socket; that is the next edge. (A connect
+            # of a reused socket may wake it too.)
             return
-        slot.watcher.stop()
         self._finish(slot, err)
 
     def _finish(self, slot: _Slot, err: int) -> None:
@@ -312,14 +344,11 @@ class Prober:
         err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
         if err == 0:
             if _connected(sock):
-                slot.watcher.stop()
                 self._finish(slot, 0)
                 return True
         else:
-            slot.watcher.stop()
             self._finish(slot, err)
             return True
-        slot.watcher.stop()
         dropped_here = _never_left(sock)
         self._discard(slot)
         if dropped_here:
@@ -332,8 +361,7 @@ class Prober:
         sock = slot.sock
         if sock is None:
             return
-        slot.watcher.stop()
-        slot.watcher.close()
+        self.by_fd.pop(sock.fileno(), None)  # closing it takes it out of the epoll set
         if reset:
             with contextlib.suppress(OSError):
                 sock.setsockopt(_SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
@@ -344,6 +372,8 @@ class Prober:
         self.schedule.report_progress()
         for slot in self.slots:
             self._discard(slot)
+        self.events.stop()
+        self.poller.close()
 
 
 def _connected(sock: socket.socket) -> bool:
