@@ -65,8 +65,10 @@ class Job:
         "address",
         "closed",
         "copies",
+        "deadline",
         "family",
         "host",
+        "loopback",
         "outstanding",
         "pending",
         "probes",
@@ -83,6 +85,8 @@ class Job:
         self.address = unit.address
         self.family = AF_INET6 if ":" in unit.address else AF_INET  # for the socket side
         self.zoned = "%" in unit.address  # fe80::1%eth0: the socket side needs a scope id
+        self.loopback = unit.address.startswith("127.") or unit.address == "::1"
+        self.deadline = unit.deadline
         # (port, attempt, local failures so far)
         self.pending: deque[tuple[int, int, int]] = deque((p, 1, 0) for p in ports)
         self.outstanding = 0
@@ -195,7 +199,7 @@ class Schedule(Generic[P]):
         self.pumping = True
         try:
             idle, jobs, config = self.idle, self.jobs, self.config
-            start, overall, clock = self.start, self.overall, self.now
+            start, clock = self.start, self.now
             rate = config.rate
             now = clock()  # not self.now(): a method call on an attribute is slower
             skipped = 0
@@ -208,7 +212,7 @@ class Schedule(Generic[P]):
                     jobs.popleft()
                     self._maybe_done(job)
                     continue
-                deadline = job.unit.deadline
+                deadline = job.deadline
                 if deadline is not None and now >= deadline:
                     self._expire(job)
                     continue
@@ -237,12 +241,24 @@ class Schedule(Generic[P]):
                 job.outstanding += 1
                 host.inflight += 1
                 if start(probe):
-                    timeout, probe.guessing = retry_timeout(
-                        config, host, overall, attempt, backoff=self.bursty
-                    )
-                    probe.deadline = probe.started + timeout
+                    self._set_deadline(probe, host, attempt)
         finally:
             self.pumping = False
+
+    def _set_deadline(self, probe: P, host: Host, attempt: int) -> None:
+        config = self.config
+        srtt = host.srtt
+        if attempt == 1 and srtt is not None and config.adaptive:
+            # retry_timeout's common case, inline (most probes): srtt + 4 rttvar, bounded
+            timeout = srtt + 4 * host.rttvar  # type: ignore[operator]
+            low, high = config.min_timeout, config.max_timeout
+            timeout = low if timeout < low else high if timeout > high else timeout
+            probe.guessing = False
+        else:
+            timeout, probe.guessing = retry_timeout(
+                config, host, self.overall, attempt, backoff=self.bursty
+            )
+        probe.deadline = probe.started + timeout
 
     # -- outcomes ----------------------------------------------------------------------------
     def answered(self, probe: P, state: PortState, reason: str, rtt: float) -> None:

@@ -6,11 +6,12 @@ caller's process never imports gevent and its ``__main__`` is never re-imported.
 
 The pool is a fixed set of ``concurrency`` slots. Each slot owns a non-blocking socket; a
 probe is a callback, not a greenlet, so the per-probe cost is a few syscalls. A socket whose
-connect was refused is reused for the next probe (Linux allows a new connect on it after one
-``ECONNABORTED``), which halves the kernel work on closed ports. Every socket is registered
-once, edge-triggered, with an epoll set of the worker's own that the gevent hub watches: a
-connect's completion is an edge, so no probe costs an ``epoll_ctl``, and one wake-up of the
-hub hands over a whole batch of answers, after which the schedule starts the next probes.
+connect was refused is reused for the next probe, which halves the kernel work on closed
+ports: a second connect to the same address returns the first one's outcome and readies the
+socket for a new connect, so a closed port costs two syscalls (nmap -sT spends nine). Every
+socket is registered once, edge-triggered, with an epoll set of the worker's own that the
+gevent hub watches: a connect's end is an edge, so no probe costs an ``epoll_ctl``, and one
+wake-up of the hub hands over a batch of answers, after which the next probes start.
 
 What the kernel reports becomes a port state or a local error by ``classify``'s table; only
 the socket can tell the rest: an ICMP error's origin and sender (the network's, or this host's
@@ -78,20 +79,37 @@ _V4_MAPPED = bytes(10) + b"\xff\xff"
 _AF_INET_BYTES = struct.pack("=H", socket.AF_INET)
 _AF_INET6_BYTES = struct.pack("=H", socket.AF_INET6)
 _PROGRESS_INTERVAL = 0.1
+_OWN_ADDRESSES_FOR = 2.0  # seconds: how long what ``_is_own_address`` said is kept
 # A connect's end (connected, refused, an ICMP error) is an edge on its socket; EPOLLERR and
 # EPOLLHUP are always reported.
 _EVENTS = select.EPOLLOUT | select.EPOLLET
 _now = time.monotonic  # the schedule's clock too: probe.started is read by both
 
 
-def _offender(data: bytes) -> bytes | None:
-    """The packed address of the ICMP error's sender (``SO_EE_OFFENDER``), if given."""
+def _offender(data: bytes) -> tuple[bytes, int] | None:
+    """The ICMP error's sender (``SO_EE_OFFENDER``), if given: its packed address (IPv4 for
+    an IPv4-mapped one) and its IPv6 scope id."""
     sockaddr = data[_EE_FORMAT.size :]
     if len(sockaddr) >= 8 and sockaddr[:2] == _AF_INET_BYTES:
-        return sockaddr[4:8]
-    if len(sockaddr) >= 24 and sockaddr[:2] == _AF_INET6_BYTES:
-        return _unmapped(sockaddr[8:24])
+        return sockaddr[4:8], 0
+    if len(sockaddr) >= 28 and sockaddr[:2] == _AF_INET6_BYTES:
+        return _unmapped(sockaddr[8:24]), _U32.unpack_from(sockaddr, 24)[0]
     return None
+
+
+def _is_own_address(packed: bytes, scope_id: int) -> bool:
+    """Whether ``packed`` is an address of this host (of this network namespace): the route
+    to an own address is a local one, whose source address is the address itself. A
+    connected UDP socket asks the kernel without sending anything."""
+    family = socket.AF_INET if len(packed) == 4 else socket.AF_INET6
+    address = socket.inet_ntop(family, packed)
+    sockaddr: tuple[Any, ...] = (address, 9) if len(packed) == 4 else (address, 9, 0, scope_id)
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as udp:
+            udp.connect(sockaddr)
+            return bool(udp.getsockname()[0].partition("%")[0] == address)
+    except OSError:
+        return False
 
 
 def _unmapped(packed: bytes) -> bytes:
@@ -130,12 +148,13 @@ def _packed(address: str) -> bytes | None:
 class _Slot(Probe):
     """A probe slot with its socket, kept across probes when they allow it."""
 
-    __slots__ = ("family", "sock")
+    __slots__ = ("family", "sock", "sockaddr")
 
     def __init__(self) -> None:
         super().__init__()
         self.sock: socket.socket | None = None
         self.family = 0  # the socket's (``socket.family`` is a slow property)
+        self.sockaddr: tuple[Any, ...] = ()  # what the probe in flight connects to
 
 
 class Prober:
@@ -156,6 +175,8 @@ class Prober:
         self.poller = select.epoll()
         self.by_fd: dict[int, _Slot] = {}  # the slot of every registered socket
         self.max_events = max(64, config.concurrency)
+        self.own_addresses: dict[tuple[bytes, int], bool] = {}  # ICMP senders: ours or not
+        self.own_since = _now()
         self.events = self.loop.io(self.poller.fileno(), 1)
         self.events.start(self._drain)
         self.wakeup = self.loop.timer(0.0)
@@ -217,6 +238,7 @@ class Prober:
             slot.family = job.family
         # a zone is a scope id
         address = sockaddr(job.address, slot.port) if job.zoned else (job.address, slot.port)
+        slot.sockaddr = address
         # the clock of this probe, not of the pump pass: a pass can start a thousand probes
         slot.started = _now()
         err = sock.connect_ex(address)
@@ -242,13 +264,20 @@ class Prober:
         return False
 
     def _on_writable(self, slot: _Slot) -> None:
+        """The socket's connect may have ended: ask it with another connect to the same
+        address, which returns the outcome and, on a failure, readies the socket for its
+        next probe (one syscall for both; ``SO_ERROR`` would need another connect later)."""
         sock = slot.sock
         assert sock is not None
-        err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
-        if err == 0 and not _connected(sock):
+        err = sock.connect_ex(slot.sockaddr)
+        if err == _EALREADY:
             # Not an answer yet: Linux queues an ICMP error and wakes epoll (EPOLLERR) just
-            # before it sets SO_ERROR and closes the socket; that is the next edge. (A connect
-            # of a reused socket may wake it too.)
+            # before it sets the error and closes the socket; that is the next edge.
+            return
+        if err == _ECONNABORTED:
+            # Closed with no error to tell: no answer, and nothing to call the port by.
+            self._discard(slot)
+            self.schedule.failed(slot, err)
             return
         self._finish(slot, err)
 
@@ -276,9 +305,7 @@ class Prober:
         elif err == _ECONNREFUSED:  # a RST; the socket is reused
             # ... or this host's own firewall (a REJECT's default, ICMP port-unreachable). On
             # loopback this host is the target: nothing to tell apart, so no syscall spent.
-            address = job.address
-            loopback = address[:4] == "127." or address == "::1"
-            if not loopback and self._icmp_reason(sock, err, address) == _OWN_ICMP:
+            if not job.loopback and self._icmp_reason(sock, err, job.address) == _OWN_ICMP:
                 self._discard(slot)
                 answer = None
         else:
@@ -305,11 +332,11 @@ class Prober:
         error queue: None if there is none, ``_OWN_ICMP`` if this host sent it.
 
         An ICMP error this host generated about its own packet (a local firewall's
-        ``reject``, a failed neighbour lookup) names our own address as its sender: that is
-        not the network's answer, unless we are probing our own address.
+        ``reject``, a failed neighbour lookup) names an address of this host as its sender:
+        that is not the network's answer, unless we are probing that address. (The socket
+        no longer has its source address: the connect that read the error reset it.)
         """
         reason = None
-        own: bytes | None = b""  # our own address, looked up for the first ICMP error only
         while True:
             try:
                 _, ancdata, _, _ = sock.recvmsg(0, 512, _MSG_ERRQUEUE)
@@ -323,17 +350,23 @@ class Prober:
                 # its previous probe
                 if origin not in _EE_ORIGINS_ICMP or ee_errno != err:
                     continue
-                if own == b"":
-                    try:
-                        own = _packed(sock.getsockname()[0])
-                    except OSError:
-                        own = None
                 sender = _offender(data)
-                if sender is not None and sender == own and sender != _packed(target):
+                if sender is not None and sender[0] != _packed(target) and self._own(sender):
                     reason = _OWN_ICMP
                     continue
                 # an IPv6 socket to an IPv4-mapped address gets ICMPv4 errors
                 reason = classify_icmp(origin == _EE_ORIGIN_ICMP6, icmp_type, icmp_code)
+
+    def _own(self, sender: tuple[bytes, int]) -> bool:
+        """``_is_own_address``, remembered for a while (ICMP errors come in runs)."""
+        now = _now()
+        if now - self.own_since > _OWN_ADDRESSES_FOR or len(self.own_addresses) > 64:
+            self.own_addresses.clear()  # addresses can change: keep few, not for long
+            self.own_since = now
+        own = self.own_addresses.get(sender)
+        if own is None:
+            own = self.own_addresses[sender] = _is_own_address(*sender)
+        return own
 
     def _settle(self, slot: _Slot) -> bool:
         """Past its deadline: True if the socket has an answer after all (reported)."""
