@@ -349,19 +349,25 @@ def _compact(targets: Sequence[FleetTarget], every: tuple[str | None, ...]) -> l
 
 
 def _literal(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """``text`` as an address when it is one, written the one way ``str`` writes it."""
+    """``text`` as an address when it is one, written the one way ``str`` writes it, with no
+    zone (``fe80::1%eth0 + 1`` would lose it)."""
     try:
         address = ipaddress.ip_address(text or "")
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        return None
     return address if str(address) == text else None
+
+
+_MAX_RUN = 2**24  # addresses in the runs of one plan: a /8
 
 
 def _expanded(entry: Any, every: Sequence[str | None]) -> Iterable[FleetTarget]:
     """The targets of one entry of ``_compact``'s list."""
     if len(entry) == 2:
         first, count = entry
-        if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= 2**24:
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= _MAX_RUN:
             raise ValueError(f"a run of {count!r} addresses")
         start = ipaddress.ip_address(first)
         vantages = tuple(every)
@@ -391,6 +397,9 @@ def plan_from_dict(data: Any, where: str = "plan") -> Plan:
     try:
         scanners = [Scanner(name, vantage) for name, vantage in data["scanners"]]
         every = sorted({s.vantage for s in scanners}, key=_vantage_order)
+        runs = sum(e[1] for e in data["targets"] if isinstance(e, list) and len(e) == 2)
+        if not isinstance(runs, int) or runs > _MAX_RUN:
+            raise ValueError(f"runs of {runs!r} addresses in all, more than {_MAX_RUN}")
         targets = [t for entry in data["targets"] for t in _expanded(entry, every)]
         plan = build_plan(
             scanners,

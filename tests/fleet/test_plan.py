@@ -275,19 +275,31 @@ def test_an_expanded_cidr_is_one_entry_of_the_plan_inputs_and_comes_back_whole()
         FleetTarget("::1"),  # no address: resolved where scanned, listed
         FleetTarget("::2", "::2"),
         FleetTarget("10.0.9.4", "10.00.9.4"),  # not the address as str() writes it: listed
+        FleetTarget("fe80::1%lo", "fe80::1%lo"),  # zones: listed, each keeps its own
+        FleetTarget("fe80::2%lo", "fe80::2%lo"),
     ]
     plan = build_plan(scanners, targets, "22,80")
     data = plan_inputs(plan)
     assert data["targets"][:2] == [["10.0.0.0", 1000], ["::2", 1]]
-    assert len(data["targets"]) == 7
+    assert len(data["targets"]) == 9
     assert plan_from_dict(data) == plan
     assert plan_from_dict(json.loads(json.dumps(data))) == plan
 
 
-@pytest.mark.parametrize("entry", [["10.0.0.0", 0], ["10.0.0.0", True], ["x", 3], ["10.0.0.0"]])
-def test_an_edited_run_of_addresses_gets_one_line(entry):
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [["10.0.0.0", 0]],
+        [["10.0.0.0", True]],
+        [["x", 3]],
+        [["10.0.0.0"]],
+        [["255.255.255.255", 2]],
+        [["10.0.0.0", 2**24], ["11.0.0.0", 1]],  # 2**24 + 1 addresses from a few bytes
+    ],
+)
+def test_an_edited_run_of_addresses_gets_one_line(entries):
     data = plan_inputs(build_plan([Scanner("a")], _addresses(3), "22"))
-    data["targets"] = [entry]
+    data["targets"] = entries
     with pytest.raises(InputError, match=r"^plan is not a scan plan \(") as caught:
         plan_from_dict(data)
     assert "\n" not in str(caught.value)
