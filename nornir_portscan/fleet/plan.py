@@ -15,7 +15,7 @@ order: reordering an inventory does not change it; changing what is scanned does
 
     >>> plan = build_plan([Scanner("a"), Scanner("b")], [FleetTarget("127.0.0.1")], "22")
     >>> [len(s.targets) for s in plan.shards]
-    [1, 0]
+    [0, 1]
 """
 
 from __future__ import annotations
