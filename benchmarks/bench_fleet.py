@@ -18,7 +18,8 @@ cores, and the 4 scanners share them.
 Printed, all from one run: wall time and CPU time (user + system of every process: the
 scanners, their workers, ansible-playbook and its forks; medians of ``--runs``), probes sent,
 the overhead per shard ((4 scanners - 1 scanner) / 4), whether each run's states equal the
-ground truth port by port, and the plan's cost: ``build_plan`` of 65,536 hosts x 256 shards
+ground truth port by port, the load average (a shared machine makes wall times longer),
+and the plan's cost: ``build_plan`` of 65,536 hosts x 256 shards
 (this checkout, and ``--before REV``'s plan.py for comparison) and one shard report's
 ``shard`` section. Needs root, iproute2, nftables and ansible-playbook in this Python's
 directory.
@@ -340,7 +341,15 @@ def machine() -> str:
         capture_output=True,
         text=True,
     ).stdout.strip()
-    return f"{model}, {os.cpu_count()} cores; commit {commit}{' (modified)' if dirty else ''}"
+    return (
+        f"{model}, {os.cpu_count()} cores; commit {commit}{' (modified)' if dirty else ''}; "
+        f"{load()}"
+    )
+
+
+def load() -> str:
+    """The load average: the machine may be shared, and then wall times are longer."""
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> int:
@@ -388,12 +397,15 @@ def main() -> int:
         f"ports, {len(DROPPED)} of them dropped on every host; --timeout {args.timeout}; "
         f"{args.runs} runs each, medians"
     )
-    print(f"{'door':8} {'way':24} {'wall s':>7} {'CPU s':>7} {'probes':>7} {'exact':>6}")
+    print(f"after the scans: {load()}")
+    print(
+        f"{'door':8} {'way':24} {'wall s':>7} {'CPU s':>7} {'probes':>7} {'exact':>6}  wall range"
+    )
     for (door, way), runs in results.items():
         print(
             f"{door:8} {way:24} {statistics.median(runs.wall):7.2f} "
             f"{statistics.median(runs.cpu):7.2f} {statistics.median(runs.probes):7.0f} "
-            f"{runs.exact:>3}/{len(runs.wall)}"
+            f"{runs.exact:>4}/{len(runs.wall)}  {min(runs.wall):.2f}-{max(runs.wall):.2f}"
         )
         for note in runs.notes:
             print(f"         {note}")
