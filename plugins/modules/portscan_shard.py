@@ -154,8 +154,11 @@ def shard_scanner(plan, text):
         index, count = parse_shard(text)
     except InputError as exc:
         raise FleetError(str(exc)) from None
-    names = [name for name, _ in plan.get("scanners") or ()] if isinstance(plan, dict) else []
-    if names != [str(i) for i in range(len(names))]:
+    scanners = plan.get("scanners") if isinstance(plan, dict) else None
+    if not isinstance(scanners, list):
+        scanners = []
+    names = [e[0] if isinstance(e, list) and e else None for e in scanners]
+    if not names or names != [str(i) for i in range(len(names))]:
         raise FleetError(f"shard {text!r}: the plan is not one of shards 0 to N-1; make it "
                          "with portscan_plan's shards=N, or give the scanner")
     if count != len(names):
