@@ -59,6 +59,7 @@ bench: setup
 	$(PY) benchmarks/bench_lab.py
 	$(PY) benchmarks/bench_nornir.py
 	$(PY) benchmarks/bench_ansible.py
+	$(PY) benchmarks/bench_fleet.py
 
 clean:
 	rm -rf $(VENV) .ansible .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -4,6 +4,7 @@
     each scanner scans its Shard -> a JSON report with a ``shard`` section (iter_shard_json)
     merge_reports(reports) -> MergedReport (a host per target and vantage)
     missing_shards(plan, reports) -> the shards a re-run of the same plan must scan
+    parse_shard("1/4"), shard_job(job, 1, 4), shard_hosts(keys, 1, 4) -> ``--shard 1/4``
 
 All of it is pure but ``where_ran`` (where a shard ran) and ``load_report`` (a file).
 See docs/distributed.md.
@@ -31,7 +32,7 @@ from nornir_portscan.fleet.plan import (
     plan_inputs,
     rendezvous,
 )
-from nornir_portscan.fleet.shards import parse_shard, shard_job
+from nornir_portscan.fleet.shards import parse_shard, shard_hosts, shard_job
 
 __all__ = [
     "Assignment",
@@ -53,6 +54,7 @@ __all__ = [
     "plan_from_dict",
     "plan_inputs",
     "rendezvous",
+    "shard_hosts",
     "shard_job",
     "shard_section",
     "where_ran",

@@ -2,22 +2,27 @@
 
 Each target is scanned from each of its vantages (default: every vantage). Within a vantage
 whole hosts go to its scanners by rendezvous (highest-random-weight) hashing: a host goes to
-the scanner whose hash of ``(host, scanner)`` is highest, so adding a k-th scanner moves about
+the scanner whose weight for ``(host, scanner)`` is highest, so adding a k-th scanner moves about
 1/k of the hosts and no host moves between the scanners that stay. With ``split_ports``, a
 vantage with fewer hosts than scanners splits each host's ports the same way, port by port.
+
+The weight is ``host_key * scanner_key mod 2**64`` (multiply-shift hashing): each key is a
+BLAKE2b of the host or scanner name, the scanner's made odd and computed once per plan, so
+a plan costs one hash per host and one multiplication per (host, scanner) pair.
 
 The plan's ``hash`` covers the targets, the ports, the options and the scanners, in a canonical
 order: reordering an inventory does not change it; changing what is scanned does.
 
     >>> plan = build_plan([Scanner("a"), Scanner("b")], [FleetTarget("127.0.0.1")], "22")
     >>> [len(s.targets) for s in plan.shards]
-    [1, 0]
+    [0, 1]
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -142,12 +147,36 @@ def rendezvous(key: str, candidates: Iterable[str]) -> str:
     >>> rendezvous("127.0.0.1", ["0", "1"]) in ("0", "1")
     True
     """
-    return max(candidates, key=lambda c: (_weight(key, c), c))
+    return _Rendezvous(candidates).owner(_item_key(key))
 
 
-def _weight(key: str, candidate: str) -> int:
-    digest = hashlib.blake2b(f"{key}\0{candidate}".encode(), digest_size=8).digest()
+_MASK = 2**64 - 1
+
+
+def _blake(text: str, person: bytes) -> int:
+    digest = hashlib.blake2b(text.encode(), digest_size=8, person=person).digest()
     return int.from_bytes(digest, "big")
+
+
+def _item_key(text: str) -> int:
+    return _blake(text, b"portscan-item")
+
+
+class _Rendezvous:
+    """Highest-random-weight choice among fixed candidates, their keys computed once."""
+
+    __slots__ = ("_keys", "_names")
+
+    def __init__(self, candidates: Iterable[str]) -> None:
+        # the greater name first: ``index(max)`` then breaks a tie for it
+        self._names = sorted(set(candidates), reverse=True)
+        if not self._names:
+            raise InputError("no candidates to choose from: give at least one")
+        self._keys = [_blake(name, b"portscan-scanner") | 1 for name in self._names]
+
+    def owner(self, item: int) -> str:
+        weights = [item * key & _MASK for key in self._keys]
+        return self._names[weights.index(max(weights))]
 
 
 def _host_key(key: HostKey) -> str:
@@ -192,18 +221,19 @@ def build_plan(
     by_scanner: dict[str, list[Assignment]] = {s.name: [] for s in fleet}
     for vantage in vantages:
         names = [s.name for s in fleet if s.vantage == vantage]
+        choose = _Rendezvous(names)
         here = [t for t in hosts if vantage in t.vantages]
         split = split_ports and len(here) < len(names)
         for target in here:
             wanted = target.ports or default_ports
             host = _host_key(target.key)
             if not split:
-                owner = rendezvous(host, names)
+                owner = choose.owner(_item_key(host))
                 by_scanner[owner].append(Assignment(target.name, target.address, wanted))
                 continue
             parts: dict[str, list[int]] = {}
             for port in wanted:
-                parts.setdefault(rendezvous(f"{host}\0{port}", names), []).append(port)
+                parts.setdefault(choose.owner(_item_key(f"{host}\0{port}")), []).append(port)
             for owner in names:
                 if owner in parts:
                     by_scanner[owner].append(
@@ -259,11 +289,16 @@ def _digest(
     options: ScanOptions,
     split_ports: bool,
 ) -> str:
-    inputs = _inputs(scanners, targets, ports, options, split_ports)
+    inputs = _inputs(scanners, targets, ports, options, split_ports, compact=False)
     for name in MACHINE_OPTIONS:  # each scanner sizes them to its own machine
         inputs["options"].pop(name)
     canonical = json.dumps(inputs, sort_keys=True).encode()
     return hashlib.sha256(canonical).hexdigest()
+
+
+ASSIGNMENT = "rendezvous/blake2b-mul64"
+"""How hosts are given to scanners; in the hash, so that reports of a plan another version
+assigned differently are refused rather than checked against the wrong shards."""
 
 
 def _inputs(
@@ -272,16 +307,76 @@ def _inputs(
     ports: tuple[int, ...],
     options: ScanOptions,
     split_ports: bool,
+    *,
+    compact: bool = True,
 ) -> dict[str, Any]:
+    """The plan's inputs as JSON data; the hash is over every target listed (not compact)."""
+    vantages = tuple(sorted({s.vantage for s in scanners}, key=_vantage_order))
     return {
         "scanners": [[s.name, s.vantage] for s in scanners],
-        "targets": [
-            [t.name, t.address, format_ports(sorted(t.ports)), list(t.vantages)] for t in targets
-        ],
+        "targets": _compact(targets, vantages) if compact else [_listed(t) for t in targets],
         "ports": format_ports(sorted(ports)),
         "options": {k: _plain(v) for k, v in dataclasses.asdict(options).items()},
         "split_ports": split_ports,
+        "assignment": ASSIGNMENT,
     }
+
+
+def _listed(target: FleetTarget) -> list[Any]:
+    return [target.name, target.address, format_ports(sorted(target.ports)), list(target.vantages)]
+
+
+def _compact(targets: Sequence[FleetTarget], every: tuple[str | None, ...]) -> list[list[Any]]:
+    """The targets as JSON data: ``[first, count]`` for each run of consecutive addresses
+    named by themselves, with the plan's ports and every vantage (an expanded CIDR is one
+    entry); ``[name, address, ports, vantages]`` for any other."""
+    plain: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    listed = []
+    for target in targets:
+        address = _literal(target.address) if target.name == target.address else None
+        if address is not None and not target.ports and target.vantages == every:
+            plain.append(address)
+        else:
+            listed.append(_listed(target))
+    runs: list[list[Any]] = []
+    for address in sorted(plain, key=lambda a: (a.version, a)):
+        last = runs[-1] if runs else None
+        if last and last[0].version == address.version and int(last[0]) + last[1] == int(address):
+            last[1] += 1
+        else:
+            runs.append([address, 1])
+    return [[str(first), count] for first, count in runs] + listed
+
+
+def _literal(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``text`` as an address when it is one, written the one way ``str`` writes it, with no
+    zone (``fe80::1%eth0 + 1`` would lose it)."""
+    try:
+        address = ipaddress.ip_address(text or "")
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        return None
+    return address if str(address) == text else None
+
+
+_MAX_RUN = 2**24  # addresses in the runs of one plan: a /8
+
+
+def _expanded(entry: Any, every: Sequence[str | None]) -> Iterable[FleetTarget]:
+    """The targets of one entry of ``_compact``'s list."""
+    if len(entry) == 2:
+        first, count = entry
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= _MAX_RUN:
+            raise ValueError(f"a run of {count!r} addresses")
+        start = ipaddress.ip_address(first)
+        vantages = tuple(every)
+        for offset in range(count):
+            address = str(start + offset)
+            yield FleetTarget(address, address, (), vantages)
+        return
+    name, address, spec, vantages = entry
+    yield FleetTarget(name, address, parse_ports(spec) if spec else (), tuple(vantages))
 
 
 def _plain(value: Any) -> Any:
@@ -301,10 +396,11 @@ def plan_from_dict(data: Any, where: str = "plan") -> Plan:
     its ``hash`` does not match what it describes (it was edited)."""
     try:
         scanners = [Scanner(name, vantage) for name, vantage in data["scanners"]]
-        targets = [
-            FleetTarget(name, address, parse_ports(spec) if spec else (), tuple(vantages))
-            for name, address, spec, vantages in data["targets"]
-        ]
+        every = sorted({s.vantage for s in scanners}, key=_vantage_order)
+        runs = sum(e[1] for e in data["targets"] if isinstance(e, list) and len(e) == 2)
+        if not isinstance(runs, int) or runs > _MAX_RUN:
+            raise ValueError(f"runs of {runs!r} addresses in all, more than {_MAX_RUN}")
+        targets = [t for entry in data["targets"] for t in _expanded(entry, every)]
         plan = build_plan(
             scanners,
             targets,

@@ -8,13 +8,14 @@ in one vantage: the same rendezvous hashing, the same plan hash in every shard's
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import replace
 
 from nornir_portscan.errors import OptionError
-from nornir_portscan.fleet.plan import FleetTarget, Plan, Scanner, Shard, build_plan
+from nornir_portscan.fleet.plan import FleetTarget, HostKey, Plan, Scanner, Shard, build_plan
 from nornir_portscan.pipeline import Job
 
-__all__ = ["MAX_SHARDS", "parse_shard", "shard_job"]
+__all__ = ["MAX_SHARDS", "parse_shard", "shard_hosts", "shard_job"]
 
 MAX_SHARDS = 4096
 _FORM = re.compile(r"([0-9]{1,6})/([0-9]{1,6})")
@@ -67,3 +68,15 @@ def shard_job(job: Job, index: int, count: int) -> tuple[Job, Plan, Shard]:
         ]
         audit = replace(audit, baseline={**audit.baseline, "hosts": hosts})
     return replace(job, request=replace(request, targets=targets), audit=audit), plan, shard
+
+
+def shard_hosts(hosts: Iterable[HostKey], index: int, count: int) -> frozenset[HostKey]:
+    """The hosts, as ``(name, address)``, that shard ``index`` of ``count`` of ``hosts`` scans:
+    those ``--shard index/count`` scans of the same targets (a Nornir inventory's filter).
+
+    >>> sorted(shard_hosts([("a", "127.0.0.1"), ("b", "127.0.0.2")], 0, 1))
+    [('a', '127.0.0.1'), ('b', '127.0.0.2')]
+    """
+    scanners = [Scanner(str(i)) for i in range(count)]
+    plan = build_plan(scanners, [FleetTarget(n, a) for n, a in dict.fromkeys(hosts)], "1")
+    return frozenset(a.key for a in plan.shard(str(index)).targets)

@@ -17,6 +17,7 @@ from ansible_collections.nornir_portscan.portscan.plugins.module_utils import (
 ARGUMENT_SPEC = {
     "scanners_group": {"type": "str", "default": fleet.SCANNERS_GROUP},
     "targets_group": {"type": "str", "default": fleet.TARGETS_GROUP},
+    "shards": {"type": "int"},
     "ports": {"type": "raw", "default": "top1000"},
     "timeout": {"type": "raw"},
     "min_timeout": {"type": "raw"},
@@ -55,14 +56,24 @@ class ActionModule(ActionBase):
         groups = task_vars.get("groups") or {}
         hostvars = task_vars["hostvars"]
         names = {}
-        for role in ("scanners", "targets"):
+        shards = args["shards"]
+        from nornir_portscan.fleet.shards import MAX_SHARDS  # the engine is there (above)
+
+        if shards is not None and not 1 <= shards <= MAX_SHARDS:
+            raise AnsibleActionFail(
+                f"invalid shards {shards!r}: the count must be 1 to {MAX_SHARDS}, e.g. 2")
+        for role in ("scanners", "targets") if shards is None else ("targets",):
             group = args[f"{role}_group"]
             if not groups.get(group):
                 raise AnsibleActionFail(
                     f"no {role}: the inventory group {group!r} has no hosts; put the "
                     f"{role} in it, or name another group with {role}_group")
             names[role] = list(groups[group])
-        scanners = [(n, _plain(hostvars[n].get(fleet.VANTAGE_VAR))) for n in names["scanners"]]
+        if shards is None:
+            scanners = [(n, _plain(hostvars[n].get(fleet.VANTAGE_VAR)))
+                        for n in names["scanners"]]
+        else:  # the plan of portscan --shard I/N
+            scanners = [(str(i), None) for i in range(shards)]
         wanted = ("ansible_host", fleet.PORTS_VAR, fleet.VANTAGES_VAR, fleet.VANTAGE_POLICY_VAR,
                   *fleet.POLICY_VARS.values())
         targets = [(n, _known(hostvars[n], wanted)) for n in names["targets"]]

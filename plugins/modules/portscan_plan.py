@@ -32,6 +32,13 @@ options:
     description: The inventory group of the targets.
     type: str
     default: portscan_targets
+  shards:
+    description:
+      - Plan for this many scanners named C(0) to C(N-1) in one vantage, instead of the hosts
+        of O(scanners_group) - the plan of C(portscan --shard I/N) of the same targets, ports
+        and options, with the same hash. Scan shard C(I/N) with
+        M(nornir_portscan.portscan.portscan_shard) and its C(shard) option.
+    type: int
   ports:
     description: The ports of every target without its own C(portscan_ports), as in
       M(nornir_portscan.portscan.portscan).
@@ -156,6 +163,7 @@ def main():
     spec = {
         "scanners_group": {"type": "str", "default": "portscan_scanners"},
         "targets_group": {"type": "str", "default": "portscan_targets"},
+        "shards": {"type": "int"},
         "ports": {"type": "raw", "default": "top1000"},
         "timeout": {"type": "raw"},
         "min_timeout": {"type": "raw"},

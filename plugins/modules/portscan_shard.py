@@ -25,9 +25,16 @@ options:
     type: dict
     required: true
   scanner:
-    description: Which scanner's shard to scan, usually C({{ inventory_hostname }}).
+    description: Which scanner's shard to scan, usually C({{ inventory_hostname }}). Give it or
+      O(shard).
     type: str
-    required: true
+  shard:
+    description:
+      - Which shard to scan as C(I/N), counting from 0, as C(portscan --shard I/N), of a plan
+        made with M(nornir_portscan.portscan.portscan_plan)'s
+        O(nornir_portscan.portscan.portscan_plan#module:shards=N). A bad spelling (C(3/2),
+        C(a/b)) fails with the CLI's one line, before anything is sent.
+    type: str
   processes:
     description: Worker processes on this machine; one per CPU when omitted. Not in the hash.
     type: raw
@@ -105,19 +112,25 @@ from ansible_collections.nornir_portscan.portscan.plugins.module_utils.portscan_
 
 ARGUMENT_SPEC = {
     "plan": {"type": "dict", "required": True},
-    "scanner": {"type": "str", "required": True},
+    "scanner": {"type": "str"},
+    "shard": {"type": "str"},
     "processes": {"type": "raw"},
     "concurrency": {"type": "raw"},
 }
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
+                           required_one_of=[("scanner", "shard")],
+                           mutually_exclusive=[("scanner", "shard")])
     if ENGINE_ERROR:
         module.fail_json(msg=ENGINE_ERROR, exception=ENGINE_TRACEBACK)
     params = module.params
     try:
-        plan, report = scan_shard(params["plan"], params["scanner"], params["processes"],
+        scanner = params["scanner"]
+        if scanner is None:
+            scanner = shard_scanner(params["plan"], params["shard"])
+        plan, report = scan_shard(params["plan"], scanner, params["processes"],
                                   params["concurrency"])
     except FleetError as exc:
         module.fail_json(msg=str(exc))
@@ -130,6 +143,28 @@ def main():
         msg=(f"shard {shard['scanner']} ({shard['vantage'] or 'default vantage'}) of plan "
              f"{plan.hash[:12]}: {summary['hosts']} hosts, {summary['open_ports']} open, "
              f"{summary['filtered_ports']} filtered, {summary['closed_ports']} closed"))
+
+
+def shard_scanner(plan, text):
+    """The scanner of shard ``text`` (``I/N``) of a ``shards=N`` plan."""
+    from nornir_portscan import InputError
+    from nornir_portscan.fleet import parse_shard
+
+    try:
+        index, count = parse_shard(text)
+    except InputError as exc:
+        raise FleetError(str(exc)) from None
+    scanners = plan.get("scanners") if isinstance(plan, dict) else None
+    if not isinstance(scanners, list):
+        scanners = []
+    names = [e[0] if isinstance(e, list) and e else None for e in scanners]
+    if not names or names != [str(i) for i in range(len(names))]:
+        raise FleetError(f"shard {text!r}: the plan is not one of shards 0 to N-1; make it "
+                         "with portscan_plan's shards=N, or give the scanner")
+    if count != len(names):
+        raise FleetError(f"invalid shard {text!r}: the plan has {len(names)} shards, e.g. "
+                         f"'0/{len(names)}'")
+    return str(index)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ ERROR_PREFIX = "portscan: error: "
 class Run:
     outcome: dict[str, Any]
     problems: list[str] = field(default_factory=list)
+    report: dict[str, Any] | None = None  # a shard's JSON report, for the merge
 
 
 def normal_host(entry: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +140,8 @@ def run_cli(world: World, scenario: Scenario) -> Run:
         return Run({"exit": done.returncode, "stderr": done.stderr})
     report = Path(settings.get("reports", {}).get("json", json_file))
     run = Run(hosts_outcome(read_report(report)))
+    if "shard" in settings:
+        run.report = json.loads(report.read_text())
     wanted = scenario.cli_exit
     if wanted is None:
         wanted = 1 if _failed_names(run.outcome) else 0
@@ -169,18 +172,32 @@ def exception_outcome(exc: BaseException, problems: list[str]) -> dict[str, Any]
 
 
 def run_python(world: World, scenario: Scenario) -> Run:
+    from nornir_portscan.fleet import (
+        iter_shard_json,
+        parse_shard,
+        shard_job,
+        shard_section,
+        where_ran,
+    )
     from nornir_portscan.pipeline import build_job, run_job, write_reports
     from nornir_portscan.reports.data import host_entry
 
     settings = settings_for(world, "python", scenario)
+    text = settings.pop("shard", None)
     problems: list[str] = []
     try:
+        shard = None if text is None else parse_shard(text)
         job = build_job(list(world.hosts), **settings)
+        if shard is not None:  # --shard: the fleet functions
+            job, plan, mine = shard_job(job, *shard)
         audit = run_job(job)
         write_reports(job.reports, audit)
     except Exception as exc:  # the outcome is what was raised
         return Run(exception_outcome(exc, problems), problems)
     run = Run(hosts_outcome([host_entry(audit, i) for i in range(len(audit.report.hosts))]))
+    if shard is not None:
+        section = shard_section(plan, mine, where_ran(t.address for t in job.request.targets))
+        run.report = json.loads("".join(iter_shard_json(audit, section)))
     if audit.violated != bool(_failed_names(run.outcome)):
         run.problems.append(f"audit.violated is {audit.violated}")
     _check_file(run, world, "python", scenario)
@@ -252,11 +269,18 @@ def run_nornir_inventory(world: World, scenario: Scenario) -> Run:
     """``scan_inventory(nr, ...)``: the whole inventory in one engine run. An excluded host
     gets the task's non-failed 'excluded' Result, which counts as absent."""
     from nornir_portscan import scan_inventory
+    from nornir_portscan.fleet import parse_shard, shard_hosts
 
     settings = settings_for(world, "nornir_inventory", scenario)
+    text = settings.pop("shard", None)
     problems: list[str] = []
     try:
-        results = scan_inventory(make_nornir(world), **settings)
+        nr = make_nornir(world)
+        if text is not None:  # --shard: a filter of the inventory by the fleet functions
+            keys = [(h.name, h.hostname or h.name) for h in nr.inventory.hosts.values()]
+            mine = shard_hosts(keys, *parse_shard(text))
+            nr = nr.filter(filter_func=lambda h: (h.name, h.hostname or h.name) in mine)
+        results = scan_inventory(nr, **settings)
     except Exception as exc:  # the outcome is what was raised
         return Run(exception_outcome(exc, problems), problems)
     entries = []
@@ -281,7 +305,8 @@ INTERPRETERS = {
     # another path to a Python with the engine: the action plugin runs the module
     "ansible_module": str(PYTHON.parent / "python3"),
 }
-MODULE = "nornir_portscan.portscan.portscan"
+PACKAGE = "nornir_portscan.portscan"
+MODULE = f"{PACKAGE}.portscan"
 
 
 def module_args(settings: dict[str, Any]) -> dict[str, Any]:
@@ -297,6 +322,10 @@ def write_playbook(world: World, door: str, all_scenarios: dict[str, Scenario]) 
     tasks: list[dict[str, Any]] = []
     names = [s.name for s in all_scenarios.values() if door not in s.skip]
     for name in names:
+        settings = settings_for(world, door, all_scenarios[name])
+        if "shard" in settings:
+            tasks += shard_tasks(door, name, settings)
+            continue
         tasks.append(
             {
                 "name": f"{door} {name}",
@@ -331,12 +360,47 @@ def write_playbook(world: World, door: str, all_scenarios: dict[str, Scenario]) 
         "all": {
             "vars": {"ansible_connection": "local"},
             "hosts": {name: {} for name in world.hosts},
+            # the targets of portscan_plan (no ansible_host: the name is the address)
+            "children": {"portscan_targets": {"hosts": {name: {} for name in world.hosts}}},
         }
     }
     (world.root / "inventory.yml").write_text(yaml.safe_dump(inventory))
     playbook = world.root / f"{door}.yml"
     playbook.write_text(yaml.safe_dump([play], sort_keys=False))
     return playbook
+
+
+PLAN_KEYS = ("ports", "timeout", "min_timeout", "adaptive", "retries", "rate", "host_timeout")
+SHARD_KEYS = ("processes", "concurrency")
+
+
+def shard_tasks(door: str, name: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """``--shard I/N`` in Ansible: ``portscan_plan`` with ``shards=N`` (the plan of the CLI's
+    shards), then ``portscan_shard`` with ``shard=I/N``. A bad spelling's N is not a count:
+    the plan then has 2 shards, and ``portscan_shard`` judges the spelling."""
+    unknown = set(settings) - {*PLAN_KEYS, *SHARD_KEYS, "shard"}
+    assert not unknown, f"{name}: portscan_plan and portscan_shard take no {sorted(unknown)}"
+    text = settings["shard"]
+    count = text.rpartition("/")[2]
+    plan = {k: settings[k] for k in PLAN_KEYS if k in settings}
+    plan["shards"] = int(count) if count.isdigit() and 1 <= int(count) <= 4096 else 2
+    shard = {k: settings[k] for k in SHARD_KEYS if k in settings}
+    shard.update(plan=f"{{{{ plan_{name}.plan }}}}", shard=text)
+    common = {"run_once": True, "delegate_to": "localhost", "ignore_errors": True}
+    return [
+        {
+            "name": f"{door} {name} plan",
+            f"{PACKAGE}.portscan_plan": plan,
+            "register": f"plan_{name}",
+            **common,
+        },
+        {
+            "name": f"{door} {name}",
+            f"{PACKAGE}.portscan_shard": shard,
+            "register": f"result_{name}",
+            **common,
+        },
+    ]
 
 
 def ansible_env(world: World, door: str) -> dict[str, str]:
@@ -397,6 +461,11 @@ def ansible_outcome(world: World, door: str, scenario: Scenario, result: dict[st
     ran_module = "AnsiballZ_portscan.py" in log
     if ran_module != (door == "ansible_module"):
         problems.append(f"{door}: the module {'ran' if ran_module else 'did not run'}")
+    if "shard" in scenario.settings:  # portscan_shard: the shard's report, or one line
+        if result.get("failed") or "report" not in result:
+            return Run({"error": result.get("msg")}, problems)
+        report = result["report"]
+        return Run(hosts_outcome(report["hosts"]), problems, report)
     if "hosts" not in result:
         if not result.get("failed"):
             problems.append(f"neither hosts nor a failure: {result}")

@@ -51,6 +51,16 @@ NAMES = (
     "exclude_mapped",
     "exclude_unknown_zone",
     "wait_timeout_inf",
+    # issue #15: --shard I/N; the shards of 2 merge into the plain scan (test_conformance)
+    "shard_0_of_2",
+    "shard_1_of_2",
+    "shard_0_of_4",
+    "shard_empty",
+    "shard_expect_open",
+    "shard_index_too_big",
+    "shard_word",
+    "shard_count_zero",
+    "shard_negative",
 )
 
 
@@ -168,11 +178,65 @@ PER_HOST_REPORT = (
 )
 
 
+PER_HOST_SHARD = (
+    "the per-host task scans one host per call; a shard of a run is a filter of the inventory "
+    "(fleet.shard_hosts) for scan_inventory (door nornir_inventory)"
+)
+MODULE_SHARD = "portscan_shard is a module in both Ansible doors: door ansible runs it"
+SHARD_VERDICTS = (
+    "portscan_shard scans a plan's shard; the expectations are the inventory's, judged by "
+    "portscan_merge (docs/distributed.md)"
+)
+EMPTY_INVENTORY = (
+    "scan_inventory of an empty inventory (the filter of an empty shard) is the input error "
+    "'no targets given', even with allow_empty; a caller skips an empty shard"
+)
+EMPTY_SHARD = (
+    "not yet: portscan_shard of an empty shard fails with 'no targets given' (scan_shard in "
+    "module_utils/portscan_fleet.py builds a job of no targets); the playbooks scan only the "
+    "shards in to_scan, which have hosts"
+)
+SHARD_SKIP = {"nornir": PER_HOST_SHARD, "ansible_module": MODULE_SHARD}
+
+
+def _in_shard(hosts: tuple[str, ...], shard: str) -> set[str]:
+    """The hosts of ``shard`` (``I/N``) of ``hosts`` named by their addresses."""
+    from nornir_portscan.fleet import parse_shard, shard_hosts
+
+    return {name for name, _ in shard_hosts([(h, h) for h in hosts], *parse_shard(shard))}
+
+
+def _bad_shard(name: str, text: str, *phrases: str) -> Scenario:
+    return Scenario(
+        name,
+        {"ports": "22", "shard": text},
+        error_has=(f"invalid shard {text!r}", *phrases),
+        cli_exit=2,
+        skip=dict(SHARD_SKIP),
+    )
+
+
 def scenarios(w: World) -> dict[str, Scenario]:
     """Every scenario, by name (the order of ``NAMES``)."""
     a, b, c = w.hosts
     o, q, x, d = w.open_port, w.extra_port, w.closed_port, w.drift_port
     expect_o = {"expect_open": str(o)}
+    plain = {
+        a: host(a, open_ports=(o,), closed=1),
+        b: host(b, open_ports=(o,), closed=1),
+        c: host(c, closed=2),
+    }
+    halves = [_in_shard(w.hosts, f"{i}/2") for i in range(2)]
+    assert all(halves), halves  # each shard of 2 has a host: the merge means something
+    quarters = [_in_shard(w.hosts, f"{i}/4") for i in range(4)]
+    empty = next(i for i, hosts in enumerate(quarters) if not hosts)
+    judged = next(i for i, hosts in enumerate(halves) if c in hosts)  # c fails expect_open
+
+    def shard(name: str, text: str, hosts: set[str]) -> Scenario:
+        assert hosts
+        expect = [plain[h] for h in sorted(hosts)]
+        return Scenario(name, {"ports": f"{o},{x}", "shard": text}, expect, skip=dict(SHARD_SKIP))
+
     found = [
         Scenario(
             "plain",
@@ -492,6 +556,36 @@ def scenarios(w: World) -> dict[str, Scenario]:
             error_has=("wait_timeout", "inf"),
             cli_exit=2,
         ),
+        shard("shard_0_of_2", "0/2", halves[0]),
+        shard("shard_1_of_2", "1/2", halves[1]),
+        shard("shard_0_of_4", "0/4", quarters[0]),
+        Scenario(  # a shard with no host: nothing to scan, and no error
+            "shard_empty",
+            {"ports": f"{o},{x}", "shard": f"{empty}/4"},
+            [],
+            skip={**SHARD_SKIP, "nornir_inventory": EMPTY_INVENTORY, "ansible": EMPTY_SHARD},
+        ),
+        Scenario(
+            "shard_expect_open",
+            {"ports": f"{o},{x}", "shard": f"{judged}/2", **expect_o},
+            [
+                host(h, open_ports=(o,), closed=1, compliant=True, violations=[])
+                if h != c
+                else host(
+                    c,
+                    closed=2,
+                    compliant=False,
+                    violations=[violation(o, "open", "closed", "conn-refused")],
+                    failure=f"{c}: port {o} closed (expected open)",
+                )
+                for h in sorted(halves[judged])
+            ],
+            skip={**SHARD_SKIP, "ansible": SHARD_VERDICTS},
+        ),
+        _bad_shard("shard_index_too_big", "3/2", "below the count 2", "e.g. '1/2'"),
+        _bad_shard("shard_word", "a/b", "use INDEX/COUNT", "e.g. '0/2'"),
+        _bad_shard("shard_count_zero", "0/0", "the count must be 1 to 4096"),
+        _bad_shard("shard_negative", "-1/2", "use INDEX/COUNT"),
     ]
     assert tuple(s.name for s in found) == NAMES
     for scenario in found:

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 
 import pytest
+from conformance_doors import PYTHON, door_env, hosts_outcome
 from conformance_scenarios import DOORS, NAMES, Scenario
+
+from nornir_portscan.fleet import merge_reports
 
 SLOW_DOORS = ("ansible", "ansible_module")  # they wait for the playbook run
 
@@ -62,3 +66,54 @@ def test_doors_agree(outcomes, name: str) -> None:
     assert not differing, f"python gives {_dump(reference)}\n" + "\n".join(
         f"{d} gives {_dump(o)}" for d, o in differing.items()
     )
+
+
+HALVES = ("shard_0_of_2", "shard_1_of_2")
+MERGING = ("cli", "python", "ansible")  # the doors whose shard reports carry the plan
+
+
+@pytest.mark.parametrize(
+    "door", [pytest.param(d, marks=pytest.mark.slow) if d in SLOW_DOORS else d for d in MERGING]
+)
+def test_the_merged_shards_of_a_door_are_the_unsharded_scan(outcomes, door: str) -> None:
+    """``--shard 0/2`` and ``1/2`` merged (``merge_reports``; for the CLI, ``portscan merge``)
+    are the plain scan of the same targets and ports, and every door's shards are of one
+    plan: the same hash as the Python API's."""
+    reports = [outcomes.get(door, name).report for name in HALVES]
+    assert all(reports), reports
+    hashes = {r["shard"]["plan"]["hash"] for r in reports}
+    python = {
+        r["shard"]["plan"]["hash"] for r in (outcomes.get("python", n).report for n in HALVES)
+    }
+    assert hashes == python
+    assert len(hashes) == 1
+    merge = _cli_merge if door == "cli" else lambda _, found: merge_reports(found).to_dict()
+    merged = merge(outcomes, reports)
+    assert merged["complete"] is True
+    assert hosts_outcome(merged["hosts"]) == outcomes.get("python", "plain").outcome
+
+
+def _cli_merge(outcomes, reports: list[dict[str, object]]) -> dict[str, object]:
+    files = []
+    for index, report in enumerate(reports):
+        path = outcomes.world.root / "cli" / f"merge-{index}.json"
+        path.write_text(json.dumps(report))
+        files.append(str(path))
+    done = subprocess.run(
+        [str(PYTHON), "-m", "nornir_portscan", "merge", *files, "--json", "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=door_env(),
+    )
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.slow
+def test_shards_from_different_doors_merge_into_the_unsharded_scan(outcomes) -> None:
+    """Shard 0/2 scanned by the CLI and 1/2 by Ansible are one plan's shards."""
+    reports = [outcomes.get("cli", HALVES[0]).report, outcomes.get("ansible", HALVES[1]).report]
+    merged = merge_reports(reports)
+    assert merged.complete
+    assert hosts_outcome(merged.to_dict()["hosts"]) == outcomes.get("python", "plain").outcome

@@ -3,6 +3,7 @@ the hosts moved by a k-th scanner, and a hash that changes only with what is sca
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 
@@ -230,3 +231,85 @@ def test_bad_targets_get_one_line(kwargs, message):
     with pytest.raises(InputError) as caught:
         build_plan([Scanner("a")], [FleetTarget("x", **kwargs)], "22")
     assert str(caught.value).startswith(message), str(caught.value)
+
+
+def _addresses(count: int) -> list[FleetTarget]:
+    names = (f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}" for i in range(count))
+    return [FleetTarget(name, name) for name in names]
+
+
+def test_at_scale_a_new_scanner_takes_one_kth_and_an_old_one_gives_only_its_own():
+    """65,536 hosts: 64 -> 65 scanners moves 1/65 of the hosts, all to the new one; removing
+    a scanner moves only its hosts; the plan of a shuffled inventory is the same."""
+    targets = _addresses(65536)
+    names = [f"scan{i:03}" for i in range(65)]
+    before = build_plan([Scanner(n) for n in names[:64]], targets, "22")
+    after = build_plan([Scanner(n) for n in names], targets, "22")
+    owner = {a.key: s.scanner for s in before.shards for a in s.targets}
+    moved = Counter(s.scanner for s in after.shards for a in s.targets if owner[a.key] != s.scanner)
+    assert set(moved) == {"scan064"}
+    assert abs(moved["scan064"] / len(targets) - 1 / 65) < 0.002, moved
+    gone = build_plan([Scanner(n) for n in names[:64] if n != "scan007"], targets, "22")
+    changed = {a.key for s in gone.shards for a in s.targets if owner[a.key] != s.scanner}
+    assert changed == {a.key for a in before.shard("scan007").targets}
+    shuffled = list(reversed(targets))
+    random.Random(7).shuffle(shuffled)
+    assert build_plan([Scanner(n) for n in reversed(names)], shuffled, "22") == after
+
+
+def test_at_scale_every_shard_gets_its_share():
+    plan = build_plan([Scanner(str(i)) for i in range(256)], _addresses(65536), "22")
+    sizes = [len(s.targets) for s in plan.shards]
+    assert sum(sizes) == 65536
+    assert min(sizes) > 256 - 96, sizes  # 6 sigma
+    assert max(sizes) < 256 + 96, sizes
+
+
+def test_an_expanded_cidr_is_one_entry_of_the_plan_inputs_and_comes_back_whole():
+    scanners = [Scanner("a", "dc1"), Scanner("b", "dc2")]
+    targets = [
+        *_addresses(1000),
+        FleetTarget("10.0.9.1", "10.0.9.1", (443,)),  # its own ports: listed
+        FleetTarget("web", "10.0.9.2"),  # a name: listed
+        FleetTarget("10.0.9.3", "10.0.9.3", vantages=("dc1",)),  # not every vantage: listed
+        FleetTarget("::1"),  # no address: resolved where scanned, listed
+        FleetTarget("::2", "::2"),
+        FleetTarget("10.0.9.4", "10.00.9.4"),  # not the address as str() writes it: listed
+        FleetTarget("fe80::1%lo", "fe80::1%lo"),  # zones: listed, each keeps its own
+        FleetTarget("fe80::2%lo", "fe80::2%lo"),
+    ]
+    plan = build_plan(scanners, targets, "22,80")
+    data = plan_inputs(plan)
+    assert data["targets"][:2] == [["10.0.0.0", 1000], ["::2", 1]]
+    assert len(data["targets"]) == 9
+    assert plan_from_dict(data) == plan
+    assert plan_from_dict(json.loads(json.dumps(data))) == plan
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [["10.0.0.0", 0]],
+        [["10.0.0.0", True]],
+        [["x", 3]],
+        [["10.0.0.0"]],
+        [["255.255.255.255", 2]],
+        [["10.0.0.0", 2**24], ["11.0.0.0", 1]],  # 2**24 + 1 addresses from a few bytes
+    ],
+)
+def test_an_edited_run_of_addresses_gets_one_line(entries):
+    data = plan_inputs(build_plan([Scanner("a")], _addresses(3), "22"))
+    data["targets"] = entries
+    with pytest.raises(InputError, match=r"^plan is not a scan plan \(") as caught:
+        plan_from_dict(data)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_plan_assigned_by_another_version_is_refused():
+    data = plan_inputs(build_plan([Scanner("a"), Scanner("b")], _addresses(3), "22"))
+    assert data["assignment"] == "rendezvous/blake2b-mul64"
+    data["assignment"] = "rendezvous/blake2b"
+    del data["assignment"]  # an older version wrote no such key, and hashed without it
+    data["hash"] = "0" * 64
+    with pytest.raises(InputError, match=r"^plan: its hash does not match"):
+        plan_from_dict(data)

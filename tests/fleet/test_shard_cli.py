@@ -63,6 +63,28 @@ def test_the_merged_shards_are_the_unsharded_scan(run_cli, tmp_path, ports):
     assert sum(s["probes_sent"] for s in merged["shards"]) == merged["summary"]["probes_sent"]
     assert merged["summary"]["open_ports"] == 3
     assert "8 hosts, 2 of 2 shards ok, 3 open" in done.stdout
+    # the expanded range is one entry of each shard's plan, whatever its size
+    assert a["shard"]["plan"]["targets"] == [["127.0.0.1", 8]]
+
+
+def test_a_missing_shard_of_a_large_range_is_listed_host_by_host(run_cli, tmp_path):
+    """A shard of 4,096 hosts carries its plan as one run of addresses; the merge remakes the
+    plan from it and lists every host of the shards that did not report as error."""
+    hosts, port = "127.77.0.0/20", str(closed_port())
+    done = run_cli("--shard", "0/64", hosts, "-p", port, "--timeout", "0.2", "--json",
+                   str(tmp_path / "a.json"), "--no-progress", "--processes", "1")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert report["shard"]["plan"]["targets"] == [["127.77.0.0", 4096]]
+    assert len(json.dumps(report["shard"])) < 2000
+    out = tmp_path / "merged.json"
+    done = run_cli("merge", str(tmp_path / "a.json"), "--json", str(out))
+    assert done.returncode == 3, done.stderr
+    merged = json.loads(out.read_text())
+    assert len(merged["hosts"]) == 4096
+    lost = [h for h in merged["hosts"] if h["error_ports"]]
+    assert len(lost) == 4096 - len(report["hosts"])
+    assert all(h["error"] == "scanner-unreachable" for h in lost)
 
 
 def test_where_a_shard_ran_is_in_its_report(run_cli, tmp_path):
