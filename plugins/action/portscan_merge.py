@@ -19,6 +19,8 @@ ARGUMENT_SPEC = {
     "plan": {"type": "dict", "required": True},
     "results_var": {"type": "str", "default": fleet.RESULT_VAR},
     "report": {"type": "path"},
+    "page": {"type": "path"},
+    "matrix_groups": {"type": "list", "elements": "str"},
     "fail_on_violation": {"type": "bool", "default": False},
 }
 
@@ -54,6 +56,11 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail(
                 f"plan is not what portscan_plan returned ({exc}): register its result and "
                 "pass it whole, e.g. plan: '{{ plan }}'") from None
+        if args["page"]:
+            try:
+                fleet.check_page(args["page"])
+            except fleet.InputError as exc:
+                raise AnsibleActionFail(f"page: {exc}") from None
         hostvars = task_vars["hostvars"]
         failed = {}
         for shard in plan.shards:
@@ -74,12 +81,15 @@ class ActionModule(ActionBase):
         wanted = (fleet.VANTAGE_POLICY_VAR, *fleet.POLICY_VARS.values())
         try:
             merged, failure = fleet.merge_directory(path, plan, failed)
-            policies = {}
+            policies, groups = {}, {}
             for target in plan.targets:
                 host = hostvars.get(target.name) or {}
                 own = {k: _plain(host[k]) for k in wanted if k in host}
                 policies[target.name] = fleet.vantage_policies(own, target.name)
-            data = fleet.judged(merged.to_dict(), policies)
+                groups[target.name] = fleet.target_groups(
+                    _plain(host.get("group_names") or []), args["matrix_groups"])
+            matrix = fleet.matrix_of(merged, groups, policies)
+            data = fleet.judged(merged.to_dict(matrix=matrix), policies)
         except (fleet.InputError, fleet.FleetError) as exc:
             raise AnsibleActionFail(str(exc)) from None
         merged_path = f"{path}/merged.json"
@@ -88,6 +98,12 @@ class ActionModule(ActionBase):
         if args["report"]:
             shutil.copyfile(merged_path, args["report"])
             reports.append(args["report"])
+        if args["page"]:
+            try:
+                fleet.write_page(args["page"], data)
+            except fleet.PortscanError as exc:
+                raise AnsibleActionFail(f"page: {exc}") from None
+            reports.append(args["page"])
         summary = data["summary"]
         result.update(data, changed=False, reports=reports, msg=failure or (
             f"plan {plan.hash[:12]}: {summary['hosts']} hosts from {summary['shards']} shards, "

@@ -33,7 +33,11 @@ if ENGINE_ERROR is None:
         from nornir_portscan.fleet import (
             FleetTarget, Scanner, build_plan, iter_shard_json, load_report, merge_reports,
             missing_shards, plan_from_dict, plan_inputs, shard_section, where_ran)
+        from nornir_portscan.fleet.matrix import reachability_matrix
         from nornir_portscan.fleet.merge import merge_failure
+        from nornir_portscan.reports.files import page_format
+        from nornir_portscan.reports.pages import iter_merged_html, iter_merged_markdown
+        from nornir_portscan.reports.writer import check_destination, write_atomic
         from nornir_portscan.audit.policy import merge_policies, parse_policy
         from nornir_portscan.pipeline import build_job, number, run_job
         from nornir_portscan.ports import format_ports, parse_ports
@@ -181,6 +185,45 @@ def merge_directory(path, plan, failed):
     files = [shard_path(path, name) for name in kept]
     merged = merge_reports(list(kept.values()), plan=plan, failed=failed or None, sources=files)
     return merged, merge_failure(merged)
+
+
+def target_groups(group_names, only=None):
+    """The matrix groups of a target: its inventory groups (``group_names``) but the fleet's
+    own two and ``ungrouped``, and with ``only`` (a list) those in it; empty: ``ungrouped``."""
+    skip = {TARGETS_GROUP, SCANNERS_GROUP, "ungrouped"}
+    return [str(g) for g in group_names or () if g not in skip and (only is None or g in only)]
+
+
+def matrix_of(merged, groups, policies):
+    """The reachability matrix of ``merged``: ``groups`` maps target names to their groups,
+    ``policies`` to their ``vantage_policies``."""
+    parsed = {}
+    for name, scoped in policies.items():
+        parsed[name] = {}
+        for vantage, data in scoped.items():
+            where = f"target {name!r}" + (f" from vantage {vantage!r}" if vantage else "")
+            try:
+                parsed[name][vantage] = parse_policy(data or None, where=where)
+            except InputError as exc:
+                raise FleetError(str(exc)) from None
+    return reachability_matrix(merged, groups, parsed)
+
+
+PAGES = {"markdown": ("Markdown report", iter_merged_markdown),
+         "html": ("HTML report", iter_merged_html)} if ENGINE_ERROR is None else {}
+
+
+def check_page(path):
+    """Raise ``InputError`` (one line) when the readable report cannot go to ``path``: not a
+    ``.md`` or ``.html`` name, or no such directory."""
+    what = PAGES[page_format(path)][0]
+    check_destination(path, what)
+
+
+def write_page(path, data):
+    """Write the merged report ``data`` as Markdown or HTML (by the suffix of ``path``)."""
+    what, render = PAGES[page_format(path)]
+    write_atomic(path, render(data), what)
 
 
 def _port_spec(value):

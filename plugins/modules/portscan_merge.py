@@ -41,6 +41,20 @@ options:
   report:
     description: Also write the merged JSON report to this path on the controller.
     type: path
+  page:
+    description:
+      - Also write the merged report as a readable page to this path on the controller:
+        Markdown (C(.md)) or a self-contained HTML page (C(.html)), its reachability matrix
+        first.
+    type: path
+  matrix_groups:
+    description:
+      - The target groups of the reachability matrix (RV(matrix)). A target is counted in each
+        of its inventory groups (C(group_names)) but C(portscan_targets), C(portscan_scanners)
+        and C(ungrouped), or with this list, in each of its groups in the list; a target in no
+        such group is in the group C(ungrouped).
+    type: list
+    elements: str
   fail_on_violation:
     description:
       - Fail the task when some (target, vantage) did not pass its expectations (see
@@ -75,6 +89,8 @@ EXAMPLES = r"""
   nornir_portscan.portscan.portscan_merge:
     plan: "{{ plan }}"
     report: /tmp/fleet.json
+    page: /tmp/fleet.html  # the reachability matrix, vantage x group x port
+    matrix_groups: [cardholder_segment, users_segment]
   run_once: true
   register: merged
 """
@@ -111,6 +127,19 @@ hosts:
   returned: success
   type: list
   elements: dict
+matrix:
+  description:
+    - "The reachability matrix: C(cells), one per vantage, target group and port, each with
+      its C(verdict) (C(open), C(closed) or C(filtered) when every host of the group said so
+      from that vantage; C(error) when some host has no answer there, as the targets of a lost
+      or failed scanner; C(conflict); C(mixed)), the count of hosts per state and how many
+      C(passed), C(failed) or could not be judged against their expectations of the port
+      from that vantage (C(unjudged)). C(portless) lists hosts with no port to count."
+  returned: success
+  type: dict
+  sample: {vantages: [users], groups: [cardholder], ports: [22], cells: [{vantage: users,
+    group: cardholder, port: 22, verdict: filtered, hosts: 2, open: 0, closed: 0, filtered: 2,
+    error: 0, conflict: 0, passed: 2, failed: 0, unjudged: 0}], portless: []}
 failed_hosts:
   description: The (target, vantage) that did not pass, as C(name@vantage).
   returned: success
@@ -138,6 +167,8 @@ def main():
         "plan": {"type": "dict", "required": True},
         "results_var": {"type": "str", "default": "portscan_shard"},
         "report": {"type": "path"},
+        "page": {"type": "path"},
+        "matrix_groups": {"type": "list", "elements": "str"},
         "fail_on_violation": {"type": "bool", "default": False},
     }
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)

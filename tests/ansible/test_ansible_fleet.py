@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from ansible_support import BIN, PLAYBOOKS, REPO
 from fleet_lab import FleetLab, Segment
 
@@ -158,6 +159,59 @@ def test_a_dead_scanner_s_targets_are_errors_and_the_play_fails(fleet: Fleet) ->
     assert fleet.lab.pids("cb2") == []
 
 
+def expected_matrix(fleet: Fleet, groups: dict[str, list[str]], dead: tuple[str, ...] = (),
+                    judge: Any = None, judged: tuple[str, ...] = ()
+                    ) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Every cell the matrix must have, from the segments' listeners: the hosts of each group
+    per state from each vantage; the hosts of the ``dead`` scanners ``error``; for the
+    ``judged`` targets, ``judge(vantage, port, state)`` says ``passed``, ``failed`` or None
+    (no expectation)."""
+    by = scanned_by(fleet.merged())
+    cells: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for (name, vantage), scanner in by.items():
+        for port in PORTS:
+            state = ("error" if scanner in dead else
+                     fleet.segments[vantage].truth(port, TARGETS[name]))
+            verdict = judge(vantage, port, state) if name in judged else None
+            if verdict and state == "error":
+                verdict = "unjudged"
+            for group in groups.get(name) or ["ungrouped"]:
+                cell = cells.setdefault((vantage, group, port), {
+                    "hosts": 0, "open": 0, "closed": 0, "filtered": 0, "error": 0,
+                    "conflict": 0, "passed": 0, "failed": 0, "unjudged": 0})
+                cell["hosts"] += 1
+                cell[state] += 1
+                if verdict:
+                    cell[verdict] += 1
+    for cell in cells.values():
+        said = [s for s in ("open", "closed", "filtered") if cell[s]]
+        cell["verdict"] = ("error" if cell["error"] else said[0] if len(said) == 1
+                           else "mixed")
+    return cells
+
+
+def matrix_cells(merged: dict[str, Any]) -> dict[tuple[str, str, int], dict[str, Any]]:
+    found = {}
+    for cell in merged["matrix"]["cells"]:
+        key = (cell.pop("vantage"), cell.pop("group"), cell.pop("port"))
+        assert key not in found, key
+        found[key] = cell
+    return found
+
+
+def test_the_matrix_is_the_segments_truth_and_the_dead_scanners_are_error(fleet: Fleet
+                                                                          ) -> None:
+    """Run before the resume: ua3 (unreachable) and cb2 (killed) answered nothing, and their
+    hosts are counted ``error`` in every cell, never closed or filtered."""
+    merged = fleet.merged()
+    expected = expected_matrix(fleet, {}, dead=("ua3", "cb2"))
+    assert matrix_cells(merged) == expected
+    assert {c["verdict"] for c in expected.values()} >= {"error"}
+    assert merged["matrix"]["vantages"] == ["cardholder", "users"]
+    assert merged["matrix"]["groups"] == ["ungrouped"]
+    assert merged["matrix"]["portless"] == []
+
+
 def test_the_plan_does_not_change_when_the_inventory_is_reordered(fleet: Fleet) -> None:
     reordered = fleet.lab.inventory(TARGETS, fleet.workdir / "reordered.yml", reverse=True)
     done = fleet.play(reordered, "--tags", "plan")
@@ -213,6 +267,63 @@ def test_expectations_are_judged_per_vantage_on_the_merged_answers(fleet: Fleet)
     assert merged["failed_hosts"] == ["t8@users"]
     assert merged["compliance"] == {"compliant": 2, "non_compliant": 1, "error": 0,
                                     "violations": 1}
+
+
+GROUPS = {"pos": ["t1", "t2", "t3", "t4"], "web": ["t3", "t4", "t5", "t6"]}
+
+
+def grouped_inventory(fleet: Fleet, path: Path, extra: dict[str, dict[str, object]]) -> Path:
+    """The lab's inventory with the targets also in the groups ``GROUPS``."""
+    fleet.lab.inventory(TARGETS, path, extra=extra)
+    data = yaml.safe_load(path.read_text())
+    targets = data["all"]["children"]["portscan_targets"]
+    targets["children"] = {g: {"hosts": dict.fromkeys(names)} for g, names in GROUPS.items()}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_the_matrix_per_group_is_judged_per_vantage_and_shown_as_a_page(fleet: Fleet) -> None:
+    """Run after the resume (every shard kept, nothing scanned): the targets in groups pos
+    and web (t3 and t4 in both, t7 and t8 in none), expectations per vantage on pos: from
+    cardholder port 9 filtered, from users nothing open but 22 and 80 (t2 has 443 open)."""
+    policy = {"portscan_vantage_policy": {"cardholder": {"expect_filtered": "9"},
+                                          "users": {"allowed_open": "22,80"}}}
+    inventory = grouped_inventory(fleet, fleet.workdir / "grouped.yml",
+                                  {name: policy for name in GROUPS["pos"]})
+    page = fleet.workdir / "matrix.md"
+    done = fleet.play(inventory, "-e", f"audit_page={page}")
+    assert "0 shards to scan, 5 kept from an earlier run" in done.stdout
+    assert done.returncode != 0, done.stdout[-3000:]
+    assert "t2 (198.18.0.2) from users: port 443 open (expected not open)" in done.stdout
+
+    def judge(vantage: str, port: int, state: str) -> str | None:
+        if vantage == "cardholder":
+            return None if port != 9 else "passed" if state == "filtered" else "failed"
+        if port in (22, 80):
+            return None
+        return "failed" if state == "open" else "passed"
+
+    merged = fleet.merged()
+    groups = {t: [g for g, names in GROUPS.items() if t in names] for t in TARGETS}
+    expected = expected_matrix(fleet, groups, judge=judge, judged=tuple(GROUPS["pos"]))
+    assert matrix_cells(merged) == expected
+    assert merged["matrix"]["groups"] == ["pos", "web", "ungrouped"]
+    assert expected[("users", "pos", 443)]["failed"] == 1
+    assert merged["failed_hosts"] == ["t2@users"]
+    text = page.read_text()
+    assert "| users | pos | 443 | **mixed** | 1 | 3 | 0 | 0 | 0 | 3 pass, 1 FAIL |" in text
+    assert "| cardholder | pos | 9 | filtered | 0 | 0 | 4 | 0 | 0 | 4 pass |" in text
+    # the same as an HTML page, and only the groups asked for
+    html = fleet.workdir / "matrix.html"
+    done = fleet.play(inventory, "-e", f"audit_page={html}",
+                      "-e", json.dumps({"audit_matrix_groups": ["web"]}))
+    assert "0 shards to scan, 5 kept from an earlier run" in done.stdout
+    assert "<h2>Reachability matrix</h2>" in html.read_text()
+    merged = fleet.merged()
+    assert merged["matrix"]["groups"] == ["web", "ungrouped"]
+    web = {t: ["web"] for t in GROUPS["web"]}
+    assert matrix_cells(merged) == expected_matrix(fleet, web, judge=judge,
+                                                   judged=tuple(GROUPS["pos"]))
 
 
 @pytest.mark.usefixtures("collection_import")
