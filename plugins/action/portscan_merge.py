@@ -39,6 +39,42 @@ def _why(result):
             + (f" (rc {rc})" if rc not in (None, 0) else ""))
 
 
+def _keep_reports(plan, path, hostvars, results_var):
+    """Keep each shard report the scanners returned now; ``{scanner: why}`` of those that
+    failed."""
+    failed = {}
+    for shard in plan.shards:
+        got = hostvars[shard.scanner].get(results_var) if shard.scanner in hostvars else None
+        if not isinstance(got, dict) or got.get("skipped"):
+            continue  # not run now: its kept report, or none (unreachable)
+        report = got.get("report")
+        if isinstance(report, dict) and not got.get("failed"):
+            shard_of = report.get("shard") or {}
+            if (shard_of.get("scanner") == shard.scanner
+                    and (shard_of.get("plan") or {}).get("hash") == plan.hash):
+                fleet.write_json(fleet.shard_path(path, shard.scanner), report)
+                continue
+            failed[shard.scanner] = "its report is of another shard or plan"
+        elif got.get("failed"):
+            failed[shard.scanner] = _why(got)
+    return failed
+
+
+def _judged(plan, merged, hostvars, matrix_groups):
+    """The merged report's data, judged against each target's expectations per vantage, with
+    its reachability matrix by the targets' inventory groups."""
+    wanted = (fleet.VANTAGE_POLICY_VAR, *fleet.POLICY_VARS.values())
+    policies, groups = {}, {}
+    for target in plan.targets:
+        host = hostvars.get(target.name) or {}
+        own = {k: _plain(host[k]) for k in wanted if k in host}
+        policies[target.name] = fleet.vantage_policies(own, target.name)
+        groups[target.name] = fleet.target_groups(_plain(host.get("group_names") or []),
+                                                  matrix_groups)
+    matrix = fleet.matrix_of(merged, groups, policies)
+    return fleet.judged(merged.to_dict(matrix=matrix), policies)
+
+
 class ActionModule(ActionBase):
     _supports_check_mode = True
 
@@ -56,40 +92,16 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail(
                 f"plan is not what portscan_plan returned ({exc}): register its result and "
                 "pass it whole, e.g. plan: '{{ plan }}'") from None
-        if args["page"]:
-            try:
+        try:
+            if args["page"]:
                 fleet.check_page(args["page"])
-            except fleet.InputError as exc:
-                raise AnsibleActionFail(f"page: {exc}") from None
+        except fleet.InputError as exc:
+            raise AnsibleActionFail(f"page: {exc}") from None
         hostvars = task_vars["hostvars"]
-        failed = {}
-        for shard in plan.shards:
-            got = (hostvars[shard.scanner].get(args["results_var"])
-                   if shard.scanner in hostvars else None)
-            if not isinstance(got, dict) or got.get("skipped"):
-                continue  # not run now: its kept report, or none (unreachable)
-            report = got.get("report")
-            if isinstance(report, dict) and not got.get("failed"):
-                shard_of = report.get("shard") or {}
-                if (shard_of.get("scanner") == shard.scanner
-                        and (shard_of.get("plan") or {}).get("hash") == plan.hash):
-                    fleet.write_json(fleet.shard_path(path, shard.scanner), report)
-                    continue
-                failed[shard.scanner] = "its report is of another shard or plan"
-            elif got.get("failed"):
-                failed[shard.scanner] = _why(got)
-        wanted = (fleet.VANTAGE_POLICY_VAR, *fleet.POLICY_VARS.values())
+        failed = _keep_reports(plan, path, hostvars, args["results_var"])
         try:
             merged, failure = fleet.merge_directory(path, plan, failed)
-            policies, groups = {}, {}
-            for target in plan.targets:
-                host = hostvars.get(target.name) or {}
-                own = {k: _plain(host[k]) for k in wanted if k in host}
-                policies[target.name] = fleet.vantage_policies(own, target.name)
-                groups[target.name] = fleet.target_groups(
-                    _plain(host.get("group_names") or []), args["matrix_groups"])
-            matrix = fleet.matrix_of(merged, groups, policies)
-            data = fleet.judged(merged.to_dict(matrix=matrix), policies)
+            data = _judged(plan, merged, hostvars, args["matrix_groups"])
         except (fleet.InputError, fleet.FleetError) as exc:
             raise AnsibleActionFail(str(exc)) from None
         merged_path = f"{path}/merged.json"

@@ -43,7 +43,7 @@ options:
     type: path
   page:
     description:
-      - Also write the merged report as a readable page to this path on the controller:
+      - Also write the merged report as a readable page to this path on the controller, as
         Markdown (C(.md)) or a self-contained HTML page (C(.html)), its reachability matrix
         first.
     type: path

@@ -289,7 +289,7 @@ def test_the_matrix_per_group_is_judged_per_vantage_and_shown_as_a_page(fleet: F
     policy = {"portscan_vantage_policy": {"cardholder": {"expect_filtered": "9"},
                                           "users": {"allowed_open": "22,80"}}}
     inventory = grouped_inventory(fleet, fleet.workdir / "grouped.yml",
-                                  {name: policy for name in GROUPS["pos"]})
+                                  dict.fromkeys(GROUPS["pos"], policy))
     page = fleet.workdir / "matrix.md"
     done = fleet.play(inventory, "-e", f"audit_page={page}")
     assert "0 shards to scan, 5 kept from an earlier run" in done.stdout
