@@ -21,6 +21,8 @@ ARGUMENT_SPEC = {
     "report": {"type": "path"},
     "page": {"type": "path"},
     "matrix_groups": {"type": "list", "elements": "str"},
+    "baseline": {"type": "path"},
+    "rechecks_var": {"type": "str"},
     "fail_on_violation": {"type": "bool", "default": False},
 }
 
@@ -60,9 +62,10 @@ def _keep_reports(plan, path, hostvars, results_var):
     return failed
 
 
-def _judged(plan, merged, hostvars, matrix_groups):
+def _judged(plan, merged, hostvars, args):
     """The merged report's data, judged against each target's expectations per vantage, with
-    its reachability matrix by the targets' inventory groups."""
+    its reachability matrix by the targets' inventory groups and, with a baseline, its drift
+    per vantage (confirmed by the re-checks in ``rechecks_var``, when given)."""
     wanted = (fleet.VANTAGE_POLICY_VAR, *fleet.POLICY_VARS.values())
     policies, groups = {}, {}
     for target in plan.targets:
@@ -70,9 +73,17 @@ def _judged(plan, merged, hostvars, matrix_groups):
         own = {k: _plain(host[k]) for k in wanted if k in host}
         policies[target.name] = fleet.vantage_policies(own, target.name)
         groups[target.name] = fleet.target_groups(_plain(host.get("group_names") or []),
-                                                  matrix_groups)
-    matrix = fleet.matrix_of(merged, groups, policies)
-    return fleet.judged(merged.to_dict(matrix=matrix), policies)
+                                                  args["matrix_groups"])
+    parsed = fleet.parsed_policies(policies)
+    matrix = fleet.matrix_of(merged, groups, parsed)
+    data = fleet.judged(merged.to_dict(matrix=matrix), policies)
+    if not args["baseline"]:
+        return data
+    answers = None
+    if args["rechecks_var"]:
+        answers = {s.scanner: fleet.recheck_rounds(_plain(hostvars[s.scanner].get(
+            args["rechecks_var"]))) for s in plan.shards if s.scanner in hostvars}
+    return fleet.with_drift(data, merged, args["baseline"], parsed, answers)
 
 
 class ActionModule(ActionBase):
@@ -101,7 +112,7 @@ class ActionModule(ActionBase):
         failed = _keep_reports(plan, path, hostvars, args["results_var"])
         try:
             merged, failure = fleet.merge_directory(path, plan, failed)
-            data = _judged(plan, merged, hostvars, args["matrix_groups"])
+            data = _judged(plan, merged, hostvars, args)
         except (fleet.InputError, fleet.FleetError) as exc:
             raise AnsibleActionFail(str(exc)) from None
         merged_path = f"{path}/merged.json"
@@ -125,6 +136,13 @@ class ActionModule(ActionBase):
             failure = (f"{len(data['failed_hosts'])} of {len(data['hosts'])} hosts did not "
                        "pass: " + " | ".join(h["failure"] for h in data["hosts"]
                                              if not h["passed"]))
+            result["msg"] = failure
+        drift = data.get("drift") or {}
+        if (not failure and args["fail_on_violation"] and drift.get("confirming")
+                and (drift["appeared"] or drift["disappeared"])):
+            failure = ("drift since the baseline: "
+                       + "; ".join([*(f"appeared: {h}" for h in drift["appeared"]),
+                                    *(f"disappeared: {h}" for h in drift["disappeared"])]))
             result["msg"] = failure
         if failure:
             result["failed"] = True

@@ -33,6 +33,9 @@ if ENGINE_ERROR is None:
         from nornir_portscan.fleet import (
             FleetTarget, Scanner, build_plan, iter_shard_json, load_report, merge_reports,
             missing_shards, plan_from_dict, plan_inputs, shard_section, where_ran)
+        from nornir_portscan.audit.drift import load_baseline
+        from nornir_portscan.fleet.baseline import (
+            confirm_rechecks, drift_section, merged_drift, rechecks)
         from nornir_portscan.fleet.matrix import reachability_matrix
         from nornir_portscan.fleet.merge import merge_failure
         from nornir_portscan.reports.files import page_format
@@ -194,9 +197,8 @@ def target_groups(group_names, only=None):
     return [str(g) for g in group_names or () if g not in skip and (only is None or g in only)]
 
 
-def matrix_of(merged, groups, policies):
-    """The reachability matrix of ``merged``: ``groups`` maps target names to their groups,
-    ``policies`` to their ``vantage_policies``."""
+def parsed_policies(policies):
+    """``{name: {vantage: Policy}}`` of ``{name: vantage_policies(...)}``."""
     parsed = {}
     for name, scoped in policies.items():
         parsed[name] = {}
@@ -206,7 +208,57 @@ def matrix_of(merged, groups, policies):
                 parsed[name][vantage] = parse_policy(data or None, where=where)
             except InputError as exc:
                 raise FleetError(str(exc)) from None
-    return reachability_matrix(merged, groups, parsed)
+    return parsed
+
+
+def matrix_of(merged, groups, policies):
+    """The reachability matrix of ``merged``: ``groups`` maps target names to their groups,
+    ``policies`` to their ``parsed_policies``."""
+    return reachability_matrix(merged, groups, policies)
+
+
+def recheck_rounds(result):
+    """The re-check rounds in a scanner's registered ``portscan`` result (a loop's
+    ``results``, or one result): each round the list of its host entries."""
+    if not isinstance(result, dict) or result.get("skipped"):
+        return []
+    found = []
+    for one in result.get("results", [result]):
+        hosts = one.get("hosts") if isinstance(one, dict) else None
+        if isinstance(hosts, dict) and not one.get("failed") and not one.get("skipped"):
+            found.append([h for h in hosts.values() if isinstance(h, dict) and "name" in h])
+    return found
+
+
+def with_drift(data, merged, baseline, policies, answers=None):
+    """The merged report ``data`` with its ``drift`` against the merged ``baseline`` (a
+    path), each (target, vantage) against the same, and ``recheck``: per scanner, the
+    differing ports it is to probe again from its vantage. With ``answers`` (``{scanner:
+    rounds}``), only the changes each re-check saw again; a (target, vantage) with confirmed
+    drift its expectations do not explain does not pass."""
+    drift = merged_drift(load_baseline(baseline), merged)
+    again = rechecks(drift, merged)
+    if answers is not None:
+        drift = confirm_rechecks(drift, merged, answers)
+    data.update(drift_section(drift, again, policies))
+    data["drift"]["confirming"] = answers is not None
+    if answers is None:
+        return data
+    unexpected = {(h["name"], h["address"], h["vantage"]): h for h in data["drift"]["hosts"]
+                  if h["unexpected"]}
+    for host in data["hosts"]:
+        changed = unexpected.get((host["name"], host["address"], host["vantage"]))
+        if changed is None:
+            continue
+        said = ", ".join(f"port {p}" for p in changed["unexpected"])
+        label = f"{host['name']} ({host['address'] or 'no address'}) from {host['vantage'] or '-'}"
+        why = f"unexpected drift since the baseline: {said}"
+        host.update(passed=False, failure=(host["failure"] + "; " + why) if host["failure"]
+                    else f"{label}: {why}")
+        name = f"{host['name']}@{host['vantage']}"
+        if name not in data["failed_hosts"]:
+            data["failed_hosts"].append(name)
+    return data
 
 
 PAGES = {"markdown": ("Markdown report", iter_merged_markdown),

@@ -55,6 +55,23 @@ options:
         such group is in the group C(ungrouped).
     type: list
     elements: str
+  baseline:
+    description:
+      - A merged report saved earlier (C(merged.json) of an earlier run, or O(report)) to
+        compare with, each (target, vantage) with the same (target, vantage) only; a vantage on
+        one side only is one RV(drift) entry (C(vantage 'users' (8 hosts))), not every port of
+        it. Sets RV(drift) and RV(recheck).
+    type: path
+  rechecks_var:
+    description:
+      - With O(baseline), the variable each scanner registered its re-check in (a
+        M(nornir_portscan.portscan.portscan) scan of its RV(recheck) list, from the scanner,
+        maybe in a loop of several rounds). Only the changes every re-check from the same
+        vantage saw again are kept (RV(drift.confirmed)); a (target, vantage) with confirmed
+        drift its expectations from that vantage do not explain does not pass, and with
+        O(fail_on_violation) hosts that appeared or disappeared fail the task.
+      - Without it the drift is not confirmed yet, and fails nothing.
+    type: str
   fail_on_violation:
     description:
       - Fail the task when some (target, vantage) did not pass its expectations (see
@@ -140,6 +157,22 @@ matrix:
   sample: {vantages: [users], groups: [cardholder], ports: [22], cells: [{vantage: users,
     group: cardholder, port: 22, verdict: filtered, hosts: 2, open: 0, closed: 0, filtered: 2,
     error: 0, conflict: 0, passed: 2, failed: 0, unjudged: 0}], portless: []}
+drift:
+  description:
+    - With O(baseline), the changes since it per (target, vantage) (C(hosts), each with its
+      C(vantage), C(opened), C(closed), C(changed) and C(unexpected) ports), C(appeared) and
+      C(disappeared) hosts and vantages (C(vantages_appeared), C(vantages_disappeared)),
+      C(rechecked) and C(confirmed) counts, and C(confirming) (O(rechecks_var) was given).
+  returned: with baseline
+  type: dict
+recheck:
+  description:
+    - With O(baseline), per scanner, the targets (C(name), C(address), C(ports)) whose ports
+      differ from the baseline, for that scanner to probe again from its own vantage (the
+      scanner that answered them now), as M(nornir_portscan.portscan.portscan) takes them.
+  returned: with baseline
+  type: dict
+  sample: {ua1: [{name: t1, address: 198.18.0.1, ports: "22"}]}
 failed_hosts:
   description: The (target, vantage) that did not pass, as C(name@vantage).
   returned: success
@@ -169,6 +202,8 @@ def main():
         "report": {"type": "path"},
         "page": {"type": "path"},
         "matrix_groups": {"type": "list", "elements": "str"},
+        "baseline": {"type": "path"},
+        "rechecks_var": {"type": "str"},
         "fail_on_violation": {"type": "bool", "default": False},
     }
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)

@@ -326,6 +326,59 @@ def test_the_matrix_per_group_is_judged_per_vantage_and_shown_as_a_page(fleet: F
                                                    judged=tuple(GROUPS["pos"]))
 
 
+def test_drift_is_per_vantage_and_rechecked_from_the_same_vantage(fleet: Fleet) -> None:
+    """Run after the resume. The baseline says t2 had 22 open from users (it is closed there,
+    open from cardholder) and t7 had 443 closed from cardholder (open there, closed from
+    users): a re-check from the wrong vantage would not confirm either change."""
+    merged = fleet.merged()
+    baseline = json.loads(json.dumps(merged))
+    for host in baseline["hosts"]:
+        if (host["name"], host["vantage"]) == ("t2", "users"):
+            host["ports"].append({"port": 22, "state": "open", "reason": "syn-ack"})
+        if (host["name"], host["vantage"]) == ("t7", "cardholder"):
+            host["ports"] = [p for p in host["ports"] if p["port"] != 443]
+    path = fleet.workdir / "baseline.json"
+    path.write_text(json.dumps(baseline))
+    done = fleet.play(fleet.lab.inventory(TARGETS, fleet.workdir / "inventory.yml"),
+                      "-e", f"audit_baseline={path}")
+    assert "0 shards to scan, 5 kept from an earlier run" in done.stdout
+    assert done.returncode != 0, done.stdout[-3000:]
+    assert "2 of 16 hosts did not pass" in done.stdout, done.stdout[-3000:]
+    drift = fleet.merged()["drift"]
+    assert [(h["name"], h["vantage"], h["opened"], h["closed"], h["unexpected"])
+            for h in drift["hosts"]] == [("t2", "users", [], [22], [22]),
+                                         ("t7", "cardholder", [443], [], [443])]  # fmt: skip
+    assert (drift["rechecked"], drift["confirmed"], drift["confirming"]) == (2, 2, True)
+    assert (drift["appeared"], drift["disappeared"]) == ([], [])
+    by = scanned_by(merged)
+    assert fleet.merged()["recheck"] == {
+        by[("t2", "users")]: [{"name": "t2", "address": "198.18.0.2", "ports": "22"}],
+        by[("t7", "cardholder")]: [{"name": "t7", "address": "198.18.0.7", "ports": "443"}],
+    }
+    rechecked = {by[("t2", "users")], by[("t7", "cardholder")]}
+    for name in set(fleet.lab.scanners) - rechecked:
+        assert f"skipping: [{name}] => (item=re-check 1)" in done.stdout
+    for name in rechecked:
+        assert f"ok: [{name}] => (item=re-check 3)" in done.stdout, done.stdout[-3000:]
+    assert sorted(fleet.merged()["failed_hosts"]) == ["t2@users", "t7@cardholder"]
+
+
+def test_a_vantage_missing_from_the_baseline_is_said_once(fleet: Fleet) -> None:
+    baseline = json.loads(json.dumps(fleet.merged()))
+    baseline["hosts"] = [h for h in baseline["hosts"] if h["vantage"] != "cardholder"]
+    path = fleet.workdir / "users-baseline.json"
+    path.write_text(json.dumps(baseline))
+    done = fleet.play(fleet.lab.inventory(TARGETS, fleet.workdir / "inventory.yml"),
+                      "-e", f"audit_baseline={path}")
+    assert done.returncode != 0, done.stdout[-3000:]
+    assert ("drift since the baseline: appeared: vantage 'cardholder' (8 hosts)"
+            in done.stdout), done.stdout[-3000:]
+    drift = fleet.merged()["drift"]
+    assert (drift["hosts"], drift["appeared"], drift["vantages_appeared"]) == (
+        [], ["vantage 'cardholder' (8 hosts)"], ["cardholder"])
+    assert fleet.merged()["recheck"] == {}
+
+
 @pytest.mark.usefixtures("collection_import")
 def test_a_scanner_name_cannot_lead_out_of_the_plan_directory(tmp_path: Path) -> None:
     from ansible_collections.nornir_portscan.portscan.plugins.module_utils import (
