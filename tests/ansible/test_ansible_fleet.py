@@ -18,10 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from ansible_support import BIN, PLAYBOOKS, REPO
 from fleet_lab import FleetLab, Segment
+
+from nornir_portscan.reports.data import report_schema
 
 pytestmark = pytest.mark.netns
 
@@ -53,6 +56,12 @@ class Fleet:
     def merged(self) -> dict[str, Any]:
         (path,) = self.runs.glob("*/merged.json")
         return json.loads(path.read_text())
+
+
+def merged_schema() -> dict[str, Any]:
+    schema = report_schema()
+    return {"$schema": schema["$schema"], "$defs": schema["$defs"],
+            "$ref": "#/$defs/mergedReport"}
 
 
 def plan_hash(done: subprocess.CompletedProcess[str]) -> str:
@@ -310,6 +319,7 @@ def test_the_matrix_per_group_is_judged_per_vantage_and_shown_as_a_page(fleet: F
     assert merged["matrix"]["groups"] == ["pos", "web", "ungrouped"]
     assert expected[("users", "pos", 443)]["failed"] == 1
     assert merged["failed_hosts"] == ["t2@users"]
+    jsonschema.validate(fleet.merged(), merged_schema())
     text = page.read_text()
     assert "| users | pos | 443 | **mixed** | 1 | 3 | 0 | 0 | 0 | 3 pass, 1 FAIL |" in text
     assert "| cardholder | pos | 9 | filtered | 0 | 0 | 4 | 0 | 0 | 4 pass |" in text
@@ -361,6 +371,7 @@ def test_drift_is_per_vantage_and_rechecked_from_the_same_vantage(fleet: Fleet) 
     for name in rechecked:
         assert f"ok: [{name}] => (item=re-check 3)" in done.stdout, done.stdout[-3000:]
     assert sorted(fleet.merged()["failed_hosts"]) == ["t2@users", "t7@cardholder"]
+    jsonschema.validate(fleet.merged(), merged_schema())
 
 
 def test_a_vantage_missing_from_the_baseline_is_said_once(fleet: Fleet) -> None:
@@ -377,6 +388,7 @@ def test_a_vantage_missing_from_the_baseline_is_said_once(fleet: Fleet) -> None:
     assert (drift["hosts"], drift["appeared"], drift["vantages_appeared"]) == (
         [], ["vantage 'cardholder' (8 hosts)"], ["cardholder"])
     assert fleet.merged()["recheck"] == {}
+    jsonschema.validate(fleet.merged(), merged_schema())
 
 
 @pytest.mark.usefixtures("collection_import")
