@@ -298,6 +298,8 @@ def _merged_view(data: Mapping[str, Any]) -> _View:
         ]
         table = _all_marked(("Host", "Port", "Expected", "Actual"), 3, broken)
         sections.append(_Section("Violations", table, "violation", "No violations."))
+    if "drift" in data:
+        sections.append(_merged_drift(data["drift"]))
     sections.append(_Section("Shards", _shard_table(data), "violation", "No shards."))
     if data["conflicts"]:
         answers = [
@@ -380,6 +382,40 @@ def _matrix_table(data: Mapping[str, Any]) -> _Table:
         if failed or verdict in ("error", "conflict"):
             table.marked.add(len(table.rows) - 1)
     return table
+
+
+def _merged_drift(drift: Mapping[str, Any]) -> _Section:
+    table = _Table(("Host", "Vantage", "Change", "Port", "Before", "After", "Unexpected"), 2)
+    for host in drift["hosts"]:
+        label = (
+            host["name"]
+            if host["address"] in (None, host["name"])
+            else (f"{host['name']} ({host['address']})")
+        )
+        changes = [
+            *(("opened", p, "not open", "open") for p in host["opened"]),
+            *(("closed", p, "open", "not open") for p in host["closed"]),
+            *(("changed", c["port"], c["before"], c["after"]) for c in host["changed"]),
+        ]
+        for kind, port, before, after in sorted(changes, key=lambda c: c[1]):
+            unexpected = "yes" if port in host["unexpected"] else "no"
+            row = (label, host["vantage"] or NONE, kind, str(port), before, after, unexpected)
+            table.rows.append(row)
+    for kind in ("appeared", "disappeared"):
+        table.rows.extend((label, NONE, kind, NONE, NONE, NONE, NONE) for label in drift[kind])
+    table.marked.update(range(len(table.rows)))
+    if drift.get("confirming"):
+        note = (
+            f"Re-checked {drift['rechecked']} differing ports, each from its own vantage; "
+            f"{drift['confirmed']} confirmed."
+        )
+    else:
+        note = (
+            f"{len(table.rows) - len(drift['appeared']) - len(drift['disappeared'])} differing "
+            "ports, not re-checked yet: each is to be probed again from its own vantage "
+            "(recheck)."
+        )
+    return _Section("Drift", table, "drift", "No drift.", note)
 
 
 def _portless_section(data: Mapping[str, Any]) -> _Section:

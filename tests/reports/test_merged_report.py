@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 
 from nornir_portscan.audit.policy import parse_policy
 from nornir_portscan.fleet import FleetTarget, Scanner, build_plan, merge_reports, shard_section
+from nornir_portscan.fleet.baseline import drift_section, merged_drift, rechecks
 from nornir_portscan.fleet.matrix import reachability_matrix
 from nornir_portscan.models import HostResult, HostStatus, PortResult, PortState, ScanOptions
 from nornir_portscan.models import ScanReport as Report
@@ -117,3 +118,33 @@ def test_html_escapes_every_group_and_host_name():
     assert "<script>alert(1)</script>" in "".join(parsed.text)
     assert "<img" not in page
     assert page.count('<tr class="violation">') >= 4  # the failing and error cells, and more
+
+
+def test_the_drift_of_a_merge_is_shown_per_vantage():
+    data = _merged()
+    baseline = json.loads(json.dumps(data))
+    for host in baseline["hosts"]:
+        if (host["name"], host["vantage"]) == ("web1", "mgmt"):
+            host["ports"] = []  # 22 was closed from mgmt; it is open now
+    baseline["hosts"].append({**baseline["hosts"][0], "name": "old", "address": "127.0.0.9"})
+    targets = [FleetTarget(n, f"127.0.0.{i}") for i, n in enumerate(("pos1", "pos2", "web1"), 1)]
+    plan = build_plan([Scanner("u", "users"), Scanner("m", "mgmt")], targets, "22,80")
+    merged = merge_reports([_shard(plan, "m", {"pos1", "web1"})], plan=plan)
+    drift = merged_drift(baseline, merged)
+    data.update(drift_section(drift, rechecks(drift, merged)))
+    text = merged_to_markdown(data)
+    section = text.split("## Drift\n\n")[1].split("\n\n## ")[0]
+    assert section.splitlines() == [
+        "| Host | Vantage | Change | Port | Before | After | Unexpected |",
+        "|---|---|---|---|---|---|---|",
+        "| web1 (127.0.0.3) | mgmt | **opened** | 22 | not open | open | yes |",
+        f"| old (127.0.0.9) from {baseline['hosts'][0]['vantage']} | — | **disappeared** | — | — "
+        "| — | — |",
+        "",
+        "1 differing ports, not re-checked yet: each is to be probed again from its own vantage "
+        "(recheck).",
+    ]
+    data["drift"].update(confirming=True, rechecked=1, confirmed=1)
+    assert "Re-checked 1 differing ports, each from its own vantage; 1 confirmed." in (
+        merged_to_html(data)
+    )
