@@ -170,3 +170,14 @@ def test_unexpected_drift_is_judged_by_the_vantage_s_expectations(plan, tmp_path
     section = drift_section(drift, (), {"pos1": policy})["drift"]
     unexpected = {h["vantage"]: h["unexpected"] for h in section["hosts"]}
     assert unexpected == {"users": [], "mgmt": [22]}  # users was to open 22: foreseen
+
+
+def test_a_port_in_conflict_is_no_drift_and_is_not_rechecked(plan, tmp_path):
+    baseline = _baseline(_merge(plan, USERS, MGMT), tmp_path)
+    first = _shard_reports(plan, USERS, MGMT)
+    again = _shard_reports(plan, {**USERS, "pos1": [(22, "open")]}, MGMT)  # u1 run twice
+    merged = merge_reports([*first, again[0]], plan=plan)
+    assert [(c.name, c.vantage, c.port) for c in merged.conflicts] == [("pos1", "users", 22)]
+    drift = merged_drift(baseline, merged)
+    assert not drift
+    assert rechecks(drift, merged) == ()

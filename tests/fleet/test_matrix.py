@@ -163,3 +163,40 @@ def test_the_merged_json_holds_the_matrix_and_matches_the_schema(grouped):
     }  # fmt: skip
     assert merged.to_dict()["matrix"] == reachability_matrix(merged).to_dict()
     jsonschema.validate(data, _merged_schema())
+
+
+def test_split_ports_with_one_scanner_lost_count_each_port_once():
+    plan = build_plan([Scanner("a", "dc"), Scanner("b", "dc"), Scanner("c", "dc")],
+                      [FleetTarget("db", "127.0.0.1")], "1-30", split_ports=True)  # fmt: skip
+    parts = {s.scanner: s.targets[0].ports for s in plan.shards if s.targets}
+    assert len(parts) == 3
+    reports = []
+    for scanner in ("a", "b"):  # c is lost
+        opened = tuple(_port(p, "open") for p in parts[scanner] if p % 2)
+        host = HostResult("db", "127.0.0.1", HostStatus.UP, opened,
+                          len(parts[scanner]) - len(opened), None, parts[scanner])  # fmt: skip
+        reports.append(_report(host, plan=plan, scanner=scanner))
+    matrix = reachability_matrix(merge_reports(reports, plan=plan))
+    assert matrix.ports == tuple(range(1, 31))
+    for port in range(1, 31):
+        cell = matrix.cell("dc", UNGROUPED, port)
+        assert cell is not None
+        assert cell.hosts == 1
+        if port in parts["c"]:
+            assert cell.verdict == "error", port
+        else:
+            assert cell.verdict == ("open" if port % 2 else "closed"), port
+
+
+def test_a_target_not_scanned_from_a_vantage_is_in_none_of_its_cells():
+    plan = build_plan([Scanner("a", "in"), Scanner("b", "out")],
+                      [FleetTarget("web", "127.0.0.1"),
+                       FleetTarget("db", "127.0.0.2", vantages=("in",))], "22")  # fmt: skip
+    reports = [
+        _report(*(HostResult(t.name, t.address, HostStatus.UP, (), 1, None, (22,))
+                  for t in plan.shard(s).targets), plan=plan, scanner=s)
+        for s in ("a", "b")
+    ]  # fmt: skip
+    matrix = reachability_matrix(merge_reports(reports, plan=plan), {"web": ["g"], "db": ["g"]})
+    assert matrix.cell("in", "g", 22) == Cell("in", "g", 22, closed=2)
+    assert matrix.cell("out", "g", 22) == Cell("out", "g", 22, closed=1)
