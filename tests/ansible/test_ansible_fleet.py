@@ -401,3 +401,21 @@ def test_a_scanner_name_cannot_lead_out_of_the_plan_directory(tmp_path: Path) ->
         path = Path(portscan_fleet.shard_path(str(tmp_path), name))
         assert path.parent == tmp_path / "shards", path
         assert "/" not in path.name
+
+
+@pytest.mark.usefixtures("collection_import")
+def test_a_bad_page_path_is_one_line_before_the_merge(tmp_path: Path) -> None:
+    from ansible_collections.nornir_portscan.portscan.plugins.module_utils import (
+        portscan_fleet,
+    )
+
+    for path, message in (
+        (tmp_path / "x.txt", f"unknown report format '{tmp_path}/x.txt': use a .md or .html "
+                             "file name, e.g. 'audit.html'"),
+        (tmp_path / "no" / "x.md", f"cannot write the Markdown report to '{tmp_path}/no/x.md': "
+                                   f"no such directory '{tmp_path}/no'; give a path in an "
+                                   "existing directory, e.g. 'x.md'"),
+    ):
+        with pytest.raises(portscan_fleet.InputError) as caught:
+            portscan_fleet.check_page(str(path))
+        assert str(caught.value) == message
