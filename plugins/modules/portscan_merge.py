@@ -67,7 +67,7 @@ options:
       - With O(baseline), the variable each scanner registered its re-check in (a
         M(nornir_portscan.portscan.portscan) scan of its RV(recheck) list, from the scanner,
         maybe in a loop of several rounds). Only the changes every re-check from the same
-        vantage saw again are kept (RV(drift.confirmed)); a (target, vantage) with confirmed
+        vantage saw again are kept (C(confirmed) in RV(drift)); a (target, vantage) with confirmed
         drift its expectations from that vantage do not explain does not pass, and with
         O(fail_on_violation) hosts that appeared or disappeared fail the task.
       - Without it the drift is not confirmed yet, and fails nothing.
