@@ -323,6 +323,9 @@ def judge(host, data):
         states.setdefault(port, "closed")
     if host["status"] in ("error", "unresolved") or host["error_ports"]:
         return False, f"{label}: not scanned in full ({host['error'] or 'error'})", []
+    if host["unscanned_ports"]:  # an interrupt or a host timeout: no answer, no violation
+        return False, f"{label}: not scanned in full (ports {host['unscanned_ports']} " \
+            "unscanned)", []
     if host["conflicts"]:
         return False, f"{label}: shards answered ports {host['conflicts']} differently", []
     violations = []
