@@ -100,6 +100,9 @@ class Drift:
     confirmed: int = 0  # of those, still different every time
     vantages_appeared: tuple[str | None, ...] = ()  # in the scan only (None: no vantage)
     vantages_disappeared: tuple[str | None, ...] = ()  # in the baseline only
+    # changes a re-check could not answer (its scanner gone, a local error), none contradicted:
+    # neither confirmed nor dismissed
+    unchecked: tuple[HostDrift, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.hosts or self.appeared or self.disappeared)
@@ -429,33 +432,52 @@ def confirm(
             rounds.setdefault((old.name, old.address, old.vantage), []).append(
                 _current_states(host)
             )
-    return confirm_with(drift, rounds)
+    # here a re-check that could not answer is as good as one that did not see it again
+    return dataclasses.replace(confirm_with(drift, rounds), unchecked=())
 
 
 def confirm_with(drift: Drift, rounds: Mapping[SeenKey, Sequence[Mapping[int, str]]]) -> Drift:
     """``drift`` with only the changes every re-check of their host saw again. ``rounds``
-    maps (name, address, vantage) to the port states each re-check from that vantage found;
-    a host with no re-check, or a port a re-check did not answer, is not confirmed."""
-    held: dict[SeenKey, set[int]] = {}
+    maps (name, address, vantage) to the port states each re-check from that vantage found.
+    A change some re-check contradicted is a blip, and dropped; one that some re-check did
+    not answer (no re-check of its host, an ``error``, a port missing) and none contradicted
+    is neither confirmed nor dropped: it goes to ``unchecked``."""
+    confirmed: dict[SeenKey, set[int]] = {}
+    unanswered: dict[SeenKey, set[int]] = {}
     for old in drift.hosts:
         key = (old.name, old.address, old.vantage)
-        wanted = {c.port: c.after for c in old.changes}
         seen = rounds.get(key) or ({},)
-        held[key] = {p for p in wanted if all(_same(now.get(p), wanted[p]) for now in seen)}
+        for change in old.changes:
+            said = [now.get(change.port) for now in seen]
+            answered = [s for s in said if s not in (None, PortState.ERROR.value)]
+            if not all(_same(s, change.after) for s in answered):
+                continue  # contradicted: a blip
+            kind = confirmed if len(answered) == len(said) else unanswered
+            kind.setdefault(key, set()).add(change.port)
+    kept, unchecked = _only(drift.hosts, confirmed), _only(drift.hosts, unanswered)
+    return dataclasses.replace(
+        drift,
+        hosts=kept,
+        rechecked=sum(len(h.changes) for h in drift.hosts),
+        confirmed=sum(len(h.changes) for h in kept),
+        unchecked=unchecked,
+    )
+
+
+def _only(hosts: Sequence[HostDrift], ports: Mapping[SeenKey, set[int]]) -> tuple[HostDrift, ...]:
+    """``hosts`` with only the changes of ``ports``, each host that keeps one."""
     kept = []
-    for old in drift.hosts:
-        ports = held[(old.name, old.address, old.vantage)]
+    for old in hosts:
+        mine = ports.get((old.name, old.address, old.vantage), set())
         trimmed = dataclasses.replace(
             old,
-            opened=tuple(p for p in old.opened if p in ports),
-            closed=tuple(p for p in old.closed if p in ports),
-            changed=tuple(c for c in old.changed if c.port in ports),
+            opened=tuple(p for p in old.opened if p in mine),
+            closed=tuple(p for p in old.closed if p in mine),
+            changed=tuple(c for c in old.changed if c.port in mine),
         )
         if trimmed:
             kept.append(trimmed)
-    rechecked = sum(len(h.changes) for h in drift.hosts)
-    confirmed = sum(len(h.changes) for h in kept)
-    return dataclasses.replace(drift, hosts=tuple(kept), rechecked=rechecked, confirmed=confirmed)
+    return tuple(kept)
 
 
 def _same(now: str | None, after: str) -> bool:

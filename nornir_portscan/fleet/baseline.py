@@ -7,8 +7,9 @@
 
 A re-check must probe from the vantage that saw the change: the controller that merges sees
 none of them. So the differing ports of a (target, vantage) go to the scanner that answered
-them (one of that vantage's), which probes them again and returns its answers; a change that
-a re-check did not see again, or that no scanner of its vantage answered, is not confirmed.
+them (one of that vantage's), which probes them again and returns its answers. A change a
+re-check contradicted is a blip, dropped; one that no re-check from its vantage could answer
+(the scanner gone, a local error) is ``unchecked``: neither confirmed nor dismissed.
 """
 
 from __future__ import annotations
@@ -154,6 +155,15 @@ def drift_section(
                 "unexpected": list(unexpected_changes(host, policy)),
             }
         )
+    unchecked = [
+        {
+            "name": host.name,
+            "address": host.address,
+            "vantage": host.vantage,
+            "ports": [c.port for c in host.changes],
+        }
+        for host in drift.unchecked
+    ]
     lists: dict[str, list[dict[str, Any]]] = {}
     for item in recheck:
         lists.setdefault(item.scanner, []).append(item.to_dict())
@@ -167,6 +177,7 @@ def drift_section(
             "vantages_disappeared": list(drift.vantages_disappeared),
             "rechecked": drift.rechecked,
             "confirmed": drift.confirmed,
+            "unchecked": unchecked,
             "hosts": hosts,
         },
         "recheck": lists,

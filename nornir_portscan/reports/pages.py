@@ -401,19 +401,38 @@ def _merged_drift(drift: Mapping[str, Any]) -> _Section:
             unexpected = "yes" if port in host["unexpected"] else "no"
             row = (label, host["vantage"] or NONE, kind, str(port), before, after, unexpected)
             table.rows.append(row)
+    for item in drift.get("unchecked", []):
+        table.rows.extend(
+            (
+                item["name"],
+                item["vantage"] or NONE,
+                "no re-check answer",
+                str(port),
+                NONE,
+                NONE,
+                NONE,
+            )
+            for port in item["ports"]
+        )
+    differing = len(table.rows)
     for kind in ("appeared", "disappeared"):
         table.rows.extend((label, NONE, kind, NONE, NONE, NONE, NONE) for label in drift[kind])
     table.marked.update(range(len(table.rows)))
     if drift.get("confirming"):
+        unchecked = sum(len(u["ports"]) for u in drift["unchecked"])
         note = (
             f"Re-checked {drift['rechecked']} differing ports, each from its own vantage; "
-            f"{drift['confirmed']} confirmed."
+            f"{drift['confirmed']} confirmed"
+            + (
+                f", {unchecked} with no answer (not confirmed, not dismissed)."
+                if unchecked
+                else "."
+            )
         )
     else:
         note = (
-            f"{len(table.rows) - len(drift['appeared']) - len(drift['disappeared'])} differing "
-            "ports, not re-checked yet: each is to be probed again from its own vantage "
-            "(recheck)."
+            f"{differing} differing ports, not re-checked yet: each is to be probed again from "
+            "its own vantage (recheck)."
         )
     return _Section("Drift", table, "drift", "No drift.", note)
 

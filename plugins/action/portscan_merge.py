@@ -86,6 +86,16 @@ def _judged(plan, merged, hostvars, args):
     return fleet.with_drift(data, merged, args["baseline"], parsed, answers)
 
 
+def _drift_failure(drift):
+    """Why the confirmed drift fails the task, or None: hosts or vantages that appeared or
+    disappeared, changes no re-check from their vantage could answer."""
+    said = [*(f"appeared: {h}" for h in drift["appeared"]),
+            *(f"disappeared: {h}" for h in drift["disappeared"])]
+    said += [f"not re-checked from {u['vantage'] or '-'} (no answer): {u['name']} ports "
+             + ",".join(map(str, u["ports"])) for u in drift["unchecked"]]
+    return ("drift since the baseline: " + "; ".join(said)) if said else None
+
+
 class ActionModule(ActionBase):
     _supports_check_mode = True
 
@@ -138,12 +148,9 @@ class ActionModule(ActionBase):
                                              if not h["passed"]))
             result["msg"] = failure
         drift = data.get("drift") or {}
-        if (not failure and args["fail_on_violation"] and drift.get("confirming")
-                and (drift["appeared"] or drift["disappeared"])):
-            failure = ("drift since the baseline: "
-                       + "; ".join([*(f"appeared: {h}" for h in drift["appeared"]),
-                                    *(f"disappeared: {h}" for h in drift["disappeared"])]))
-            result["msg"] = failure
+        if not failure and args["fail_on_violation"] and drift.get("confirming"):
+            failure = _drift_failure(drift)
+            result["msg"] = failure or result["msg"]
         if failure:
             result["failed"] = True
         return result

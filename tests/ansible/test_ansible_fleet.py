@@ -438,3 +438,17 @@ def test_an_unscanned_port_is_no_violation_but_not_judged() -> None:
                                   "violations": 0}
     assert host["failure"] == ("web (127.0.0.1) from users: not scanned in full (ports 443 "
                                "unscanned)")
+
+
+@pytest.mark.usefixtures("collection_import")
+def test_changes_no_recheck_answered_fail_the_confirming_merge() -> None:
+    from ansible_collections.nornir_portscan.portscan.plugins.action import portscan_merge
+
+    drift = {"appeared": [], "disappeared": ["vantage 'mgmt' (2 hosts)"],
+             "unchecked": [{"name": "t2", "address": "198.18.0.2", "vantage": "users",
+                            "ports": [22, 80]}]}
+    assert portscan_merge._drift_failure(drift) == (
+        "drift since the baseline: disappeared: vantage 'mgmt' (2 hosts); not re-checked from "
+        "users (no answer): t2 ports 22,80")
+    assert portscan_merge._drift_failure({"appeared": [], "disappeared": [],
+                                          "unchecked": []}) is None

@@ -181,3 +181,24 @@ def test_a_port_in_conflict_is_no_drift_and_is_not_rechecked(plan, tmp_path):
     drift = merged_drift(baseline, merged)
     assert not drift
     assert rechecks(drift, merged) == ()
+
+
+def test_a_change_no_recheck_could_answer_is_unchecked_not_dismissed(plan, tmp_path):
+    """u1 is gone (its re-check failed) or answered error: the change is neither confirmed
+    nor dropped as a blip; a real answer that contradicts it drops it."""
+    baseline = _baseline(_merge(plan, USERS, MGMT), tmp_path)
+    now = _merge(plan, {**USERS, "pos1": [(22, "open")]}, MGMT)
+    drift = merged_drift(baseline, now)
+    error = [[_entry("pos1", ADDRESS, [(22, "error")], "")]]
+    for answers in ({}, {"u1": []}, {"u1": error * 3}):
+        checked = confirm_rechecks(drift, now, answers)
+        assert checked.hosts == ()
+        assert [(h.name, h.vantage, h.opened) for h in checked.unchecked] == [
+            ("pos1", "users", (22,))
+        ]
+        section = drift_section(checked)["drift"]
+        assert section["unchecked"] == [
+            {"name": "pos1", "address": ADDRESS, "vantage": "users", "ports": [22]}
+        ]
+    blip = [[_entry("pos1", ADDRESS, [(22, "filtered")], "22")]]
+    assert confirm_rechecks(drift, now, {"u1": error + blip}).unchecked == ()
