@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from nornir_portscan.fleet.verdicts import CONFLICT, policy_for, port_verdict
 from nornir_portscan.models import Policy, PortState
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["UNGROUPED", "Cell", "Matrix", "reachability_matrix"]
 
 UNGROUPED = "ungrouped"
-CONFLICT = "conflict"
 _COUNTED = ("open", "closed", "filtered", "error", CONFLICT)
 
 
@@ -130,22 +130,6 @@ def _states(host: MergedHost) -> dict[int, str]:
     return states
 
 
-def _judge(policy: Policy | None, port: int, state: str) -> str | None:
-    """``passed``, ``failed`` or ``unjudged`` when ``policy`` expects something of ``port``."""
-    if policy is None:
-        return None
-    want = policy.expected(port)
-    allowed = policy.allowed_open
-    limited = allowed is not None and port not in allowed
-    if want is None and not limited:
-        return None
-    if state in (PortState.ERROR.value, CONFLICT):
-        return "unjudged"
-    if want is not None:
-        return "passed" if state == want.value else "failed"
-    return "failed" if state == PortState.OPEN.value else "passed"
-
-
 def _vantage_order(vantage: str | None) -> tuple[bool, str]:
     return (vantage is not None, vantage or "")
 
@@ -164,8 +148,7 @@ def reachability_matrix(
     portless = []
     for host in merged.hosts:
         mine = sorted(set(groups.get(host.name) or ())) or [UNGROUPED]
-        scoped = policies.get(host.name) or {}
-        policy = scoped.get(host.vantage, scoped.get(None))
+        policy = policy_for(policies, host.name, host.vantage)
         states = _states(host)
         if not states:
             label = (
@@ -173,7 +156,7 @@ def reachability_matrix(
             )
             portless += [(host.vantage, g, label, host.status.value) for g in mine]
         for port, state in states.items():
-            verdict = _judge(policy, port, state)
+            verdict = port_verdict(policy, port, state)
             for group in mine:
                 cell = counts.setdefault((host.vantage, group, port), dict.fromkeys(_COUNTED, 0))
                 cell[state] += 1

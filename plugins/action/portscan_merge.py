@@ -76,7 +76,7 @@ def _judged(plan, merged, hostvars, args):
                                                   args["matrix_groups"])
     parsed = fleet.parsed_policies(policies)
     matrix = fleet.matrix_of(merged, groups, parsed)
-    data = fleet.judged(merged.to_dict(matrix=matrix), policies)
+    data = fleet.judged(merged.to_dict(matrix=matrix), merged, policies, parsed)
     if not args["baseline"]:
         return data
     answers = None

@@ -37,6 +37,7 @@ if ENGINE_ERROR is None:
         from nornir_portscan.fleet.baseline import (
             confirm_rechecks, drift_section, merged_drift, rechecks)
         from nornir_portscan.fleet.matrix import reachability_matrix
+        from nornir_portscan.fleet.verdicts import judge_merged
         from nornir_portscan.fleet.merge import merge_failure
         from nornir_portscan.reports.files import page_format
         from nornir_portscan.reports.pages import iter_merged_html, iter_merged_markdown
@@ -313,56 +314,21 @@ def policy_ports(host, name):
     return ports
 
 
-def judge(host, data):
-    """Judge a merged host (``MergedReport.to_dict`` entry) against its expectations (policy
-    data, or None); return ``(passed, failure, violations)``. A host with ports that have no
-    answer (a lost scanner), an error or conflicting answers does not pass."""
-    label = f"{host['name']} ({host['address'] or 'no address'}) from {host['vantage'] or '-'}"
-    states = {p["port"]: p["state"] for p in host["ports"]}
-    for port in parse_ports(host["scanned_ports"]) if host["scanned_ports"] else ():
-        states.setdefault(port, "closed")
-    if host["status"] in ("error", "unresolved") or host["error_ports"]:
-        return False, f"{label}: not scanned in full ({host['error'] or 'error'})", []
-    if host["unscanned_ports"]:  # an interrupt or a host timeout: no answer, no violation
-        return False, f"{label}: not scanned in full (ports {host['unscanned_ports']} " \
-            "unscanned)", []
-    if host["conflicts"]:
-        return False, f"{label}: shards answered ports {host['conflicts']} differently", []
-    violations = []
-    if data:
-        policy = parse_policy(data, where=f"target {host['name']!r}")
-        for port in sorted(policy.ports):
-            want = policy.expected(port).value
-            got = states.get(port, "not scanned")
-            if got != want:
-                violations.append({"port": port, "expected": want, "actual": got})
-        if policy.allowed_open is not None:
-            violations += [{"port": p, "expected": "not open", "actual": "open"}
-                           for p in host["open_ports"] if p not in policy.allowed_open]
-        violations.sort(key=lambda v: v["port"])
-    if not violations:
-        return True, "", []
-    said = ", ".join(f"port {v['port']} {v['actual']} (expected {v['expected']})"
-                     for v in violations)
-    return False, f"{label}: {said}", violations
-
-
-def judged(data, policies):
-    """The merged report ``data`` with each host judged (``passed``, ``failure`` and, with
-    expectations, ``policy`` and ``violations``), its ``failed_hosts`` (``name@vantage``) and
-    ``compliance``; ``policies`` maps target names to ``vantage_policies``."""
+def judged(data, merged, policies, parsed):
+    """The merged report ``data`` (of ``merged``) with each host judged
+    (``nornir_portscan.fleet.verdicts``: ``passed``, ``failure`` and, with expectations,
+    ``policy`` and ``violations``), its ``failed_hosts`` (``name@vantage``) and ``compliance``;
+    ``policies`` maps target names to ``vantage_policies``, ``parsed`` to ``parsed_policies``."""
     failed, counts = [], {"compliant": 0, "non_compliant": 0, "error": 0, "violations": 0}
-    for host in data["hosts"]:
-        mine = policies.get(host["name"]) or {}
-        policy = mine.get(host["vantage"], mine.get(None)) or None
-        passed, failure, violations = judge(host, policy)
-        host.update(passed=passed, failure=failure)
-        if policy:
-            host.update(policy=policy, violations=violations)
-            kind = "compliant" if passed else "non_compliant" if violations else "error"
-            counts[kind] += 1
-            counts["violations"] += len(violations)
-        if not passed:
+    for host, judgement in zip(data["hosts"], judge_merged(merged, parsed), strict=True):
+        host.update(passed=judgement.passed, failure=judgement.failure)
+        if judgement.kind is not None:
+            mine = policies.get(host["name"]) or {}
+            host.update(policy=mine.get(host["vantage"], mine.get(None)),
+                        violations=[dataclasses.asdict(v) for v in judgement.violations])
+            counts[judgement.kind] += 1
+            counts["violations"] += len(judgement.violations)
+        if not judgement.passed:
             failed.append(f"{host['name']}@{host['vantage']}")
     data["failed_hosts"] = failed
     data["compliance"] = counts

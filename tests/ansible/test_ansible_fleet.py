@@ -422,25 +422,6 @@ def test_a_bad_page_path_is_one_line_before_the_merge(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("collection_import")
-def test_an_unscanned_port_is_no_violation_but_not_judged() -> None:
-    """A shard cut short (interrupted, host timeout) left port 443 unscanned: that is no
-    answer, so the host is not judged (an error), never non-compliant on 443."""
-    from ansible_collections.nornir_portscan.portscan.plugins.module_utils import (
-        portscan_fleet,
-    )
-
-    host = {"name": "web", "address": "127.0.0.1", "vantage": "users", "status": "interrupted",
-            "ports": [{"port": 22, "state": "open"}], "scanned_ports": "22",
-            "unscanned_ports": "443", "error_ports": [], "error": None, "conflicts": [],
-            "open_ports": [22]}
-    data = portscan_fleet.judged({"hosts": [host]}, {"web": {None: {"expect_open": "22,443"}}})
-    assert data["compliance"] == {"compliant": 0, "non_compliant": 0, "error": 1,
-                                  "violations": 0}
-    assert host["failure"] == ("web (127.0.0.1) from users: not scanned in full (ports 443 "
-                               "unscanned)")
-
-
-@pytest.mark.usefixtures("collection_import")
 def test_changes_no_recheck_answered_fail_the_confirming_merge() -> None:
     from ansible_collections.nornir_portscan.portscan.plugins.action import portscan_merge
 
