@@ -374,6 +374,35 @@ def test_drift_is_per_vantage_and_rechecked_from_the_same_vantage(fleet: Fleet) 
     jsonschema.validate(fleet.merged(), merged_schema())
 
 
+def test_a_change_its_scanner_cannot_recheck_is_unchecked_and_fails(fleet: Fleet) -> None:
+    """The scanner that saw t2's change from users dies at the re-check (killed at once): the
+    change is neither confirmed nor dismissed, and the merge fails saying so."""
+    merged = fleet.merged()
+    baseline = json.loads(json.dumps(merged))
+    for host in baseline["hosts"]:
+        if (host["name"], host["vantage"]) == ("t2", "users"):
+            host["ports"].append({"port": 22, "state": "open", "reason": "syn-ack"})
+    path = fleet.workdir / "baseline-t2.json"
+    path.write_text(json.dumps(baseline))
+    scanner = scanned_by(merged)[("t2", "users")]
+    lab = fleet.lab
+    wrapper = Path(str(lab.scanners[scanner]["ansible_python_interpreter"]))
+    lab.wrap(wrapper, f"{lab.tag}-{scanner}", kill_after=0.01)
+    try:
+        done = fleet.play(lab.inventory(TARGETS, fleet.workdir / "inventory.yml"),
+                          "-e", f"audit_baseline={path}")
+    finally:
+        lab.wrap(wrapper, f"{lab.tag}-{scanner}")
+    assert done.returncode != 0, done.stdout[-3000:]
+    assert ("drift since the baseline: not re-checked from users (no answer): t2 ports 22"
+            in done.stdout), done.stdout[-3000:]
+    drift = fleet.merged()["drift"]
+    assert drift["hosts"] == []
+    assert drift["unchecked"] == [{"name": "t2", "address": "198.18.0.2", "vantage": "users",
+                                   "ports": [22]}]
+    assert (drift["rechecked"], drift["confirmed"]) == (1, 0)
+
+
 def test_a_vantage_missing_from_the_baseline_is_said_once(fleet: Fleet) -> None:
     baseline = json.loads(json.dumps(fleet.merged()))
     baseline["hosts"] = [h for h in baseline["hosts"] if h["vantage"] != "cardholder"]
