@@ -110,6 +110,16 @@ EXAMPLES = r"""
     matrix_groups: [cardholder_segment, users_segment]
   run_once: true
   register: merged
+
+- name: Drift per (target, vantage) against an earlier merge, each change re-checked from its
+    vantage by the scanner that saw it (see playbooks/segmentation_audit.yml)
+  nornir_portscan.portscan.portscan_merge:
+    plan: "{{ plan }}"
+    baseline: /var/lib/portscan-runs/last-week.json
+    rechecks_var: portscan_recheck  # each scanner's loop of portscan scans of merged.recheck
+    fail_on_violation: true
+  run_once: true
+  register: confirmed
 """
 
 RETURN = r"""
