@@ -2,16 +2,22 @@
 
 A port whose state differs is probed again, slowly and a few times, before it is called drift,
 so a momentary blip (a service restarting, a lost SYN) is not reported.
+
+Hosts are compared per vantage: a host seen from one vantage is compared with the same host
+seen from the same vantage only (a merged report of many vantages against a merged baseline,
+``compare_states``). A vantage on one side only is reported once, as a vantage that appeared
+or disappeared, not as every host of it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,12 +39,15 @@ __all__ = [
     "HostDrift",
     "PortChange",
     "compare",
+    "compare_states",
     "confirm",
+    "confirm_with",
     "load_baseline",
     "unexpected_changes",
 ]
 
 HostKey = tuple[str, str | None]  # (name, address)
+SeenKey = tuple[str, str | None, str | None]  # (name, address, vantage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +69,7 @@ class HostDrift:
     opened: tuple[int, ...] = ()
     closed: tuple[int, ...] = ()
     changed: tuple[PortChange, ...] = ()
+    vantage: str | None = None  # where both were seen from
 
     def __bool__(self) -> bool:
         return bool(self.opened or self.closed or self.changed)
@@ -82,22 +92,34 @@ class Drift:
     """A scan compared with a baseline."""
 
     hosts: tuple[HostDrift, ...]  # hosts in both, with at least one change
-    appeared: tuple[str, ...] = ()  # "name (address)" in the scan, not in the baseline
+    # "name (address)" (and " from VANTAGE") in the scan, not in the baseline; a vantage not in
+    # the baseline at all is one entry, "vantage 'dc2' (8 hosts)"
+    appeared: tuple[str, ...] = ()
     disappeared: tuple[str, ...] = ()  # in the baseline, not in the scan
     rechecked: int = 0  # differing ports probed again
     confirmed: int = 0  # of those, still different every time
+    vantages_appeared: tuple[str | None, ...] = ()  # in the scan only (None: no vantage)
+    vantages_disappeared: tuple[str | None, ...] = ()  # in the baseline only
+    # changes a re-check could not answer (its scanner gone, a local error), none contradicted:
+    # neither confirmed nor dismissed
+    unchecked: tuple[HostDrift, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.hosts or self.appeared or self.disappeared)
 
-    def in_baseline(self, name: str, address: str | None) -> bool:
-        """Whether the host was in the baseline (it did not appear since)."""
-        return _label((name, address)) not in self.appeared
+    def in_baseline(self, name: str, address: str | None, vantage: str | None = None) -> bool:
+        """Whether the host was in the baseline, seen from ``vantage`` (it did not appear
+        since)."""
+        return vantage not in self.vantages_appeared and (
+            _label((name, address, vantage)) not in self.appeared
+        )
 
-    def for_host(self, name: str, address: str | None) -> HostDrift | None:
-        """The drift of one host, if it changed."""
+    def for_host(
+        self, name: str, address: str | None, vantage: str | None = None
+    ) -> HostDrift | None:
+        """The drift of one host seen from ``vantage``, if it changed."""
         for host in self.hosts:
-            if (host.name, host.address) == (name, address):
+            if (host.name, host.address, host.vantage) == (name, address, vantage):
                 return host
         return None
 
@@ -129,13 +151,13 @@ def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     if "version" not in data:
         raise InputError(f"{where}: 'version' is missing; {_SAVE_ONE}")
-    seen: dict[HostKey, int] = {}
+    seen: dict[SeenKey, int] = {}
     for number, entry in enumerate(hosts, start=1):
         key = _check_host(entry, f"{where}: host {number}")
         if key in seen:
             raise InputError(
                 f"{where}: host {number} ({show(key[0])}): listed twice (also host "
-                f"{seen[key]}, with the same name and address); {_SAVE_ONE}"
+                f"{seen[key]}, with the same name, address and vantage); {_SAVE_ONE}"
             )
         seen[key] = number
     return dict(data)
@@ -163,8 +185,8 @@ def _check_version(version: Any, where: str) -> None:
         )
 
 
-def _check_host(entry: Any, where: str) -> HostKey:
-    """Check one host entry of a baseline; its (name, address)."""
+def _check_host(entry: Any, where: str) -> SeenKey:
+    """Check one host entry of a baseline; its (name, address, vantage)."""
     if not isinstance(entry, dict):
         raise InputError(
             f"{where} must be an object with {', '.join(_HOST_KEYS[:-1])} and {_HOST_KEYS[-1]}, "
@@ -177,6 +199,9 @@ def _check_host(entry: Any, where: str) -> HostKey:
     address = _required(entry, "address", where)
     if address is not None and not _is_address(address):
         raise _bad(where, "address", "an IP address or null", address)
+    vantage = entry.get("vantage")
+    if vantage is not None and (not isinstance(vantage, str) or not vantage):
+        raise _bad(where, "vantage", "a vantage label or null", vantage)
     scanned = _required(entry, "scanned_ports", where)
     if not isinstance(scanned, str) or not _is_port_spec(scanned):
         raise _bad(where, "scanned_ports", "a port spec such as '22,80-90'", scanned)
@@ -201,7 +226,7 @@ def _check_host(entry: Any, where: str) -> HostKey:
                 f"{at}: port {value} is listed twice (also port entry {seen[value]}); {_SAVE_ONE}"
             )
         seen[value] = number
-    return name, address
+    return name, address, vantage
 
 
 def _required(entry: dict[str, Any], key: str, where: str) -> Any:
@@ -254,55 +279,99 @@ def _current_states(host: HostResult) -> dict[int, str]:
     return states
 
 
-def _label(key: HostKey) -> str:
-    name, address = key
-    return name if address in (None, name) else f"{name} ({address})"
+def _label(key: SeenKey) -> str:
+    name, address, vantage = key
+    shown = name if address in (None, name) else f"{name} ({address})"
+    return shown if vantage is None else f"{shown} from {vantage}"
+
+
+def _vantage_label(vantage: str | None, hosts: int) -> str:
+    where = "no vantage" if vantage is None else f"vantage {vantage!r}"
+    return f"{where} ({hosts} host{'' if hosts == 1 else 's'})"
 
 
 def compare(baseline: Mapping[str, Any], report: ScanReport) -> Drift:
     """Every difference between ``baseline`` (a JSON report) and ``report``, unconfirmed."""
+    after = {(h.name, h.address, h.vantage): _current_states(h) for h in report.hosts}
+    return compare_states(baseline, after)
+
+
+def compare_states(
+    baseline: Mapping[str, Any], after: Mapping[SeenKey, Mapping[int, str]]
+) -> Drift:
+    """Every difference between ``baseline`` (a JSON report, maybe of many vantages) and the
+    port states of each host now, by (name, address, vantage); unconfirmed. Hosts without an
+    address are left out; ``error`` says nothing about a port."""
+    before_all = {
+        (h["name"], h.get("address"), h.get("vantage")): h
+        for h in baseline["hosts"]
+        if h.get("address")
+    }
+    after = {key: states for key, states in after.items() if key[1]}
+    old_vantages = {key[2] for key in before_all}
+    new_vantages = {key[2] for key in after}
+    gone = _sorted_vantages(old_vantages - new_vantages)
+    new = _sorted_vantages(new_vantages - old_vantages)
     before = _match_by_address(
-        {(h["name"], h.get("address")): h for h in baseline["hosts"] if h.get("address")},
-        {(h.name, h.address) for h in report.hosts if h.address},
+        {k: h for k, h in before_all.items() if k[2] in new_vantages},
+        {k for k in after if k[2] in old_vantages},
     )
-    after = {(h.name, h.address): h for h in report.hosts if h.address}
     drifts = []
-    for key, host in after.items():
+    for key, now in after.items():
         if key not in before:
             continue
-        old, new = _baseline_states(before[key]), _current_states(host)
+        old = _baseline_states(before[key])
         opened, closed, changed = [], [], []
-        for port in sorted(old.keys() & new.keys()):
-            was, now = old[port], new[port]
-            if was == now or PortState.ERROR.value in (was, now):
+        for port in sorted(old.keys() & now.keys()):
+            was, state = old[port], now[port]
+            if was == state or PortState.ERROR.value in (was, state):
                 continue  # an error says nothing about the port
-            if now == PortState.OPEN.value:
+            if state == PortState.OPEN.value:
                 opened.append(port)
             elif was == PortState.OPEN.value:
                 closed.append(port)
             else:
-                changed.append(PortChange(port, was, now))
-        drift = HostDrift(host.name, host.address, tuple(opened), tuple(closed), tuple(changed))
+                changed.append(PortChange(port, was, state))
+        name, address, vantage = key
+        drift = HostDrift(name, address, tuple(opened), tuple(closed), tuple(changed), vantage)
         if drift:
             drifts.append(drift)
+    count = _count_by_vantage
     return Drift(
         tuple(drifts),
-        appeared=tuple(_label(k) for k in after if k not in before),
-        disappeared=tuple(_label(k) for k in before if k not in after),
+        appeared=(
+            *(_label(k) for k in after if k[2] in old_vantages and k not in before),
+            *(_vantage_label(v, count(after, v)) for v in new),
+        ),
+        disappeared=(
+            *(_label(k) for k in before if k not in after),
+            *(_vantage_label(v, count(before_all, v)) for v in gone),
+        ),
+        vantages_appeared=new,
+        vantages_disappeared=gone,
     )
 
 
+def _sorted_vantages(vantages: set[str | None]) -> tuple[str | None, ...]:
+    return tuple(sorted(vantages, key=lambda v: (v is not None, v or "")))
+
+
+def _count_by_vantage(hosts: Mapping[SeenKey, Any], vantage: str | None) -> int:
+    return sum(1 for key in hosts if key[2] == vantage)
+
+
 def _match_by_address(
-    before: dict[HostKey, Mapping[str, Any]], current: set[HostKey]
-) -> dict[HostKey, Mapping[str, Any]]:
+    before: dict[SeenKey, Mapping[str, Any]], current: set[SeenKey]
+) -> dict[SeenKey, Mapping[str, Any]]:
     """Pair a baseline host saved under another name (``portscan --json 127.0.0.11``) with the
-    current host of the same address (inventory host ``web1``) where that is one to one."""
-    missing: dict[str | None, list[HostKey]] = {}
+    current host of the same address (inventory host ``web1``), from the same vantage, where
+    that is one to one."""
+    missing: dict[tuple[str | None, str | None], list[SeenKey]] = {}
     for key in current - before.keys():
-        missing.setdefault(key[1], []).append(key)
-    orphans: dict[str | None, list[HostKey]] = {}
+        missing.setdefault((key[1], key[2]), []).append(key)
+    orphans: dict[tuple[str | None, str | None], list[SeenKey]] = {}
     for key in before.keys() - current:
-        orphans.setdefault(key[1], []).append(key)
+        orphans.setdefault((key[1], key[2]), []).append(key)
     matched = dict(before)
     for address, old in orphans.items():
         new = missing.get(address, [])
@@ -338,8 +407,8 @@ def confirm(
     times: int = 3,
     interval: float = 0.5,
 ) -> Drift:
-    """Probe every differing port again ``times`` times, ``interval`` seconds apart, gently; keep
-    only the changes seen every time."""
+    """Probe every differing port again ``times`` times, ``interval`` seconds apart, gently,
+    from here (the scan's own vantage); keep only the changes seen every time."""
     targets = tuple(
         Target(h.name, h.address, tuple(c.port for c in h.changes)) for h in drift.hosts
     )
@@ -354,39 +423,61 @@ def confirm(
         processes=1,
     )
     request = ScanRequest(targets, (), gentle)
-    held: dict[HostKey, set[int]] = {
-        (h.name, h.address): {c.port for c in h.changes} for h in drift.hosts
-    }
+    rounds: dict[SeenKey, list[Mapping[int, str]]] = {}
     for attempt in range(times):
         if attempt:
             time.sleep(interval)
         report = rescan(request)
-        for host, target in zip(report.hosts, targets, strict=True):
-            key = (target.name, target.address)
-            now = _current_states(host)
-            wanted = {c.port: c.after for c in _host(drift, key).changes}
-            held[key] = {p for p in held[key] if _same(now.get(p), wanted[p])}
-    kept = []
+        for host, old in zip(report.hosts, drift.hosts, strict=True):
+            rounds.setdefault((old.name, old.address, old.vantage), []).append(
+                _current_states(host)
+            )
+    # here a re-check that could not answer is as good as one that did not see it again
+    return dataclasses.replace(confirm_with(drift, rounds), unchecked=())
+
+
+def confirm_with(drift: Drift, rounds: Mapping[SeenKey, Sequence[Mapping[int, str]]]) -> Drift:
+    """``drift`` with only the changes every re-check of their host saw again. ``rounds``
+    maps (name, address, vantage) to the port states each re-check from that vantage found.
+    A change some re-check contradicted is a blip, and dropped; one that some re-check did
+    not answer (no re-check of its host, an ``error``, a port missing) and none contradicted
+    is neither confirmed nor dropped: it goes to ``unchecked``."""
+    confirmed: dict[SeenKey, set[int]] = {}
+    unanswered: dict[SeenKey, set[int]] = {}
     for old in drift.hosts:
-        ports = held[(old.name, old.address)]
-        trimmed = HostDrift(
-            old.name,
-            old.address,
-            tuple(p for p in old.opened if p in ports),
-            tuple(p for p in old.closed if p in ports),
-            tuple(c for c in old.changed if c.port in ports),
+        key = (old.name, old.address, old.vantage)
+        seen = rounds.get(key) or ({},)
+        for change in old.changes:
+            said = [now.get(change.port) for now in seen]
+            answered = [s for s in said if s not in (None, PortState.ERROR.value)]
+            if not all(_same(s, change.after) for s in answered):
+                continue  # contradicted: a blip
+            kind = confirmed if len(answered) == len(said) else unanswered
+            kind.setdefault(key, set()).add(change.port)
+    kept, unchecked = _only(drift.hosts, confirmed), _only(drift.hosts, unanswered)
+    return dataclasses.replace(
+        drift,
+        hosts=kept,
+        rechecked=sum(len(h.changes) for h in drift.hosts),
+        confirmed=sum(len(h.changes) for h in kept),
+        unchecked=unchecked,
+    )
+
+
+def _only(hosts: Sequence[HostDrift], ports: Mapping[SeenKey, set[int]]) -> tuple[HostDrift, ...]:
+    """``hosts`` with only the changes of ``ports``, each host that keeps one."""
+    kept = []
+    for old in hosts:
+        mine = ports.get((old.name, old.address, old.vantage), set())
+        trimmed = dataclasses.replace(
+            old,
+            opened=tuple(p for p in old.opened if p in mine),
+            closed=tuple(p for p in old.closed if p in mine),
+            changed=tuple(c for c in old.changed if c.port in mine),
         )
         if trimmed:
             kept.append(trimmed)
-    rechecked = sum(len(t.ports) for t in targets)
-    confirmed = sum(len(h.changes) for h in kept)
-    return Drift(tuple(kept), drift.appeared, drift.disappeared, rechecked, confirmed)
-
-
-def _host(drift: Drift, key: HostKey) -> HostDrift:
-    found = drift.for_host(*key)
-    assert found is not None
-    return found
+    return tuple(kept)
 
 
 def _same(now: str | None, after: str) -> bool:

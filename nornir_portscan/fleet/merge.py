@@ -23,13 +23,17 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nornir_portscan.errors import InputError
 from nornir_portscan.fleet.plan import HostKey, Plan, Shard, plan_from_dict
 from nornir_portscan.inputfile import read_text, show
 from nornir_portscan.models import HostStatus, PortState
 from nornir_portscan.ports import format_ports, parse_ports
+from nornir_portscan.reports.data import REPORT_VERSION
+
+if TYPE_CHECKING:
+    from nornir_portscan.fleet.matrix import Matrix
 
 __all__ = [
     "Conflict",
@@ -142,10 +146,16 @@ class MergedReport:
             h.error_ports or h.unscanned for h in self.hosts
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready data, in a stable order."""
+    def to_dict(self, *, matrix: Matrix | None = None) -> dict[str, Any]:
+        """JSON-ready data, in a stable order; ``matrix`` is its reachability matrix (default:
+        every target ``ungrouped``, no expectations)."""
+        # imported here: a scan (the CLI imports this module) need not hold the matrix code
+        from nornir_portscan.fleet.matrix import reachability_matrix
+
         hosts = self.hosts
+        matrix = matrix if matrix is not None else reachability_matrix(self)
         return {
+            "version": REPORT_VERSION,
             "plan": self.plan,
             "complete": self.complete,
             "summary": {
@@ -170,6 +180,7 @@ class MergedReport:
                 }
                 for c in self.conflicts
             ],
+            "matrix": matrix.to_dict(),
             "hosts": [_host_dict(h) for h in hosts],
         }
 

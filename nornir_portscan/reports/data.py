@@ -95,8 +95,9 @@ def host_entry(scan: ScanReport | Audit, index: int) -> dict[str, Any]:
         entry["policy"] = policy_to_dict(verdict.policy)
     drift = audit.drift
     if drift is not None:
-        entry["drift"] = _host_drift(drift.for_host(host.name, host.address), verdict)
-        entry["drift"]["in_baseline"] = drift.in_baseline(host.name, host.address)
+        seen = (host.name, host.address, host.vantage)
+        entry["drift"] = _host_drift(drift.for_host(*seen), verdict)
+        entry["drift"]["in_baseline"] = drift.in_baseline(*seen)
     if audit.wait is not None and verdict is not None:
         entry["wait"] = {
             "converged": verdict.compliant is True,

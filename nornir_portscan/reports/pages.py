@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,16 @@ from nornir_portscan.models import ScanReport
 from nornir_portscan.ports import format_ports
 from nornir_portscan.reports.data import host_entry, report_to_dict
 
-__all__ = ["audit_to_html", "audit_to_markdown", "iter_html", "iter_markdown"]
+__all__ = [
+    "audit_to_html",
+    "audit_to_markdown",
+    "iter_html",
+    "iter_markdown",
+    "iter_merged_html",
+    "iter_merged_markdown",
+    "merged_to_html",
+    "merged_to_markdown",
+]
 
 NONE = "—"  # an empty cell
 _TITLE = "Port exposure audit"
@@ -55,19 +64,29 @@ class _Table:
 
 
 @dataclass(slots=True)
+class _Section:
+    """A titled table; ``empty`` is said instead of an empty one (Markdown shows an empty
+    table of ``always`` sections), ``note`` follows it."""
+
+    title: str
+    table: _Table
+    mark: str  # the HTML class of a highlighted row
+    empty: str
+    note: str = ""
+    always: bool = False
+
+
+@dataclass(slots=True)
 class _View:
     """What both formats show, as text."""
 
+    title: str
     outcome: str
     failed: bool
     incomplete: bool  # interrupted: partial results
     started: str
     summary: list[tuple[str, str, bool]]  # label, value, whether it calls for attention
-    hosts: _Table
-    violations: _Table | None  # None: no policies
-    drift: _Table | None  # None: no baseline
-    drift_note: str
-    unmet: _Table | None  # None: no wait
+    sections: list[_Section]
     warnings: list[str]
 
 
@@ -75,17 +94,22 @@ def _view(audit: Audit) -> _View:
     data = report_to_dict(audit, hosts=False)
     hosts, violations = _host_tables(audit, data)
     drift, drift_note = _drift_table(audit, data)
+    sections = [_Section("Hosts", hosts, "violation", "No hosts.", always=True)]
+    if violations is not None:
+        sections.append(_Section("Violations", violations, "violation", "No violations."))
+    if drift is not None:
+        sections.append(_Section("Drift", drift, "drift", "No drift.", drift_note))
+    unmet = _unmet_table(data)
+    if unmet is not None:
+        sections.append(_Section("Wait", unmet, "unmet", "Every expectation was met."))
     return _View(
+        title=_TITLE,
         outcome=_outcome(audit),
         failed=audit.violated,
         incomplete=audit.report.interrupted,
         started=f"{data['started']} to {data['finished']}",
         summary=_summary(data),
-        hosts=hosts,
-        violations=violations,
-        drift=drift,
-        drift_note=drift_note,
-        unmet=_unmet_table(data),
+        sections=sections,
         warnings=list(data["warnings"]),
     )
 
@@ -236,6 +260,261 @@ def _wait_text(wait: dict[str, Any] | None) -> str:
     return f"NOT converged: {len(wait['unmet'])} unmet after {rounds} in {wait['elapsed']:.2f} s"
 
 
+# A merged report (``MergedReport.to_dict``, judged by the Ansible merge or not)
+
+_MERGED_TITLE = "Port exposure audit from many vantages"
+
+
+def _merged_view(data: Mapping[str, Any]) -> _View:
+    cells = data["matrix"]["cells"]
+    judged = "compliance" in data or any(c["passed"] or c["failed"] for c in cells)
+    failed = bool(data.get("failed_hosts")) or any(c["failed"] for c in cells)
+    incomplete = not data["complete"]
+    if failed:
+        outcome = "FAILED: some (target, vantage) did not meet its expectations"
+    elif incomplete:
+        outcome = "INCOMPLETE: some shard did not report in full, or some port has no answer"
+    elif data["conflicts"]:
+        outcome = "INCONSISTENT: shards answered some ports differently"
+    else:
+        outcome = "PASSED: every expectation met" if judged else "merged: no expectations"
+    if failed and incomplete:
+        outcome += " (incomplete: some ports have no answer)"
+    shards = data["shards"]
+    started = sorted(s["started"] for s in shards if s.get("started"))
+    finished = sorted(s["finished"] for s in shards if s.get("finished"))
+    when = f"{started[0]} to {finished[-1]}" if started and finished else "no shard reported"
+    if data.get("plan"):
+        when += f"; plan {data['plan'][:12]}"
+    sections = [_Section("Reachability matrix", _matrix_table(data), "violation", "No ports.")]
+    if data["matrix"]["portless"]:
+        sections.append(_portless_section(data))
+    sections.append(_Section("Hosts", _merged_hosts(data), "violation", "No hosts.", always=True))
+    if "compliance" in data:  # the hosts were judged (the Ansible merge judges them)
+        broken = [
+            (f"{h['name']} from {h['vantage'] or NONE}", str(v["port"]), v["expected"], v["actual"])
+            for h in data["hosts"]
+            for v in h.get("violations", [])
+        ]
+        table = _all_marked(("Host", "Port", "Expected", "Actual"), 3, broken)
+        sections.append(_Section("Violations", table, "violation", "No violations."))
+    if "drift" in data:
+        sections.append(_merged_drift(data["drift"]))
+    sections.append(_Section("Shards", _shard_table(data), "violation", "No shards."))
+    if data["conflicts"]:
+        answers = [
+            (
+                c["name"],
+                c["vantage"] or NONE,
+                str(c["port"]),
+                ", ".join(f"{a['state']} by {a['scanner']}" for a in c["answers"]),
+            )
+            for c in data["conflicts"]
+        ]
+        table = _all_marked(("Host", "Vantage", "Port", "Answers"), 3, answers)
+        sections.append(_Section("Conflicts", table, "violation", "No conflicts."))
+    return _View(
+        title=_MERGED_TITLE,
+        outcome=outcome,
+        failed=failed or incomplete or bool(data["conflicts"]),
+        incomplete=incomplete,
+        started=when,
+        summary=_merged_summary(data),
+        sections=sections,
+        warnings=[],
+    )
+
+
+def _all_marked(headers: Row, key: int, rows: Sequence[Row]) -> _Table:
+    return _Table(headers, key, list(rows), set(range(len(rows))))
+
+
+def _merged_summary(data: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
+    counts = data["summary"]
+    bad = counts["shards"] - counts["shards_ok"]
+    summary = [
+        ("Hosts (target, vantage)", str(counts["hosts"]), False),
+        ("Vantages", str(len(data["matrix"]["vantages"])), False),
+        ("Shards ok", f"{counts['shards_ok']} of {counts['shards']}", bad > 0),
+        _count("Ports with no answer", counts["error_ports"]),
+        _count("Conflicts", counts["conflicts"]),
+    ]
+    compliance = data.get("compliance")
+    if compliance is None:
+        summary.append(("Compliance", "no policy", False))
+    else:
+        summary += [
+            ("Compliant", str(compliance["compliant"]), False),
+            _count("Non-compliant", compliance["non_compliant"]),
+            _count("Not judged (error)", compliance["error"]),
+            _count("Violations", compliance["violations"]),
+        ]
+    ports = (
+        f"{counts['open_ports']} open, {counts['filtered_ports']} filtered, "
+        f"{counts['closed_ports']} closed, {counts['error_ports']} with no answer"
+    )
+    summary += [("Ports", ports, False), ("Probes", str(counts["probes_sent"]), False)]
+    return summary
+
+
+_CELL_COUNTS = ("open", "closed", "filtered", "error", "conflict")
+
+
+def _matrix_table(data: Mapping[str, Any]) -> _Table:
+    """A row per vantage, group and what its cells say, with the ports that say it: exact,
+    and short for a thousand ports that are all closed."""
+    headers = ("Vantage", "Group", "Ports", "Verdict", "Open", "Closed", "Filtered", "Error",
+               "Conflict", "Expectations")  # fmt: skip
+    table = _Table(headers, 3)
+    rows: dict[tuple[Any, ...], list[int]] = {}  # in cell order: by vantage, group, port
+    for cell in data["matrix"]["cells"]:
+        said = (cell["verdict"], *(cell[k] for k in _CELL_COUNTS))
+        judged = (cell["passed"], cell["failed"], cell["unjudged"])
+        rows.setdefault((cell["vantage"], cell["group"], *said, *judged), []).append(cell["port"])
+    for (vantage, group, verdict, *counts, passed, failed, unjudged), ports in rows.items():
+        expected = ", ".join(
+            f"{n} {word}"
+            for n, word in ((passed, "pass"), (failed, "FAIL"), (unjudged, "not judged"))
+            if n
+        )
+        row = (vantage or NONE, group, format_ports(ports), verdict, *map(str, counts))
+        table.rows.append((*row, expected or NONE))
+        if failed or verdict in ("error", "conflict"):
+            table.marked.add(len(table.rows) - 1)
+    return table
+
+
+def _merged_drift(drift: Mapping[str, Any]) -> _Section:
+    table = _Table(("Host", "Vantage", "Change", "Port", "Before", "After", "Unexpected"), 2)
+    for host in drift["hosts"]:
+        label = (
+            host["name"]
+            if host["address"] in (None, host["name"])
+            else (f"{host['name']} ({host['address']})")
+        )
+        changes = [
+            *(("opened", p, "not open", "open") for p in host["opened"]),
+            *(("closed", p, "open", "not open") for p in host["closed"]),
+            *(("changed", c["port"], c["before"], c["after"]) for c in host["changed"]),
+        ]
+        for kind, port, before, after in sorted(changes, key=lambda c: c[1]):
+            unexpected = "yes" if port in host["unexpected"] else "no"
+            row = (label, host["vantage"] or NONE, kind, str(port), before, after, unexpected)
+            table.rows.append(row)
+    for item in drift.get("unchecked", []):
+        table.rows.extend(
+            (
+                item["name"],
+                item["vantage"] or NONE,
+                "no re-check answer",
+                str(port),
+                NONE,
+                NONE,
+                NONE,
+            )
+            for port in item["ports"]
+        )
+    differing = len(table.rows)
+    for kind in ("appeared", "disappeared"):
+        table.rows.extend((label, NONE, kind, NONE, NONE, NONE, NONE) for label in drift[kind])
+    table.marked.update(range(len(table.rows)))
+    if drift.get("confirming"):
+        unchecked = sum(len(u["ports"]) for u in drift["unchecked"])
+        note = (
+            f"Re-checked {drift['rechecked']} differing ports, each from its own vantage; "
+            f"{drift['confirmed']} confirmed"
+            + (
+                f", {unchecked} with no answer (not confirmed, not dismissed)."
+                if unchecked
+                else "."
+            )
+        )
+    else:
+        note = (
+            f"{differing} differing ports, not re-checked yet: each is to be probed again from "
+            "its own vantage (recheck)."
+        )
+    return _Section("Drift", table, "drift", "No drift.", note)
+
+
+def _portless_section(data: Mapping[str, Any]) -> _Section:
+    rows = [
+        (p["vantage"] or NONE, p["group"], p["host"], p["status"])
+        for p in data["matrix"]["portless"]
+    ]
+    table = _all_marked(("Vantage", "Group", "Host", "Status"), 3, rows)
+    return _Section("Hosts in no cell", table, "violation", "None.")
+
+
+def _merged_hosts(data: Mapping[str, Any]) -> _Table:
+    headers = ("Host", "Address", "Vantage", "Status", "Open", "Filtered", "Closed",
+               "Scanners", "Passed")  # fmt: skip
+    table = _Table(headers, 8)
+    for host in data["hosts"]:
+        status = host["status"] + (f" ({host['error']})" if host["error"] else "")
+        if host["error_ports"]:
+            status += f"; no answer on {format_ports(host['error_ports'])}"
+        if host["unscanned_ports"]:
+            status += f"; unscanned {host['unscanned_ports']}"
+        table.rows.append(
+            (
+                host["name"],
+                host["address"] or NONE,
+                host["vantage"] or NONE,
+                status,
+                format_ports(host["open_ports"]) or NONE,
+                format_ports(host["filtered_ports"]) or NONE,
+                str(host["closed_count"]),
+                ", ".join(host["scanners"]),
+                "yes" if host["passed"] else "no",
+            )
+        )
+        if not host["passed"]:
+            table.marked.add(len(table.rows) - 1)
+    return table
+
+
+def _shard_table(data: Mapping[str, Any]) -> _Table:
+    table = _Table(("Scanner", "Vantage", "Status", "Hosts", "Probes", "Ran on"), 2)
+    for shard in data["shards"]:
+        where = shard.get("where") or {}
+        status = shard["status"] + (f" ({shard['reason']})" if shard.get("reason") else "")
+        table.rows.append(
+            (
+                shard["scanner"],
+                shard["vantage"] or NONE,
+                status,
+                str(shard["hosts"]),
+                str(shard["probes_sent"]),
+                str(where.get("host") or NONE),
+            )
+        )
+        if shard["status"] != "ok":
+            table.marked.add(len(table.rows) - 1)
+    return table
+
+
+def merged_to_markdown(data: Mapping[str, Any]) -> str:
+    """A merged report (``MergedReport.to_dict()``) as a Markdown document, with its
+    reachability matrix."""
+    return "".join(iter_merged_markdown(data))
+
+
+def iter_merged_markdown(data: Mapping[str, Any]) -> Iterator[str]:
+    """``merged_to_markdown`` in chunks, a line at a time."""
+    return (line + "\n" for line in _markdown_lines(_merged_view(data)))
+
+
+def merged_to_html(data: Mapping[str, Any]) -> str:
+    """A merged report as a self-contained HTML page, with its reachability matrix."""
+    return "".join(iter_merged_html(data))
+
+
+def iter_merged_html(data: Mapping[str, Any]) -> Iterator[str]:
+    """``merged_to_html`` in chunks, a line at a time."""
+    return (line + "\n" for line in _html_lines(_merged_view(data)))
+
+
 def _as_audit(audit: Audit | ScanReport) -> Audit:
     return audit if isinstance(audit, Audit) else Audit(audit)
 
@@ -272,27 +551,19 @@ def iter_markdown(audit: Audit | ScanReport) -> Iterator[str]:
 
 
 def _markdown_lines(view: _View) -> Iterator[str]:
-    lines = [f"# {_TITLE}", "", f"**{_md(view.outcome)}**", "", _md(view.started), ""]
+    lines = [f"# {_md(view.title)}", "", f"**{_md(view.outcome)}**", "", _md(view.started), ""]
     lines += ["| Summary | |", "|---|---|"]
     lines += [
         f"| {label} | {f'**{_md(value)}**' if alert else _md(value)} |"
         for label, value, alert in view.summary
     ]
     yield from lines
-    yield from ("", "## Hosts", "")
-    yield from _md_table(view.hosts)
-    sections = (
-        ("Violations", view.violations, "No violations."),
-        ("Drift", view.drift, "No drift."),
-        ("Wait", view.unmet, "Every expectation was met."),
-    )
-    for title, table, empty in sections:
-        if table is None:
-            continue
-        yield from ("", f"## {title}", "")
-        yield from (empty,) if table.empty else _md_table(table)
-        if table is view.drift:
-            yield from ("", _md(view.drift_note))
+    for section in view.sections:
+        yield from ("", f"## {_md(section.title)}", "")
+        empty = section.table.empty and not section.always
+        yield from (section.empty,) if empty else _md_table(section.table)
+        if section.note:
+            yield from ("", _md(section.note))
     if view.warnings:
         yield from ("", "## Warnings", "", *(f"- {_md(w)}" for w in view.warnings))
 
@@ -346,14 +617,14 @@ def _html_table(table: _Table, mark: str) -> Iterator[str]:
     yield "</tbody></table>"
 
 
-def _html_section(title: str, table: _Table | None, mark: str, empty: str) -> Iterator[str]:
-    if table is None:
-        return
-    yield f"<h2>{_h(title)}</h2>"
-    if table.empty:
-        yield f'<p class="note">{_h(empty)}</p>'
+def _html_section(section: _Section) -> Iterator[str]:
+    yield f"<h2>{_h(section.title)}</h2>"
+    if section.table.empty:
+        yield f'<p class="note">{_h(section.empty)}</p>'
     else:
-        yield from _html_table(table, mark)
+        yield from _html_table(section.table, section.mark)
+    if section.note:
+        yield f'<p class="note">{_h(section.note)}</p>'
 
 
 def audit_to_html(audit: Audit | ScanReport) -> str:
@@ -372,9 +643,9 @@ def _html_lines(view: _View) -> Iterator[str]:
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_TITLE}</title>",
+        f"<title>{_h(view.title)}</title>",
         f"<style>{_CSS}</style></head><body>",
-        f"<h1>{_TITLE}</h1>",
+        f"<h1>{_h(view.title)}</h1>",
         f'<div class="outcome {tone}" id="outcome">{_h(view.outcome)}</div>',
         f'<p class="when">{_h(view.started)}</p>',
         '<section class="cards" id="summary">',
@@ -386,12 +657,8 @@ def _html_lines(view: _View) -> Iterator[str]:
     ]
     out.append("</section>")
     yield from out
-    yield from _html_section("Hosts", view.hosts, "violation", "No hosts.")
-    yield from _html_section("Violations", view.violations, "violation", "No violations.")
-    yield from _html_section("Drift", view.drift, "drift", "No drift.")
-    if view.drift is not None:
-        yield f'<p class="note">{_h(view.drift_note)}</p>'
-    yield from _html_section("Wait", view.unmet, "unmet", "Every expectation was met.")
+    for section in view.sections:
+        yield from _html_section(section)
     if view.warnings:
         yield "<h2>Warnings</h2><ul>"
         yield from (f"<li>{_h(w)}</li>" for w in view.warnings)

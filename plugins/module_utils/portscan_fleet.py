@@ -33,7 +33,15 @@ if ENGINE_ERROR is None:
         from nornir_portscan.fleet import (
             FleetTarget, Scanner, build_plan, iter_shard_json, load_report, merge_reports,
             missing_shards, plan_from_dict, plan_inputs, shard_section, where_ran)
+        from nornir_portscan.audit.drift import load_baseline
+        from nornir_portscan.fleet.baseline import (
+            confirm_rechecks, drift_section, merged_drift, rechecks)
+        from nornir_portscan.fleet.matrix import reachability_matrix
+        from nornir_portscan.fleet.verdicts import judge_merged
         from nornir_portscan.fleet.merge import merge_failure
+        from nornir_portscan.reports.files import page_format
+        from nornir_portscan.reports.pages import iter_merged_html, iter_merged_markdown
+        from nornir_portscan.reports.writer import check_destination, write_atomic
         from nornir_portscan.audit.policy import merge_policies, parse_policy
         from nornir_portscan.pipeline import build_job, number, run_job
         from nornir_portscan.ports import format_ports, parse_ports
@@ -183,6 +191,94 @@ def merge_directory(path, plan, failed):
     return merged, merge_failure(merged)
 
 
+def target_groups(group_names, only=None):
+    """The matrix groups of a target: its inventory groups (``group_names``) but the fleet's
+    own two and ``ungrouped``, and with ``only`` (a list) those in it; empty: ``ungrouped``."""
+    skip = {TARGETS_GROUP, SCANNERS_GROUP, "ungrouped"}
+    return [str(g) for g in group_names or () if g not in skip and (only is None or g in only)]
+
+
+def parsed_policies(policies):
+    """``{name: {vantage: Policy}}`` of ``{name: vantage_policies(...)}``."""
+    parsed = {}
+    for name, scoped in policies.items():
+        parsed[name] = {}
+        for vantage, data in scoped.items():
+            where = f"target {name!r}" + (f" from vantage {vantage!r}" if vantage else "")
+            try:
+                parsed[name][vantage] = parse_policy(data or None, where=where)
+            except InputError as exc:
+                raise FleetError(str(exc)) from None
+    return parsed
+
+
+def matrix_of(merged, groups, policies):
+    """The reachability matrix of ``merged``: ``groups`` maps target names to their groups,
+    ``policies`` to their ``parsed_policies``."""
+    return reachability_matrix(merged, groups, policies)
+
+
+def recheck_rounds(result):
+    """The re-check rounds in a scanner's registered ``portscan`` result (a loop's
+    ``results``, or one result): each round the list of its host entries."""
+    if not isinstance(result, dict) or result.get("skipped"):
+        return []
+    found = []
+    for one in result.get("results", [result]):
+        hosts = one.get("hosts") if isinstance(one, dict) else None
+        if isinstance(hosts, dict) and not one.get("failed") and not one.get("skipped"):
+            found.append([h for h in hosts.values() if isinstance(h, dict) and "name" in h])
+    return found
+
+
+def with_drift(data, merged, baseline, policies, answers=None):
+    """The merged report ``data`` with its ``drift`` against the merged ``baseline`` (a
+    path), each (target, vantage) against the same, and ``recheck``: per scanner, the
+    differing ports it is to probe again from its vantage. With ``answers`` (``{scanner:
+    rounds}``), only the changes each re-check saw again; a (target, vantage) with confirmed
+    drift its expectations do not explain does not pass."""
+    drift = merged_drift(load_baseline(baseline), merged)
+    again = rechecks(drift, merged)
+    if answers is not None:
+        drift = confirm_rechecks(drift, merged, answers)
+    data.update(drift_section(drift, again, policies))
+    data["drift"]["confirming"] = answers is not None
+    if answers is None:
+        return data
+    unexpected = {(h["name"], h["address"], h["vantage"]): h for h in data["drift"]["hosts"]
+                  if h["unexpected"]}
+    for host in data["hosts"]:
+        changed = unexpected.get((host["name"], host["address"], host["vantage"]))
+        if changed is None:
+            continue
+        said = ", ".join(f"port {p}" for p in changed["unexpected"])
+        label = f"{host['name']} ({host['address'] or 'no address'}) from {host['vantage'] or '-'}"
+        why = f"unexpected drift since the baseline: {said}"
+        host.update(passed=False, failure=(host["failure"] + "; " + why) if host["failure"]
+                    else f"{label}: {why}")
+        name = f"{host['name']}@{host['vantage']}"
+        if name not in data["failed_hosts"]:
+            data["failed_hosts"].append(name)
+    return data
+
+
+PAGES = {"markdown": ("Markdown report", iter_merged_markdown),
+         "html": ("HTML report", iter_merged_html)} if ENGINE_ERROR is None else {}
+
+
+def check_page(path):
+    """Raise ``InputError`` (one line) when the readable report cannot go to ``path``: not a
+    ``.md`` or ``.html`` name, or no such directory."""
+    what = PAGES[page_format(path)][0]
+    check_destination(path, what)
+
+
+def write_page(path, data):
+    """Write the merged report ``data`` as Markdown or HTML (by the suffix of ``path``)."""
+    what, render = PAGES[page_format(path)]
+    write_atomic(path, render(data), what)
+
+
 def _port_spec(value):
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
@@ -218,53 +314,21 @@ def policy_ports(host, name):
     return ports
 
 
-def judge(host, data):
-    """Judge a merged host (``MergedReport.to_dict`` entry) against its expectations (policy
-    data, or None); return ``(passed, failure, violations)``. A host with ports that have no
-    answer (a lost scanner), an error or conflicting answers does not pass."""
-    label = f"{host['name']} ({host['address'] or 'no address'}) from {host['vantage'] or '-'}"
-    states = {p["port"]: p["state"] for p in host["ports"]}
-    for port in parse_ports(host["scanned_ports"]) if host["scanned_ports"] else ():
-        states.setdefault(port, "closed")
-    if host["status"] in ("error", "unresolved") or host["error_ports"]:
-        return False, f"{label}: not scanned in full ({host['error'] or 'error'})", []
-    if host["conflicts"]:
-        return False, f"{label}: shards answered ports {host['conflicts']} differently", []
-    violations = []
-    if data:
-        policy = parse_policy(data, where=f"target {host['name']!r}")
-        for port in sorted(policy.ports):
-            want = policy.expected(port).value
-            got = states.get(port, "not scanned")
-            if got != want:
-                violations.append({"port": port, "expected": want, "actual": got})
-        if policy.allowed_open is not None:
-            violations += [{"port": p, "expected": "not open", "actual": "open"}
-                           for p in host["open_ports"] if p not in policy.allowed_open]
-        violations.sort(key=lambda v: v["port"])
-    if not violations:
-        return True, "", []
-    said = ", ".join(f"port {v['port']} {v['actual']} (expected {v['expected']})"
-                     for v in violations)
-    return False, f"{label}: {said}", violations
-
-
-def judged(data, policies):
-    """The merged report ``data`` with each host judged (``passed``, ``failure`` and, with
-    expectations, ``policy`` and ``violations``), its ``failed_hosts`` (``name@vantage``) and
-    ``compliance``; ``policies`` maps target names to ``vantage_policies``."""
+def judged(data, merged, policies, parsed):
+    """The merged report ``data`` (of ``merged``) with each host judged
+    (``nornir_portscan.fleet.verdicts``: ``passed``, ``failure`` and, with expectations,
+    ``policy`` and ``violations``), its ``failed_hosts`` (``name@vantage``) and ``compliance``;
+    ``policies`` maps target names to ``vantage_policies``, ``parsed`` to ``parsed_policies``."""
     failed, counts = [], {"compliant": 0, "non_compliant": 0, "error": 0, "violations": 0}
-    for host in data["hosts"]:
-        mine = policies.get(host["name"]) or {}
-        policy = mine.get(host["vantage"], mine.get(None)) or None
-        passed, failure, violations = judge(host, policy)
-        host.update(passed=passed, failure=failure)
-        if policy:
-            host.update(policy=policy, violations=violations)
-            kind = "compliant" if passed else "non_compliant" if violations else "error"
-            counts[kind] += 1
-            counts["violations"] += len(violations)
-        if not passed:
+    for host, judgement in zip(data["hosts"], judge_merged(merged, parsed), strict=True):
+        host.update(passed=judgement.passed, failure=judgement.failure)
+        if judgement.kind is not None:
+            mine = policies.get(host["name"]) or {}
+            host.update(policy=mine.get(host["vantage"], mine.get(None)),
+                        violations=[dataclasses.asdict(v) for v in judgement.violations])
+            counts[judgement.kind] += 1
+            counts["violations"] += len(judgement.violations)
+        if not judgement.passed:
             failed.append(f"{host['name']}@{host['vantage']}")
     data["failed_hosts"] = failed
     data["compliance"] = counts

@@ -41,6 +41,37 @@ options:
   report:
     description: Also write the merged JSON report to this path on the controller.
     type: path
+  page:
+    description:
+      - Also write the merged report as a readable page to this path on the controller, as
+        Markdown (C(.md)) or a self-contained HTML page (C(.html)), its reachability matrix
+        first.
+    type: path
+  matrix_groups:
+    description:
+      - The target groups of the reachability matrix (RV(matrix)). A target is counted in each
+        of its inventory groups (C(group_names)) but C(portscan_targets), C(portscan_scanners)
+        and C(ungrouped), or with this list, in each of its groups in the list; a target in no
+        such group is in the group C(ungrouped).
+    type: list
+    elements: str
+  baseline:
+    description:
+      - A merged report saved earlier (C(merged.json) of an earlier run, or O(report)) to
+        compare with, each (target, vantage) with the same (target, vantage) only; a vantage on
+        one side only is one RV(drift) entry (C(vantage 'users' (8 hosts))), not every port of
+        it. Sets RV(drift) and RV(recheck).
+    type: path
+  rechecks_var:
+    description:
+      - With O(baseline), the variable each scanner registered its re-check in (a
+        M(nornir_portscan.portscan.portscan) scan of its RV(recheck) list, from the scanner,
+        maybe in a loop of several rounds). Only the changes every re-check from the same
+        vantage saw again are kept (C(confirmed) in RV(drift)); a (target, vantage) with confirmed
+        drift its expectations from that vantage do not explain does not pass, and with
+        O(fail_on_violation) hosts that appeared or disappeared fail the task.
+      - Without it the drift is not confirmed yet, and fails nothing.
+    type: str
   fail_on_violation:
     description:
       - Fail the task when some (target, vantage) did not pass its expectations (see
@@ -75,8 +106,20 @@ EXAMPLES = r"""
   nornir_portscan.portscan.portscan_merge:
     plan: "{{ plan }}"
     report: /tmp/fleet.json
+    page: /tmp/fleet.html  # the reachability matrix, vantage x group x port
+    matrix_groups: [cardholder_segment, users_segment]
   run_once: true
   register: merged
+
+- name: Drift per (target, vantage) against an earlier merge, each change re-checked from its
+    vantage by the scanner that saw it (see playbooks/segmentation_audit.yml)
+  nornir_portscan.portscan.portscan_merge:
+    plan: "{{ plan }}"
+    baseline: /var/lib/portscan-runs/last-week.json
+    rechecks_var: portscan_recheck  # each scanner's loop of portscan scans of merged.recheck
+    fail_on_violation: true
+  run_once: true
+  register: confirmed
 """
 
 RETURN = r"""
@@ -111,6 +154,35 @@ hosts:
   returned: success
   type: list
   elements: dict
+matrix:
+  description:
+    - "The reachability matrix: C(cells), one per vantage, target group and port, each with
+      its C(verdict) (C(open), C(closed) or C(filtered) when every host of the group said so
+      from that vantage; C(error) when some host has no answer there, as the targets of a lost
+      or failed scanner; C(conflict); C(mixed)), the count of hosts per state and how many
+      C(passed), C(failed) or could not be judged against their expectations of the port
+      from that vantage (C(unjudged)). C(portless) lists hosts with no port to count."
+  returned: success
+  type: dict
+  sample: {vantages: [users], groups: [cardholder], ports: [22], cells: [{vantage: users,
+    group: cardholder, port: 22, verdict: filtered, hosts: 2, open: 0, closed: 0, filtered: 2,
+    error: 0, conflict: 0, passed: 2, failed: 0, unjudged: 0}], portless: []}
+drift:
+  description:
+    - With O(baseline), the changes since it per (target, vantage) (C(hosts), each with its
+      C(vantage), C(opened), C(closed), C(changed) and C(unexpected) ports), C(appeared) and
+      C(disappeared) hosts and vantages (C(vantages_appeared), C(vantages_disappeared)),
+      C(rechecked) and C(confirmed) counts, and C(confirming) (O(rechecks_var) was given).
+  returned: with baseline
+  type: dict
+recheck:
+  description:
+    - With O(baseline), per scanner, the targets (C(name), C(address), C(ports)) whose ports
+      differ from the baseline, for that scanner to probe again from its own vantage (the
+      scanner that answered them now), as M(nornir_portscan.portscan.portscan) takes them.
+  returned: with baseline
+  type: dict
+  sample: {ua1: [{name: t1, address: 198.18.0.1, ports: "22"}]}
 failed_hosts:
   description: The (target, vantage) that did not pass, as C(name@vantage).
   returned: success
@@ -138,6 +210,10 @@ def main():
         "plan": {"type": "dict", "required": True},
         "results_var": {"type": "str", "default": "portscan_shard"},
         "report": {"type": "path"},
+        "page": {"type": "path"},
+        "matrix_groups": {"type": "list", "elements": "str"},
+        "baseline": {"type": "path"},
+        "rechecks_var": {"type": "str"},
         "fail_on_violation": {"type": "bool", "default": False},
     }
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)

@@ -151,8 +151,11 @@ PORT2 = f"{WEB1} port entry 2"
          "baseline '{path}': host 2 must be an object with name, address, scanned_ports and "
          f"ports, not [\"db1\"]; {SAVE}"),
         (host_twice,
-         "baseline '{path}': host 4 ('web1'): listed twice (also host 1, with the same name and "
-         f"address); {SAVE}"),
+         "baseline '{path}': host 4 ('web1'): listed twice (also host 1, with the same name, "
+         f"address and vantage); {SAVE}"),
+        (setting("hosts", 0, "vantage", value=7),
+         "baseline '{path}': host 1 ('web1'): 'vantage' must be a vantage label or null, not 7; "
+         f"{SAVE}"),
         # the report
         (setting("version", value="99"),
          "baseline '{path}': report version '99' is not supported: this nornir-portscan reads "

@@ -114,16 +114,17 @@ def test_json_to_a_reader_that_left_exits_3_quietly():
 
 
 def test_too_little_memory_is_one_line_and_exit_3():
-    # 25 MB of address space: enough to start, not to plan a scan of every port
+    # 32 MB of address space: enough to start, not to plan a scan of every port (below ~30 MB
+    # an import may already fail, at limits that depend on how the libraries land in memory)
     done = subprocess.run(
-        ["prlimit", "--as=25000000", *CLI, "-p", "-", "127.0.0.1", "--no-progress"],
+        ["prlimit", "--as=32000000", *CLI, "-p", "-", "127.0.0.1", "--no-progress"],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert done.returncode == EXIT_SCAN, done.stderr
     assert re.fullmatch(
-        r"portscan: error: out of memory \(the address-space limit, ulimit -v, is 23 MiB\): "
+        r"portscan: error: out of memory \(the address-space limit, ulimit -v, is 30 MiB\): "
         r"scan fewer hosts or ports at once, or allow more memory\n",
         done.stderr,
     ), done.stderr

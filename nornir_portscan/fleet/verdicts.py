@@ -1,0 +1,125 @@
+"""Each (target, vantage) of a merged report judged against its expectations from that vantage.
+
+    judge_merged(merged, policies) -> a Judgement per merged host, in host order
+    port_verdict(policy, port, state) -> passed, failed, unjudged or None (no expectation)
+
+``policies`` maps a target name to its policy per vantage; ``None`` is the policy of every
+vantage the target's mapping does not name (Ansible: ``portscan_expect_*`` for every vantage,
+``portscan_vantage_policy`` per vantage). A host with ports that have no answer (a lost or
+failed shard, a local error, an unscanned port) or conflicting answers does not pass and is
+not judged; the matrix counts the same per port (``port_verdict``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from nornir_portscan.audit.policy import Violation
+from nornir_portscan.models import HostStatus, Policy, PortState
+from nornir_portscan.ports import format_ports
+
+if TYPE_CHECKING:
+    from nornir_portscan.fleet.merge import MergedHost, MergedReport
+
+__all__ = ["CONFLICT", "Judgement", "judge_merged", "policy_for", "port_verdict"]
+
+CONFLICT = "conflict"  # a port two shards answered differently: its answer is in doubt
+Policies = Mapping[str, Mapping[str | None, Policy]]
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """How one (target, vantage) stands: ``passed``, why not (``failure``, one line), the
+    ``violations`` of its ``policy`` (None: no expectations from there)."""
+
+    passed: bool
+    failure: str = ""
+    violations: tuple[Violation, ...] = ()
+    policy: Policy | None = None
+
+    @property
+    def kind(self) -> str | None:
+        """``compliant``, ``non_compliant`` or ``error`` (not judged); None without a policy."""
+        if self.policy is None:
+            return None
+        return "compliant" if self.passed else "non_compliant" if self.violations else "error"
+
+
+def policy_for(policies: Policies, name: str, vantage: str | None) -> Policy | None:
+    """The policy of target ``name`` from ``vantage``; None when it expects nothing there."""
+    scoped = policies.get(name) or {}
+    policy = scoped.get(vantage, scoped.get(None))
+    return policy if policy else None
+
+
+def port_verdict(policy: Policy | None, port: int, state: str) -> str | None:
+    """``passed``, ``failed`` or ``unjudged`` (no answer) when ``policy`` expects something of
+    ``port`` (a state, or not open: an allow-list that leaves it out); else None."""
+    if policy is None:
+        return None
+    want = policy.expected(port)
+    allowed = policy.allowed_open
+    limited = allowed is not None and port not in allowed
+    if want is None and not limited:
+        return None
+    if state in (PortState.ERROR.value, CONFLICT):
+        return "unjudged"
+    if want is not None:
+        return "passed" if state == want.value else "failed"
+    return "failed" if state == PortState.OPEN.value else "passed"
+
+
+def _label(host: MergedHost) -> str:
+    return f"{host.name} ({host.address or 'no address'}) from {host.vantage or '-'}"
+
+
+def judge_host(host: MergedHost, policy: Policy | None) -> Judgement:
+    """One merged host against its ``policy`` from its vantage."""
+    label = _label(host)
+    if host.status in (HostStatus.ERROR, HostStatus.UNRESOLVED) or host.error_ports:
+        return Judgement(False, f"{label}: not scanned in full ({host.error or 'error'})",
+                         policy=policy)  # fmt: skip
+    if host.unscanned:  # an interrupt or a host timeout: no answer, so no violation
+        unscanned = format_ports(host.unscanned)
+        return Judgement(
+            False, f"{label}: not scanned in full (ports {unscanned} unscanned)", policy=policy
+        )
+    if host.conflicts:
+        return Judgement(
+            False, f"{label}: shards answered ports {list(host.conflicts)} differently",
+            policy=policy,
+        )  # fmt: skip
+    if policy is None:
+        return Judgement(True)
+    listed = {p.port: p for p in host.ports}
+    states = dict.fromkeys(host.scanned, PortState.CLOSED.value)
+    states.update((p.port, p.state.value) for p in host.ports)
+    violations = []
+    for port in sorted(policy.ports):
+        want = policy.expected(port)
+        assert want is not None
+        got = states.get(port, "not scanned")
+        if got != want.value:
+            reason = listed[port].reason if port in listed else (
+                "conn-refused" if port in states else "not-scanned"
+            )  # fmt: skip
+            violations.append(Violation(port, want.value, got, reason))
+    if policy.allowed_open is not None:
+        violations += [
+            Violation(p.port, "not open", "open", p.reason)
+            for p in host.ports
+            if p.state is PortState.OPEN and p.port not in policy.allowed_open
+        ]
+    violations.sort(key=lambda v: v.port)
+    if not violations:
+        return Judgement(True, policy=policy)
+    said = ", ".join(f"port {v.port} {v.actual} (expected {v.expected})" for v in violations)
+    return Judgement(False, f"{label}: {said}", tuple(violations), policy)
+
+
+def judge_merged(merged: MergedReport, policies: Policies | None = None) -> tuple[Judgement, ...]:
+    """A ``Judgement`` per host of ``merged``, in its order."""
+    policies = policies or {}
+    return tuple(judge_host(h, policy_for(policies, h.name, h.vantage)) for h in merged.hosts)
