@@ -53,7 +53,7 @@ from nornir_portscan.engine.protocol import (
     sockaddr,
 )
 from nornir_portscan.engine.schedule import Probe, Schedule
-from nornir_portscan.models import PortState
+from nornir_portscan.states import PortState
 
 _EINPROGRESS = errno.EINPROGRESS
 _ECONNABORTED = errno.ECONNABORTED

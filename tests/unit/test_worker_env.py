@@ -101,3 +101,19 @@ def test_gevent_in_the_callers_script_directory_is_not_the_workers(tmp_path: Pat
     )
     assert str(Path(_gevent_file()).parents[1]) in out.stdout.strip().split(os.pathsep)
     assert str(tmp_path) not in out.stdout.strip().split(os.pathsep)
+
+
+def test_a_worker_builds_none_of_the_other_models(tmp_path: Path) -> None:
+    code = (
+        "import json, sys, nornir_portscan.engine.worker\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('nornir_portscan'))))"
+    )
+    (modules,) = [_worker_python(code, executor._worker_env(), tmp_path)]
+    assert "nornir_portscan.models" not in modules
+    assert "nornir_portscan.states" in modules
+
+
+def test_port_state_is_one_class_under_both_names() -> None:
+    from nornir_portscan import PortState, models, states
+
+    assert PortState is models.PortState is states.PortState
