@@ -1,5 +1,6 @@
 """The command line imports what a run needs when it runs: ``--version`` needs none of the
-engine, and a plain scan none of the fleet (``--shard``, ``merge``) code. Checked on
+engine, and a plain scan none of the fleet (``--shard``, ``merge``) code and none of the
+renderers of files it does not write. Checked on
 ``sys.modules`` of a fresh interpreter, not on times."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -50,6 +52,7 @@ def test_a_plain_scan_imports_no_fleet_and_no_gevent(options: list[str]) -> None
     modules = _modules_after(code)
     assert "nornir_portscan.engine.executor" in modules  # it did scan
     assert not {m for m in modules if m.startswith("nornir_portscan.fleet")}
+    assert not {"nornir_portscan.reports.nmap_xml", "nornir_portscan.reports.pages"} & modules
     assert "gevent" not in modules
 
 
@@ -61,3 +64,17 @@ def test_a_sharded_scan_imports_the_fleet_code() -> None:
         "assert code == 0, code"
     )
     assert "nornir_portscan.fleet.shards" in _modules_after(code)
+
+
+def test_a_scan_that_writes_xml_imports_its_renderer(tmp_path: Path) -> None:
+    out = tmp_path / "scan.xml"
+    code = (
+        "import contextlib, io\nfrom nornir_portscan.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    code = main(['-p', '1', '--no-progress', '--xml', {str(out)!r}, '127.0.0.1'])\n"
+        "assert code == 0, code"
+    )
+    modules = _modules_after(code)
+    assert "nornir_portscan.reports.nmap_xml" in modules
+    assert "nornir_portscan.reports.pages" not in modules
+    assert out.read_text().startswith("<?xml")
