@@ -1,12 +1,12 @@
 """The scan engine's entry points: ``scan`` and ``WorkerPool``.
 
 ``scan`` spreads (host, port-chunk) units over worker processes, one per CPU by default. Each
-worker is its own interpreter (``python -m nornir_portscan.engine.worker``) talking over pipes, so
-this process never imports gevent, never forks with threads running and never re-imports the
-caller's ``__main__``. Units are handed out as workers have room, so one big host keeps every
-worker busy and thousands of small hosts interleave. A worker that dies has its units re-run
-once, then reported as errors; Ctrl-C kills every worker and raises ``ScanInterrupted`` with the
-partial report.
+worker is its own interpreter (``python -S -P -m nornir_portscan.engine.worker``) talking over
+pipes, so this process never imports gevent, never forks with threads running and never
+re-imports the caller's ``__main__``. Units are handed out as workers have room, so one big
+host keeps every worker busy and thousands of small hosts interleave. A worker that dies has
+its units re-run once, then reported as errors; Ctrl-C kills every worker and raises
+``ScanInterrupted`` with the partial report.
 
 Inside, a ``_Run`` is one call (its units, tallies and report), a ``_Lane`` a set of workers with
 one ``WorkerConfig`` that runs share unit by unit, and ``_Engine`` the selector loop over lanes.
@@ -118,7 +118,7 @@ def scan(
 
 class WorkerPool:
     """Worker processes started before the scan is known, so that their start-up (a fresh
-    interpreter importing gevent, about 0.1 s) overlaps the caller's own work, such as walking
+    interpreter importing gevent, about 0.05 s) overlaps the caller's own work, such as walking
     an inventory of a thousand hosts::
 
         with WorkerPool() as workers:
