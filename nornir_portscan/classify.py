@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import errno
 
-from nornir_portscan.models import PortState
+from nornir_portscan.states import PortState
 
 __all__ = [
     "LOCAL",

@@ -13,9 +13,10 @@ answer, 1 two shards answered a port differently.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import errno
-import json
+import gc
 import os
 import re
 import resource
@@ -23,29 +24,20 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from nornir_portscan import __version__
-from nornir_portscan.audit.gates import Audit
 from nornir_portscan.errors import InputError, ReportError, ScanError, ScanInterrupted
-from nornir_portscan.fleet import (
-    iter_shard_json,
-    load_report,
-    merge_reports,
-    parse_shard,
-    shard_job,
-    shard_section,
-    where_ran,
-)
-from nornir_portscan.fleet.merge import merge_failure, render_merged
-from nornir_portscan.models import PortState
-from nornir_portscan.pipeline import Job, build_job, number, run_job
-from nornir_portscan.progress import ProgressBar
-from nornir_portscan.reports.data import iter_json, iter_table
-from nornir_portscan.reports.files import ReportFiles, page_format, write_reports
-from nornir_portscan.reports.writer import check_destination, write_atomic
+
+# What a run needs is imported when it runs (``--version`` and ``--help`` need none of it),
+# and what only some runs need (``--shard``, ``merge``) only by those.
+if TYPE_CHECKING:
+    from nornir_portscan.audit.gates import Audit
+    from nornir_portscan.pipeline import Job
+    from nornir_portscan.reports.files import ReportFiles
+
+    ShardJson = Callable[[Audit], Iterable[str]]
 
 __all__ = ["main"]
 
@@ -56,6 +48,12 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # a cancelled job, a closed ter
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _number(value: str) -> Any:
+    from nornir_portscan.pipeline import number
+
+    return number(value)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -114,13 +112,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--timeout",
-        type=number,
+        type=_number,
         default=1.0,
         help="connect timeout in seconds, the adaptive timeout's ceiling (default: %(default)s)",
     )
     p.add_argument(
         "--min-timeout",
-        type=number,
+        type=_number,
         default=0.1,
         help="floor of the adaptive timeout (default: %(default)s)",
     )
@@ -132,28 +130,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--retries",
-        type=number,
+        type=_number,
         default=1,
         help="extra attempts for ports that give no response (default: %(default)s); once a "
         "retry answered, three more than the latest attempt that answered, up to ten",
     )
-    p.add_argument("--rate", type=number, help="at most this many probes per second, all workers")
+    p.add_argument("--rate", type=_number, help="at most this many probes per second, all workers")
     p.add_argument(
         "--concurrency",
-        type=number,
+        type=_number,
         default=1000,
         help="probes in flight per worker (default: %(default)s)",
     )
-    p.add_argument("--host-concurrency", type=number, help="probes in flight per host")
-    p.add_argument("--processes", type=number, help="worker processes (default: one per CPU)")
+    p.add_argument("--host-concurrency", type=_number, help="probes in flight per host")
+    p.add_argument("--processes", type=_number, help="worker processes (default: one per CPU)")
     p.add_argument(
         "--host-timeout",
-        type=number,
+        type=_number,
         help="give up on a host after this many seconds, keeping its results",
     )
     p.add_argument(
         "--max-hosts",
-        type=number,
+        type=_number,
         default=65536,
         help="refuse target lists larger than this (default: %(default)s)",
     )
@@ -197,7 +195,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     audit.add_argument(
         "--recheck",
-        type=number,
+        type=_number,
         default=3,
         metavar="N",
         help="probe differences from the baseline N more times before calling "
@@ -210,14 +208,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     audit.add_argument(
         "--wait-timeout",
-        type=number,
+        type=_number,
         default=300.0,
         metavar="S",
         help="give up waiting after S seconds (default: %(default)s)",
     )
     audit.add_argument(
         "--interval",
-        type=number,
+        type=_number,
         default=2.0,
         metavar="S",
         help="seconds between wait rounds (default: %(default)s)",
@@ -239,12 +237,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _reports(args: argparse.Namespace) -> ReportFiles:
+    from nornir_portscan.reports.files import ReportFiles, page_format
+
     pages = {page_format(args.report): args.report} if args.report else {}
     return ReportFiles(json=None if args.json == "-" else args.json, xml=args.xml, **pages)
 
 
 def _job(args: argparse.Namespace) -> Job:
     """Parse and check every input; raises ``InputError`` before anything is sent."""
+    from nornir_portscan.pipeline import build_job
+
     if not args.targets and not args.target_file:
         raise InputError("no targets given: name at least one, e.g. 'portscan -p 22 127.0.0.1'")
     return build_job(
@@ -328,6 +330,8 @@ def _stop_signals() -> Iterator[_Stopped]:
 def _scan_failure(audit: Audit) -> str | None:
     """The one line that says why the scan did not do its job, or None when it did: a port that
     ended ``error`` has no state, which an exit code of 0 or 1 would hide."""
+    from nornir_portscan.models import PortState
+
     hosts = audit.report.hosts
     errors = sum(len(h.error_ports) for h in hosts)
     if not errors:
@@ -349,14 +353,15 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
-ShardJson = Callable[[Audit], Iterable[str]]
-
-
 def _sharded(job: Job, shard: tuple[int, int] | None) -> tuple[Job, ShardJson | None]:
     """With ``--shard``: this shard's part of the job (its JSON report written apart) and the
     renderer of that report, which says which shard of which plan it is and where it ran."""
     if shard is None:
         return job, None
+    from dataclasses import replace
+
+    from nornir_portscan.fleet import iter_shard_json, shard_job, shard_section, where_ran
+
     part, plan, mine = shard_job(job, *shard)
 
     def render(audit: Audit) -> Iterable[str]:
@@ -371,6 +376,10 @@ def _output(
 ) -> bool:
     """Show the outcome and write the report files; False when it could not be shown (a broken
     pipe: the reader left) or a file could not be written (the rest is done all the same)."""
+    from nornir_portscan.reports.data import iter_json, iter_table
+    from nornir_portscan.reports.files import write_reports
+    from nornir_portscan.reports.writer import write_atomic
+
     written = True
     try:  # the files first: a terminal that hung up (SIGHUP) must not cost the report
         write_reports(job.reports, audit)
@@ -402,6 +411,10 @@ def _memory_line() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
+    # At exit, the interpreter's last garbage collections would walk every object of the run
+    # (a few ms) only to free memory the process is giving back anyway.
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
     if sys.stderr is None:  # `2>&-`: nowhere to say anything, so do nothing
         return EXIT_SCAN
     if sys.stdout is None:  # `>&-`
@@ -466,8 +479,16 @@ def _main(argv: list[str] | None, stopped: _Stopped) -> int:
         return _merge(argv[1:])
     parser = _parser()
     args = parser.parse_args(_negatives_joined(parser, argv))
+    from nornir_portscan.audit.gates import Audit
+    from nornir_portscan.pipeline import run_job
+    from nornir_portscan.progress import ProgressBar
+
     try:
-        shard = None if args.shard is None else parse_shard(args.shard)
+        shard = None
+        if args.shard is not None:
+            from nornir_portscan.fleet import parse_shard
+
+            shard = parse_shard(args.shard)
         job, shard_json = _sharded(_job(args), shard)
     except InputError as exc:
         _error(exc)
@@ -511,6 +532,12 @@ def _merge(argv: list[str]) -> int:
     p.add_argument("reports", nargs="+", metavar="REPORT", help="a JSON report")
     p.add_argument("--json", metavar="FILE", help="write the merged report to FILE ('-': stdout)")
     args = p.parse_args(argv)
+    import json
+
+    from nornir_portscan.fleet import load_report, merge_reports
+    from nornir_portscan.fleet.merge import merge_failure, render_merged
+    from nornir_portscan.reports.writer import check_destination, write_atomic
+
     try:
         if args.json not in (None, "-"):
             check_destination(args.json, "merged report")

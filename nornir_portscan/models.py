@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from nornir_portscan.addresses import address_problem
 from nornir_portscan.errors import OptionError, PortSpecError, TargetSpecError
+from nornir_portscan.states import PortState
 
 __all__ = [
     "PARTIAL_STATUSES",
@@ -29,15 +30,6 @@ __all__ = [
 ]
 
 AddressFamily = Literal["ipv4", "ipv6", "both"]
-
-
-class PortState(enum.StrEnum):
-    """What the network said about a port; ``ERROR`` means it said nothing we could trust."""
-
-    OPEN = "open"
-    CLOSED = "closed"
-    FILTERED = "filtered"
-    ERROR = "error"
 
 
 class HostStatus(enum.StrEnum):

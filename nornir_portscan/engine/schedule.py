@@ -37,7 +37,7 @@ from typing import Generic, TypeVar
 from nornir_portscan.classify import errno_name
 from nornir_portscan.engine.protocol import Progressed, Unit, UnitDone, WirePort, WorkerConfig
 from nornir_portscan.engine.timing import RoundTrip, Window, attempts_for, retry_timeout
-from nornir_portscan.models import PortState
+from nornir_portscan.states import PortState
 
 MAX_LOCAL_FAILURES = 8  # of one probe, before its port is reported as an error
 FORGET_AFTER = 5.0  # seconds idle, after which what the worker learnt of drops is forgotten

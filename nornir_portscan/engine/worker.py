@@ -35,6 +35,15 @@ import sys
 import time
 from typing import Any
 
+if sys.flags.no_site:  # started by the executor (-S): where gevent is, after the standard library
+    sys.path += filter(None, os.environ.get("_NORNIR_PORTSCAN_WORKER_PATH", "").split(os.pathsep))
+    try:
+        import gevent  # noqa: F401
+    except ImportError:  # it needs what only the site module adds (a .pth file's directory)
+        import site
+
+        site.main()
+
 from gevent import get_hub
 from gevent.event import Event
 
@@ -49,7 +58,7 @@ from nornir_portscan.engine.protocol import (
     sockaddr,
 )
 from nornir_portscan.engine.schedule import Probe, Schedule
-from nornir_portscan.models import PortState
+from nornir_portscan.states import PortState
 
 _EINPROGRESS = errno.EINPROGRESS
 _ECONNABORTED = errno.ECONNABORTED

@@ -15,19 +15,38 @@ from pathlib import Path
 from nornir_portscan.audit.gates import Audit
 from nornir_portscan.errors import InputError
 from nornir_portscan.reports.data import iter_json, iter_table
-from nornir_portscan.reports.nmap_xml import iter_xml
-from nornir_portscan.reports.pages import iter_html, iter_markdown
 from nornir_portscan.reports.writer import check_destination, write_atomic
 
 __all__ = ["FORMATS", "ReportFiles", "page_format", "write_reports"]
 
 Path_ = str | os.PathLike[str]
+
+
+# The renderers of the formats a plain scan does not write are imported when one is written.
+def _xml(audit: Audit) -> Iterable[str]:
+    from nornir_portscan.reports.nmap_xml import iter_xml
+
+    return iter_xml(audit)
+
+
+def _markdown(audit: Audit) -> Iterable[str]:
+    from nornir_portscan.reports.pages import iter_markdown
+
+    return iter_markdown(audit)
+
+
+def _html(audit: Audit) -> Iterable[str]:
+    from nornir_portscan.reports.pages import iter_html
+
+    return iter_html(audit)
+
+
 FORMATS: dict[str, tuple[str, Callable[[Audit], Iterable[str]]]] = {
     "json": ("JSON report", iter_json),
-    "xml": ("XML report", iter_xml),
+    "xml": ("XML report", _xml),
     "table": ("table", iter_table),
-    "markdown": ("Markdown report", iter_markdown),
-    "html": ("HTML report", iter_html),
+    "markdown": ("Markdown report", _markdown),
+    "html": ("HTML report", _html),
 }
 """format -> (what it is called in messages, its renderer: the text in chunks, so that a report
 of 65,536 hosts is never all in memory)."""
