@@ -21,6 +21,7 @@ import functools
 import importlib.machinery
 import math
 import os
+import select
 import selectors
 import subprocess
 import sys
@@ -305,9 +306,26 @@ class _Worker:
 
     def stop(self) -> None:
         """Wait for the worker to leave after ``ask_to_stop``; kill it if it does not."""
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=2)
+        _wait_for_exit(self.proc, 2.0)
         self.kill()
+
+
+def _wait_for_exit(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Wait at most ``timeout`` seconds for ``proc`` to exit, woken by its pidfd as it exits
+    (``Popen.wait`` with a timeout polls, with sleeps that grow to 50 ms)."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except OSError:  # gone and reaped already, or a kernel before 5.3
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=timeout)
+        return
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        poller.poll(timeout * 1000)
+    finally:
+        os.close(pidfd)
+    proc.poll()
 
 
 Callback = Callable[[], None]
