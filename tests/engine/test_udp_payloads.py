@@ -66,7 +66,9 @@ def test_dns_query_asks_for_a_test_only_name_without_recursion() -> None:
 
 def test_mdns_query_is_a_legacy_unicast_service_enumeration() -> None:
     (query_id, flags, qd, *_), name, qtype, qclass = _dns_question(PAYLOADS[5353])
-    assert query_id != 0 and flags == 0 and qd == 1  # a non-zero id: legacy unicast
+    assert query_id != 0
+    assert flags == 0
+    assert qd == 1
     assert (name, qtype, qclass) == ("_services._dns-sd._udp.local", 12, 1)
 
 
@@ -83,7 +85,9 @@ def test_snmp_is_a_v2c_get_of_sysdescr_with_community_public() -> None:
     (vtag, version), (ctag, community), (ptag, pdu) = _ber_all(message)
     assert (vtag, version, ctag, community, ptag) == (0x02, b"\x01", 0x04, b"public", 0xA0)
     (_, request_id), (_, status), (_, index), (btag, bindings) = _ber_all(pdu)
-    assert request_id != b"\x00" and status == index == b"\x00" and btag == 0x30
+    assert request_id != b"\x00"
+    assert status == index == b"\x00"
+    assert btag == 0x30
     ((_, binding),) = _ber_all(bindings)
     (otag, oid), (ntag, null) = _ber_all(binding)
     assert (otag, _oid(oid), ntag, null) == (0x06, "1.3.6.1.2.1.1.1.0", 0x05, b"")
@@ -105,7 +109,8 @@ def test_netbios_is_a_node_status_request_for_star() -> None:
 def _isakmp(data: bytes) -> None:
     header = struct.unpack_from("!8s8sBBBBII", data)
     icookie, rcookie, next_payload, version, exchange, flags, msgid, length = header
-    assert icookie != bytes(8) and rcookie == bytes(8)
+    assert icookie != bytes(8)
+    assert rcookie == bytes(8)
     assert (next_payload, version, exchange, flags, msgid, length) == (1, 0x10, 2, 0, 0, len(data))
     nxt, _, sa_len, doi, situation = struct.unpack_from("!BBHII", data, 28)
     assert (nxt, 28 + sa_len, doi, situation) == (0, len(data), 1, 1)
@@ -151,7 +156,8 @@ def test_rpc_is_a_null_call_to_portmapper() -> None:
 def test_ssdp_is_an_m_search() -> None:
     request, _, body = PAYLOADS[1900].partition(b"\r\n\r\n")
     lines = request.decode("ascii").split("\r\n")
-    assert lines[0] == "M-SEARCH * HTTP/1.1" and body == b""
+    assert lines[0] == "M-SEARCH * HTTP/1.1"
+    assert body == b""
     headers = dict(line.split(": ", 1) for line in lines[1:])
     assert headers == {
         "HOST": "239.255.255.250:1900",
