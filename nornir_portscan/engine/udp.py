@@ -40,6 +40,7 @@ from nornir_portscan.engine.protocol import Progressed, Unit, UnitDone, WirePort
 from nornir_portscan.engine.protocol import sockaddr as _sockaddr
 from nornir_portscan.engine.timing import RoundTrip, probe_timeout
 from nornir_portscan.engine.udp_pacing import (
+    MAX_SCALE,
     IcmpHistory,
     clean_needed,
     icmp_gap,
@@ -55,6 +56,7 @@ _PORT_UNREACH = {False: (3, 3), True: (1, 4)}  # (type, code): ICMP, ICMPv6
 _MAX_LOCAL_FAILURES = 8
 _BACKOFF = 0.005
 _PROGRESS_INTERVAL = 0.1
+_VERIFY_AFTER = 30.0  # seconds a suspect waits at most for its worker-wide round
 _RECV_SIZE = 65535
 _now = time.monotonic
 
@@ -73,13 +75,14 @@ class _Port:
 
 
 class _Host(RoundTrip):
-    __slots__ = ("history", "inflight", "limited")
+    __slots__ = ("history", "inflight", "limited", "scale")
 
     def __init__(self, srtt: float | None, rttvar: float | None) -> None:
         super().__init__(srtt, rttvar)
         self.history = IcmpHistory()
         self.inflight: set[_Slot] = set()
         self.limited = False
+        self.scale = 1  # ICMP intervals per gap: doubled when a clean silence was wrong
 
 
 class _Job:
@@ -98,6 +101,7 @@ class _Job:
         "round",
         "round_size",
         "sent",
+        "suspects",
         "unit",
         "unscanned",
     )
@@ -118,10 +122,11 @@ class _Job:
         self.results: list[WirePort] = []
         self.unscanned: list[int] = []
         self.rate_limited = False
+        self.suspects = 0  # ports in the worker's verification queue
         self.sent = False
 
     def waiting(self) -> bool:
-        return bool(self.fresh or self.candidates or self.round)
+        return bool(self.fresh or self.candidates or self.round or self.suspects)
 
 
 class _Slot:
@@ -151,6 +156,13 @@ class UdpProber:
         self.jobs: deque[_Job] = deque()
         self.hosts: dict[int, _Host] = {}
         self.overall = RoundTrip()
+        # Every ICMP error any host drew: addresses of one machine share its bucket, so a
+        # silence is final only when no host drew one just before it (see ``_verify``).
+        self.history = IcmpHistory()
+        self.suspects: deque[tuple[_Job, _Port]] = deque()
+        self.suspect_since = 0.0
+        self.verifying = False
+        self.inflight = 0
         self.need = clean_needed(config)
         self.finished_ports = 0
         self.progress_batch = max(1, config.concurrency // 4)
@@ -174,7 +186,7 @@ class UdpProber:
         self.pump()
 
     def _gap(self, host: _Host) -> float:
-        return icmp_gap(self.config, host.srtt, host.rttvar)
+        return icmp_gap(self.config, host.srtt, host.rttvar, host.scale)
 
     def _wake(self, delay: float) -> None:
         if not self.wakeup.active:
@@ -200,6 +212,8 @@ class UdpProber:
             now = _now()
             if now < self.resume_at:
                 self._wake(self.resume_at - now)
+                return
+            if self.suspects and self._verify(now):
                 return
             job = jobs[0]
             jobs.rotate(-1)
@@ -233,6 +247,41 @@ class UdpProber:
                 self.tokens -= 1.0
             skipped = 0
             self._start(idle.pop(), job, port)
+
+    def _verify(self, now: float) -> bool:
+        """The worker-wide round for the ports that were silent only by their own host's
+        rule: True while it holds back every other probe.
+
+        It starts when nothing else can start, or when the oldest suspect has waited
+        ``_VERIFY_AFTER``; it waits until no probe is in flight and no ICMP error was drawn
+        for a gap, then sends every suspect at once.
+        """
+        if not self.verifying:
+            blocked = all(not job.fresh and not job.round for job in self.jobs)
+            if not blocked and now - self.suspect_since < _VERIFY_AFTER:
+                return False
+            self.verifying = True
+        if self.inflight:
+            return True
+        quiet_at = self.history.quiet_at(self._global_gap())
+        if now < quiet_at:
+            self._wake(quiet_at - now)
+            return True
+        round_ = self.suspects
+        self.suspects = deque()
+        for job, port in round_:
+            job.suspects -= 1
+            if self.idle:
+                self._start(self.idle.pop(), job, port)
+            else:
+                self.suspects.append((job, port))
+                job.suspects += 1
+        self.verifying = False
+        self.suspect_since = now
+        return True
+
+    def _global_gap(self) -> float:
+        return icmp_gap(self.config, self.overall.srtt, self.overall.rttvar)
 
     def _next_port(self, job: _Job, now: float, cap: int) -> _Port | None:
         host = job.host
@@ -291,7 +340,9 @@ class UdpProber:
             return
         host = job.host
         host.history.sent(started)
+        self.history.sent(started)
         host.inflight.add(slot)
+        self.inflight += 1
         port.attempts += 1
         job.probes += 1
         attempt = 1 if port.attempts == 1 else port.clean + 2  # the last clean one waits longest
@@ -369,11 +420,24 @@ class UdpProber:
         self.overall.sample(rtt)
         if drew:
             gap = self._gap(host)
-            host.history.drew(slot.started, now, keep=2 * gap + self.config.max_timeout)
+            keep = 2 * gap + self.config.max_timeout
+            host.history.drew(slot.started, now, keep=keep)
+            self.history.drew(slot.started, now, keep=2 * self._global_gap() + keep)
             if port.silent_before:  # an earlier attempt met an empty bucket (or was lost)
                 host.limited = job.rate_limited = True
+            if port.clean:  # it met an empty bucket when the rule said a token was there
+                self._slow_down(host)
         self._release(slot)
         self._record(job, port, state, reason, rtt)
+
+    def _slow_down(self, host: _Host) -> None:
+        """The host's bucket is slower than the rule assumed: double its gap, and its clean
+        silences so far count for nothing."""
+        host.scale = min(MAX_SCALE, host.scale * 2)
+        for job in self.jobs:
+            if job.host is host:
+                for port in (*job.candidates, *job.round):
+                    port.clean = 0
 
     def _silent(self, slot: _Slot) -> None:
         job, port = slot.job, slot.port
@@ -385,9 +449,20 @@ class UdpProber:
         self._release(slot)
         port.silent_before = True
         if clean:
-            port.clean += 1
+            port.clean = min(self.need, port.clean + 1)
             if port.clean >= self.need:
-                self._record(job, port, "open|filtered", "no-response", None)
+                unresolved = [s.started for s in self.slots if s.sock is not None]
+                if self.history.clean(slot.started, self._global_gap(), unresolved):
+                    self._record(job, port, "open|filtered", "no-response", None)
+                    return
+                # another host drew an ICMP error just before: if it is the same machine,
+                # this silence may be its empty bucket
+                if not self.suspects:
+                    self.suspect_since = _now()
+                self.suspects.append((job, port))
+                job.suspects += 1
+                self._round_progress(job)
+                self.pump()
                 return
             job.candidates.appendleft(port)  # first in the next round: clean for sure
         else:
@@ -445,7 +520,9 @@ class UdpProber:
     def _release(self, slot: _Slot) -> None:
         job = slot.job
         assert job is not None
-        job.host.inflight.discard(slot)
+        if slot in job.host.inflight:
+            job.host.inflight.discard(slot)
+            self.inflight -= 1
         job.outstanding -= 1
         if slot.watcher is not None:
             slot.watcher.stop()
@@ -483,6 +560,9 @@ class UdpProber:
     def _expire(self, job: _Job) -> None:
         """The host timeout passed: what is not decided is not scanned."""
         ports = [*job.fresh, *job.round, *job.candidates]
+        ports += [port for owner, port in self.suspects if owner is job]
+        self.suspects = deque(item for item in self.suspects if item[0] is not job)
+        job.suspects = 0
         job.fresh.clear()
         job.round.clear()
         job.candidates.clear()

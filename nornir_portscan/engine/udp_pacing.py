@@ -22,8 +22,13 @@ the bucket refills at least one token per ``ICMP_INTERVAL``. So a probe is **cle
 
 ``gap`` is ``ICMP_INTERVAL`` plus a margin for the difference in one-way delays. A port is
 ``open|filtered`` only after ``clean_needed`` clean silent attempts; an unclean silence is sent
-again. To make clean probes, the silent ports of a host go out in rounds, each when the host is
-quiet (nothing in flight, no ICMP error drawn for ``gap``): the first probe of a round is clean
+again. A port that answers with an ICMP error after a clean silence proves the rule wrong for
+its host: its bucket is slower, or shared (several addresses of one machine spend one bucket,
+as they all answer the same destination), or someone else spends it. Then the host's gap
+doubles (``MAX_SCALE`` times at most) and its clean silences so far no longer count.
+
+To make clean probes, the silent ports of a host go out in rounds, each when the host is quiet
+(nothing in flight, no ICMP error drawn for ``gap``): the first probe of a round is clean
 whatever it meets, and the probes before the first one to draw an ICMP error are clean too.
 Each round costs one ``gap`` if it drew an ICMP error, else one timeout: a host whose closed
 ports are rate-limited is scanned at its ICMP rate, one closed port a second, and hosts run in
@@ -40,20 +45,22 @@ from nornir_portscan.engine.protocol import WorkerConfig
 ICMP_INTERVAL = 1.0  # seconds per ICMP error: Linux's default per destination, the slowest
 GAP_MARGIN = 0.05  # seconds: scheduling jitter on either side
 MIN_ROUND = 8  # probes in a round once a host has shown its rate limit
+MAX_SCALE = 32  # the slowest gap: 32 ICMP intervals, for 32 addresses sharing one bucket
 
 
 def clean_needed(config: WorkerConfig) -> int:
-    """Clean silent attempts before a port is ``open|filtered``: ``retries``, at least one.
-
-    The first attempt is rarely clean (see the module docstring), so a port silent throughout
-    gets ``1 + retries`` attempts, as a TCP port does.
-    """
-    return max(1, config.retries)
+    """Clean silent attempts before a port is ``open|filtered``: ``1 + retries``, as a TCP
+    port's attempts. The first attempt is rarely clean (see the module docstring); with two
+    or more clean ones, a wrong rule shows (a clean silence and then an ICMP error)."""
+    return 1 + config.retries
 
 
-def icmp_gap(config: WorkerConfig, srtt: float | None, rttvar: float | None) -> float:
+def icmp_gap(
+    config: WorkerConfig, srtt: float | None, rttvar: float | None, scale: int = 1
+) -> float:
     """How far apart two probes of a host must start so that the second finds a token: the
-    interval, a margin, and the host's round-trip spread (one-way delays differ by at most it).
+    interval (``scale`` of them), a margin, and the host's round-trip spread (one-way delays
+    differ by at most it).
 
     >>> from nornir_portscan.engine.protocol import WorkerConfig
     >>> config = WorkerConfig(100, None, None, 0.1, 1.0, True, 1, False)
@@ -61,7 +68,7 @@ def icmp_gap(config: WorkerConfig, srtt: float | None, rttvar: float | None) -> 
     1.08
     """
     spread = srtt + 4 * rttvar if srtt is not None and rttvar is not None else config.max_timeout
-    return ICMP_INTERVAL + GAP_MARGIN + min(spread, config.max_timeout)
+    return scale * ICMP_INTERVAL + GAP_MARGIN + min(spread, config.max_timeout)
 
 
 def next_round(candidates: int, resolved_last: int | None) -> int:
