@@ -56,6 +56,7 @@ _PORT_UNREACH = {False: (3, 3), True: (1, 4)}  # (type, code): ICMP, ICMPv6
 _MAX_LOCAL_FAILURES = 8
 _BACKOFF = 0.005
 _PROGRESS_INTERVAL = 0.1
+_HOLD = object()  # the worker-wide round holds back every other probe
 _VERIFY_AFTER = 30.0  # seconds a suspect waits at most for its worker-wide round
 _RECV_SIZE = 65535
 _now = time.monotonic
@@ -130,7 +131,7 @@ class _Job:
 
 
 class _Slot:
-    __slots__ = ("deadline", "guessing", "in_round", "job", "port", "sock", "started", "watcher")
+    __slots__ = ("deadline", "guessing", "job", "port", "sock", "started", "watcher")
 
     def __init__(self) -> None:
         self.job: _Job | None = None
@@ -140,7 +141,6 @@ class _Slot:
         self.started = 0.0
         self.deadline = 0.0
         self.guessing = False
-        self.in_round = False
 
 
 class UdpProber:
@@ -160,6 +160,7 @@ class UdpProber:
         # silence is final only when no host drew one just before it (see ``_verify``).
         self.history = IcmpHistory()
         self.suspects: deque[tuple[_Job, _Port]] = deque()
+        self.verify_round: deque[tuple[_Job, _Port]] = deque()  # sent before anything else
         self.suspect_since = 0.0
         self.verifying = False
         self.inflight = 0
@@ -213,8 +214,12 @@ class UdpProber:
             if now < self.resume_at:
                 self._wake(self.resume_at - now)
                 return
-            if self.suspects and self._verify(now):
+            step = self._verification_step(now)
+            if step is _HOLD:
                 return
+            if isinstance(step, tuple):
+                self._start(idle.pop(), *step)
+                continue
             job = jobs[0]
             jobs.rotate(-1)
             deadline = job.unit.deadline
@@ -237,16 +242,37 @@ class UdpProber:
                 if skipped >= len(jobs):
                     return
                 continue
-            if config.rate is not None:
-                self.tokens = min(self.burst, self.tokens + (now - self.refilled) * config.rate)
-                self.refilled = now
-                if self.tokens < 1.0:
-                    self._putback(job, port)
-                    self._wake((1.0 - self.tokens) / config.rate)
-                    return
-                self.tokens -= 1.0
+            if not self._token(now):
+                self._putback(job, port)
+                return
             skipped = 0
             self._start(idle.pop(), job, port)
+
+    def _verification_step(self, now: float) -> tuple[_Job, _Port] | object | None:
+        """The next probe of the worker-wide round, ``_HOLD`` while it holds back the rest,
+        None when there is none."""
+        if not self.verify_round and (not self.suspects or self._verify(now)):
+            return _HOLD if self.suspects else None
+        if not self.verify_round:
+            return None
+        if not self._token(now):
+            return _HOLD
+        job, port = self.verify_round.popleft()
+        job.suspects -= 1
+        return job, port
+
+    def _token(self, now: float) -> bool:
+        """Whether the global rate allows a probe now (then it is spent); else a wake-up."""
+        rate = self.config.rate
+        if rate is None:
+            return True
+        self.tokens = min(self.burst, self.tokens + (now - self.refilled) * rate)
+        self.refilled = now
+        if self.tokens < 1.0:
+            self._wake((1.0 - self.tokens) / rate)
+            return False
+        self.tokens -= 1.0
+        return True
 
     def _verify(self, now: float) -> bool:
         """The worker-wide round for the ports that were silent only by their own host's
@@ -254,7 +280,7 @@ class UdpProber:
 
         It starts when nothing else can start, or when the oldest suspect has waited
         ``_VERIFY_AFTER``; it waits until no probe is in flight and no ICMP error was drawn
-        for a gap, then sends every suspect at once.
+        for a gap, then moves every suspect to ``verify_round``, sent before anything else.
         """
         if not self.verifying:
             blocked = all(not job.fresh and not job.round for job in self.jobs)
@@ -267,18 +293,10 @@ class UdpProber:
         if now < quiet_at:
             self._wake(quiet_at - now)
             return True
-        round_ = self.suspects
-        self.suspects = deque()
-        for job, port in round_:
-            job.suspects -= 1
-            if self.idle:
-                self._start(self.idle.pop(), job, port)
-            else:
-                self.suspects.append((job, port))
-                job.suspects += 1
+        self.verify_round, self.suspects = self.suspects, self.verify_round
         self.verifying = False
         self.suspect_since = now
-        return True
+        return False
 
     def _global_gap(self) -> float:
         return icmp_gap(self.config, self.overall.srtt, self.overall.rttvar)
@@ -314,7 +332,6 @@ class UdpProber:
     # -- one probe ---------------------------------------------------------------------------
     def _start(self, slot: _Slot, job: _Job, port: _Port) -> None:
         slot.job, slot.port = job, port
-        slot.in_round = port.attempts > 0
         job.outstanding += 1
         try:
             sock = socket.socket(job.family, socket.SOCK_DGRAM)
@@ -560,8 +577,10 @@ class UdpProber:
     def _expire(self, job: _Job) -> None:
         """The host timeout passed: what is not decided is not scanned."""
         ports = [*job.fresh, *job.round, *job.candidates]
-        ports += [port for owner, port in self.suspects if owner is job]
+        for queue in (self.suspects, self.verify_round):
+            ports += [port for owner, port in queue if owner is job]
         self.suspects = deque(item for item in self.suspects if item[0] is not job)
+        self.verify_round = deque(item for item in self.verify_round if item[0] is not job)
         job.suspects = 0
         job.fresh.clear()
         job.round.clear()
