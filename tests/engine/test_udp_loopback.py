@@ -80,3 +80,10 @@ def test_many_hosts_at_once() -> None:
     result = drive([(i, h, range(47500, 47550)) for i, h in enumerate(hosts)], concurrency=64)
     assert [u["closed"] for u in result["units"]] == [50] * 32
     assert result["progress"] == 32 * 50
+
+
+def test_a_passed_host_timeout_scans_nothing() -> None:
+    (unit,) = drive([(0, HOST, range(47600, 47610))], deadline=0.0)["units"]
+    assert unit["ports"] == []
+    assert unit["unscanned"] == list(range(47600, 47610))
+    assert unit["probes"] == 0

@@ -80,3 +80,13 @@ def test_what_this_host_refuses_is_a_local_error_never_a_port_state() -> None:
         43201: ("error", "local-EPERM"),  # a local reject fails the send too, no ICMP
         43202: ("closed", "port-unreach"),
     }
+
+
+def test_a_host_timeout_leaves_rate_limited_ports_unscanned_never_open_filtered() -> None:
+    with namespace_pair() as pair:
+        result = drive([(0, pair.address, range(43300, 43340))], netns=pair.client, deadline=3.0)
+    (unit,) = result["units"]
+    found = states(unit)
+    assert set(found.values()) == {("closed", "port-unreach")}
+    assert 6 <= len(found) < 20  # the burst, then about one a second until the timeout
+    assert sorted([*found, *unit["unscanned"]]) == list(range(43300, 43340))

@@ -1,7 +1,8 @@
 """Drive a ``UdpProber`` in this process, for the tests: ``python -m tests.engine.udp_driver
 JSON`` with ``{"config": {WorkerConfig fields}, "units": [[host_id, address, [ports]], ...],
-"limit": seconds}``. Prints one JSON object: each unit's ``UnitDone`` fields, the ports
-reported as progress and the wall time. Imports gevent: never import it in the test process."""
+"limit": seconds, "deadline": seconds or absent}``. Prints one JSON object: each unit's
+``UnitDone`` fields, the ports reported as progress and the wall time. Imports gevent:
+never import it in the test process."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from nornir_portscan.engine.udp import UdpProber
 def main() -> None:
     spec = json.loads(sys.argv[1])
     config = WorkerConfig(**spec["config"])
+    deadline = spec.get("deadline")  # seconds from now: the host timeout
+    at = None if deadline is None else time.monotonic() + deadline
     units = [
-        Unit(unit_id, host_id, address, tuple(ports), None, None, None, protocol="udp")
+        Unit(unit_id, host_id, address, tuple(ports), None, None, at, protocol="udp")
         for unit_id, (host_id, address, ports) in enumerate(spec["units"])
     ]
     done: dict[int, dict[str, Any]] = {}

@@ -36,14 +36,17 @@ def drive(
     *,
     netns: str | None = None,
     limit: float = 120.0,
+    deadline: float | None = None,
     **changes: Any,
 ) -> dict[str, Any]:
     """Scan ``units`` (host_id, address, ports) with a ``UdpProber``; its output as JSON."""
-    spec = {
+    spec: dict[str, Any] = {
         "config": config(**changes),
         "units": [[host_id, address, list(ports)] for host_id, address, ports in units],
         "limit": limit,
     }
+    if deadline is not None:
+        spec["deadline"] = deadline
     command = [sys.executable, "-m", "tests.engine.udp_driver", json.dumps(spec)]
     if netns is not None:
         command = ["ip", "netns", "exec", netns, *command]
