@@ -56,6 +56,7 @@ _PORT_UNREACH = {False: (3, 3), True: (1, 4)}  # (type, code): ICMP, ICMPv6
 _MAX_LOCAL_FAILURES = 8
 _BACKOFF = 0.005
 _PROGRESS_INTERVAL = 0.1
+UNRESOLVED_WAIT = 3.2  # s: neighbour resolution gives up after ucast_solicit 3 x 1 s
 _HOLD = object()  # the worker-wide round holds back every other probe
 _VERIFY_AFTER = 30.0  # seconds a suspect waits at most for its worker-wide round
 _RECV_SIZE = 65535
@@ -65,18 +66,19 @@ _now = time.monotonic
 class _Port:
     """A port not yet decided: its attempts so far and how many were clean silences."""
 
-    __slots__ = ("attempts", "clean", "failures", "number", "silent_before")
+    __slots__ = ("attempts", "clean", "clean_at", "failures", "number", "silent_before")
 
     def __init__(self, number: int) -> None:
         self.number = number
         self.attempts = 0
         self.clean = 0
+        self.clean_at = 0.0  # when the latest clean silence started
         self.failures = 0
         self.silent_before = False
 
 
 class _Host(RoundTrip):
-    __slots__ = ("history", "inflight", "limited", "scale")
+    __slots__ = ("history", "inflight", "limited", "scale", "slowed_at")
 
     def __init__(self, srtt: float | None, rttvar: float | None) -> None:
         super().__init__(srtt, rttvar)
@@ -84,6 +86,7 @@ class _Host(RoundTrip):
         self.inflight: set[_Slot] = set()
         self.limited = False
         self.scale = 1  # ICMP intervals per gap: doubled when a clean silence was wrong
+        self.slowed_at = float("-inf")
 
 
 class _Job:
@@ -362,11 +365,24 @@ class UdpProber:
         self.inflight += 1
         port.attempts += 1
         job.probes += 1
-        attempt = 1 if port.attempts == 1 else port.clean + 2  # the last clean one waits longest
-        timeout, slot.guessing = probe_timeout(self.config, host, self.overall, attempt)
-        slot.deadline = started + timeout
+        slot.deadline = started + self._timeout(slot, host, port)
         slot.watcher = self.loop.io(sock.fileno(), 1)
         slot.watcher.start(self._readable, slot)
+
+    def _timeout(self, slot: _Slot, host: _Host, port: _Port) -> float:
+        """The probe's timeout (``probe_timeout``; the last clean attempt waits longest).
+
+        A host that never answered may be an on-link address no one has: its datagrams wait
+        for a neighbour that never resolves, and only after ``UNRESOLVED_WAIT`` does the
+        kernel fail them (ICMP host-unreachable from this host: a local error). A later
+        attempt of such a host waits that long, so that its silence is the network's.
+        """
+        attempt = 1 if port.attempts == 1 else port.clean + 2
+        timeout, slot.guessing = probe_timeout(self.config, host, self.overall, attempt)
+        if port.attempts > 1 and host.srtt is None:
+            slot.guessing = True  # shortened once the host answers anything
+            return max(timeout, UNRESOLVED_WAIT)
+        return timeout
 
     def _readable(self, slot: _Slot) -> None:
         answer = self._answer(slot)
@@ -442,15 +458,18 @@ class UdpProber:
             self.history.drew(slot.started, now, keep=2 * self._global_gap() + keep)
             if port.silent_before:  # an earlier attempt met an empty bucket (or was lost)
                 host.limited = job.rate_limited = True
-            if port.clean:  # it met an empty bucket when the rule said a token was there
-                self._slow_down(host)
+            # it met an empty bucket when the rule said a token was there; once per episode:
+            # a silence before the last slow-down was under the old gap (as nmap's boosts)
+            if port.clean and port.clean_at > host.slowed_at:
+                self._slow_down(host, now)
         self._release(slot)
         self._record(job, port, state, reason, rtt)
 
-    def _slow_down(self, host: _Host) -> None:
+    def _slow_down(self, host: _Host, now: float) -> None:
         """The host's bucket is slower than the rule assumed: double its gap, and its clean
         silences so far count for nothing."""
         host.scale = min(MAX_SCALE, host.scale * 2)
+        host.slowed_at = now
         for job in self.jobs:
             if job.host is host:
                 for port in (*job.candidates, *job.round):
@@ -467,6 +486,7 @@ class UdpProber:
         port.silent_before = True
         if clean:
             port.clean = min(self.need, port.clean + 1)
+            port.clean_at = slot.started
             if port.clean >= self.need:
                 unresolved = [s.started for s in self.slots if s.sock is not None]
                 if self.history.clean(slot.started, self._global_gap(), unresolved):
@@ -508,7 +528,6 @@ class UdpProber:
         """Time out the probes past their deadline, oldest first (a probe's cleanness
         depends on the ones sent before it)."""
         now = _now()
-        config = self.config
         due = []
         for slot in self.slots:
             job = slot.job
@@ -517,9 +536,7 @@ class UdpProber:
             if slot.guessing:  # an estimate may have come since: shorten the stopgap
                 port = slot.port
                 assert port is not None
-                attempt = 1 if port.attempts == 1 else port.clean + 2
-                timeout, slot.guessing = probe_timeout(config, job.host, self.overall, attempt)
-                slot.deadline = slot.started + timeout
+                slot.deadline = slot.started + self._timeout(slot, job.host, port)
             if now >= slot.deadline:
                 due.append(slot)
         due.sort(key=lambda s: s.started)

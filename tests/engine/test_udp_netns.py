@@ -90,3 +90,20 @@ def test_a_host_timeout_leaves_rate_limited_ports_unscanned_never_open_filtered(
     assert set(found.values()) == {("closed", "port-unreach")}
     assert 6 <= len(found) < 20  # the burst, then about one a second until the timeout
     assert sorted([*found, *unit["unscanned"]]) == list(range(43300, 43340))
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_an_on_link_address_no_one_has_is_a_local_error_not_open_filtered(retries: int) -> None:
+    # The datagrams wait for a neighbour that never answers; after 3 s the kernel fails them
+    # with an ICMP host-unreachable from this host. The other host answers at once, so the
+    # worker has a round-trip estimate and its timeouts are short.
+    with namespace_pair() as pair:
+        pair.run("ip", "-n", pair.client, "route", "add", "198.18.254.0/24", "dev", pair.veth)
+        result = drive(
+            [(0, pair.address, [43400]), (1, "198.18.254.9", [43401, 43402])],
+            netns=pair.client,
+            retries=retries,
+        )
+    answered, phantom = result["units"]
+    assert states(answered) == {43400: ("closed", "port-unreach")}
+    assert states(phantom) == dict.fromkeys([43401, 43402], ("error", "local-EHOSTUNREACH"))

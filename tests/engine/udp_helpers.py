@@ -117,6 +117,7 @@ class Pair:
         self.target = f"{prefix}-t"
         self.address = "198.18.252.2"
         self.extra = list(extra)
+        self.veth = f"{prefix}a"  # the client's end
 
     def run(self, *command: str, netns: str | None = None, stdin: str | None = None) -> None:
         full = ["ip", "netns", "exec", netns, *command] if netns else list(command)
