@@ -56,11 +56,26 @@ _PORT_UNREACH = {False: (3, 3), True: (1, 4)}  # (type, code): ICMP, ICMPv6
 _MAX_LOCAL_FAILURES = 8
 _BACKOFF = 0.005
 _PROGRESS_INTERVAL = 0.1
+# TFTP answers from a new port (its transfer id, RFC 1350 4): a connected socket never sees it
+REPLIES_FROM_ANOTHER_PORT = frozenset({69})
 UNRESOLVED_WAIT = 3.2  # s: neighbour resolution gives up after ucast_solicit 3 x 1 s
 _HOLD = object()  # the worker-wide round holds back every other probe
 _VERIFY_AFTER = 30.0  # seconds a suspect waits at most for its worker-wide round
 _RECV_SIZE = 65535
 _now = time.monotonic
+
+
+def _bind_as_routed(sock: socket.socket, address: tuple[Any, ...]) -> int:
+    """Bind ``sock`` to the source address a datagram to ``address`` gets (so that an ICMP
+    error this host sends about it names our own address, as on a connected socket)."""
+    try:
+        with socket.socket(sock.family, socket.SOCK_DGRAM) as router:
+            router.connect(address)
+            source = router.getsockname()
+        sock.bind((source[0], 0, *source[2:]))
+    except OSError as exc:
+        return exc.errno or 0
+    return 0
 
 
 class _Port:
@@ -348,13 +363,18 @@ class UdpProber:
             else:
                 sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
         slot.sock = sock
-        err = sock.connect_ex(_sockaddr(job.address, port.number))
+        address = _sockaddr(job.address, port.number)
+        unconnected = port.number in REPLIES_FROM_ANOTHER_PORT
+        err = _bind_as_routed(sock, address) if unconnected else sock.connect_ex(address)
         if err:  # a route refused it, or no route: nothing was sent
             self._local_error(slot, err)
             return
         slot.started = started = _now()
         try:
-            sock.send(payload_for(port.number))
+            if unconnected:
+                sock.sendto(payload_for(port.number), address)
+            else:
+                sock.send(payload_for(port.number))
         except OSError as exc:  # EPERM: a local firewall dropped it; ENOBUFS, EAGAIN: short
             self._local_error(slot, exc.errno or 0)
             return
@@ -399,11 +419,15 @@ class UdpProber:
         if icmp is not None:
             return icmp
         try:
-            sock.recv(_RECV_SIZE)
+            _, peer = sock.recvfrom(_RECV_SIZE)
         except BlockingIOError:
             return None
         except OSError as exc:  # an error without an ICMP from the network behind it
             return ("error", local_reason(exc.errno or 0), False)
+        # a connected socket gets the target port's datagrams only; an unconnected one
+        # (REPLIES_FROM_ANOTHER_PORT) any port's of the target, and nobody else's
+        if _packed(peer[0]) != _packed(job.address):
+            return None
         return ("open", "udp-response", False)
 
     def _icmp(self, sock: socket.socket, target: str) -> tuple[str, str, bool] | None:

@@ -16,8 +16,8 @@ port   service      payload                                             format f
                     up, these are only bytes)
 69     TFTP         a read request (RRQ, octet) of a file that does     RFC 1350 5
                     not exist; the server's ERROR comes from another
-                    port (a new transfer id), which a connected socket
-                    never sees, so such a server reads ``open|filtered``
+                    port (a new transfer id), so this probe's socket is
+                    not connected and takes any port of the target
 111    ONC RPC      a NULL call to portmapper (100000) version 2,       RFC 5531 8, 9;
                     AUTH_NONE                                           RFC 1833
 123    NTP          a client request: version 4, mode 3 (client),       RFC 5905 7.3

@@ -4,7 +4,9 @@ closed (the kernel's ICMP port-unreachable; loopback has no ICMP rate limit, mea
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 
 import pytest
 
@@ -87,3 +89,38 @@ def test_a_passed_host_timeout_scans_nothing() -> None:
     assert unit["ports"] == []
     assert unit["unscanned"] == list(range(47600, 47610))
     assert unit["probes"] == 0
+
+
+def test_tftp_answers_from_another_port_and_is_open() -> None:
+    try:
+        server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        server.bind((HOST, 69))
+    except OSError as exc:
+        pytest.skip(f"cannot bind {HOST}:69: {exc}")
+    replier = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    replier.bind((HOST, 0))  # the server's new transfer id
+
+    def serve() -> None:
+        server.settimeout(10)
+        with contextlib.suppress(OSError):
+            while True:
+                data, peer = server.recvfrom(512)
+                received.append(data)
+                replier.sendto(b"\x00\x05\x00\x01File not found\x00", peer)  # ERROR 1
+
+    received: list[bytes] = []
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        (unit,) = drive([(0, HOST, [69])])["units"]
+    finally:
+        server.close()
+        replier.close()
+        thread.join(2)
+    assert received[0] == PAYLOADS[69]
+    assert states(unit) == {69: ("open", "udp-response")}
+
+
+def test_a_closed_tftp_port_is_closed_on_its_unconnected_socket() -> None:
+    (unit,) = drive([(0, "127.91.0.3", [69])])["units"]
+    assert states(unit) == {69: ("closed", "port-unreach")}
