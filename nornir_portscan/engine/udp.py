@@ -551,6 +551,8 @@ class UdpProber:
     def sweep(self) -> None:
         """Time out the probes past their deadline, oldest first (a probe's cleanness
         depends on the ones sent before it)."""
+        if not self.jobs:  # idle (a job leaves only once none of its probes is out)
+            return
         now = _now()
         due = []
         for slot in self.slots:
