@@ -296,12 +296,14 @@ class UdpProber:
         """The worker-wide round for the ports that were silent only by their own host's
         rule: True while it holds back every other probe.
 
-        It starts when nothing else can start, or when the oldest suspect has waited
+        It starts when nothing but suspects is left, or when the oldest suspect has waited
         ``_VERIFY_AFTER``; it waits until no probe is in flight and no ICMP error was drawn
         for a gap, then moves every suspect to ``verify_round``, sent before anything else.
         """
         if not self.verifying:
-            blocked = all(not job.fresh and not job.round for job in self.jobs)
+            # all that is left is suspects: a worker-wide round holds every host back for a
+            # gap, so it waits for the rest (or ``_VERIFY_AFTER``)
+            blocked = all(not (job.fresh or job.round or job.candidates) for job in self.jobs)
             if not blocked and now - self.suspect_since < _VERIFY_AFTER:
                 return False
             self.verifying = True

@@ -40,6 +40,7 @@ def main() -> None:
                 "probes": message.probes_sent,
                 "unscanned": message.unscanned,
                 "rate_limited": message.rate_limited,
+                "done_at": round(time.monotonic() - started, 3),
             }
             if len(done) == len(units):
                 finished.set()
