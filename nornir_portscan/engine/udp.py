@@ -59,6 +59,7 @@ _PROGRESS_INTERVAL = 0.1
 # TFTP answers from a new port (its transfer id, RFC 1350 4): a connected socket never sees it
 REPLIES_FROM_ANOTHER_PORT = frozenset({69})
 UNRESOLVED_WAIT = 3.2  # s: neighbour resolution gives up after ucast_solicit 3 x 1 s
+FORGET_AFTER = 10.0  # s idle, after which what the worker knows of hosts is dropped
 _HOLD = object()  # the worker-wide round holds back every other probe
 _VERIFY_AFTER = 30.0  # seconds a suspect waits at most for its worker-wide round
 _RECV_SIZE = 65535
@@ -182,6 +183,7 @@ class UdpProber:
         self.suspect_since = 0.0
         self.verifying = False
         self.inflight = 0
+        self.idle_since = _now()
         self.need = clean_needed(config)
         self.finished_ports = 0
         self.progress_batch = max(1, config.concurrency // 4)
@@ -198,6 +200,11 @@ class UdpProber:
         self.reporter.start(self.report_progress)
 
     def add(self, unit: Unit) -> None:
+        if not self.jobs and _now() - self.idle_since > FORGET_AFTER:
+            # A long-lived worker between scans: every bucket is full again by now, and the
+            # first gap of each host is unclean anyway. Memory stays flat.
+            self.hosts.clear()
+            self.history = IcmpHistory()
         host = self.hosts.get(unit.host_id)
         if host is None:
             host = self.hosts[unit.host_id] = _Host(unit.srtt, unit.rttvar)
@@ -273,6 +280,9 @@ class UdpProber:
             return _HOLD if self.suspects else None
         if not self.verify_round:
             return None
+        cap = self.config.host_concurrency
+        if cap is not None and len(self.verify_round[0][0].host.inflight) >= cap:
+            return _HOLD  # its host's probes come back within their timeouts
         if not self._token(now):
             return _HOLD
         job, port = self.verify_round.popleft()
@@ -657,6 +667,8 @@ class UdpProber:
         )
         with contextlib.suppress(ValueError):
             self.jobs.remove(job)
+        if not self.jobs:
+            self.idle_since = _now()
 
     def report_progress(self) -> None:
         if self.finished_ports:
