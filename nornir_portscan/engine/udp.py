@@ -19,6 +19,11 @@ own datagram, a refused connect or send                                 reject, 
 (``EPERM``: a local firewall's drop)                                    ``nft drop`` on output
 =======================================  =============================  =====================
 
+TFTP (``REPLIES_FROM_ANOTHER_PORT``) answers from a new port, so its probe's socket is bound to
+the routed source address, not connected, and takes a datagram from any port of the target. A
+host that never answered may be an on-link address no one has, whose datagrams the kernel fails
+only after ``UNRESOLVED_WAIT``: its later attempts wait that long.
+
 A local shortage (EMFILE, ENOBUFS, EAGAIN) is retried with back-off, as on the TCP side. The
 pacing rule that keeps a rate-limited closed port from reading ``open|filtered`` is
 ``udp_pacing``'s; this module applies it per host (``host_id``) within this worker, so every
