@@ -41,6 +41,7 @@ from typing import Any
 from gevent import get_hub
 
 from nornir_portscan.classify import classify_icmp, errno_name, is_transient, local_reason
+from nornir_portscan.engine.errqueue import EE_FORMAT, IP_RECVERR, IPV6_RECVERR, offender, packed
 from nornir_portscan.engine.protocol import Progressed, Unit, UnitDone, WirePort, WorkerConfig
 from nornir_portscan.engine.protocol import sockaddr as _sockaddr
 from nornir_portscan.engine.timing import RoundTrip, probe_timeout
@@ -52,10 +53,7 @@ from nornir_portscan.engine.udp_pacing import (
     next_round,
 )
 from nornir_portscan.engine.udp_payloads import payload_for
-from nornir_portscan.engine.worker import _EE_FORMAT, _offender, _packed
 
-_IP_RECVERR = 11
-_IPV6_RECVERR = 25
 _ORIGIN_ICMP, _ORIGIN_ICMP6 = 2, 3
 _PORT_UNREACH = {False: (3, 3), True: (1, 4)}  # (type, code): ICMP, ICMPv6
 _MAX_LOCAL_FAILURES = 8
@@ -376,9 +374,9 @@ class UdpProber:
         sock.setblocking(False)
         with contextlib.suppress(OSError):
             if job.family == socket.AF_INET:
-                sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
             else:
-                sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
         slot.sock = sock
         address = _sockaddr(job.address, port.number)
         unconnected = port.number in REPLIES_FROM_ANOTHER_PORT
@@ -443,7 +441,7 @@ class UdpProber:
             return ("error", local_reason(exc.errno or 0), False)
         # a connected socket gets the target port's datagrams only; an unconnected one
         # (REPLIES_FROM_ANOTHER_PORT) any port's of the target, and nobody else's
-        if _packed(peer[0]) != _packed(job.address):
+        if packed(peer[0]) != packed(job.address):
             return None
         return ("open", "udp-response", False)
 
@@ -457,19 +455,19 @@ class UdpProber:
             except OSError:
                 return answer
             for _level, _type, data in ancdata:
-                if len(data) < _EE_FORMAT.size:
+                if len(data) < EE_FORMAT.size:
                     continue
-                ee_errno, origin, icmp_type, icmp_code, _, _, _ = _EE_FORMAT.unpack_from(data)
+                ee_errno, origin, icmp_type, icmp_code, _, _, _ = EE_FORMAT.unpack_from(data)
                 if origin not in (_ORIGIN_ICMP, _ORIGIN_ICMP6):
                     answer = ("error", local_reason(ee_errno), False)  # EMSGSIZE, ...
                     continue
                 if own == b"":
                     try:
-                        own = _packed(sock.getsockname()[0])
+                        own = packed(sock.getsockname()[0])
                     except OSError:
                         own = None
-                sender = _offender(data)
-                if sender is not None and sender == own and sender != _packed(target):
+                sender = offender(data)
+                if sender is not None and sender == own and sender != packed(target):
                     answer = ("error", local_reason(ee_errno), False)
                     continue
                 ipv6 = origin == _ORIGIN_ICMP6
