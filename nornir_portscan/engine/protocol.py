@@ -43,6 +43,7 @@ class Unit:
     srtt: float | None  # the host's round-trip estimate so far, seconds
     rttvar: float | None
     deadline: float | None  # time.monotonic() after which no new probe starts (host timeout)
+    protocol: str = "tcp"  # "udp": the worker's UdpProber probes these ports
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ class UnitDone:
     srtt: float | None
     rttvar: float | None
     unscanned: list[int]  # ports not probed because the host timeout expired
+    rate_limited: bool = False  # UDP: the host's ICMP rate limit held back its closed ports
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,50 @@
+"""Reading a socket's error queue (``IP_RECVERR``/``IPV6_RECVERR``): who sent an ICMP error.
+
+Shared by the TCP and UDP socket sides, with no gevent: ``struct sock_extended_err`` and the
+offender's address that follows it (``SO_EE_OFFENDER``).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+__all__ = ["EE_FORMAT", "IPV6_RECVERR", "IP_RECVERR", "offender", "packed"]
+
+IP_RECVERR = 11
+IPV6_RECVERR = 25
+EE_FORMAT = struct.Struct("=IBBBBII")  # struct sock_extended_err, then the sender's sockaddr
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+_AF_INET_BYTES = struct.pack("=H", socket.AF_INET)
+_AF_INET6_BYTES = struct.pack("=H", socket.AF_INET6)
+
+
+def offender(data: bytes) -> bytes | None:
+    """The packed address of the ICMP error's sender (``SO_EE_OFFENDER``), if given."""
+    address = data[EE_FORMAT.size :]
+    if len(address) >= 8 and address[:2] == _AF_INET_BYTES:
+        return address[4:8]
+    if len(address) >= 24 and address[:2] == _AF_INET6_BYTES:
+        return _unmapped(address[8:24])
+    return None
+
+
+def _unmapped(raw: bytes) -> bytes:
+    """An IPv4-mapped IPv6 address as the IPv4 one; any other address as it is."""
+    return raw[12:] if raw[:12] == _V4_MAPPED else raw
+
+
+def packed(address: str) -> bytes | None:
+    """``address`` packed, an IPv4-mapped one as IPv4; None if it is no address.
+
+    >>> packed("::ffff:192.0.2.1") == packed("192.0.2.1")
+    True
+    >>> packed("fe80::1%eth0") == packed("fe80::1"), packed("nonsense")
+    (True, None)
+    """
+    address = address.partition("%")[0]  # fe80::1%eth0: the zone is not part of the address
+    try:
+        raw = socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
+    except (OSError, ValueError):
+        return None
+    return _unmapped(raw)
