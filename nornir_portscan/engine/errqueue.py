@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import struct
 
-__all__ = ["EE_FORMAT", "IPV6_RECVERR", "IP_RECVERR", "offender", "packed"]
+__all__ = ["EE_FORMAT", "IPV6_RECVERR", "IP_RECVERR", "is_own_address", "offender", "packed"]
 
 IP_RECVERR = 11
 IPV6_RECVERR = 25
@@ -27,6 +27,31 @@ def offender(data: bytes) -> bytes | None:
     if len(address) >= 24 and address[:2] == _AF_INET6_BYTES:
         return _unmapped(address[8:24])
     return None
+
+
+def offender_scope(data: bytes) -> int:
+    """The IPv6 scope id of the ICMP error's sender (0 for IPv4 or none)."""
+    address = data[EE_FORMAT.size :]
+    if len(address) >= 28 and address[:2] == _AF_INET6_BYTES:
+        return int(struct.unpack_from("=I", address, 24)[0])
+    return 0
+
+
+def is_own_address(raw: bytes, scope_id: int = 0) -> bool:
+    """Whether ``raw`` (packed) is an address of this host (of this network namespace): the
+    route to an own address is a local one, whose source address is the address itself. A
+    connected UDP socket asks the kernel without sending anything."""
+    family = socket.AF_INET if len(raw) == 4 else socket.AF_INET6
+    address = socket.inet_ntop(family, raw)
+    sockaddr: tuple[str, int] | tuple[str, int, int, int] = (
+        (address, 9) if family == socket.AF_INET else (address, 9, 0, scope_id)
+    )
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as udp:
+            udp.connect(sockaddr)
+            return bool(udp.getsockname()[0].partition("%")[0] == address)
+    except OSError:
+        return False
 
 
 def _unmapped(raw: bytes) -> bytes:

@@ -48,6 +48,15 @@ from gevent import get_hub
 from gevent.event import Event
 
 from nornir_portscan.classify import classify_errno, classify_icmp, is_transient, local_reason
+from nornir_portscan.engine.errqueue import (
+    EE_FORMAT,
+    IP_RECVERR,
+    IPV6_RECVERR,
+    is_own_address,
+    offender,
+    offender_scope,
+    packed,
+)
 from nornir_portscan.engine.protocol import (
     STOP,
     FrameReader,
@@ -73,9 +82,6 @@ _SOL_SOCKET = socket.SOL_SOCKET
 _MSG_ERRQUEUE = socket.MSG_ERRQUEUE
 _SO_ERROR = socket.SO_ERROR
 _LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST: no TIME_WAIT on either side
-_IP_RECVERR = 11
-_IPV6_RECVERR = 25
-_EE_FORMAT = struct.Struct("=IBBBBII")  # struct sock_extended_err, then the sender's sockaddr
 _EE_ORIGIN_ICMP6 = 3
 _OWN_ICMP = "own"  # not a reason: an ICMP error this host sent about its own packet
 _EE_ORIGINS_ICMP = (2, _EE_ORIGIN_ICMP6)  # SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 (LOCAL is 1)
@@ -84,46 +90,12 @@ _TCP_INFO_LEN = 40  # struct tcp_info up to tcpi_retrans
 _TCPI_RETRANSMITS = 2
 _TCPI_RETRANS = 36
 _U32 = struct.Struct("=I")
-_V4_MAPPED = bytes(10) + b"\xff\xff"
-_AF_INET_BYTES = struct.pack("=H", socket.AF_INET)
-_AF_INET6_BYTES = struct.pack("=H", socket.AF_INET6)
 _PROGRESS_INTERVAL = 0.1
 _OWN_ADDRESSES_FOR = 2.0  # seconds: how long what ``_is_own_address`` said is kept
 # A connect's end (connected, refused, an ICMP error) is an edge on its socket; EPOLLERR and
 # EPOLLHUP are always reported.
 _EVENTS = select.EPOLLOUT | select.EPOLLET
 _now = time.monotonic  # the schedule's clock too: probe.started is read by both
-
-
-def _offender(data: bytes) -> tuple[bytes, int] | None:
-    """The ICMP error's sender (``SO_EE_OFFENDER``), if given: its packed address (IPv4 for
-    an IPv4-mapped one) and its IPv6 scope id."""
-    sockaddr = data[_EE_FORMAT.size :]
-    if len(sockaddr) >= 8 and sockaddr[:2] == _AF_INET_BYTES:
-        return sockaddr[4:8], 0
-    if len(sockaddr) >= 28 and sockaddr[:2] == _AF_INET6_BYTES:
-        return _unmapped(sockaddr[8:24]), _U32.unpack_from(sockaddr, 24)[0]
-    return None
-
-
-def _is_own_address(packed: bytes, scope_id: int) -> bool:
-    """Whether ``packed`` is an address of this host (of this network namespace): the route
-    to an own address is a local one, whose source address is the address itself. A
-    connected UDP socket asks the kernel without sending anything."""
-    family = socket.AF_INET if len(packed) == 4 else socket.AF_INET6
-    address = socket.inet_ntop(family, packed)
-    sockaddr: tuple[Any, ...] = (address, 9) if len(packed) == 4 else (address, 9, 0, scope_id)
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as udp:
-            udp.connect(sockaddr)
-            return bool(udp.getsockname()[0].partition("%")[0] == address)
-    except OSError:
-        return False
-
-
-def _unmapped(packed: bytes) -> bytes:
-    """An IPv4-mapped IPv6 address as the IPv4 one; any other address as it is."""
-    return packed[12:] if packed[:12] == _V4_MAPPED else packed
 
 
 def _never_left(sock: socket.socket) -> bool:
@@ -142,16 +114,6 @@ def _never_left(sock: socket.socket) -> bool:
     # tcpi_retransmits: retransmission timeouts so far; tcpi_retrans: segments retransmitted
     # and not yet acknowledged, which a retransmission that failed locally does not count
     return info[_TCPI_RETRANSMITS] > 0 and _U32.unpack_from(info, _TCPI_RETRANS)[0] == 0
-
-
-def _packed(address: str) -> bytes | None:
-    """``address`` packed, an IPv4-mapped one as IPv4; None if it is no address."""
-    address = address.partition("%")[0]  # fe80::1%eth0: the zone is not part of the address
-    try:
-        packed = socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
-    except (OSError, ValueError):
-        return None
-    return _unmapped(packed)
 
 
 class _Slot(Probe):
@@ -237,9 +199,9 @@ class Prober:
             sock.setblocking(False)
             with contextlib.suppress(OSError):
                 if job.family == socket.AF_INET:
-                    sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
+                    sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
                 else:
-                    sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
+                    sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
             fd = sock.fileno()
             self.poller.register(fd, _EVENTS)
             self.by_fd[fd] = slot
@@ -352,29 +314,33 @@ class Prober:
             except OSError:  # empty (most calls: one syscall)
                 return reason
             for _level, _type, data in ancdata:
-                if len(data) < _EE_FORMAT.size:
+                if len(data) < EE_FORMAT.size:
                     continue
-                ee_errno, origin, icmp_type, icmp_code, _, _, _ = _EE_FORMAT.unpack_from(data)
+                ee_errno, origin, icmp_type, icmp_code, _, _, _ = EE_FORMAT.unpack_from(data)
                 # a reused socket may still hold the ICMP port-unreachable (ECONNREFUSED) of
                 # its previous probe
                 if origin not in _EE_ORIGINS_ICMP or ee_errno != err:
                     continue
-                sender = _offender(data)
-                if sender is not None and sender[0] != _packed(target) and self._own(sender):
+                sender = offender(data)
+                if (
+                    sender is not None
+                    and sender != packed(target)
+                    and self._own((sender, offender_scope(data)))
+                ):
                     reason = _OWN_ICMP
                     continue
                 # an IPv6 socket to an IPv4-mapped address gets ICMPv4 errors
                 reason = classify_icmp(origin == _EE_ORIGIN_ICMP6, icmp_type, icmp_code)
 
     def _own(self, sender: tuple[bytes, int]) -> bool:
-        """``_is_own_address``, remembered for a while (ICMP errors come in runs)."""
+        """``is_own_address``, remembered for a while (ICMP errors come in runs)."""
         now = _now()
         if now - self.own_since > _OWN_ADDRESSES_FOR or len(self.own_addresses) > 64:
             self.own_addresses.clear()  # addresses can change: keep few, not for long
             self.own_since = now
         own = self.own_addresses.get(sender)
         if own is None:
-            own = self.own_addresses[sender] = _is_own_address(*sender)
+            own = self.own_addresses[sender] = is_own_address(*sender)
         return own
 
     def _settle(self, slot: _Slot) -> bool:
@@ -503,23 +469,30 @@ def main() -> None:
     """Serve one executor over stdin/stdout until it says stop or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns Ctrl-C
     finished = Event()
-    state: dict[str, Prober] = {}
+    configs: list[WorkerConfig] = []
+    probers: dict[str, Any] = {}  # by protocol: TCP's at once, UDP's with its first unit
 
     def on_message(message: Any) -> None:
         if isinstance(message, Unit):
-            state["prober"].add(message)
+            prober = probers.get(message.protocol)
+            if prober is None and message.protocol == "udp":  # its module and sockets: if asked
+                from nornir_portscan.engine.udp import UdpProber
+
+                prober = probers["udp"] = UdpProber(configs[0], channel.send)
+            assert prober is not None, message.protocol  # the parent sends tcp or udp
+            prober.add(message)
         elif isinstance(message, WorkerConfig):
             concurrency, warning = _raise_fd_limit(message.concurrency)
-            config = WorkerConfig(**{**_fields(message), "concurrency": concurrency})
-            state["prober"] = Prober(config, channel.send)
+            configs.append(WorkerConfig(**{**_fields(message), "concurrency": concurrency}))
+            probers["tcp"] = Prober(configs[0], channel.send)
             channel.send(WorkerReady(concurrency, warning))
         elif message == STOP:
             finished.set()
 
     channel = _Channel(on_message, finished.set)
     finished.wait()
-    if "prober" in state:
-        state["prober"].close()
+    for prober in probers.values():
+        prober.close()
     channel.flush()
 
 
