@@ -156,9 +156,9 @@ def bench(count: int, runs: int, workdir: Path) -> bool:
         for _ in range(runs):
             for name, cmd in (("cli", cli), ("scan", [*playbook, "scan.yml"]),
                               ("noop", [*playbook, "noop.yml"])):
-                wall, cpu, _ = timed(cmd, env, workdir)
-                walls[name].append(wall)
-                cpus[name].append(cpu)
+                usage = timed(cmd, env, workdir)
+                walls[name].append(usage.wall)
+                cpus[name].append(usage.cpu)
     finally:
         listeners.close()
     cli_found = open_ports(json.loads((workdir / "cli.json").read_text())["hosts"], "address")

@@ -1,0 +1,86 @@
+"""The benchmarks' CPU measurement (benchmarks/measure.py via common.timed): a command's own
+processes, all of them, and nothing of the measuring wrapper."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+from common import Hog, machine, timed  # noqa: E402
+
+# user time: a pure Python loop, looking at the (syscall) CPU clock once per 100,000 turns
+SPIN = (
+    "import time\nt=time.process_time()\n"
+    "while time.process_time()-t<{s}:\n for _ in range(100000): pass\n"
+)
+
+
+def test_true_costs_no_constant() -> None:
+    """The wrapper's own Python start-up (~20 ms) is not counted: `true` costs about nothing."""
+    usage = timed(["true"])
+    assert usage.cpu < 0.005
+    assert usage.wall < 0.5
+
+
+def test_orphaned_grandchild_is_counted() -> None:
+    """A grandchild whose parent exits at once (re-parented away from the command) still
+    counts: 0.3 s of CPU in a process nobody waited for."""
+    orphan = f"import subprocess,sys;subprocess.Popen([sys.executable,'-c',{SPIN.format(s=0.3)!r}])"
+    usage = timed([sys.executable, "-c", orphan])
+    assert 0.3 <= usage.cpu < 0.5
+
+
+def test_user_and_sys_apart() -> None:
+    spin = timed([sys.executable, "-c", SPIN.format(s=0.2)])
+    assert spin.user > 0.15
+    assert spin.sys < 0.05
+    syscalls = "import os\nfor _ in range(300000): os.getppid(); os.stat('/')\n"
+    heavy = timed([sys.executable, "-c", syscalls])
+    assert heavy.sys > 0.05
+
+
+def test_a_process_left_behind_fails_the_run() -> None:
+    leak = "import subprocess;subprocess.Popen(['sleep','30'])"
+    with pytest.raises(SystemExit, match="left 1 process"):
+        timed([sys.executable, "-c", leak])
+
+
+@pytest.mark.skipif(not shutil.which("perf"), reason="needs perf")
+def test_agrees_with_perf_task_clock() -> None:
+    """Same figure as `perf stat -e task-clock` (which follows every descendant) within 10%,
+    for a command whose CPU is spread over a parent and two children."""
+    child = f"subprocess.Popen([sys.executable,'-c',{SPIN.format(s=0.2)!r}])"
+    two = f"import subprocess,sys;[p.wait() for p in [{child} for _ in range(2)]]"
+    cmd = [sys.executable, "-c", two]
+    perf = subprocess.run(
+        ["perf", "stat", "-x,", "-e", "task-clock", *cmd], capture_output=True, text=True
+    )
+    if perf.returncode != 0 or "task-clock" not in perf.stderr:
+        pytest.skip(f"perf stat does not work here: {perf.stderr[-200:]}")
+    msec = float(
+        next(line for line in perf.stderr.splitlines() if "task-clock" in line).split(",")[0]
+    )
+    usage = timed(cmd)
+    assert abs(usage.cpu - msec / 1000) < 0.1 * msec / 1000
+
+
+def test_hog_pins_one_busy_process() -> None:
+    with Hog() as hog:
+        assert hog.proc is not None
+        assert os.sched_getaffinity(hog.proc.pid) == {hog.cpu}
+        pid = hog.proc.pid
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_machine_line_names_cpu_kernel_python_commit() -> None:
+    line = machine()
+    for part in ("CPUs (lscpu)", "kernel ", "Python 3.", "commit ", "load "):
+        assert part in line
