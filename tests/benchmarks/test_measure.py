@@ -14,6 +14,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
+from bench_syscalls import parse_perf, parse_strace  # noqa: E402
 from common import Hog, machine, timed  # noqa: E402
 
 # user time: a pure Python loop, looking at the (syscall) CPU clock once per 100,000 turns
@@ -84,3 +85,37 @@ def test_machine_line_names_cpu_kernel_python_commit() -> None:
     line = machine()
     for part in ("CPUs (lscpu)", "kernel ", "Python 3.", "commit ", "load "):
         assert part in line
+
+
+GETPPID = "import os\nfor _ in range(1000): os.getppid()\n"
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="needs strace")
+def test_strace_summary_counts_by_name(tmp_path: Path) -> None:
+    """bench_syscalls reads `strace -c -f`: a child's 1,000 getppid calls, and failures."""
+    out = tmp_path / "strace.txt"
+    child = f"import subprocess,sys,os;subprocess.run([sys.executable,'-c',{GETPPID!r}])"
+    child += ";os.path.exists('/nonexistent/x')"
+    subprocess.run(["strace", "-f", "-c", "-o", str(out), sys.executable, "-c", child])
+    calls, errors = parse_strace(out.read_text())
+    assert calls["getppid"] == 1000
+    assert errors["newfstatat"] >= 1
+    assert calls["total"] >= sum(v for k, v in calls.items() if k != "total") - 1
+
+
+@pytest.mark.skipif(not shutil.which("perf"), reason="needs perf")
+def test_perf_syscall_counts_by_name(tmp_path: Path) -> None:
+    out = tmp_path / "perf.txt"
+    child = f"import subprocess,sys;subprocess.run([sys.executable,'-c',{GETPPID!r}])"
+    events = "syscalls:sys_enter_getppid,syscalls:sys_enter_getpid,task-clock"
+    perf = subprocess.run(
+        ["perf", "stat", "-x,", "-o", str(out), "-e", events, sys.executable, "-c", child],
+        capture_output=True,
+        text=True,
+    )
+    if perf.returncode != 0 or "getppid" not in out.read_text():
+        pytest.skip(f"perf cannot count syscall tracepoints here: {perf.stderr[-200:]}")
+    counts = parse_perf(out.read_text())
+    assert counts["getppid"] == 1000
+    assert counts["total"] == counts["getppid"] + counts.get("getpid", 0)
+    assert counts["task-clock"] > 0
