@@ -140,13 +140,18 @@ def machine() -> str:
         for key, _, value in (line.partition(":") for line in _run(["lscpu"]).splitlines())
     }
     model = lscpu.get("Model name", platform.processor() or "unknown CPU")
-    cpus = lscpu.get("CPU(s)", str(os.cpu_count()))
+    cpus = f"{lscpu.get('CPU(s)', os.cpu_count())} CPUs"
+    try:
+        cores = int(lscpu["Core(s) per socket"]) * int(lscpu["Socket(s)"])
+        cpus += f" ({cores} cores, {lscpu['Thread(s) per core']} thread(s) per core)"
+    except (KeyError, ValueError):
+        pass
     nmap = (_run(["nmap", "--version"]).splitlines() or ["nmap: not installed"])[0]
     commit = _run(["git", "rev-parse", "--short", "HEAD"]).strip() or "unknown"
     dirty = " (dirty)" if _run(["git", "status", "--porcelain", "--untracked-files=no"]) else ""
     now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return (
-        f"machine: {model}, {cpus} CPUs (lscpu); kernel {platform.release()}; "
+        f"machine (lscpu): {model}, {cpus}; kernel {platform.release()}; "
         f"Python {platform.python_version()}; {nmap.replace(' ( https://nmap.org )', '')}; "
         f"commit {commit}{dirty}; {now}; load {load()}"
     )

@@ -83,7 +83,7 @@ def test_hog_pins_one_busy_process() -> None:
 
 def test_machine_line_names_cpu_kernel_python_commit() -> None:
     line = machine()
-    for part in ("CPUs (lscpu)", "kernel ", "Python 3.", "commit ", "load "):
+    for part in ("machine (lscpu): ", "kernel ", "Python 3.", "commit ", "load "):
         assert part in line
 
 
