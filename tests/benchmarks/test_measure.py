@@ -14,6 +14,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
+from bench_profile import summarize  # noqa: E402
 from bench_syscalls import parse_perf, parse_strace  # noqa: E402
 from common import Hog, machine, timed  # noqa: E402
 
@@ -119,3 +120,16 @@ def test_perf_syscall_counts_by_name(tmp_path: Path) -> None:
     assert counts["getppid"] == 1000
     assert counts["total"] == counts["getppid"] + counts.get("getpid", 0)
     assert counts["task-clock"] > 0
+
+
+def test_profile_summary_splits_processes_and_counts_self_and_inclusive() -> None:
+    raw = (
+        'process 1:"python -m nornir_portscan x";main (cli.py:1);run (p.py:2) 3\n'
+        'process 2:"python -P -m nornir_portscan.engine.worker";hub (h.py:1);start (w.py:9) 5\n'
+        'process 2:"python -P -m nornir_portscan.engine.worker";hub (h.py:1) 2\n'
+    )
+    text = summarize(raw, 10)
+    assert "| worker | 7 | 70.0% |" in text
+    assert "| parent (CLI) | 3 | 30.0% |" in text
+    assert "| start (w.py:9) | 5 | 50.0% |" in text  # self
+    assert "| hub (h.py:1) | 7 | 70.0% |" in text  # inclusive
