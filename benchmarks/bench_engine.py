@@ -157,9 +157,9 @@ def table(rows: list[dict[str, Any]]) -> str:
     """The rows as Markdown; ratios are to nmap's row of the same scenario and contention."""
     reference = {(r["scenario"], r["beside"]): r for r in rows if r["tool"] == "nmap"}
     lines = [
-        "| scenario | tool | contention | wall s | CPU s | user s | sys s | CPU µs/probe | "
-        "probes | wall vs nmap | CPU/probe vs nmap | peak MB | exact runs |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | tool | contention | wall s | runs | CPU s | user s | sys s | "
+        "CPU µs/probe | probes | wall vs nmap | CPU/probe vs nmap | peak MB | exact runs |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         ref = reference.get((r["scenario"], r["beside"]))
@@ -167,9 +167,11 @@ def table(rows: list[dict[str, Any]]) -> str:
         if ref is not None and r is not ref:
             wall_ratio = f"{r['wall'] / ref['wall']:.2f}x"
             cpu_ratio = f"{r['per_probe_us'] / ref['per_probe_us']:.2f}x"
+        walls = " ".join(f"{w:.2f}" for w in r["walls"])
         lines.append(
             f"| {r['scenario']} | {r['tool']} | {r['beside'] or '-'} | {r['wall']:.2f} | "
-            f"{r['cpu']:.2f} | {r['user']:.2f} | {r['sys']:.2f} | {r['per_probe_us']:.1f} | "
+            f"{walls} | {r['cpu']:.2f} | {r['user']:.2f} | {r['sys']:.2f} | "
+            f"{r['per_probe_us']:.1f} | "
             f"{r['probes']:,} | {wall_ratio} | {cpu_ratio} | {r['peak_mb']:.0f} | "
             f"{r['exact']}/{r['runs']} |"
         )
