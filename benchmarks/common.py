@@ -177,9 +177,12 @@ class Hog:
 
     def __exit__(self, *_: object) -> None:
         if self.proc is not None:
+            died = self.proc.poll() is not None
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+            if died:  # the rows measured beside it would be mislabelled
+                raise SystemExit("the busy loop of the contention run died before the run ended")
 
     def __str__(self) -> str:
         return f"1 busy loop pinned to CPU {self.cpu}"

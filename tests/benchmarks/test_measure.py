@@ -133,3 +133,12 @@ def test_profile_summary_splits_processes_and_counts_self_and_inclusive() -> Non
     assert "| parent (CLI) | 3 | 30.0% |" in text
     assert "| start (w.py:9) | 5 | 50.0% |" in text  # self
     assert "| hub (h.py:1) | 7 | 70.0% |" in text  # inclusive
+
+
+def test_a_hog_that_dies_fails_the_contention_run() -> None:
+    hog = Hog().__enter__()
+    assert hog.proc is not None
+    hog.proc.kill()
+    hog.proc.wait()
+    with pytest.raises(SystemExit, match="busy loop"):
+        hog.__exit__(None, None, None)
