@@ -259,7 +259,8 @@ def main() -> int:
     print(text)
     for r in rows:
         for note in r["notes"]:
-            print(f"{r['scenario']} {r['tool']}: {note}")
+            beside = f" + {r['beside']}" if r["beside"] else ""
+            print(f"{r['scenario']} {r['tool']}{beside}: {note}")
     if args.markdown:
         args.markdown.write_text(text + "\n")
     return 0 if all(r["exact"] for r in rows if r["tool"].startswith("portscan")) else 1
