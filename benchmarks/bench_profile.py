@@ -42,12 +42,14 @@ def summarize(raw: str, top: int) -> str:
             continue
         samples = int(count)
         total += samples
+        # with --subprocesses a stack starts with its process and those above it
         frames = stack.split(";")
-        match = PROCESS.match(frames[0])
-        name = match.group(1) if match else frames[0]
-        by_process["worker" if "engine.worker" in name else "parent (CLI)"] += samples
+        processes = [m.group(1) for m in map(PROCESS.match, frames) if m]
+        frames = [f for f in frames if not PROCESS.match(f)] or ["(process only)"]
+        worker = processes and "engine.worker" in processes[-1]
+        by_process["worker" if worker else "parent (CLI)"] += samples
         own[frames[-1]] += samples
-        for frame in set(frames[1:]):
+        for frame in set(frames):
             under[frame] += samples
     if not total:
         return "no samples"

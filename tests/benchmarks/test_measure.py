@@ -123,10 +123,12 @@ def test_perf_syscall_counts_by_name(tmp_path: Path) -> None:
 
 
 def test_profile_summary_splits_processes_and_counts_self_and_inclusive() -> None:
-    raw = (
-        'process 1:"python -m nornir_portscan x";main (cli.py:1);run (p.py:2) 3\n'
-        'process 2:"python -P -m nornir_portscan.engine.worker";hub (h.py:1);start (w.py:9) 5\n'
-        'process 2:"python -P -m nornir_portscan.engine.worker";hub (h.py:1) 2\n'
+    parent = 'process 1:"python -m nornir_portscan x"'
+    worker = 'process 2:"python -P -m nornir_portscan.engine.worker"'
+    raw = (  # py-spy --subprocesses: a child's stacks start with its parent's process frame
+        f"{parent};main (cli.py:1);run (p.py:2) 3\n"
+        f"{parent};{worker};hub (h.py:1);start (w.py:9) 5\n"
+        f"{parent};{worker};hub (h.py:1) 2\n"
     )
     text = summarize(raw, 10)
     assert "| worker | 7 | 70.0% |" in text
