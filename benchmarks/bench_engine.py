@@ -100,6 +100,7 @@ def portscan(extra: list[str]) -> Callable[[Scenario, Path], Run]:
         report = workdir / f"{sc.key}.json"
         cmd = [*portscan_command(), "-iL", str(workdir / f"{sc.key}.targets"), "-p", sc.ports]
         cmd += ["--json", str(report), "--no-progress", "--max-hosts", "100000", *extra]
+        report.unlink(missing_ok=True)  # read this run's report, never an earlier one's
         usage = timed(cmd, env=checkout_env())
         data = json.loads(report.read_text())
         found = {(h["address"], p) for h in data["hosts"] for p in h["open_ports"]}
@@ -111,6 +112,7 @@ def portscan(extra: list[str]) -> Callable[[Scenario, Path], Run]:
 def run_nmap(sc: Scenario, workdir: Path) -> Run:
     targets = workdir / f"{sc.key}.targets"
     xml = workdir / f"{sc.key}.xml"
+    xml.unlink(missing_ok=True)
     usage = timed([*NMAP, "-p", sc.ports, "-iL", str(targets), "-oX", str(xml)])
     found = set()
     for host in ET.parse(xml).getroot().iter("host"):

@@ -113,6 +113,7 @@ def run_tool(tool: str, sc: Scenario, lab: Lab, workdir: Path, runs: Runs, extra
         report_path = workdir / f"{sc.key}.json"
         cmd = [*portscan_command(), "-iL", str(targets), "-p", sc.ours, "--json", str(report_path)]
         cmd += [*extra.split(), *TOOLS[tool], "--no-progress"]
+        report_path.unlink(missing_ok=True)  # this run's report, never an earlier one's
         usage = timed([*lab.netns_exec, *cmd], env=checkout_env())
         report = json.loads(report_path.read_text())
         wrong = report_mismatches(lab.truth, report, sc.hosts, sc.ports)
@@ -120,6 +121,7 @@ def run_tool(tool: str, sc: Scenario, lab: Lab, workdir: Path, runs: Runs, extra
     else:
         xml = workdir / f"{sc.key}.xml"
         cmd = [*TOOLS[tool], *sc.nmap, "-iL", str(targets), "-oX", str(xml)]
+        xml.unlink(missing_ok=True)
         usage = timed([*lab.netns_exec, *cmd])
         if sorted(nmap_scanned_ports(xml)) != sorted(parse_ports(sc.ports)):
             raise SystemExit(f"{tool} scanned other ports than portscan -p {sc.ours}")
