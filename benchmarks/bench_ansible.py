@@ -122,9 +122,14 @@ def open_ports(hosts: list[dict], key: str) -> set[tuple[str, int]]:
 
 
 def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in
-                  Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "unknown CPU")
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown CPU",
+    )
     return f"{model}, {os.cpu_count()} cores"
 
 
@@ -147,18 +152,29 @@ def bench(count: int, runs: int, workdir: Path) -> bool:
         "TASK_RESULT": str(workdir / "ansible.json"),
     }
     playbook = [str(BIN / "ansible-playbook"), "-i", "hosts.yml"]
-    cli = [str(BIN / "portscan"), "-p", PORTS, "-iL", "targets.txt", "--json", "cli.json",
-           "--no-progress"]
+    cli = [
+        str(BIN / "portscan"),
+        "-p",
+        PORTS,
+        "-iL",
+        "targets.txt",
+        "--json",
+        "cli.json",
+        "--no-progress",
+    ]
     walls: dict[str, list[float]] = {"cli": [], "scan": [], "noop": []}
     cpus: dict[str, list[float]] = {"cli": [], "scan": [], "noop": []}
     listeners = listen(truth)
     try:
         for _ in range(runs):
-            for name, cmd in (("cli", cli), ("scan", [*playbook, "scan.yml"]),
-                              ("noop", [*playbook, "noop.yml"])):
-                wall, cpu, _ = timed(cmd, env, workdir)
-                walls[name].append(wall)
-                cpus[name].append(cpu)
+            for name, cmd in (
+                ("cli", cli),
+                ("scan", [*playbook, "scan.yml"]),
+                ("noop", [*playbook, "noop.yml"]),
+            ):
+                usage = timed(cmd, env, workdir)
+                walls[name].append(usage.wall)
+                cpus[name].append(usage.cpu)
     finally:
         listeners.close()
     cli_found = open_ports(json.loads((workdir / "cli.json").read_text())["hosts"], "address")
@@ -169,18 +185,26 @@ def bench(count: int, runs: int, workdir: Path) -> bool:
     cpu = {name: statistics.median(values) for name, values in cpus.items()}
     task = statistics.median(s - n for s, n in zip(walls["scan"], walls["noop"], strict=True))
     task_cpu = statistics.median(s - n for s, n in zip(cpus["scan"], cpus["noop"], strict=True))
-    print(f"{count} inventory hosts x 10 ports, {len(truth)} listeners, median of {runs} runs "
-          "(wall, CPU)")
+    print(
+        f"{count} inventory hosts x 10 ports, {len(truth)} listeners, median of {runs} runs "
+        "(wall, CPU)"
+    )
     print(f"  portscan CLI                      {median['cli']:6.2f} s  {cpu['cli']:6.2f} s")
-    print(f"  scan task (scan - no-op playbook) {task:6.2f} s  {task_cpu:6.2f} s   "
-          f"ratio {task / median['cli']:4.2f} (goal <= 1.5)")
-    print(f"  scan task (callback, start-result){callback:6.2f} s            "
-          f"ratio {callback / median['cli']:4.2f}")
+    print(
+        f"  scan task (scan - no-op playbook) {task:6.2f} s  {task_cpu:6.2f} s   "
+        f"ratio {task / median['cli']:4.2f} (goal <= 1.5)"
+    )
+    print(
+        f"  scan task (callback, start-result){callback:6.2f} s            "
+        f"ratio {callback / median['cli']:4.2f}"
+    )
     print(f"  ansible-playbook with the scan    {median['scan']:6.2f} s  {cpu['scan']:6.2f} s")
     print(f"  ansible-playbook with a no-op     {median['noop']:6.2f} s  {cpu['noop']:6.2f} s")
     exact = cli_found == truth and ansible_found == truth
-    print(f"  open ports found exactly: {'yes' if exact else 'NO'} "
-          f"(CLI {len(cli_found)}, Ansible {len(ansible_found)}, truth {len(truth)})")
+    print(
+        f"  open ports found exactly: {'yes' if exact else 'NO'} "
+        f"(CLI {len(cli_found)}, Ansible {len(ansible_found)}, truth {len(truth)})"
+    )
     return exact
 
 

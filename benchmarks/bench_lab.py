@@ -6,47 +6,62 @@ Scenarios (issue 3), on the lab of ``tests/lab`` (brought up here and torn down 
   e  16 hosts x 65,535 ports
   f  (d) with 2% random loss in each direction (TCP and ICMP, both ways), on a second lab
 
-The engine runs with its default options apart from targets and ports. nmap runs as
-``nmap -sT -T5 --min-rate 20000 -n -Pn`` and ``nmap -sT -T4 -n -Pn``. Runs alternate between the
-three tools. Every run is compared with the lab's ground truth port by port: "state" counts the
-runs where every port's state is right, "+reason" those where the reason is right too (nmap's
-connect scan only sees the errno, so it calls an IPv4 admin-prohibited reject host-unreach).
-Wall time and CPU time are medians; CPU includes every worker process; probes/s is
-hosts x ports / wall. Needs root, nmap, iproute2, nftables and iptables. Traffic stays in the
-lab's namespaces (the lab verifies its routes before anything is sent).
+The engine runs with its default options apart from targets and ports, and again with
+``--processes 1``. nmap runs as ``nmap -sT -T5 --min-rate 20000 -n -Pn`` and
+``nmap -sT -T4 -n -Pn``. Runs alternate between the tools (the order rotates run by run).
+Every run is compared with the lab's ground truth port by port: "state" counts the runs where
+every port's state is right, "+reason" those where the reason is right too (nmap's connect scan
+only sees the errno, so it calls an IPv4 admin-prohibited reject host-unreach). Wall, CPU, user
+and sys are medians; CPU is user + sys of every process the tool started (benchmarks/measure.py,
+the same for every tool; the lab's latency program and listeners are not counted, they load the
+machine alike for every tool); CPU per probe divides by hosts x ports; ratios are to nmap -T5.
+``--contention`` adds the same runs beside one busy-looping process pinned to one CPU. The
+machine (lscpu model, CPU count, kernel, Python, nmap, git commit, load) heads the table. Needs
+root, nmap, iproute2, nftables and iptables. Traffic stays in the lab's namespaces (the lab
+verifies its routes before anything is sent).
 
-    python benchmarks/bench_lab.py [--runs 3] [--scenarios def] [--markdown FILE] [--keep]
+    python benchmarks/bench_lab.py [--runs 3] [--scenarios def] [--contention] [--tools ...]
+        [--portscan-args "..."] [--markdown FILE] [--keep]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from common import (
+    REPO,
+    Usage,
+    checkout_env,
+    command_line,
+    contention,
+    load,
+    machine,
+    median,
+    portscan_command,
+    timed,
+)
+
 sys.path.insert(0, str(REPO))
-# the portscan of this checkout, not whatever the venv has installed
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-
-from nornir_portscan.ports import parse_ports  # noqa: E402
-from tests.lab.exact import nmap_mismatches, nmap_scanned_ports, report_mismatches  # noqa: E402
-from tests.lab.lab import Lab, LabError, down, up  # noqa: E402
-from tests.lab.truth import LabConfig  # noqa: E402
+from nornir_portscan.ports import parse_ports
+from tests.lab.exact import nmap_mismatches, nmap_scanned_ports, report_mismatches
+from tests.lab.lab import Lab, LabError, down, up
+from tests.lab.truth import LabConfig
 
 NMAP_BASE = ["nmap", "-sT", "-n", "-Pn"]
-TOOLS = {
-    "portscan": None,
+TOOLS: dict[str, list[str]] = {  # portscan's options, or nmap's command
+    "portscan": [],
+    "portscan --processes 1": ["--processes", "1"],
     "nmap -T5": [*NMAP_BASE, "-T5", "--min-rate", "20000"],
     "nmap -T4": [*NMAP_BASE, "-T4"],
 }
+REFERENCE = "nmap -T5"
 LAB = LabConfig(prefix="npbench", hosts=256, hosts6=0, latency_ms=20)
 LOSSY_LAB = LabConfig(prefix="npbenchl", hosts=256, hosts6=0, latency_ms=20, loss=2)
 LABS = {"d": LAB, "e": LAB, "f": LOSSY_LAB}
@@ -68,8 +83,7 @@ class Scenario:
 
 @dataclass
 class Runs:
-    wall: list[float] = field(default_factory=list)
-    cpu: list[float] = field(default_factory=list)
+    usage: list[Usage] = field(default_factory=list)
     state_exact: int = 0
     reason_exact: int = 0
     notes: list[str] = field(default_factory=list)
@@ -93,50 +107,78 @@ def scenarios(lab: Lab) -> dict[str, Scenario]:
     }  # fmt: skip
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """Run cmd; return wall time and CPU time (user + sys of it and every child it waited for)."""
-    code = (
-        "import resource,subprocess,sys,time,json;t=time.perf_counter();"
-        "r=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL);w=time.perf_counter()-t;"
-        "u=resource.getrusage(resource.RUSAGE_CHILDREN);"
-        "print(json.dumps([r.returncode,w,u.ru_utime+u.ru_stime]))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, *cmd], capture_output=True, text=True, check=True, timeout=1800
-    ).stdout
-    rc, wall, cpu = json.loads(out)
-    if rc != 0:
-        raise SystemExit(f"command failed ({rc}): {' '.join(cmd)}")
-    return wall, cpu
-
-
 def run_tool(tool: str, sc: Scenario, lab: Lab, workdir: Path, runs: Runs, extra: str = "") -> None:
     targets = workdir / f"{sc.key}.targets"
-    if tool == "portscan":
-        portscan = shutil.which("portscan", path=str(Path(sys.executable).parent)) or "portscan"
+    if tool.startswith("portscan"):
         report_path = workdir / f"{sc.key}.json"
-        cmd = [portscan, "-iL", str(targets), "-p", sc.ours, "--json", str(report_path)]
-        cmd += extra.split()
-        wall, cpu = timed([*lab.netns_exec, *cmd, "--no-progress"])
+        cmd = [*portscan_command(), "-iL", str(targets), "-p", sc.ours, "--json", str(report_path)]
+        cmd += [*extra.split(), *TOOLS[tool], "--no-progress"]
+        report_path.unlink(missing_ok=True)  # this run's report, never an earlier one's
+        usage = timed([*lab.netns_exec, *cmd], env=checkout_env())
         report = json.loads(report_path.read_text())
         wrong = report_mismatches(lab.truth, report, sc.hosts, sc.ports)
         states = report_mismatches(lab.truth, report, sc.hosts, sc.ports, reasons=False)
     else:
         xml = workdir / f"{sc.key}.xml"
-        cmd = [*TOOLS[tool], *sc.nmap, "-iL", str(targets), "-oX", str(xml)]  # type: ignore[misc]
-        wall, cpu = timed([*lab.netns_exec, *cmd])
+        cmd = [*TOOLS[tool], *sc.nmap, "-iL", str(targets), "-oX", str(xml)]
+        xml.unlink(missing_ok=True)
+        usage = timed([*lab.netns_exec, *cmd])
         if sorted(nmap_scanned_ports(xml)) != sorted(parse_ports(sc.ports)):
             raise SystemExit(f"{tool} scanned other ports than portscan -p {sc.ours}")
         states = nmap_mismatches(lab.truth, xml, sc.hosts)
         wrong = nmap_mismatches(lab.truth, xml, sc.hosts, reasons=True)
-    runs.wall.append(wall)
-    runs.cpu.append(cpu)
+    runs.usage.append(usage)
     runs.state_exact += not states
     runs.reason_exact += not wrong
     if wrong:
         note = f"{len(wrong)} differences, e.g. {wrong[:3]}"
         if note not in runs.notes:
             runs.notes.append(note)
+
+
+def row(sc: Scenario, tool: str, beside: str, runs: Runs) -> dict[str, Any]:
+    cpu = median(u.cpu for u in runs.usage)
+    return {
+        "scenario": f"({sc.key}) {sc.title}",
+        "tool": tool,
+        "beside": beside,
+        "wall": median(u.wall for u in runs.usage),
+        "walls": [u.wall for u in runs.usage],
+        "cpu": cpu,
+        "user": median(u.user for u in runs.usage),
+        "sys": median(u.sys for u in runs.usage),
+        "per_probe_us": cpu / sc.probes * 1e6,
+        "probes": sc.probes,
+        "state": f"{runs.state_exact}/{len(runs.usage)}",
+        "reason": f"{runs.reason_exact}/{len(runs.usage)}",
+        "exact": runs.reason_exact == len(runs.usage),
+        "notes": runs.notes,
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The rows as Markdown; ratios are to nmap -T5's row of the same scenario and contention."""
+    reference = {(r["scenario"], r["beside"]): r for r in rows if r["tool"] == REFERENCE}
+    lines = [
+        "| scenario | tool | contention | wall s (median) | runs | CPU s | user s | sys s | "
+        f"CPU µs/probe | probes | wall vs {REFERENCE} | CPU/probe vs {REFERENCE} | "
+        "exact: state | exact: +reason |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ref = reference.get((r["scenario"], r["beside"]))
+        wall_ratio = cpu_ratio = ""
+        if ref is not None and r is not ref:
+            wall_ratio = f"{r['wall'] / ref['wall']:.2f}x"
+            cpu_ratio = f"{r['per_probe_us'] / ref['per_probe_us']:.2f}x"
+        walls = " ".join(f"{w:.2f}" for w in r["walls"])
+        lines.append(
+            f"| {r['scenario']} | {r['tool']} | {r['beside'] or '-'} | {r['wall']:.2f} | "
+            f"{walls} | {r['cpu']:.2f} | {r['user']:.2f} | {r['sys']:.2f} | "
+            f"{r['per_probe_us']:.1f} | {r['probes']:,} | {wall_ratio} | {cpu_ratio} | "
+            f"{r['state']} | {r['reason']} |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -153,12 +195,19 @@ def main() -> int:
         default=",".join(TOOLS),
         help=f"comma-separated subset of: {', '.join(TOOLS)} (default: all)",
     )
+    parser.add_argument(
+        "--contention",
+        action="store_true",
+        help="also run every tool beside one busy-looping process pinned to one CPU",
+    )
     args = parser.parse_args()
     tools = [t.strip() for t in args.tools.split(",")]
-    if set(tools) - set(TOOLS):
-        raise SystemExit(f"unknown tool in --tools {args.tools!r}: use {', '.join(TOOLS)}")
-    if any(t != "portscan" for t in tools) and not shutil.which("nmap"):
+    if set(tools) - set(TOOLS) or set(args.scenarios) - set(LABS):
+        raise SystemExit(f"use --tools from: {', '.join(TOOLS)}; --scenarios from: def")
+    if any(t.startswith("nmap") for t in tools) and not shutil.which("nmap"):
         raise SystemExit("nmap is not installed (apt-get install nmap)")
+    header = [machine(), f"run: {command_line()}"]
+    conditions = [False, True] if args.contention else [False]
     labs: dict[str, Lab] = {}
     built: list[str] = []
     rows = []
@@ -178,63 +227,45 @@ def main() -> int:
                 lab = labs[config.prefix]
                 sc = scenarios(lab)[key]
                 (workdir / f"{key}.targets").write_text("\n".join(sc.hosts) + "\n")
-                results = {tool: Runs() for tool in tools}
-                for number in range(args.runs):  # alternate so machine noise hits all alike
-                    for tool in tools:
-                        run_tool(tool, sc, lab, workdir, results[tool], args.portscan_args)
-                        print(
-                            f"({key}) run {number + 1} {tool}: {results[tool].wall[-1]:.2f} s",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-                ours = statistics.median(results["portscan"].wall) if "portscan" in tools else 0
-                for tool, runs in results.items():
-                    wall = statistics.median(runs.wall)
-                    rows.append(
-                        {
-                            "scenario": f"({key}) {sc.title}",
-                            "tool": tool,
-                            "wall": wall,
-                            "walls": runs.wall,
-                            "cpu": statistics.median(runs.cpu),
-                            "rate": sc.probes / wall,
-                            "ratio": f"{ours / wall:.2f}x" if ours and tool != "portscan" else "",
-                            "state": f"{runs.state_exact}/{len(runs.wall)}",
-                            "reason": f"{runs.reason_exact}/{len(runs.wall)}",
-                            "notes": runs.notes,
-                        }
-                    )
+                results: dict[tuple[str, str], Runs] = {}
+                # alternate tools (and contention) run by run, so machine noise hits all alike
+                for number in range(args.runs):
+                    for busy in conditions:
+                        with contention(busy) as hog:
+                            beside = str(hog or "")
+                            turn = number % len(tools)
+                            for tool in tools[turn:] + tools[:turn]:
+                                runs = results.setdefault((tool, beside), Runs())
+                                run_tool(tool, sc, lab, workdir, runs, args.portscan_args)
+                                print(
+                                    f"({key}) run {number + 1} {tool}{' + ' if beside else ''}"
+                                    f"{beside}: {runs.usage[-1].wall:.2f} s, CPU "
+                                    f"{runs.usage[-1].cpu:.2f} s; load {load()}",
+                                    file=sys.stderr,
+                                    flush=True,
+                                )
+                order = {(t, b): (bool(b), tools.index(t)) for t, b in results}
+                for tool, beside in sorted(results, key=order.__getitem__):
+                    rows.append(row(sc, tool, beside, results[tool, beside]))
     finally:
         if not args.keep:
             for prefix in built:
                 down(prefix)
-    header = (
-        "| scenario | tool | wall s (median) | runs | CPU s | probes/s | portscan wall / this "
-        "| exact: state | exact: +reason |"
+    header.append(
+        f"runs per tool: {args.runs}; labs: {LAB.latency_ms:g} ms round trip, listen backlog "
+        f"{LAB.backlog}, (f) {LOSSY_LAB.loss:g}% loss each way; portscan with "
+        f"{args.portscan_args or 'default options'}; CPU = user + sys of every process of the "
+        f"tool; probes = hosts x ports; load at the end {load()}"
     )
-    lines = [header, "|---|---|---:|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        walls = " ".join(f"{w:.2f}" for w in r["walls"])
-        lines.append(
-            f"| {r['scenario']} | {r['tool']} | {r['wall']:.2f} | {walls} | {r['cpu']:.2f} | "
-            f"{r['rate']:,.0f} | {r['ratio']} | {r['state']} | {r['reason']} |"
-        )
-    table = "\n".join(lines)
-    print(
-        f"runs per tool: {args.runs}; {os.cpu_count()} CPUs; labs: {LAB.latency_ms:g} ms round "
-        f"trip, listen backlog {LAB.backlog}, (f) {LOSSY_LAB.loss:g}% loss each way; portscan "
-        f"with {args.portscan_args or 'default options'}"
-    )
-    print(table)
+    text = "\n".join(header) + "\n\n" + table(rows)
+    print(text)
     for r in rows:
         for note in r["notes"]:
-            print(f"{r['scenario']} {r['tool']}: {note}")
+            beside = f" + {r['beside']}" if r["beside"] else ""
+            print(f"{r['scenario']} {r['tool']}{beside}: {note}")
     if args.markdown:
-        args.markdown.write_text(table + "\n")
-    ours_exact = all(
-        r["reason"] == f"{args.runs}/{args.runs}" for r in rows if r["tool"] == "portscan"
-    )
-    return 0 if ours_exact else 1
+        args.markdown.write_text(text + "\n")
+    return 0 if all(r["exact"] for r in rows if r["tool"].startswith("portscan")) else 1
 
 
 if __name__ == "__main__":
