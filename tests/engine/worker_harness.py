@@ -6,8 +6,8 @@ never enters the pytest process. ``SPEC``: ``{"units": [[address, [ports...]], .
 optionally ``"config"`` (``WorkerConfig`` fields), ``"limit"`` (seconds for the whole run),
 ``"stop_after"`` (seconds: the harness then sends itself SIGSTOP, and a helper process sends
 SIGCONT ``"stopped_for"`` seconds later) and ``"nofile_extra"`` (once the prober exists, a
-descriptor table full but for this many). Output: ``{"units": [{"address", "ports": [[port, state, reason,
-attempts]], "closed", "probes", "unscanned"}], "done": bool}``.
+descriptor table full but for this many). Output: ``{"units": [{"address", "ports": [[port,
+state, reason, attempts]], "closed", "probes", "unscanned"}], "done": bool}``.
 """
 
 from __future__ import annotations
