@@ -26,8 +26,9 @@ SCANNER, PEER, PEER6 = "10.99.0.1", "10.99.0.2", "fd00:99::2"
 SLOW = {"min_timeout": 1.5, "max_timeout": 2.0, "adaptive": False}  # past TCP's first RTO
 
 # The peer answers for itself: 80, 81 RST (closed), 82 admin-prohibited, 83 host-unreachable
-# (filtered). This host's own firewall rejects 84 (host-unreachable) and 87 (the reject's
-# default, ICMP port-unreachable, which reads as ECONNREFUSED): no state for either.
+# (filtered), 85 listens (open), 86 is dropped (filtered no-response). This host's own
+# firewall rejects 84 (host-unreachable) and 87 (the reject's default, ICMP port-unreachable,
+# which reads as ECONNREFUSED): no state for either.
 PEER_RULES = """
 table inet t {
   chain input {
@@ -36,6 +37,7 @@ table inet t {
     meta nfproto ipv4 tcp dport 83 reject with icmp type host-unreachable
     meta nfproto ipv6 tcp dport 82 reject with icmpv6 type admin-prohibited
     meta nfproto ipv6 tcp dport 83 reject with icmpv6 type addr-unreachable
+    tcp dport 86 drop
   }
 }
 """
@@ -55,7 +57,20 @@ TRUTH = {
     81: ("closed", "conn-refused"),
     82: ("filtered", "admin-prohibited"),
     83: ("filtered", "host-unreach"),
+    85: ("open", "syn-ack"),
+    86: ("filtered", "no-response"),
 }
+ANSWERED = [80, 81, 82, 83, 85]  # the ports that answer at once
+LISTENER = (
+    "import socket, sys, time\n"
+    "for address in sys.argv[1:]:\n"
+    "    s = socket.socket(socket.AF_INET6 if ':' in address else socket.AF_INET)\n"
+    "    s.bind((address, 85))\n"
+    "    s.listen(1024)\n"
+    "    globals()[address] = s\n"
+    "print('listening', flush=True)\n"
+    "time.sleep(600)\n"
+)
 LOCAL = {PEER: {84: "local-EHOSTUNREACH", 87: "local-ECONNREFUSED"},
          PEER6: {84: "local-EACCES", 87: "local-ECONNREFUSED"}}  # fmt: skip
 
@@ -104,7 +119,18 @@ def lab() -> Iterator[str]:
         nft(peer, PEER_RULES)
         nft(scanner, SCANNER_RULES)
         _wait_for_peer(scanner)
-        yield scanner
+        listener = subprocess.Popen(
+            ["ip", "netns", "exec", peer, sys.executable, "-c", LISTENER, PEER, PEER6],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert listener.stdout is not None
+            assert listener.stdout.readline() == "listening\n"
+            yield scanner
+        finally:
+            listener.kill()
+            listener.wait(10)
     finally:
         for name in names:
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
@@ -129,7 +155,7 @@ def _wait_for_peer(ns: str) -> None:
 
 def test_the_ground_truth_holds_with_one_socket_reused(lab: str) -> None:
     """One slot: every probe reuses the socket the last refused one left, for both families."""
-    ports = [80, 81, 82, 83, 84, 87, 80]
+    ports = [80, 81, 82, 83, 84, 85, 87, 86, 80]
     units = run_worker(lab, {"units": [[PEER, ports], [PEER6, ports]],
                              "config": {"concurrency": 1, **SLOW}})  # fmt: skip
     for unit in units:
@@ -176,3 +202,74 @@ def test_a_full_descriptor_table_never_turns_a_local_reject_into_a_state(lab: st
         assert seen[80] == ("closed", "conn-refused")
         for port, reason in LOCAL[unit["address"]].items():
             assert seen[port] in {("error", reason), ("error", "local-EMFILE")}, port
+
+
+def test_answers_that_came_while_the_worker_was_stopped_are_read_not_timed_out(lab: str) -> None:
+    """SIGSTOP right after the probes left, SIGCONT 2 s later: every deadline has passed, and
+    the sweep (first, after a stall) must read the answers waiting on the sockets."""
+    ports = [80, 81, 82, 83, 84, 85, 86, 87]
+    spec = {"units": [[PEER, ports], [PEER6, ports], [SCANNER, [5000, 5001]],
+                      ["127.0.0.1", [5000, 5001]]],
+            "listen": [[SCANNER, 5000], ["127.0.0.1", 5000]], "stop_after": 0.0,
+            "stopped_for": 2.0, "config": {"min_timeout": 0.2, "max_timeout": 0.5}}  # fmt: skip
+    peer, peer6, own, loopback = run_worker(lab, spec)
+    for unit in (peer, peer6):
+        local = {port: ("error", reason) for port, reason in LOCAL[unit["address"]].items()}
+        assert states(unit) == {**TRUTH, **local}
+        assert {port: attempts for port, *_, attempts in unit["ports"] if port in ANSWERED} == (
+            dict.fromkeys(ANSWERED, 1)  # read, not timed out and retried
+        )
+    for unit in (own, loopback):
+        assert states(unit) == {5000: ("open", "syn-ack"), 5001: ("closed", "conn-refused")}
+
+
+def test_our_own_address_rejecting_is_that_targets_answer(lab: str) -> None:
+    """Probing an address of this host: its own ICMP error is the target's answer (the input
+    chain is the target's firewall), not a local refusal of the probe."""
+    nft(lab, f"""
+        table inet own {{
+          chain input {{
+            type filter hook input priority 0;
+            ip daddr {SCANNER} tcp dport 6000 reject with icmp type host-unreachable
+            ip6 daddr fd00:99::1 tcp dport 6000 reject with icmpv6 type admin-prohibited
+            tcp dport 6001 reject
+          }}
+        }}
+        """)  # fmt: skip
+    try:
+        units = run_worker(lab, {"units": [[SCANNER, [6000, 6001, 6002]],
+                                           ["fd00:99::1", [6000, 6001, 6002]]],
+                                 "config": {"concurrency": 1, **SLOW}})  # fmt: skip
+    finally:
+        in_netns(lab, "nft", "delete", "table", "inet", "own")
+    v4, v6 = units
+    assert states(v4) == {6000: ("filtered", "host-unreach"), 6001: ("closed", "conn-refused"),
+                          6002: ("closed", "conn-refused")}  # fmt: skip
+    assert states(v6) == {6000: ("filtered", "admin-prohibited"), 6001: ("closed", "conn-refused"),
+                          6002: ("closed", "conn-refused")}  # fmt: skip
+
+
+@pytest.mark.parametrize("ports", ["40000 40000", "40000 40001"])
+def test_a_self_connect_is_never_a_state_of_the_port(netns: str, ports: str) -> None:
+    """The only ephemeral port is the target port: the socket connects to itself (open, as
+    far as connect() can tell). Retried, then an error; with a second port, closed or an error
+    (the kernel may pick the same port for the same destination every time)."""
+    in_netns(netns, "sysctl", "-qw", f"net.ipv4.ip_local_port_range={ports}")
+    units = run_worker(netns, {"units": [["127.0.0.1", [40000, 40002]], ["::1", [40000]]],
+                               "config": {"concurrency": 4}})  # fmt: skip
+    allowed = {("error", "EADDRINUSE")}
+    if ports == "40000 40001":
+        allowed.add(("closed", "conn-refused"))
+    assert states(units[0])[40000] in allowed
+    assert states(units[0])[40002] == ("closed", "conn-refused")
+    assert states(units[1])[40000] in allowed
+
+
+def test_no_ephemeral_port_left_is_an_error_not_a_state(netns: str) -> None:
+    """The one ephemeral port is bound by a listener: every connect fails EADDRNOTAVAIL."""
+    in_netns(netns, "sysctl", "-qw", "net.ipv4.ip_local_port_range=40000 40000")
+    spec = {"units": [["127.0.0.1", [40001, 40002]], ["::1", [40001]]],
+            "listen": [["127.0.0.9", 40000]], "config": {"concurrency": 4}}  # fmt: skip
+    for unit in run_worker(netns, spec):
+        assert {state for state, _ in states(unit).values()} == {"error"}
+        assert {reason for _, reason in states(unit).values()} == {"EADDRNOTAVAIL"}

@@ -4,9 +4,10 @@ Run as a script in a fresh interpreter (``python tests/engine/worker_harness.py 
 ``SPEC`` is JSON), inside a namespace when the test needs one: the worker imports gevent, which
 never enters the pytest process. ``SPEC``: ``{"units": [[address, [ports...]], ...]}`` and
 optionally ``"config"`` (``WorkerConfig`` fields), ``"limit"`` (seconds for the whole run),
-``"stop_after"`` (seconds: the harness then sends itself SIGSTOP, and a helper process sends
-SIGCONT ``"stopped_for"`` seconds later) and ``"nofile_extra"`` (once the prober exists, a
-descriptor table full but for this many). Output: ``{"units": [{"address", "ports": [[port,
+``"listen"`` (``[address, port]`` pairs to listen on, never accepted), ``"stop_after"``
+(seconds: the harness then sends itself SIGSTOP, and a helper process sends SIGCONT
+``"stopped_for"`` seconds later) and ``"nofile_extra"`` (once the prober exists, a descriptor
+table full but for this many). Output: ``{"units": [{"address", "ports": [[port,
 state, reason, attempts]], "closed", "probes", "unscanned"}], "done": bool}``.
 """
 
@@ -17,6 +18,7 @@ import json
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
 
@@ -50,6 +52,12 @@ def main(spec: dict) -> None:
             if len(done) == len(units):
                 finished.set()
 
+    listening = []
+    for address, port in spec.get("listen", []):  # the kernel completes their handshakes
+        listener = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+        listener.bind((address, port))
+        listener.listen(1024)
+        listening.append(listener)
     prober = Prober(config, send)
     if "nofile_extra" in spec:
         # a full descriptor table but for this many: fillers up to a low limit, some freed
