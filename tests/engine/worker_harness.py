@@ -8,7 +8,8 @@ optionally ``"config"`` (``WorkerConfig`` fields), ``"limit"`` (seconds for the 
 (seconds: the harness then sends itself SIGSTOP, and a helper process sends SIGCONT
 ``"stopped_for"`` seconds later) and ``"nofile_extra"`` (once the prober exists, a descriptor
 table full but for this many). Output: ``{"units": [{"address", "ports": [[port,
-state, reason, attempts]], "closed", "probes", "unscanned"}], "done": bool}``.
+state, reason, attempts]], "closed", "probes", "unscanned"}], "done": bool, "elapsed": seconds
+from the first unit to the last result}``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 from gevent import get_hub, sleep
 from gevent.event import Event
@@ -68,6 +70,7 @@ def main(spec: dict) -> None:
                 fillers.append(os.open(os.devnull, os.O_RDONLY))
         for _ in range(spec["nofile_extra"]):
             os.close(fillers.pop())
+    started = time.monotonic()
     for unit_id, (address, ports) in enumerate(units):
         prober.add(Unit(unit_id, unit_id, address, tuple(ports), None, None, None))
     if "stop_after" in spec:
@@ -80,6 +83,7 @@ def main(spec: dict) -> None:
         )  # fmt: skip
         os.kill(os.getpid(), signal.SIGSTOP)
     finished.wait(spec.get("limit", 30))
+    elapsed = time.monotonic() - started
     out = []
     for unit_id, (address, _) in enumerate(units):
         result = done.get(unit_id)
@@ -97,7 +101,7 @@ def main(spec: dict) -> None:
         )
     prober.close()
     get_hub()  # the hub stays; the process exits below
-    print(json.dumps({"units": out, "done": finished.is_set()}))
+    print(json.dumps({"units": out, "done": finished.is_set(), "elapsed": elapsed}))
 
 
 if __name__ == "__main__":
