@@ -6,7 +6,9 @@ never enters the pytest process. ``SPEC``: ``{"units": [[address, [ports...]], .
 optionally ``"config"`` (``WorkerConfig`` fields), ``"limit"`` (seconds for the whole run),
 ``"listen"`` (``[address, port]`` pairs to listen on, never accepted), ``"stop_after"``
 (seconds: the harness then sends itself SIGSTOP, and a helper process sends SIGCONT
-``"stopped_for"`` seconds later) and ``"nofile_extra"`` (once the prober exists, a descriptor
+``"stopped_for"`` seconds later), ``"then"`` (``{"run": [argv...], "units": [...]}``: once
+the units are done, these commands run and these units follow, on the same prober) and
+``"nofile_extra"`` (once the prober exists, a descriptor
 table full but for this many). Output: ``{"units": [{"address", "ports": [[port,
 state, reason, attempts]], "closed", "probes", "unscanned"}], "done": bool, "elapsed": seconds
 from the first unit to the last result}``.
@@ -83,6 +85,16 @@ def main(spec: dict) -> None:
         )  # fmt: skip
         os.kill(os.getpid(), signal.SIGSTOP)
     finished.wait(spec.get("limit", 30))
+    then = spec.get("then")
+    if then is not None and finished.is_set():  # the same prober, as a scan service's is
+        for command in then["run"]:
+            subprocess.run(command, check=True, capture_output=True)
+        units = units + then["units"]
+        finished.clear()
+        for unit_id, (address, ports) in enumerate(units):
+            if unit_id not in done:
+                prober.add(Unit(unit_id, unit_id, address, tuple(ports), None, None, None))
+        finished.wait(spec.get("limit", 30))
     elapsed = time.monotonic() - started
     out = []
     for unit_id, (address, _) in enumerate(units):
