@@ -169,14 +169,14 @@ def _wait_for_peer(ns: str) -> None:
 def test_the_ground_truth_holds_with_one_socket_reused(lab: str) -> None:
     """One slot: every probe reuses the socket the last refused one left: IPv4, IPv6 and an
     IPv4-mapped address."""
-    ports = [80, 81, 82, 83, 84, 85, 87, 86, 80]
+    ports = [80, 81, 82, 83, 84, 85, 87, 80]  # not 86: silent, it takes 2 timeouts
     mapped = f"::ffff:{PEER}"  # an IPv6 socket, ICMPv4 errors
     units = run_worker(lab, {"units": [[PEER, ports], [PEER6, ports], [mapped, ports]],
                              "config": {"concurrency": 1, **SLOW}})  # fmt: skip
     for unit in units:
         refused = LOCAL[unit["address"].removeprefix("::ffff:")]
         local = {port: ("error", reason) for port, reason in refused.items()}
-        assert states(unit) == {**TRUTH, **local}
+        assert states(unit) == {**{p: TRUTH[p] for p in TRUTH if p != 86}, **local}
 
 
 @pytest.mark.xfail(
@@ -350,9 +350,9 @@ def test_an_address_that_just_became_ours_is_ours() -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="defect, older than these commits (338cbec too): a link-local target whose neighbour "
-    "discovery fails gets no ICMPv6 error back (the kernel's addr-unreachable to our own "
-    "link-local source has no scope to go by and is not delivered), the retransmitted SYN "
-    "counts as sent, so the port reads filtered no-response though nothing left this host",
+    "discovery fails: the kernel's ICMPv6 addr-unreachable comes back over lo, where the "
+    "lookup of a socket scoped to a0 fails (Icmp6InErrors), so the socket never hears of it; "
+    "the retransmitted SYN counts as sent and the port reads filtered no-response",
 )
 def test_a_link_local_neighbour_that_never_answers_is_a_local_error() -> None:
     """fe80::b answers for itself (RST on 80, admin-prohibited on 82); nobody has fe80::9, so
