@@ -117,6 +117,10 @@ def _pair() -> Iterator[tuple[str, str]]:
         scanner, peer = names
         for ns in names:
             _ip("-n", ns, "link", "set", "lo", "up")
+            # every ICMP error an answer, none held back by the kernel's rate limits
+            in_netns(ns, "sysctl", "-qw", "net.ipv4.icmp_ratelimit=0",
+                     "net.ipv6.icmp.ratelimit=0", "net.ipv4.icmp_msgs_per_sec=100000",
+                     "net.ipv4.icmp_msgs_burst=100000")  # fmt: skip
         _ip("-n", scanner, "link", "add", "a0", "type", "veth", "peer", "name", "b0", "netns", peer)
         for ns, dev, v4, v6 in ((scanner, "a0", SCANNER, "fd00:99::1"), (peer, "b0", PEER, PEER6)):
             _ip("-n", ns, "addr", "add", f"{v4}/24", "dev", dev)
