@@ -372,3 +372,50 @@ def test_a_link_local_neighbour_that_never_answers_is_a_local_error() -> None:
     assert states(linked) == {80: ("closed", "conn-refused"), 82: ("filtered", "admin-prohibited")}
     assert states(global_) == {80: ("error", "local-EHOSTUNREACH")}
     assert states(link_local)[80][0] == "error"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect, older than these commits (338cbec too): a connect to a zoned link-local "
+    "address binds the socket to that interface (sk_bound_dev_if), which the reset that readies "
+    "it for the next probe keeps; the next IPv6 probe on that socket leaves by the old interface "
+    "and reads that network's answer (here filtered net-unreach for an open port)",
+)
+def test_a_socket_reused_after_a_zoned_probe_does_not_keep_its_interface() -> None:
+    """fd00:98::2 listens on 85 behind a second link, c0; the default route is the peer's, on
+    a0. One slot: the probe of fe80::b%a0 (closed, its socket reused) comes first."""
+    third = f"psadq-{uuid.uuid4().hex[:8]}"
+    with _pair() as (scanner, peer):
+        if subprocess.run(["ip", "netns", "add", third], capture_output=True).returncode:
+            pytest.skip("cannot create a third network namespace")
+        listener = None
+        try:
+            _ip("-n", third, "link", "set", "lo", "up")
+            _ip("-n", scanner, "link", "add", "c0", "type", "veth", "peer", "name", "d0", "netns",
+                third)  # fmt: skip
+            for ns, dev, address in ((scanner, "c0", "fd00:98::1"), (third, "d0", "fd00:98::2")):
+                _ip("-n", ns, "-6", "addr", "add", f"{address}/64", "dev", dev, "nodad")
+                _ip("-n", ns, "link", "set", dev, "up")
+            for ns, dev, address in ((scanner, "a0", "fe80::a"), (peer, "b0", "fe80::b")):
+                _ip("-n", ns, "-6", "addr", "add", f"{address}/64", "dev", dev, "nodad")
+            _ip("-n", scanner, "-6", "route", "add", "default", "via", "fe80::b", "dev", "a0")
+            in_netns(peer, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+            listener = subprocess.Popen(
+                ["ip", "netns", "exec", third, sys.executable, "-c", LISTENER, "fd00:98::2"],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert listener.stdout is not None
+            assert listener.stdout.readline() == "listening\n"
+            alone = run_worker(scanner, {"units": [["fd00:98::2", [85, 81]]], "config": SLOW})
+            after = run_worker(scanner, {"units": [["fe80::b%a0", [80]], ["fd00:98::2", [85, 81]]],
+                                         "config": {"concurrency": 1, **SLOW}})  # fmt: skip
+        finally:
+            if listener is not None:
+                listener.kill()
+                listener.wait(10)
+            subprocess.run(["ip", "netns", "del", third], capture_output=True)
+    truth = {85: ("open", "syn-ack"), 81: ("closed", "conn-refused")}
+    assert states(alone[0]) == truth  # the setup holds
+    assert states(after[0]) == {80: ("closed", "conn-refused")}
+    assert states(after[1]) == truth
