@@ -234,6 +234,7 @@ def test_an_empty_inventory_with_allow_empty_is_no_result_and_an_empty_report(
     result = scan_inventory(nr, ports="9", reports={"json": saved}, allow_empty=True, **FAST)
     assert dict(result) == {}
     report = json.loads(saved.read_text())
-    assert report["hosts"] == [] and report["summary"]["hosts"] == 0
+    assert report["hosts"] == []
+    assert report["summary"]["hosts"] == 0
     with pytest.raises(TargetSpecError, match="no targets given"):  # without it: an error
         scan_inventory(nr, ports="9", **FAST)
