@@ -10,6 +10,9 @@
     judge_merged(merged, policies) -> a Judgement per (target, vantage); policy_for, port_verdict
     merged_drift(baseline, merged) -> Drift per (target, vantage); rechecks(drift, merged) ->
         the Rechecks each scanner probes from its vantage; confirm_rechecks, drift_section
+    judged(data, merged, raw, policies), with_drift(data, merged, baseline) -> the merged JSON
+        every door writes: verdicts per (target, vantage), drift per vantage
+    file_scopes(targets, policy_file, per_vantage) -> a CLI merge's groups and expectations
 
 All of it is pure but ``where_ran`` (where a shard ran) and ``load_report`` (a file).
 See docs/distributed.md.
@@ -21,6 +24,7 @@ from nornir_portscan.fleet.baseline import (
     drift_section,
     merged_drift,
     rechecks,
+    with_drift,
 )
 from nornir_portscan.fleet.evidence import iter_shard_json, shard_section, where_ran
 from nornir_portscan.fleet.matrix import UNGROUPED, Cell, Matrix, reachability_matrix
@@ -47,8 +51,16 @@ from nornir_portscan.fleet.plan import (
     plan_inputs,
     rendezvous,
 )
+from nornir_portscan.fleet.scopes import book_groups, file_scopes
 from nornir_portscan.fleet.shards import parse_shard, shard_hosts, shard_job
-from nornir_portscan.fleet.verdicts import Judgement, judge_merged, policy_for, port_verdict
+from nornir_portscan.fleet.verdicts import (
+    Judgement,
+    judge_merged,
+    judged,
+    parse_scoped,
+    policy_for,
+    port_verdict,
+)
 
 __all__ = [
     "UNGROUPED",
@@ -66,16 +78,20 @@ __all__ = [
     "Scanner",
     "Shard",
     "ShardRun",
+    "book_groups",
     "build_plan",
     "confirm_rechecks",
     "drift_section",
+    "file_scopes",
     "iter_shard_json",
     "judge_merged",
+    "judged",
     "load_report",
     "merge_failure",
     "merge_reports",
     "merged_drift",
     "missing_shards",
+    "parse_scoped",
     "parse_shard",
     "plan_from_dict",
     "plan_inputs",
@@ -89,4 +105,5 @@ __all__ = [
     "shard_job",
     "shard_section",
     "where_ran",
+    "with_drift",
 ]

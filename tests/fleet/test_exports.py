@@ -1,11 +1,11 @@
 """The fleet package exports the public functions of its modules, and lists them."""
 
 import nornir_portscan.fleet as fleet
-from nornir_portscan.fleet import baseline, matrix, verdicts
+from nornir_portscan.fleet import baseline, matrix, scopes, verdicts
 
 
 def test_the_package_exports_the_matrix_verdicts_and_baseline():
-    for module in (matrix, verdicts, baseline):
+    for module in (matrix, verdicts, baseline, scopes):
         for name in module.__all__:
             if name == "CONFLICT":
                 continue
