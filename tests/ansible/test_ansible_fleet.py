@@ -200,11 +200,15 @@ def expected_matrix(fleet: Fleet, groups: dict[str, list[str]], dead: tuple[str,
 
 
 def matrix_cells(merged: dict[str, Any]) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """The cells per port (a cell covers a run of ports with the same counts)."""
     found = {}
     for cell in merged["matrix"]["cells"]:
-        key = (cell.pop("vantage"), cell.pop("group"), cell.pop("port"))
-        assert key not in found, key
-        found[key] = cell
+        vantage, group = cell.pop("vantage"), cell.pop("group")
+        first, last = cell.pop("first"), cell.pop("last")
+        for port in range(first, last + 1):
+            key = (vantage, group, port)
+            assert key not in found, key
+            found[key] = dict(cell)
     return found
 
 
