@@ -177,14 +177,16 @@ def _host_deltas(host: MergedHost, policy: Policy | None, deltas: Deltas) -> boo
     closed = PortState.CLOSED.value
     limited = policy is not None and policy.allowed_open is not None
     bulk = "passed" if limited else None  # a closed port an allow-list leaves out passes
-    if policy is not None:  # the closed ports whose verdict is not the bulk one
-        exceptions = set(policy.ports) | set(policy.allowed_open or ())
-        special.update((p, closed) for p in exceptions & scanned if p not in special)
-    runs = _runs(scanned)
-    for first, last in runs:
+    if policy is not None:  # closed ports with an expectation of their own: judged one by one
+        special.update((p, closed) for p in set(policy.ports) & scanned if p not in special)
+    for first, last in _runs(scanned):
         _add(deltas, first, last, closed)
         if bulk is not None:
             _add(deltas, first, last, bulk)
+    if policy is not None and policy.allowed_open is not None:  # allowed: no verdict if closed
+        quiet = (policy.allowed_open & scanned) - special.keys()
+        for first, last in _runs(quiet):
+            _add(deltas, first, last, "passed", -1)
     for port, state in special.items():
         if port in scanned:  # not the bulk closed (and its verdict) on this port
             _add(deltas, port, port, closed, -1)

@@ -259,7 +259,8 @@ def test_cells_of_runs_count_each_port_as_a_cell_per_port_would(seed):
                 host["vantage"] = vantage
     merged = merge_reports(reports)
     groups = {f"h{i}": rng.sample(["a", "b", "c"], rng.randint(0, 2)) for i in range(6)}
-    kinds = [{"expect_open": "5,6"}, {"allowed_open": "1-10,30"}, {"expect_filtered": "7"}, {}]
+    kinds = [{"expect_open": "5,6"}, {"allowed_open": "1-10,30"}, {"expect_filtered": "7"}, {},
+             {"allowed_open": "2-50", "expect_open": "3", "expect_closed": "61"}]  # fmt: skip
     policies = {
         f"h{i}": {None: parse_policy(rng.choice(kinds)), "mgmt": parse_policy(rng.choice(kinds))}
         for i in range(6)
