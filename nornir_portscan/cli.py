@@ -605,7 +605,7 @@ def _merge(argv: list[str]) -> int:
         count = len(merged.conflicts)
         _error(f"shards answered {count} port{'s' * (count != 1)} differently (conflicts)")
         return EXIT_VIOLATED
-    violated = data["compliance"]["non_compliant"]
+    violated = len(data["failed_hosts"])
     if violated:
         _error(f"{violated} (target, vantage) did not meet its expectations: see failed_hosts")
         return EXIT_VIOLATED

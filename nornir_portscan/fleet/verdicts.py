@@ -156,10 +156,14 @@ def judged(
 ) -> dict[str, Any]:
     """The merged report's JSON ``data`` (of ``merged``) with each host judged: ``passed``,
     ``failure`` and, with expectations, ``policy`` (its ``raw`` data) and ``violations``; its
-    ``failed_hosts`` (``name@vantage``) and ``compliance``. Every door writes this."""
+    ``failed_hosts`` (``name@vantage``) and ``compliance``. Every door writes this. A host a
+    shard's own scan failed (its expectations there) does not pass either."""
     failed, counts = [], {"compliant": 0, "non_compliant": 0, "error": 0, "violations": 0}
-    for host, judgement in zip(data["hosts"], judge_merged(merged, policies), strict=True):
-        host.update(passed=judgement.passed, failure=judgement.failure)
+    judgements = judge_merged(merged, policies)
+    for host, judgement, model in zip(data["hosts"], judgements, merged.hosts, strict=True):
+        # a shard that failed its own scan's expectations still fails (a CLI shard's --policy)
+        passed = judgement.passed and model.passed
+        host.update(passed=passed, failure=judgement.failure or ("" if passed else model.failure))
         if judgement.kind is not None:
             mine = raw.get(host["name"]) or {}
             host.update(
@@ -168,7 +172,7 @@ def judged(
             )
             counts[judgement.kind] += 1
             counts["violations"] += len(judgement.violations)
-        if not judgement.passed:
+        if not passed:
             failed.append(f"{host['name']}@{host['vantage']}")
     data["failed_hosts"] = failed
     data["compliance"] = counts

@@ -71,8 +71,8 @@ def test_the_merge_is_judged_by_the_policy_file_s_groups_and_shown_as_a_page(
     jsonschema.validate(data, merged_schema())
     assert data["matrix"]["groups"] == ["db", "web"]
     port = lab["port"]
-    cells = {(c["group"], c["port"]): (c["verdict"], c["passed"], c["failed"])
-             for c in data["matrix"]["cells"] if c["port"] == port}  # fmt: skip
+    cells = {(c["group"], port): (c["verdict"], c["passed"], c["failed"])
+             for c in data["matrix"]["cells"] if c["first"] <= port <= c["last"]}  # fmt: skip
     assert cells == {("db", port): ("closed", 1, 0), ("web", port): ("open", 1, 0)}
     assert data["compliance"] == {"compliant": 2, "non_compliant": 0, "error": 0, "violations": 0}
     assert data["failed_hosts"] == []
@@ -184,3 +184,22 @@ def test_a_full_disk_for_the_page_is_one_line_and_exit_3(run_cli, lab, tmp_path:
         assert sorted(p.name for p in disk.iterdir()) == ["filler"]
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_shard_that_failed_its_own_expectations_fails_the_merge(run_cli, lab, tmp_path):
+    """Shards scanned with ``--expect-open`` of a port closed on DB, merged with no policy:
+    DB does not pass (its shard said so), the merge exits 1."""
+    paths = []
+    for index in range(2):
+        path = tmp_path / f"shard{index}.json"
+        done = run_cli("--shard", f"{index}/2", f"{WEB}-3", "-p", str(lab["ports"]),
+                       "--expect-open", str(lab["port"]), "--json", str(path), *FAST)  # fmt: skip
+        assert done.returncode in (EXIT_OK, EXIT_VIOLATED), done.stderr
+        paths.append(str(path))
+    out = tmp_path / "m.json"
+    done = run_cli("merge", *paths, "--json", str(out))
+    assert done.returncode == EXIT_VIOLATED, done.stderr
+    data = json.loads(out.read_text())
+    assert data["failed_hosts"] == [f"{DB}@None"]
+    (db,) = [h for h in data["hosts"] if h["name"] == DB]
+    assert f"port {lab['port']} closed (expected open)" in db["failure"]
