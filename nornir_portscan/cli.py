@@ -642,6 +642,11 @@ def _merged_data(
             raise OptionError(
                 f"invalid --vantage-policy {item!r}: use VANTAGE=FILE, e.g. users=users.yml"
             )
+        if vantage in per_vantage:
+            raise OptionError(
+                f"--vantage-policy {vantage!r} is given twice: give one file per vantage, "
+                f"e.g. {vantage}=users.yml"
+            )
         per_vantage[vantage] = load_policy_file(path)
     baseline = load_baseline(args.baseline) if args.baseline is not None else None
     merged = merge_reports(

@@ -146,6 +146,8 @@ def test_a_single_scan_from_a_vantage_is_judged_and_compared_as_that_vantage(
          "report '{tmp}/shard0.json' is a shard: its vantage is its plan's; give a vantage to "
          "whole scans only, e.g. 'portscan merge --vantage users scan.json'"),
         (["--vantage", " "], "invalid vantage ' ': give a label, e.g. 'users'"),
+        (["--vantage-policy", "u={tmp}/users.yml", "--vantage-policy", "u={tmp}/users.yml"],
+         "--vantage-policy 'u' is given twice: give one file per vantage, e.g. u=users.yml"),
         (["--policy", "{tmp}/none.yml"], "cannot read policy file '{tmp}/none.yml': No such file"),
         (["--baseline", "{tmp}/none.json"], "cannot read baseline '{tmp}/none.json'"),
     ],
