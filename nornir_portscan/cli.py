@@ -23,17 +23,24 @@ import resource
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from nornir_portscan import __version__
-from nornir_portscan.errors import InputError, ReportError, ScanError, ScanInterrupted
+from nornir_portscan.errors import (
+    InputError,
+    OptionError,
+    ReportError,
+    ScanError,
+    ScanInterrupted,
+)
 
 # What a run needs is imported when it runs (``--version`` and ``--help`` need none of it),
 # and what only some runs need (``--shard``, ``merge``) only by those.
 if TYPE_CHECKING:
     from nornir_portscan.audit.gates import Audit
+    from nornir_portscan.fleet.merge import MergedReport
     from nornir_portscan.pipeline import Job
     from nornir_portscan.reports.files import ReportFiles
 
@@ -522,8 +529,10 @@ def _main(argv: list[str] | None, stopped: _Stopped) -> int:
 
 
 def _merge(argv: list[str]) -> int:
-    """``portscan merge``: the reports of many shards or vantages as one (docs/distributed.md).
-    Exit 0 complete, 1 answers conflict, 2 bad input, 3 some shard or port has no answer."""
+    """``portscan merge``: the reports of many shards or vantages as one (docs/distributed.md),
+    judged per vantage and with its matrix as the Ansible ``portscan_merge`` gives it. Exit 0
+    complete, 1 answers conflict or expectations failed, 2 bad input, 3 some shard or port has
+    no answer or a file could not be written."""
     p = _Parser(
         prog="portscan merge",
         description="Merge JSON reports ('portscan --shard I/N --json FILE ...', or whole "
@@ -531,21 +540,48 @@ def _merge(argv: list[str]) -> int:
     )
     p.add_argument("reports", nargs="+", metavar="REPORT", help="a JSON report")
     p.add_argument("--json", metavar="FILE", help="write the merged report to FILE ('-': stdout)")
+    p.add_argument(
+        "--report",
+        metavar="FILE",
+        help="write the merged report as a page, its reachability matrix first: .md or .html",
+    )
+    p.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="a YAML policy file (defaults, groups, hosts): expectations from every vantage; "
+        "its groups are the matrix's target groups",
+    )
+    p.add_argument(
+        "--vantage-policy",
+        metavar="VANTAGE=FILE",
+        action="append",
+        default=[],
+        help="a policy file for one vantage; its keys replace --policy's there (repeatable)",
+    )
+    p.add_argument(
+        "--baseline",
+        metavar="FILE",
+        help="a merged report saved earlier: drift per (target, vantage) against it",
+    )
+    p.add_argument(
+        "--vantage",
+        metavar="LABEL",
+        help="where the whole scans given ran (their hosts that name no vantage), e.g. a "
+        "single scan compared with its vantage in a merged --baseline",
+    )
     args = p.parse_args(argv)
     import json
 
-    from nornir_portscan.fleet import load_report, merge_reports
-    from nornir_portscan.fleet.merge import merge_failure, render_merged
-    from nornir_portscan.reports.writer import check_destination, write_atomic
+    from nornir_portscan.reports.writer import write_atomic
 
     try:
-        if args.json not in (None, "-"):
-            check_destination(args.json, "merged report")
-        merged = merge_reports([load_report(path) for path in args.reports], sources=args.reports)
+        data, merged, page = _merged_data(args)
     except InputError as exc:
         _error(exc)
         return EXIT_INPUT
-    text = json.dumps(merged.to_dict(), indent=1) + "\n" if args.json else ""
+    from nornir_portscan.fleet import merge_failure, render_merged
+
+    text = json.dumps(data, indent=1) + "\n" if args.json else ""
     shown = True
     try:
         sys.stdout.write(text if args.json == "-" else render_merged(merged))
@@ -556,6 +592,8 @@ def _merge(argv: list[str]) -> int:
     try:
         if args.json not in (None, "-"):
             write_atomic(args.json, text, "merged report")
+        if page is not None:
+            write_atomic(args.report, page(data), "merged page")
     except ReportError as exc:
         _error(exc)
         return EXIT_SCAN
@@ -567,7 +605,60 @@ def _merge(argv: list[str]) -> int:
         count = len(merged.conflicts)
         _error(f"shards answered {count} port{'s' * (count != 1)} differently (conflicts)")
         return EXIT_VIOLATED
+    violated = len(data["failed_hosts"])
+    if violated:
+        _error(f"{violated} (target, vantage) did not meet its expectations: see failed_hosts")
+        return EXIT_VIOLATED
     return EXIT_OK if shown else EXIT_SCAN
+
+
+def _merged_data(
+    args: argparse.Namespace,
+) -> tuple[dict[str, Any], MergedReport, Callable[[Mapping[str, Any]], Iterable[str]] | None]:
+    """The merged JSON of ``portscan merge`` (judged, with its matrix and drift), the merge
+    and the page renderer; every destination and file is checked before the merge."""
+    from nornir_portscan.audit.drift import load_baseline
+    from nornir_portscan.audit.policy import load_policy_file
+    from nornir_portscan.fleet import load_report, merge_reports, reachability_matrix
+    from nornir_portscan.fleet.baseline import with_drift
+    from nornir_portscan.fleet.scopes import file_scopes
+    from nornir_portscan.fleet.verdicts import judged, parse_scoped
+    from nornir_portscan.reports.files import page_format
+    from nornir_portscan.reports.pages import iter_merged_html, iter_merged_markdown
+    from nornir_portscan.reports.writer import check_destination
+
+    if args.json not in (None, "-"):
+        check_destination(args.json, "merged report")
+    page = None
+    if args.report is not None:
+        kind = page_format(args.report)
+        check_destination(args.report, "merged page")
+        page = iter_merged_markdown if kind == "markdown" else iter_merged_html
+    common = load_policy_file(args.policy) if args.policy is not None else None
+    per_vantage = {}
+    for item in args.vantage_policy:
+        vantage, sep, path = item.partition("=")
+        if not sep or not vantage.strip() or not path:
+            raise OptionError(
+                f"invalid --vantage-policy {item!r}: use VANTAGE=FILE, e.g. users=users.yml"
+            )
+        if vantage in per_vantage:
+            raise OptionError(
+                f"--vantage-policy {vantage!r} is given twice: give one file per vantage, "
+                f"e.g. {vantage}=users.yml"
+            )
+        per_vantage[vantage] = load_policy_file(path)
+    baseline = load_baseline(args.baseline) if args.baseline is not None else None
+    merged = merge_reports(
+        [load_report(path) for path in args.reports], sources=args.reports, vantage=args.vantage
+    )
+    groups, raw = file_scopes(((h.name, h.address) for h in merged.hosts), common, per_vantage)
+    policies = parse_scoped(raw)
+    matrix = reachability_matrix(merged, groups, policies)
+    data = judged(merged.to_dict(matrix=matrix), merged, raw, policies)
+    if baseline is not None:
+        data = with_drift(data, merged, baseline, policies)
+    return data, merged, page
 
 
 def _exit_code(code: int, stopped: _Stopped, audit: Audit, *, written: bool) -> int:

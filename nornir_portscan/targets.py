@@ -202,7 +202,8 @@ def parse_targets(
             one address or hostname, resolved as ``family`` says; the result keeps the
             template's name, ports and policy. They come after the specs and files, and the
             exclusions and the scope guard hold for them too.
-        allow_empty: Return no targets, rather than raise, when the exclusions remove all.
+        allow_empty: Return no targets, rather than raise, when none is given or the
+            exclusions remove all (an empty shard, an empty filtered inventory).
 
     Returns:
         The targets in the order given, each pattern expanded in address order, duplicates
@@ -232,7 +233,7 @@ def parse_targets(
     )
     # Counted as they are read: the guard stops a long file at the first line past the limit.
     wanted = list(_within_scope(given, max_hosts, 2 if family == "both" else 1))
-    if not wanted:
+    if not wanted and not allow_empty:
         raise TargetSpecError(
             f"no targets given: give an address, range, CIDR block or hostname, {_ANY_EXAMPLE}"
         )

@@ -4,6 +4,7 @@
     rechecks(drift, merged) -> the differing ports, per scanner of their vantage, to probe again
     confirm_rechecks(drift, merged, answers) -> Drift (only what every re-check saw again)
     drift_section(drift, rechecks, policies) -> the merged JSON's ``drift`` and ``recheck``
+    with_drift(data, merged, baseline, policies, answers) -> the judged JSON with its drift
 
 A re-check must probe from the vantage that saw the change: the controller that merges sees
 none of them. So the differing ports of a (target, vantage) go to the scanner that answered
@@ -35,6 +36,7 @@ __all__ = [
     "drift_section",
     "merged_drift",
     "rechecks",
+    "with_drift",
 ]
 
 
@@ -182,3 +184,43 @@ def drift_section(
         },
         "recheck": lists,
     }
+
+
+def with_drift(
+    data: dict[str, Any],
+    merged: MergedReport,
+    baseline: Mapping[str, Any],
+    policies: Mapping[str, Mapping[str | None, Policy]] | None = None,
+    answers: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]] | None = None,
+) -> dict[str, Any]:
+    """The judged merged JSON ``data`` with its ``drift`` against ``baseline`` (a loaded
+    merged report), each (target, vantage) against the same, and ``recheck``: per scanner,
+    the differing ports it is to probe again from its vantage. With ``answers`` (``{scanner:
+    rounds}``), only the changes each re-check saw again (``confirming``); a (target,
+    vantage) with confirmed drift its expectations do not explain does not pass."""
+    drift = merged_drift(baseline, merged)
+    again = rechecks(drift, merged)
+    if answers is not None:
+        drift = confirm_rechecks(drift, merged, answers)
+    data.update(drift_section(drift, again, policies))
+    data["drift"]["confirming"] = answers is not None
+    if answers is None:
+        return data
+    unexpected = {
+        (h["name"], h["address"], h["vantage"]): h
+        for h in data["drift"]["hosts"]
+        if h["unexpected"]
+    }
+    for host in data["hosts"]:
+        changed = unexpected.get((host["name"], host["address"], host["vantage"]))
+        if changed is None:
+            continue
+        said = ", ".join(f"port {p}" for p in changed["unexpected"])
+        label = f"{host['name']} ({host['address'] or 'no address'}) from {host['vantage'] or '-'}"
+        why = f"unexpected drift since the baseline: {said}"
+        failure = f"{host['failure']}; {why}" if host["failure"] else f"{label}: {why}"
+        host.update(passed=False, failure=failure)
+        name = f"{host['name']}@{host['vantage']}"
+        if name not in data["failed_hosts"]:
+            data["failed_hosts"].append(name)
+    return data

@@ -18,6 +18,7 @@ re-run of the same plan must scan again.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import os
@@ -329,7 +330,7 @@ def _why(exc: Exception) -> str:
     return f"{exc} is missing" if isinstance(exc, KeyError) else str(exc)
 
 
-def _parse(data: Mapping[str, Any], source: str) -> _Report:
+def _parse(data: Mapping[str, Any], source: str, vantage_of_scan: str | None = None) -> _Report:
     where = f"report {source!r}"
     version = data.get("version")
     if not isinstance(version, str) or not version.startswith("1."):
@@ -339,7 +340,7 @@ def _parse(data: Mapping[str, Any], source: str) -> _Report:
         raise InputError(f"{where}: 'shard' is {show(shard)}, not a shard section; {_HINT}")
     try:
         scanner = _text(shard["scanner"], "scanner") if shard else source
-        vantage = _text(shard.get("vantage"), "vantage", none=True) if shard else None
+        vantage = _text(shard.get("vantage"), "vantage", none=True) if shard else vantage_of_scan
         plan = shard["plan"] if shard else None
         if plan is not None and not isinstance(plan, Mapping):
             raise TypeError(f"plan must be a mapping, not {show(plan)}")
@@ -351,7 +352,7 @@ def _parse(data: Mapping[str, Any], source: str) -> _Report:
         try:
             name = _text(entry["name"], "name")
             address = _text(entry["address"], "address", none=True)
-            own = _text(entry.get("vantage"), "vantage", none=True)
+            own = _text(entry.get("vantage"), "vantage", none=True) or vantage_of_scan
             key = (name, address, vantage if shard else own)  # a shard's vantage is its own
             status = HostStatus(entry["status"]).value
             ports = {}
@@ -402,6 +403,7 @@ def merge_reports(
     plan: Plan | None = None,
     failed: Mapping[str, str] | None = None,
     sources: Sequence[str] | None = None,
+    vantage: str | None = None,
 ) -> MergedReport:
     """Merge JSON reports (``report_to_dict`` data, or ``load_report``'s) into one.
 
@@ -412,19 +414,30 @@ def merge_reports(
         failed: Scanners known to have failed, with why (``scanner-failed``); a scanner with
             no report and not in ``failed`` was ``scanner-unreachable``.
         sources: A name for each report in messages (default: ``report 1`` ...).
+        vantage: Where the whole scans among ``reports`` ran: the vantage of their hosts that
+            name none (a single scan, to compare with its vantage in a merged baseline).
 
     Raises:
-        InputError: A report is not one, or belongs to another plan.
+        InputError: A report is not one, belongs to another plan, or is a shard given a
+            ``vantage`` (a shard's is its plan's).
     """
     names = list(sources) if sources is not None else []
     names += [f"report {i}" for i in range(len(names) + 1, len(reports) + 1)]
     parsed: list[_Report] = []
-    seen: list[Mapping[str, Any]] = []
+    seen: set[str] = set()
+    if vantage is not None and (not isinstance(vantage, str) or not vantage.strip()):
+        raise InputError(f"invalid vantage {vantage!r}: give a label, e.g. 'users'")
     for data, name in zip(reports, names, strict=False):
-        report = _parse(data, name)
-        if not any(data == other for other in seen):  # a file given twice counts once
+        if vantage is not None and data.get("shard") is not None:
+            raise InputError(
+                f"report {name!r} is a shard: its vantage is its plan's; give a vantage to "
+                "whole scans only, e.g. 'portscan merge --vantage users scan.json'"
+            )
+        report = _parse(data, name, vantage)
+        digest = _digest(data)
+        if digest not in seen:  # a file given twice counts once
             parsed.append(report)
-            seen.append(data)
+            seen.add(digest)
     plan = _plan_of(parsed, plan)
     failed = dict(failed or {})
     if plan is None:
@@ -457,6 +470,13 @@ def merge_reports(
 
 
 _STATUS = {UNREACHABLE: "missing", FAILED: "failed"}
+
+
+def _digest(data: Mapping[str, Any]) -> str:
+    """A hash of a report's canonical JSON: two reports of the same content have the same
+    one (a file given twice), found in one pass rather than by comparing every pair."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _not_reported(shard: Shard, got: Sequence[_Piece]) -> list[_Piece]:

@@ -2,6 +2,8 @@
 
     judge_merged(merged, policies) -> a Judgement per merged host, in host order
     port_verdict(policy, port, state) -> passed, failed, unjudged or None (no expectation)
+    parse_scoped(raw) -> the policies of raw expectations per target and vantage
+    judged(data, merged, raw, policies) -> the merged JSON with its verdicts (every door's)
 
 ``policies`` maps a target name to its policy per vantage; ``None`` is the policy of every
 vantage the target's mapping does not name (Ansible: ``portscan_expect_*`` for every vantage,
@@ -12,18 +14,27 @@ not judged; the matrix counts the same per port (``port_verdict``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from nornir_portscan.audit.policy import Violation
+from nornir_portscan.audit.policy import Violation, parse_policy
 from nornir_portscan.models import HostStatus, Policy, PortState
 from nornir_portscan.ports import format_ports
 
 if TYPE_CHECKING:
     from nornir_portscan.fleet.merge import MergedHost, MergedReport
 
-__all__ = ["CONFLICT", "Judgement", "judge_merged", "policy_for", "port_verdict"]
+__all__ = [
+    "CONFLICT",
+    "Judgement",
+    "judge_merged",
+    "judged",
+    "parse_scoped",
+    "policy_for",
+    "port_verdict",
+]
 
 CONFLICT = "conflict"  # a port two shards answered differently: its answer is in doubt
 Policies = Mapping[str, Mapping[str | None, Policy]]
@@ -123,3 +134,46 @@ def judge_merged(merged: MergedReport, policies: Policies | None = None) -> tupl
     """A ``Judgement`` per host of ``merged``, in its order."""
     policies = policies or {}
     return tuple(judge_host(h, policy_for(policies, h.name, h.vantage)) for h in merged.hosts)
+
+
+def parse_scoped(raw: Mapping[str, Mapping[str | None, Mapping[str, Any] | None]]) -> Policies:
+    """``{name: {vantage: Policy}}`` of raw expectations per target and vantage (``None``:
+    every other vantage); raises ``InputError`` (one line) naming the target and vantage."""
+    parsed: dict[str, dict[str | None, Policy]] = {}
+    for name, scoped in raw.items():
+        mine = parsed[name] = {}
+        for vantage, data in scoped.items():
+            where = f"target {name!r}" + (f" from vantage {vantage!r}" if vantage else "")
+            mine[vantage] = parse_policy(data or None, where=where)
+    return parsed
+
+
+def judged(
+    data: dict[str, Any],
+    merged: MergedReport,
+    raw: Mapping[str, Mapping[str | None, Any]],
+    policies: Policies,
+) -> dict[str, Any]:
+    """The merged report's JSON ``data`` (of ``merged``) with each host judged: ``passed``,
+    ``failure`` and, with expectations, ``policy`` (its ``raw`` data) and ``violations``; its
+    ``failed_hosts`` (``name@vantage``) and ``compliance``. Every door writes this. A host a
+    shard's own scan failed (its expectations there) does not pass either."""
+    failed, counts = [], {"compliant": 0, "non_compliant": 0, "error": 0, "violations": 0}
+    judgements = judge_merged(merged, policies)
+    for host, judgement, model in zip(data["hosts"], judgements, merged.hosts, strict=True):
+        # a shard that failed its own scan's expectations still fails (a CLI shard's --policy)
+        passed = judgement.passed and model.passed
+        host.update(passed=passed, failure=judgement.failure or ("" if passed else model.failure))
+        if judgement.kind is not None:
+            mine = raw.get(host["name"]) or {}
+            host.update(
+                policy=mine.get(host["vantage"], mine.get(None)),
+                violations=[dataclasses.asdict(v) for v in judgement.violations],
+            )
+            counts[judgement.kind] += 1
+            counts["violations"] += len(judgement.violations)
+        if not passed:
+            failed.append(f"{host['name']}@{host['vantage']}")
+    data["failed_hosts"] = failed
+    data["compliance"] = counts
+    return data

@@ -366,18 +366,24 @@ def _matrix_table(data: Mapping[str, Any]) -> _Table:
     headers = ("Vantage", "Group", "Ports", "Verdict", "Open", "Closed", "Filtered", "Error",
                "Conflict", "Expectations")  # fmt: skip
     table = _Table(headers, 3)
-    rows: dict[tuple[Any, ...], list[int]] = {}  # in cell order: by vantage, group, port
+    # in cell order: by vantage, group, first port; each row its runs of ports
+    rows: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
     for cell in data["matrix"]["cells"]:
         said = (cell["verdict"], *(cell[k] for k in _CELL_COUNTS))
         judged = (cell["passed"], cell["failed"], cell["unjudged"])
-        rows.setdefault((cell["vantage"], cell["group"], *said, *judged), []).append(cell["port"])
-    for (vantage, group, verdict, *counts, passed, failed, unjudged), ports in rows.items():
+        runs = rows.setdefault((cell["vantage"], cell["group"], *said, *judged), [])
+        if runs and runs[-1][1] + 1 == cell["first"]:
+            runs[-1] = (runs[-1][0], cell["last"])
+        else:
+            runs.append((cell["first"], cell["last"]))
+    for (vantage, group, verdict, *counts, passed, failed, unjudged), found in rows.items():
+        ports = ",".join(str(a) if a == b else f"{a}-{b}" for a, b in found)
         expected = ", ".join(
             f"{n} {word}"
             for n, word in ((passed, "pass"), (failed, "FAIL"), (unjudged, "not judged"))
             if n
         )
-        row = (vantage or NONE, group, format_ports(ports), verdict, *map(str, counts))
+        row = (vantage or NONE, group, ports, verdict, *map(str, counts))
         table.rows.append((*row, expected or NONE))
         if failed or verdict in ("error", "conflict"):
             table.marked.add(len(table.rows) - 1)

@@ -34,10 +34,9 @@ if ENGINE_ERROR is None:
             FleetTarget, Scanner, build_plan, iter_shard_json, load_report, merge_reports,
             missing_shards, plan_from_dict, plan_inputs, shard_section, where_ran)
         from nornir_portscan.audit.drift import load_baseline
-        from nornir_portscan.fleet.baseline import (
-            confirm_rechecks, drift_section, merged_drift, rechecks)
+        from nornir_portscan.fleet.baseline import with_drift as fleet_with_drift
         from nornir_portscan.fleet.matrix import reachability_matrix
-        from nornir_portscan.fleet.verdicts import judge_merged
+        from nornir_portscan.fleet.verdicts import judged as fleet_judged, parse_scoped
         from nornir_portscan.fleet.merge import merge_failure
         from nornir_portscan.reports.files import page_format
         from nornir_portscan.reports.pages import iter_merged_html, iter_merged_markdown
@@ -200,16 +199,10 @@ def target_groups(group_names, only=None):
 
 def parsed_policies(policies):
     """``{name: {vantage: Policy}}`` of ``{name: vantage_policies(...)}``."""
-    parsed = {}
-    for name, scoped in policies.items():
-        parsed[name] = {}
-        for vantage, data in scoped.items():
-            where = f"target {name!r}" + (f" from vantage {vantage!r}" if vantage else "")
-            try:
-                parsed[name][vantage] = parse_policy(data or None, where=where)
-            except InputError as exc:
-                raise FleetError(str(exc)) from None
-    return parsed
+    try:
+        return parse_scoped(policies)
+    except InputError as exc:
+        raise FleetError(str(exc)) from None
 
 
 def matrix_of(merged, groups, policies):
@@ -232,34 +225,9 @@ def recheck_rounds(result):
 
 
 def with_drift(data, merged, baseline, policies, answers=None):
-    """The merged report ``data`` with its ``drift`` against the merged ``baseline`` (a
-    path), each (target, vantage) against the same, and ``recheck``: per scanner, the
-    differing ports it is to probe again from its vantage. With ``answers`` (``{scanner:
-    rounds}``), only the changes each re-check saw again; a (target, vantage) with confirmed
-    drift its expectations do not explain does not pass."""
-    drift = merged_drift(load_baseline(baseline), merged)
-    again = rechecks(drift, merged)
-    if answers is not None:
-        drift = confirm_rechecks(drift, merged, answers)
-    data.update(drift_section(drift, again, policies))
-    data["drift"]["confirming"] = answers is not None
-    if answers is None:
-        return data
-    unexpected = {(h["name"], h["address"], h["vantage"]): h for h in data["drift"]["hosts"]
-                  if h["unexpected"]}
-    for host in data["hosts"]:
-        changed = unexpected.get((host["name"], host["address"], host["vantage"]))
-        if changed is None:
-            continue
-        said = ", ".join(f"port {p}" for p in changed["unexpected"])
-        label = f"{host['name']} ({host['address'] or 'no address'}) from {host['vantage'] or '-'}"
-        why = f"unexpected drift since the baseline: {said}"
-        host.update(passed=False, failure=(host["failure"] + "; " + why) if host["failure"]
-                    else f"{label}: {why}")
-        name = f"{host['name']}@{host['vantage']}"
-        if name not in data["failed_hosts"]:
-            data["failed_hosts"].append(name)
-    return data
+    """The merged report ``data`` with its drift against the merged ``baseline`` (a path):
+    ``nornir_portscan.fleet.baseline.with_drift``, as the CLI's ``portscan merge`` gives it."""
+    return fleet_with_drift(data, merged, load_baseline(baseline), policies, answers)
 
 
 PAGES = {"markdown": ("Markdown report", iter_merged_markdown),
@@ -316,20 +284,6 @@ def policy_ports(host, name):
 
 def judged(data, merged, policies, parsed):
     """The merged report ``data`` (of ``merged``) with each host judged
-    (``nornir_portscan.fleet.verdicts``: ``passed``, ``failure`` and, with expectations,
-    ``policy`` and ``violations``), its ``failed_hosts`` (``name@vantage``) and ``compliance``;
+    (``nornir_portscan.fleet.verdicts.judged``, as the CLI's ``portscan merge`` judges it);
     ``policies`` maps target names to ``vantage_policies``, ``parsed`` to ``parsed_policies``."""
-    failed, counts = [], {"compliant": 0, "non_compliant": 0, "error": 0, "violations": 0}
-    for host, judgement in zip(data["hosts"], judge_merged(merged, parsed), strict=True):
-        host.update(passed=judgement.passed, failure=judgement.failure)
-        if judgement.kind is not None:
-            mine = policies.get(host["name"]) or {}
-            host.update(policy=mine.get(host["vantage"], mine.get(None)),
-                        violations=[dataclasses.asdict(v) for v in judgement.violations])
-            counts[judgement.kind] += 1
-            counts["violations"] += len(judgement.violations)
-        if not judgement.passed:
-            failed.append(f"{host['name']}@{host['vantage']}")
-    data["failed_hosts"] = failed
-    data["compliance"] = counts
-    return data
+    return fleet_judged(data, merged, policies, parsed)

@@ -200,11 +200,15 @@ def expected_matrix(fleet: Fleet, groups: dict[str, list[str]], dead: tuple[str,
 
 
 def matrix_cells(merged: dict[str, Any]) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """The cells per port (a cell covers a run of ports with the same counts)."""
     found = {}
     for cell in merged["matrix"]["cells"]:
-        key = (cell.pop("vantage"), cell.pop("group"), cell.pop("port"))
-        assert key not in found, key
-        found[key] = cell
+        vantage, group = cell.pop("vantage"), cell.pop("group")
+        first, last = cell.pop("first"), cell.pop("last")
+        for port in range(first, last + 1):
+            key = (vantage, group, port)
+            assert key not in found, key
+            found[key] = dict(cell)
     return found
 
 
@@ -462,3 +466,30 @@ def test_changes_no_recheck_answered_fail_the_confirming_merge() -> None:
         "users (no answer): t2 ports 22,80")
     assert portscan_merge._drift_failure({"appeared": [], "disappeared": [],
                                           "unchecked": []}) is None
+
+
+@pytest.mark.usefixtures("collection_import")
+def test_an_empty_shard_reports_no_hosts_as_the_cli_does(tmp_path: Path) -> None:
+    """A shard the plan gave no target (two scanners, one target) is a report of no hosts,
+    with its shard section, as ``portscan --shard`` gives; never "no targets given"."""
+    from ansible_collections.nornir_portscan.portscan.plugins.module_utils import (
+        portscan_fleet,
+    )
+
+    from nornir_portscan.fleet import merge_reports, plan_inputs
+
+    plan = portscan_fleet.inventory_plan(
+        [("s1", "users"), ("s2", "users")], [("t1", {"ansible_host": "127.0.0.1"})], "9",
+        {"timeout": 0.2})
+    empty = next(s.scanner for s in plan.shards if not s.targets)
+    full = next(s.scanner for s in plan.shards if s.targets)
+    _, report = portscan_fleet.scan_shard(plan_inputs(plan), empty, processes=1)
+    assert report["hosts"] == []
+    assert report["summary"]["hosts"] == 0
+    assert report["shard"]["scanner"] == empty
+    jsonschema.validate(report, report_schema())
+    _, other = portscan_fleet.scan_shard(plan_inputs(plan), full, processes=1)
+    merged = merge_reports([report, other], plan=plan)
+    assert [(s.scanner, s.status) for s in merged.shards] == sorted(
+        [(empty, "ok"), (full, "ok")], key=lambda s: [x.scanner for x in plan.shards].index(s[0]))
+    assert [h.name for h in merged.hosts] == ["t1"]

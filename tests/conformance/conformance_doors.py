@@ -276,7 +276,8 @@ def run_nornir_inventory(world: World, scenario: Scenario) -> Run:
     problems: list[str] = []
     try:
         nr = make_nornir(world)
-        if text is not None:  # --shard: a filter of the inventory by the fleet functions
+        if text is not None:  # --shard: a filter of the inventory by the fleet functions,
+            settings["allow_empty"] = True  # which may leave no host (an empty shard)
             keys = [(h.name, h.hostname or h.name) for h in nr.inventory.hosts.values()]
             mine = shard_hosts(keys, *parse_shard(text))
             nr = nr.filter(filter_func=lambda h: (h.name, h.hostname or h.name) in mine)
@@ -480,3 +481,125 @@ def ansible_outcome(world: World, door: str, scenario: Scenario, result: dict[st
         problems.append(f"failed_hosts {result.get('failed_hosts')}")
     _check_file(run, world, door, scenario)
     return run
+
+
+# -- the merge: portscan merge and portscan_merge --------------------------------------------
+MERGE_GROUPS = ("web", "web", "db")
+"""The matrix group of each world host: a policy file's group (CLI), an inventory group
+(Ansible)."""
+
+
+def merge_policy(world: World) -> dict[str, Any]:
+    """The expectations of the merge scenario, for every vantage: the open port open."""
+    return {"expect_open": str(world.open_port)}
+
+
+def merge_baseline(world: World) -> Path:
+    """The session's baseline but the first host's open port closed then: drift now."""
+    path = world.root / "merge-baseline.json"
+    data = json.loads(world.baseline.read_text())
+    first = data["hosts"][0]
+    first["ports"] = [p for p in first["ports"] if p["port"] != world.open_port]
+    first["open_ports"] = [p for p in first["open_ports"] if p != world.open_port]
+    first["closed_count"] += 1
+    path.write_text(json.dumps(data))
+    return path
+
+
+def run_cli_merge(world: World, reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """``portscan merge SHARDS --policy FILE --baseline FILE --json -``: its merged JSON."""
+    root = world.root / "merge-cli"
+    root.mkdir(exist_ok=True)
+    files = []
+    for index, report in enumerate(reports):
+        path = root / f"{index}.json"
+        path.write_text(json.dumps(report))
+        files.append(str(path))
+    groups: dict[str, dict[str, Any]] = {}
+    for name, group in zip(world.hosts, MERGE_GROUPS, strict=True):
+        groups.setdefault(group, {"hosts": []})["hosts"].append(name)
+    policy = root / "policy.yml"
+    policy.write_text(yaml.safe_dump({"defaults": merge_policy(world), "groups": groups}))
+    done = subprocess.run(
+        [str(PYTHON), "-m", "nornir_portscan", "merge", *files, "--policy", str(policy),
+         "--baseline", str(merge_baseline(world)), "--json", "-"],
+        capture_output=True, text=True, timeout=60, env=door_env(),
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
+
+
+def run_ansible_merge(
+    world: World, reports: list[dict[str, Any]], settings: dict[str, Any]
+) -> dict[str, Any]:
+    """``portscan_plan`` (``shards=2``, the plan of the shards' ``settings``), the shard
+    reports kept in its directory, ``portscan_merge`` with the inventory's groups and
+    expectations and the same baseline: the merged JSON it writes."""
+    root = world.root / "merge-ansible"
+    root.mkdir(exist_ok=True)
+    for index, report in enumerate(reports):
+        (root / f"{index}.json").write_text(json.dumps(report))
+    children: dict[str, Any] = {}
+    for name, group in zip(world.hosts, MERGE_GROUPS, strict=True):
+        children.setdefault(group, {"hosts": {}})["hosts"][name] = {}
+    expect = {f"portscan_{k}": v for k, v in merge_policy(world).items()}
+    inventory = {
+        "all": {
+            "vars": {"ansible_connection": "local"},
+            "hosts": {name: {} for name in world.hosts},
+            "children": {
+                "portscan_targets": {
+                    "hosts": {name: {} for name in world.hosts},
+                    "vars": expect,
+                    "children": children,
+                }
+            },
+        }
+    }
+    (root / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    plan = {k: settings[k] for k in PLAN_KEYS if k in settings}
+    plan.update(shards=2, directory=str(root / "plans"))
+    out = root / "merged.json"
+    common = {"run_once": True, "delegate_to": "localhost"}
+    tasks = [
+        {"name": "plan", f"{PACKAGE}.portscan_plan": plan, "register": "plan", **common},
+        *(
+            {
+                "name": f"keep shard {index}",
+                "ansible.builtin.copy": {
+                    "src": str(root / f"{index}.json"),
+                    "dest": f"{{{{ plan.directory }}}}/shards/{index}.json",
+                    "mode": "0644",
+                },
+                **common,
+            }
+            for index in range(len(reports))
+        ),
+        {
+            "name": "merge",
+            f"{PACKAGE}.portscan_merge": {
+                "plan": "{{ plan }}",
+                "report": str(out),
+                "baseline": str(merge_baseline(world)),
+            },
+            **common,
+        },
+    ]
+    play = {
+        "name": "merge",
+        "hosts": "all",
+        "gather_facts": False,
+        "vars": {"ansible_python_interpreter": INTERPRETERS["ansible"]},
+        "tasks": tasks,
+    }
+    playbook = root / "merge.yml"
+    playbook.write_text(yaml.safe_dump([play], sort_keys=False))
+    done = subprocess.run(
+        [str(PYTHON.parent / "ansible-playbook"), "-i", str(root / "inventory.yml"),
+         str(playbook)],
+        capture_output=True, text=True, timeout=300, env=ansible_env(world, "merge"), cwd=root,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    data: dict[str, Any] = json.loads(out.read_text())
+    return data

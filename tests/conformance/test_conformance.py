@@ -117,3 +117,32 @@ def test_shards_from_different_doors_merge_into_the_unsharded_scan(outcomes) -> 
     merged = merge_reports(reports)
     assert merged.complete
     assert hosts_outcome(merged.to_dict()["hosts"]) == outcomes.get("python", "plain").outcome
+
+
+def _without_sources(data: dict[str, object]) -> dict[str, object]:
+    """The merged JSON but where each door kept the shard files (``shards[].source``)."""
+    shards = data["shards"]
+    assert isinstance(shards, list)
+    return {**data, "shards": [{**s, "source": None} for s in shards]}
+
+
+@pytest.mark.slow
+def test_the_cli_merge_and_the_ansible_merge_of_the_same_shards_agree(outcomes) -> None:
+    """Rule 5 for the merge: ``portscan merge`` (a policy file's groups and expectations) and
+    ``portscan_merge`` (the inventory's groups and ``portscan_expect_open``) of the same two
+    shard reports, against the same baseline, give the same merged JSON: hosts, states,
+    verdicts, matrix, drift and messages."""
+    from conformance_doors import run_ansible_merge, run_cli_merge, settings_for
+
+    reports = [outcomes.get("cli", name).report for name in HALVES]
+    assert all(reports), reports
+    settings = settings_for(outcomes.world, "ansible", outcomes.scenarios[HALVES[0]])
+    cli = run_cli_merge(outcomes.world, reports)
+    ansible = run_ansible_merge(outcomes.world, reports, settings)
+    assert cli["matrix"]["groups"] == ["db", "web"]
+    assert cli["compliance"]["non_compliant"] == 1  # the third host: its port is not open
+    opened = [(h["name"], h["opened"]) for h in cli["drift"]["hosts"]]
+    assert opened == [(outcomes.world.hosts[0], [outcomes.world.open_port])]
+    assert _without_sources(cli) == _without_sources(ansible), (
+        f"cli gives {_dump(cli)}\nansible gives {_dump(ansible)}"
+    )

@@ -255,6 +255,35 @@ def test_a_report_given_twice_counts_once(plan):
     assert merged.complete
 
 
+class _Counted(dict):
+    """A report that counts how often it is compared with another."""
+
+    compared = 0
+
+    def __eq__(self, other):
+        type(self).compared += 1
+        return super().__eq__(other)
+
+    __hash__ = None
+
+
+def test_finding_reports_given_twice_compares_no_pair_of_them():
+    """300 shards, each given twice: the merge keeps one of each without comparing reports
+    pairwise (it was 300 * 599 comparisons)."""
+    targets = [FleetTarget(f"127.0.{i // 250}.{i % 250 + 1}") for i in range(300)]
+    plan = build_plan([Scanner(str(i)) for i in range(300)], targets, "22")
+    reports = [
+        _Counted(_report(plan, s.scanner, *(_host(t.name, (), (22,)) for t in s.targets)))
+        for s in plan.shards
+    ]
+    _Counted.compared = 0
+    merged = merge_reports(reports + reports)
+    assert _Counted.compared == 0
+    assert len(merged.shards) == 300
+    assert sum(s.probes_sent for s in merged.shards) == 7 * 300  # each counted once
+    assert merged.complete
+
+
 def test_what_is_only_shown_cannot_break_the_merge(plan):
     report = _shard_reports(plan)["a"]
     report.update(duration="soon", probes_sent=float("inf"), started=5)

@@ -222,3 +222,19 @@ def test_a_full_disk_raises_report_error_after_the_scan(
 
 def test_a_full_disk_keeps_the_previous_report(tmp_path: Path, lab: dict[str, int]) -> None:
     assert full_disk(tmp_path, lab["o1"])["kept"] is True
+
+
+def test_an_empty_inventory_with_allow_empty_is_no_result_and_an_empty_report(
+    make_nornir: MakeNornir, tmp_path: Path
+) -> None:
+    """A filter that leaves no host: with ``allow_empty``, no Result and a report of no hosts
+    (as ``portscan --shard`` of an empty shard), not "no targets given"."""
+    nr = make_nornir(HOSTS).filter(site="nowhere")
+    saved = tmp_path / "scan.json"
+    result = scan_inventory(nr, ports="9", reports={"json": saved}, allow_empty=True, **FAST)
+    assert dict(result) == {}
+    report = json.loads(saved.read_text())
+    assert report["hosts"] == []
+    assert report["summary"]["hosts"] == 0
+    with pytest.raises(TargetSpecError, match="no targets given"):  # without it: an error
+        scan_inventory(nr, ports="9", **FAST)
