@@ -85,6 +85,7 @@ class Job:
         "outstanding",
         "pending",
         "probes",
+        "replied",
         "results",
         "sent",
         "unit",
@@ -111,6 +112,7 @@ class Job:
         self.copies: dict[int, Copies] = {}  # ports in their extra attempts
         self.later = 0  # copies waiting in ``Schedule.later``
         self.held: list[tuple[int, int, int]] = []  # silent at every attempt allowed so far
+        self.replied = False  # an ICMP error came from the target address itself
 
 
 class Copies:
@@ -288,10 +290,15 @@ class Schedule(Generic[P]):
         return self.bursty and (host.answered_attempt > 1 or host.window.cuts > 0)
 
     # -- outcomes ----------------------------------------------------------------------------
-    def answered(self, probe: P, state: PortState, reason: str, rtt: float) -> None:
-        """``probe`` got an answer (``reason``) ``rtt`` seconds after it started."""
+    def answered(
+        self, probe: P, state: PortState, reason: str, rtt: float, *, by_target: bool = False
+    ) -> None:
+        """``probe`` got an answer (``reason``) ``rtt`` seconds after it started; ``by_target``:
+        an ICMP error that the target address itself sent (the host is up)."""
         job = probe.job
         assert job is not None
+        if by_target:
+            job.replied = True
         host = job.host
         host.sample(rtt)
         self.overall.sample(rtt)
@@ -569,6 +576,7 @@ class Schedule(Generic[P]):
                 host.srtt,
                 host.rttvar,
                 job.unscanned,
+                replied=job.replied,
             )
         )
         job.sent = True

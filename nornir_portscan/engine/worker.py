@@ -147,6 +147,7 @@ class Prober:
         self.by_fd: dict[int, _Slot] = {}  # the slot of every registered socket
         self.max_events = max(64, config.concurrency)
         self.own_addresses: dict[tuple[bytes, int], bool] = {}  # ICMP senders: ours or not
+        self.from_target = False  # the ICMP error ``_icmp_reason`` read came from the target
         self.own_since = _now()
         self.events = self.loop.io(self.poller.fileno(), 1)
         self.events.start(self._drain)
@@ -260,6 +261,7 @@ class Prober:
         assert job is not None
         rtt = _now() - slot.started
         answer = classify_errno(err)
+        self.from_target = False
         if err == 0:
             try:
                 self_connect = sock.getsockname()[:2] == sock.getpeername()[:2]
@@ -289,7 +291,7 @@ class Prober:
         if answer is None:
             self._local_error(slot, err)
             return
-        self.schedule.answered(slot, answer[0], answer[1], rtt)
+        self.schedule.answered(slot, answer[0], answer[1], rtt, by_target=self.from_target)
 
     def _local_error(self, slot: _Slot, err: int) -> None:
         """A local failure: retried if it is a shortage, else an ``error`` at once."""
@@ -331,6 +333,7 @@ class Prober:
                     continue
                 # an IPv6 socket to an IPv4-mapped address gets ICMPv4 errors
                 reason = classify_icmp(origin == _EE_ORIGIN_ICMP6, icmp_type, icmp_code)
+                self.from_target = sender == packed(target)
 
     def _own(self, sender: tuple[bytes, int]) -> bool:
         """``is_own_address``, remembered for a while (ICMP errors come in runs)."""

@@ -41,6 +41,7 @@ class Answer:
     reason: str
     after: float  # seconds after the probe started
     stalled: bool = False  # the loop never calls back: only the sweep's look at the socket sees it
+    by_target: bool = False  # an ICMP error that the target address itself sent
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,10 @@ class Sim:
             return  # that probe timed out before its answer came
         outcome = self._land(probe)
         assert isinstance(outcome, Answer)
-        self.schedule.answered(probe, outcome.state, outcome.reason, self.t - probe.started)
+        rtt = self.t - probe.started
+        self.schedule.answered(
+            probe, outcome.state, outcome.reason, rtt, by_target=outcome.by_target
+        )
 
     def _settle(self, probe: Probe) -> bool:
         outcome = self._land(probe)
@@ -617,3 +621,49 @@ def test_the_schedule_imports_neither_gevent_nor_the_worker() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_port_silent_before_any_drop_showed_gets_more_attempts_once_one_shows() -> None:
+    """80 drops its first two SYNs before any port has answered a retry: it has had the
+    attempts a network without drops gets, but is held, not filtered, while the unit runs.
+    83 then answers its retry: drops show, and 80 gets attempts 3-5; it answers its third."""
+    sim = Sim(
+        {
+            (H1, 80): [SILENT, SILENT, opened()],
+            (H1, 82): closed(0.09),
+            (H1, 83): [SILENT, closed(0.05)],
+        },
+        concurrency=2,
+    )
+    sim.add(H1, [80, 81, 82, 83], srtt=0.001, rttvar=0.0005)
+    (done,) = sim.run()
+    retry_of_83 = next(e[0] for e in sim.starts if e[2] == 83 and e[3] == 2)
+    starts_of_80 = [e[:4] for e in sim.starts if e[2] == 80]
+    assert [e[3] for e in starts_of_80] == [1, 2, 3]
+    assert starts_of_80[1][0] + 0.1 < retry_of_83 + 0.05  # 80 was held when 83 answered
+    assert starts_of_80[2][0] == pytest.approx(retry_of_83 + 0.05)  # and retried then
+    assert ports_of(done) == [(80, "open", "syn-ack", 3)]
+    assert done.closed_count == 3
+
+
+def test_held_ports_are_filtered_when_their_unit_is_done_without_new_drops() -> None:
+    """A port silent at both attempts, on a network without drops, costs nothing more."""
+    sim = Sim({(H1, 80): SILENT})
+    sim.add(H1, [80, 81], srtt=0.001, rttvar=0.0005)
+    (done,) = sim.run()
+    assert ports_of(done) == [(80, "filtered", "no-response", 2)]
+    assert sim.t == pytest.approx(0.24)
+
+
+def test_a_unit_whose_target_itself_sent_an_icmp_error_says_so() -> None:
+    """The host status needs it: a host that rejects every port itself is up."""
+    reject = Answer(PortState.FILTERED, "admin-prohibited", 0.001, by_target=True)
+    router = Answer(PortState.FILTERED, "admin-prohibited", 0.001)
+    sim = Sim({(H1, 80): reject, (H2, 80): router})
+    sim.add(H1, [80])
+    sim.add(H2, [80])
+    done = {m.unit_id: m for m in sim.run()}
+    assert [(d.replied, ports_of(d)) for d in (done[1], done[2])] == [
+        (True, [(80, "filtered", "admin-prohibited", 1)]),
+        (False, [(80, "filtered", "admin-prohibited", 1)]),
+    ]
