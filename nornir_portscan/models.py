@@ -1,4 +1,9 @@
-"""Typed, frozen models for scan requests and results. All of them pickle."""
+"""Typed, frozen models for scan requests and results. All of them pickle.
+
+Ports in tuples and sets (a request's, a target's, a policy's, ``HostResult.scanned``) are port
+keys: a TCP port is its number, a UDP port its number plus ``ports.UDP`` (``ports.udp_key``).
+A ``PortResult`` holds the number and the protocol, and its ``key``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any, Literal
 
 from nornir_portscan.addresses import address_problem
 from nornir_portscan.errors import OptionError, PortSpecError, TargetSpecError
+from nornir_portscan.ports import UDP as _UDP
 from nornir_portscan.states import PortState
 
 __all__ = [
@@ -277,9 +283,13 @@ def _check_ports(ports: tuple[int, ...], whose: str) -> None:
 
 def _check_each_port(ports: tuple[int, ...], whose: str) -> None:
     for port in ports:
-        if type(port) is not int or not 1 <= port <= 65535:  # a subclass may not unpickle
+        # a subclass may not unpickle; a UDP port key is the port number plus ports.UDP
+        if type(port) is not int or not (1 <= port <= 65535 or _UDP < port <= _UDP + 65535):
             kind = "" if type(port) is int else f" (a {type(port).__name__}, not an int)"
-            raise PortSpecError(f"invalid port {port!r}{kind} in {whose}: use 1 to 65535, {_BUILD}")
+            raise PortSpecError(
+                f"invalid port {port!r}{kind} in {whose}: use 1 to 65535 (TCP) or "
+                f"ports.udp_key(1 to 65535) (UDP), {_BUILD}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,7 +301,13 @@ class PortResult:
     reason: str  # syn-ack, conn-refused, no-response, host-unreach, ... or an errno name
     rtt_ms: float | None  # None when nothing answered
     attempts: int
-    protocol: str = "tcp"
+    protocol: str = "tcp"  # or "udp"
+
+    @property
+    def key(self) -> int:
+        """The port key (``ports.UDP`` marks UDP): what ``HostResult.scanned`` and policies
+        hold."""
+        return self.port + _UDP if self.protocol == "udp" else self.port
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,27 +336,28 @@ class HostResult:
         )
 
     def _with_state(self, state: PortState) -> list[int]:
-        return [p.port for p in self.ports if p.state is state]
+        return [p.key for p in self.ports if p.state is state]
 
     @property
     def open_ports(self) -> list[int]:
-        """Open ports, sorted."""
+        """Open ports, sorted: port keys, TCP first, then UDP (``ports.UDP``)."""
         return self._with_state(PortState.OPEN)
 
     @property
     def filtered_ports(self) -> list[int]:
-        """Filtered ports, sorted."""
+        """Filtered ports, sorted: port keys, TCP first, then UDP (``ports.UDP``)."""
         return self._with_state(PortState.FILTERED)
 
     @property
     def error_ports(self) -> list[int]:
-        """Ports with a local error (no state known), sorted."""
+        """Ports with a local error (no state known), sorted port keys."""
         return self._with_state(PortState.ERROR)
 
     def state_of(self, port: int) -> PortState | None:
-        """The state of ``port``; None if it was not scanned (or the host was not reached)."""
+        """The state of ``port`` (a port key: ``ports.udp_key(53)`` for UDP 53); None if it
+        was not scanned (or the host was not reached)."""
         for result in self.ports:
-            if result.port == port:
+            if result.key == port:
                 return result.state
         if self.address is not None and port in self.scanned:
             return PortState.CLOSED

@@ -31,10 +31,57 @@ from importlib import resources
 
 from nornir_portscan.errors import PortSpecError
 
-__all__ = ["MAX_PORT", "format_ports", "parse_ports", "top_ports"]
+__all__ = [
+    "MAX_PORT",
+    "UDP",
+    "format_ports",
+    "parse_ports",
+    "port_label",
+    "port_number",
+    "port_protocol",
+    "top_ports",
+    "udp_key",
+]
 
 MAX_PORT = 65535
-"""The highest TCP port number; the lowest is 1."""
+"""The highest port number; the lowest is 1."""
+
+UDP = 1_000_000
+"""What marks a port key as UDP.
+
+Every tuple or set of ports in the models holds *port keys*: a TCP port is its number, a UDP
+port is its number plus ``UDP`` (UDP 53 is ``1000053``, easy to read in a debugger and out of
+reach of a typo of a TCP port). So a mixed scan sorts TCP first, then UDP (as nmap lists them),
+and a TCP-only scan is exactly what it always was.
+
+    >>> udp_key(53), port_number(udp_key(53)), port_protocol(udp_key(53)), port_protocol(53)
+    (1000053, 53, 'udp', 'tcp')
+"""
+
+
+def udp_key(port: int) -> int:
+    """The port key of UDP port ``port``."""
+    return port + UDP
+
+
+def port_number(key: int) -> int:
+    """The port number of a port key."""
+    return key % UDP
+
+
+def port_protocol(key: int) -> str:
+    """``"tcp"`` or ``"udp"``: the protocol of a port key."""
+    return "udp" if key > UDP else "tcp"
+
+
+def port_label(key: int) -> str:
+    """A port key as people read it: ``22/tcp``, ``53/udp``.
+
+    >>> port_label(22), port_label(udp_key(53))
+    ('22/tcp', '53/udp')
+    """
+    return f"{key % UDP}/{port_protocol(key)}"
+
 
 _TOP_PORTS_FILE = "data/top_ports.txt"
 _PACKAGE = __name__.rpartition(".")[0]
@@ -263,21 +310,27 @@ def _service_port(name: str, where: str) -> int:
 
 
 def format_ports(ports: Iterable[int]) -> str:
-    """The shortest port spec for sorted ``ports``, the inverse of ``parse_ports``.
+    """The shortest port spec for sorted port keys, the inverse of ``parse_ports``: UDP ports
+    follow ``U:``, as in nmap's ``-p``.
 
     >>> format_ports([22, 80, 81, 82, 443])
     '22,80-82,443'
+    >>> format_ports([22, udp_key(53), udp_key(161), udp_key(162)])
+    '22,U:53,161-162'
     >>> format_ports([])
     ''
     """
     parts: list[str] = []
-    start = prev = -2
+    runs: list[tuple[int, int]] = []
     for port in ports:
-        if port != prev + 1:
-            if start > 0:
-                parts.append(str(start) if start == prev else f"{start}-{prev}")
-            start = port
-        prev = port
-    if start > 0:
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if runs and port == runs[-1][1] + 1 and (port > UDP) == (runs[-1][1] > UDP):
+            runs[-1] = (runs[-1][0], port)
+        else:
+            runs.append((port, port))
+    marked = False  # "U:" written: the ports after it are UDP
+    for first, last in runs:
+        text = str(first % UDP) if first == last else f"{first % UDP}-{last % UDP}"
+        if first > UDP and not marked:
+            text, marked = "U:" + text, True
+        parts.append(text)
     return ",".join(parts)

@@ -14,4 +14,5 @@ class PortState(enum.StrEnum):
     OPEN = "open"
     CLOSED = "closed"
     FILTERED = "filtered"
+    OPEN_FILTERED = "open|filtered"  # UDP: no answer after every attempt (nmap's word)
     ERROR = "error"
