@@ -315,6 +315,8 @@ def scan_inventory(
     exclude_ports = settings.get("exclude_ports")
     hosts = {host.name: host for host in nornir.inventory.hosts.values()}
     protocol = settings.get("protocol", "tcp")
+    if ports is not None:  # the run's ports: bad ones are the run's one line, as at every door
+        parse_ports(ports, exclude=exclude_ports, protocol=protocol)
     specs = [
         host_target(host, ports, exclude_ports, call, protocol=protocol) for host in hosts.values()
     ]

@@ -188,6 +188,7 @@ PER_HOST_REPORT = (
 )
 
 
+SILENT = ("open|filtered", "no-response")  # a bound UDP socket that never answers
 PER_HOST_PORTS = (
     "the per-host task names the host whose call got bad ports ('ports of target ...'), by "
     "design (tests/nornir/test_tasks.py); scan_inventory (door nornir_inventory) gives the "
@@ -598,7 +599,7 @@ def scenarios(w: World) -> dict[str, Scenario]:
             {"ports": f"T:{o},U:{o},{x}"},
             [
                 host(a, open_ports=(o,), closed=1, udp=[[o, "open", "udp-response"]]),
-                host(b, open_ports=(o,), closed=1, udp=[[o, "open|filtered", "no-response"]]),
+                host(b, open_ports=(o,), closed=1, udp=[[o, *SILENT]]),
                 host(c, closed=3, udp=[]),
             ],
         ),
@@ -607,13 +608,11 @@ def scenarios(w: World) -> dict[str, Scenario]:
             "udp_protocol",
             {"ports": str(o), "protocol": "udp", "expect_closed": str(x)},
             [
-                host(a, closed=1, compliant=True, violations=[],
-                     udp=[[o, "open", "udp-response"]]),
-                host(b, closed=1, compliant=True, violations=[],
-                     udp=[[o, "open|filtered", "no-response"]]),
+                host(a, closed=1, compliant=True, violations=[], udp=[[o, "open", "udp-response"]]),
+                host(b, closed=1, compliant=True, violations=[], udp=[[o, *SILENT]]),
                 host(c, closed=2, compliant=True, violations=[], udp=[]),
             ],
-        ),  # fmt: skip
+        ),
         Scenario(
             "udp_bad_qualifier",
             {"ports": f"{o},U:"},
