@@ -44,11 +44,11 @@ __all__ = [
     "Drift",
     "HostDrift",
     "PortChange",
+    "change_text",
     "compare",
     "compare_states",
     "confirm",
     "confirm_with",
-    "change_text",
     "load_baseline",
     "report_spec_keys",
     "unexpected_changes",
@@ -297,8 +297,7 @@ def report_spec_keys(spec: str) -> list[int]:
     for item in spec.split(",") if spec else ():
         if item[:2] in ("T:", "U:"):
             base = UDP if item[0] == "U" else 0
-            item = item[2:]
-        first, _, last = item.partition("-")
+        first, _, last = item.removeprefix("T:").removeprefix("U:").partition("-")
         low, high = int(first), int(last or first)
         if not 1 <= low <= high <= MAX_PORT:
             raise ValueError(f"bad port range {item!r}")

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nornir_portscan.audit.gates import Audit
+from nornir_portscan.audit.policy import port_text
 from nornir_portscan.models import ScanReport
-from nornir_portscan.ports import format_ports
+from nornir_portscan.ports import UDP, format_ports
 from nornir_portscan.reports.data import host_entry, report_to_dict
 
 __all__ = [
@@ -97,6 +98,18 @@ def _view(audit: Audit) -> _View:
     sections = [_Section("Hosts", hosts, "violation", "No hosts.", always=True)]
     if violations is not None:
         sections.append(_Section("Violations", violations, "violation", "No violations."))
+    unconfirmed = _unconfirmed_table(audit)
+    if unconfirmed is not None:
+        sections.append(
+            _Section(
+                "Unconfirmed",
+                unconfirmed,
+                "drift",
+                "",
+                "UDP ports outside allowed_open that never answered (open|filtered): maybe "
+                "open, not proven; not counted as violations.",
+            )
+        )
     if drift is not None:
         sections.append(_Section("Drift", drift, "drift", "No drift.", drift_note))
     unmet = _unmet_table(data)
@@ -158,8 +171,13 @@ def _summary(data: dict[str, Any]) -> list[tuple[str, str, bool]]:
         ]
     wait = data.get("wait")
     summary.append(("Wait", _wait_text(wait), wait is not None and not wait["converged"]))
+    silent = (
+        f"{counts['open_filtered_ports']} open|filtered, "
+        if "open_filtered_ports" in counts
+        else ""
+    )
     ports = (
-        f"{counts['open_ports']} open, {counts['filtered_ports']} filtered, "
+        f"{counts['open_ports']} open, {counts['filtered_ports']} filtered, {silent}"
         f"{counts['closed_ports']} closed, {counts['error_ports']} with errors"
     )
     summary.append(("Ports", ports, False))
@@ -177,19 +195,27 @@ def _host_tables(audit: Audit, data: dict[str, Any]) -> tuple[_Table, _Table | N
     def entries() -> Iterator[dict[str, Any]]:
         return (host_entry(audit, index) for index in range(count))
 
+    udp = "open_filtered_ports" in data["summary"]  # some host scanned UDP ports
+
     def host_rows() -> Iterator[tuple[Row, bool]]:
         for entry in entries():
             status = entry["status"] + (f" ({entry['error']})" if entry["error"] else "")
-            if entry["error_ports"]:
-                status += f"; errors on {format_ports(entry['error_ports'])}"
+            errors = _keys(entry, "error_ports")
+            if errors:
+                status += f"; errors on {format_ports(errors)}"
+            if entry.get("rate_limited"):
+                status += "; its ICMP rate limit slowed the UDP scan"
             compliant = _COMPLIANT[entry["compliant"]] if "compliant" in entry else NONE
+            closed = entry["closed_count"] + entry.get("udp_closed_count", 0)
+            silent = [UDP + p for p in entry.get("udp_open_filtered_ports", ())]
             row = (
                 entry["name"],
                 entry["address"] or NONE,
                 status,
-                format_ports(entry["open_ports"]) or NONE,
-                format_ports(entry["filtered_ports"]) or NONE,
-                str(entry["closed_count"]),
+                format_ports(_keys(entry, "open_ports")) or NONE,
+                format_ports(_keys(entry, "filtered_ports")) or NONE,
+                *((format_ports(silent) or NONE,) if udp else ()),
+                str(closed),
                 compliant,
             )
             yield row, entry.get("compliant") is False
@@ -197,10 +223,11 @@ def _host_tables(audit: Audit, data: dict[str, Any]) -> tuple[_Table, _Table | N
     def violation_rows() -> Iterator[tuple[Row, bool]]:
         for entry in entries():
             for v in entry.get("violations", []):
-                yield (entry["name"], str(v["port"]), v["expected"], v["actual"], v["reason"]), True
+                yield (entry["name"], _port(v), v["expected"], v["actual"], v["reason"]), True
 
-    headers = ("Host", "Address", "Status", "Open", "Filtered", "Closed", "Compliant")
-    hosts = _Table(headers, 6, source=host_rows, count=count)
+    headers = ("Host", "Address", "Status", "Open", "Filtered",
+               *(("Open|filtered",) if udp else ()), "Closed", "Compliant")  # fmt: skip
+    hosts = _Table(headers, len(headers) - 1, source=host_rows, count=count)
     if "compliance" not in data:
         return hosts, None
     found = data["compliance"]["violations"]
@@ -208,6 +235,30 @@ def _host_tables(audit: Audit, data: dict[str, Any]) -> tuple[_Table, _Table | N
         ("Host", "Port", "Expected", "Actual", "Reason"), 3, source=violation_rows, count=found
     )
     return hosts, violations
+
+
+def _keys(entry: Mapping[str, Any], key: str) -> list[int]:
+    """A host entry's TCP ``key`` list and its ``udp_`` one, as port keys."""
+    return [*entry[key], *(UDP + p for p in entry.get(f"udp_{key}", ()))]
+
+
+def _port(item: Mapping[str, Any]) -> str:
+    """The ``port`` of a JSON entry as it reads: ``22``, ``53/udp``, or an empty cell."""
+    if item["port"] is None:
+        return NONE
+    return f"{item['port']}/udp" if item.get("protocol") == "udp" else str(item["port"])
+
+
+def _unconfirmed_table(audit: Audit) -> _Table | None:
+    rows: list[Row] = [
+        (v.name, port_text(u.port), u.expected, u.actual, u.reason)
+        for v in audit.verdicts
+        if v is not None
+        for u in v.unconfirmed
+    ]
+    if not rows:
+        return None
+    return _Table(("Host", "Port", "Expected", "Actual", "Reason"), 3, rows, set(range(len(rows))))
 
 
 def _drift_table(audit: Audit, data: dict[str, Any]) -> tuple[_Table | None, str]:
@@ -227,7 +278,7 @@ def _drift_table(audit: Audit, data: dict[str, Any]) -> tuple[_Table | None, str
                     host.name,
                     host.address or NONE,
                     kind,
-                    str(change.port),
+                    port_text(change.port),
                     change.before,
                     change.after,
                 )
@@ -245,8 +296,7 @@ def _unmet_table(data: dict[str, Any]) -> _Table | None:
         return None
     table = _Table(("Host", "Port", "Expected", "Actual"), 3)
     for item in data["wait"]["unmet"]:
-        port = NONE if item["port"] is None else str(item["port"])
-        table.rows.append((item["host"], port, item["expected"], item["actual"]))
+        table.rows.append((item["host"], _port(item), item["expected"], item["actual"]))
     table.marked.update(range(len(table.rows)))
     return table
 
