@@ -341,7 +341,7 @@ def _row(host: HostResult) -> tuple[str, ...]:
 
 def rate_limited(host: HostResult) -> bool:
     """Whether the host's ICMP rate limit slowed its UDP scan (``HostResult.rate_limited``)."""
-    return bool(getattr(host, "rate_limited", False))
+    return host.rate_limited
 
 
 def rate_limit_note(host: HostResult) -> str:
