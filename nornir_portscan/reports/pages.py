@@ -587,7 +587,7 @@ def _md(text: str) -> str:
 
 
 def _md_table(table: _Table) -> Iterator[str]:
-    yield "| " + " | ".join(table.headers) + " |"
+    yield "| " + " | ".join(_md(header) for header in table.headers) + " |"
     yield "|" + "|".join("---" for _ in table.headers) + "|"
     for row, marked in table.items():
         cells = [_md(cell) for cell in row]
