@@ -238,8 +238,13 @@ def _host_tables(audit: Audit, data: dict[str, Any]) -> tuple[_Table, _Table | N
 
 
 def _keys(entry: Mapping[str, Any], key: str) -> list[int]:
-    """A host entry's TCP ``key`` list and its ``udp_`` one, as port keys."""
+    """An entry's TCP ``key`` list and its ``udp_`` one, as port keys."""
     return [*entry[key], *(UDP + p for p in entry.get(f"udp_{key}", ()))]
+
+
+def _key(item: Mapping[str, Any]) -> int:
+    """The port key of a JSON entry with a ``port`` (and a ``protocol`` for UDP)."""
+    return int(item["port"]) + (UDP if item.get("protocol") == "udp" else 0)
 
 
 def _port(item: Mapping[str, Any]) -> str:
@@ -342,7 +347,7 @@ def _merged_view(data: Mapping[str, Any]) -> _View:
     sections.append(_Section("Hosts", _merged_hosts(data), "violation", "No hosts.", always=True))
     if "compliance" in data:  # the hosts were judged (the Ansible merge judges them)
         broken = [
-            (f"{h['name']} from {h['vantage'] or NONE}", str(v["port"]), v["expected"], v["actual"])
+            (f"{h['name']} from {h['vantage'] or NONE}", _port(v), v["expected"], v["actual"])
             for h in data["hosts"]
             for v in h.get("violations", [])
         ]
@@ -356,7 +361,7 @@ def _merged_view(data: Mapping[str, Any]) -> _View:
             (
                 c["name"],
                 c["vantage"] or NONE,
-                str(c["port"]),
+                _port(c),
                 ", ".join(f"{a['state']} by {a['scanner']}" for a in c["answers"]),
             )
             for c in data["conflicts"]
@@ -399,8 +404,10 @@ def _merged_summary(data: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
             _count("Not judged (error)", compliance["error"]),
             _count("Violations", compliance["violations"]),
         ]
+    silent = counts.get("open_filtered_ports")
+    silent = "" if silent is None else f"{silent} open|filtered, "
     ports = (
-        f"{counts['open_ports']} open, {counts['filtered_ports']} filtered, "
+        f"{counts['open_ports']} open, {counts['filtered_ports']} filtered, {silent}"
         f"{counts['closed_ports']} closed, {counts['error_ports']} with no answer"
     )
     summary += [("Ports", ports, False), ("Probes", str(counts["probes_sent"]), False)]
@@ -413,21 +420,25 @@ _CELL_COUNTS = ("open", "closed", "filtered", "error", "conflict")
 def _matrix_table(data: Mapping[str, Any]) -> _Table:
     """A row per vantage, group and what its cells say, with the ports that say it: exact,
     and short for a thousand ports that are all closed."""
+    udp = any(cell.get("protocol") == "udp" for cell in data["matrix"]["cells"])
+    counted = (*_CELL_COUNTS, "open_filtered") if udp else _CELL_COUNTS
     headers = ("Vantage", "Group", "Ports", "Verdict", "Open", "Closed", "Filtered", "Error",
-               "Conflict", "Expectations")  # fmt: skip
+               "Conflict", *(("Open|filtered",) if udp else ()), "Expectations")  # fmt: skip
     table = _Table(headers, 3)
-    # in cell order: by vantage, group, first port; each row its runs of ports
+    # in cell order: by vantage, group, first port; each row its runs of ports (port keys)
     rows: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
     for cell in data["matrix"]["cells"]:
-        said = (cell["verdict"], *(cell[k] for k in _CELL_COUNTS))
+        said = (cell["verdict"], *(cell.get(k, 0) for k in counted))
         judged = (cell["passed"], cell["failed"], cell["unjudged"])
         runs = rows.setdefault((cell["vantage"], cell["group"], *said, *judged), [])
-        if runs and runs[-1][1] + 1 == cell["first"]:
-            runs[-1] = (runs[-1][0], cell["last"])
+        base = UDP if cell.get("protocol") == "udp" else 0
+        first, last = base + cell["first"], base + cell["last"]
+        if runs and runs[-1][1] + 1 == first:
+            runs[-1] = (runs[-1][0], last)
         else:
-            runs.append((cell["first"], cell["last"]))
+            runs.append((first, last))
     for (vantage, group, verdict, *counts, passed, failed, unjudged), found in rows.items():
-        ports = ",".join(str(a) if a == b else f"{a}-{b}" for a, b in found)
+        ports = _runs_text(found)
         expected = ", ".join(
             f"{n} {word}"
             for n, word in ((passed, "pass"), (failed, "FAIL"), (unjudged, "not judged"))
@@ -440,6 +451,17 @@ def _matrix_table(data: Mapping[str, Any]) -> _Table:
     return table
 
 
+def _runs_text(runs: Sequence[tuple[int, int]]) -> str:
+    """Sorted runs of port keys as a port spec: ``22,80-90,U:53``."""
+    parts, marked = [], False
+    for first, last in runs:
+        text = str(first % UDP) if first == last else f"{first % UDP}-{last % UDP}"
+        if first > UDP and not marked:
+            text, marked = "U:" + text, True
+        parts.append(text)
+    return ",".join(parts)
+
+
 def _merged_drift(drift: Mapping[str, Any]) -> _Section:
     table = _Table(("Host", "Vantage", "Change", "Port", "Before", "After", "Unexpected"), 2)
     for host in drift["hosts"]:
@@ -449,13 +471,15 @@ def _merged_drift(drift: Mapping[str, Any]) -> _Section:
             else (f"{host['name']} ({host['address']})")
         )
         changes = [
-            *(("opened", p, "not open", "open") for p in host["opened"]),
-            *(("closed", p, "open", "not open") for p in host["closed"]),
-            *(("changed", c["port"], c["before"], c["after"]) for c in host["changed"]),
+            *(("opened", p, "not open", "open") for p in _keys(host, "opened")),
+            *(("closed", p, "open", "not open") for p in _keys(host, "closed")),
+            *(("changed", _key(c), c["before"], c["after"]) for c in host["changed"]),
         ]
+        surprising = set(_keys(host, "unexpected"))
         for kind, port, before, after in sorted(changes, key=lambda c: c[1]):
-            unexpected = "yes" if port in host["unexpected"] else "no"
-            row = (label, host["vantage"] or NONE, kind, str(port), before, after, unexpected)
+            unexpected = "yes" if port in surprising else "no"
+            row = (label, host["vantage"] or NONE, kind, port_text(port), before, after,
+                   unexpected)  # fmt: skip
             table.rows.append(row)
     for item in drift.get("unchecked", []):
         table.rows.extend(
@@ -463,19 +487,19 @@ def _merged_drift(drift: Mapping[str, Any]) -> _Section:
                 item["name"],
                 item["vantage"] or NONE,
                 "no re-check answer",
-                str(port),
+                port_text(port),
                 NONE,
                 NONE,
                 NONE,
             )
-            for port in item["ports"]
+            for port in _keys(item, "ports")
         )
     differing = len(table.rows)
     for kind in ("appeared", "disappeared"):
         table.rows.extend((label, NONE, kind, NONE, NONE, NONE, NONE) for label in drift[kind])
     table.marked.update(range(len(table.rows)))
     if drift.get("confirming"):
-        unchecked = sum(len(u["ports"]) for u in drift["unchecked"])
+        unchecked = sum(len(_keys(u, "ports")) for u in drift["unchecked"])
         note = (
             f"Re-checked {drift['rechecked']} differing ports, each from its own vantage; "
             f"{drift['confirmed']} confirmed"
@@ -503,24 +527,28 @@ def _portless_section(data: Mapping[str, Any]) -> _Section:
 
 
 def _merged_hosts(data: Mapping[str, Any]) -> _Table:
-    headers = ("Host", "Address", "Vantage", "Status", "Open", "Filtered", "Closed",
-               "Scanners", "Passed")  # fmt: skip
-    table = _Table(headers, 8)
+    udp = "open_filtered_ports" in data["summary"]
+    headers = ("Host", "Address", "Vantage", "Status", "Open", "Filtered",
+               *(("Open|filtered",) if udp else ()), "Closed", "Scanners", "Passed")  # fmt: skip
+    table = _Table(headers, len(headers) - 1)
     for host in data["hosts"]:
         status = host["status"] + (f" ({host['error']})" if host["error"] else "")
-        if host["error_ports"]:
-            status += f"; no answer on {format_ports(host['error_ports'])}"
+        errors = _keys(host, "error_ports")
+        if errors:
+            status += f"; no answer on {format_ports(errors)}"
         if host["unscanned_ports"]:
             status += f"; unscanned {host['unscanned_ports']}"
+        silent = [UDP + p for p in host.get("udp_open_filtered_ports", ())]
         table.rows.append(
             (
                 host["name"],
                 host["address"] or NONE,
                 host["vantage"] or NONE,
                 status,
-                format_ports(host["open_ports"]) or NONE,
-                format_ports(host["filtered_ports"]) or NONE,
-                str(host["closed_count"]),
+                format_ports(_keys(host, "open_ports")) or NONE,
+                format_ports(_keys(host, "filtered_ports")) or NONE,
+                *((format_ports(silent) or NONE,) if udp else ()),
+                str(host["closed_count"] + host.get("udp_closed_count", 0)),
                 ", ".join(host["scanners"]),
                 "yes" if host["passed"] else "no",
             )
