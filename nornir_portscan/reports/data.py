@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -91,6 +91,17 @@ def _tcp(keys: list[int] | tuple[int, ...]) -> list[int]:
 
 def _udp(keys: list[int] | tuple[int, ...]) -> list[int]:
     return [k - UDP for k in keys if k > UDP]
+
+
+def entry_ports(entry: Mapping[str, Any], key: str) -> list[int]:
+    """The port keys of a host entry's ``key`` list (``open_ports``, ``filtered_ports``,
+    ``error_ports``; a drift's ``opened``, ...): its TCP ports and its ``udp_<key>`` ones, for
+    ``format_ports`` (``'22,U:53'``).
+
+    >>> entry_ports({"open_ports": [22], "udp_open_ports": [53]}, "open_ports")
+    [22, 1000053]
+    """
+    return [*entry[key], *(UDP + p for p in entry.get(f"udp_{key}", ()))]
 
 
 def has_udp(host: HostResult) -> bool:

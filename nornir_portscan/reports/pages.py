@@ -21,7 +21,7 @@ from nornir_portscan.audit.gates import Audit
 from nornir_portscan.audit.policy import port_text
 from nornir_portscan.models import ScanReport
 from nornir_portscan.ports import UDP, format_ports
-from nornir_portscan.reports.data import host_entry, report_to_dict
+from nornir_portscan.reports.data import entry_ports, host_entry, report_to_dict
 
 __all__ = [
     "audit_to_html",
@@ -200,7 +200,7 @@ def _host_tables(audit: Audit, data: dict[str, Any]) -> tuple[_Table, _Table | N
     def host_rows() -> Iterator[tuple[Row, bool]]:
         for entry in entries():
             status = entry["status"] + (f" ({entry['error']})" if entry["error"] else "")
-            errors = _keys(entry, "error_ports")
+            errors = entry_ports(entry, "error_ports")
             if errors:
                 status += f"; errors on {format_ports(errors)}"
             if entry.get("rate_limited"):
@@ -212,8 +212,8 @@ def _host_tables(audit: Audit, data: dict[str, Any]) -> tuple[_Table, _Table | N
                 entry["name"],
                 entry["address"] or NONE,
                 status,
-                format_ports(_keys(entry, "open_ports")) or NONE,
-                format_ports(_keys(entry, "filtered_ports")) or NONE,
+                format_ports(entry_ports(entry, "open_ports")) or NONE,
+                format_ports(entry_ports(entry, "filtered_ports")) or NONE,
                 *((format_ports(silent) or NONE,) if udp else ()),
                 str(closed),
                 compliant,
@@ -235,11 +235,6 @@ def _host_tables(audit: Audit, data: dict[str, Any]) -> tuple[_Table, _Table | N
         ("Host", "Port", "Expected", "Actual", "Reason"), 3, source=violation_rows, count=found
     )
     return hosts, violations
-
-
-def _keys(entry: Mapping[str, Any], key: str) -> list[int]:
-    """An entry's TCP ``key`` list and its ``udp_`` one, as port keys."""
-    return [*entry[key], *(UDP + p for p in entry.get(f"udp_{key}", ()))]
 
 
 def _key(item: Mapping[str, Any]) -> int:
@@ -471,11 +466,11 @@ def _merged_drift(drift: Mapping[str, Any]) -> _Section:
             else (f"{host['name']} ({host['address']})")
         )
         changes = [
-            *(("opened", p, "not open", "open") for p in _keys(host, "opened")),
-            *(("closed", p, "open", "not open") for p in _keys(host, "closed")),
+            *(("opened", p, "not open", "open") for p in entry_ports(host, "opened")),
+            *(("closed", p, "open", "not open") for p in entry_ports(host, "closed")),
             *(("changed", _key(c), c["before"], c["after"]) for c in host["changed"]),
         ]
-        surprising = set(_keys(host, "unexpected"))
+        surprising = set(entry_ports(host, "unexpected"))
         for kind, port, before, after in sorted(changes, key=lambda c: c[1]):
             unexpected = "yes" if port in surprising else "no"
             row = (label, host["vantage"] or NONE, kind, port_text(port), before, after,
@@ -492,14 +487,14 @@ def _merged_drift(drift: Mapping[str, Any]) -> _Section:
                 NONE,
                 NONE,
             )
-            for port in _keys(item, "ports")
+            for port in entry_ports(item, "ports")
         )
     differing = len(table.rows)
     for kind in ("appeared", "disappeared"):
         table.rows.extend((label, NONE, kind, NONE, NONE, NONE, NONE) for label in drift[kind])
     table.marked.update(range(len(table.rows)))
     if drift.get("confirming"):
-        unchecked = sum(len(_keys(u, "ports")) for u in drift["unchecked"])
+        unchecked = sum(len(entry_ports(u, "ports")) for u in drift["unchecked"])
         note = (
             f"Re-checked {drift['rechecked']} differing ports, each from its own vantage; "
             f"{drift['confirmed']} confirmed"
@@ -533,7 +528,7 @@ def _merged_hosts(data: Mapping[str, Any]) -> _Table:
     table = _Table(headers, len(headers) - 1)
     for host in data["hosts"]:
         status = host["status"] + (f" ({host['error']})" if host["error"] else "")
-        errors = _keys(host, "error_ports")
+        errors = entry_ports(host, "error_ports")
         if errors:
             status += f"; no answer on {format_ports(errors)}"
         if host["unscanned_ports"]:
@@ -545,8 +540,8 @@ def _merged_hosts(data: Mapping[str, Any]) -> _Table:
                 host["address"] or NONE,
                 host["vantage"] or NONE,
                 status,
-                format_ports(_keys(host, "open_ports")) or NONE,
-                format_ports(_keys(host, "filtered_ports")) or NONE,
+                format_ports(entry_ports(host, "open_ports")) or NONE,
+                format_ports(entry_ports(host, "filtered_ports")) or NONE,
                 *((format_ports(silent) or NONE,) if udp else ()),
                 str(host["closed_count"] + host.get("udp_closed_count", 0)),
                 ", ".join(host["scanners"]),
