@@ -110,6 +110,7 @@ class MergedHost:
     conflicts: tuple[int, ...]
     passed: bool
     failure: str
+    rate_limited: bool = False  # UDP: a shard said its ICMP rate limit slowed the scan
 
     def _with(self, state: PortState) -> list[int]:
         return [p.key for p in self.ports if p.state is state]
@@ -286,6 +287,8 @@ def _host_dict(host: MergedHost) -> dict[str, Any]:
             udp_error_ports=_udp(host.error_ports),
             udp_conflicts=_udp(host.conflicts),
         )
+    if host.rate_limited:
+        data["rate_limited"] = True
     return data
 
 
@@ -305,6 +308,7 @@ class _Piece:
     unscanned: tuple[int, ...]
     passed: bool = True
     failure: str = ""
+    rate_limited: bool = False
 
     def states(self) -> dict[int, PortState]:
         """Every port's state: the listed ones, and closed for a scanned port not listed."""
@@ -428,6 +432,7 @@ def _parse(data: Mapping[str, Any], source: str, vantage_of_scan: str | None = N
                 _spec(entry.get("unscanned_ports", "")),
                 entry.get("passed", True) is not False,
                 str(entry.get("failure") or ""),
+                entry.get("rate_limited") is True,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InputError(
@@ -686,6 +691,7 @@ def _merge_host(key: MergeKey, pieces: Sequence[_Piece]) -> tuple[MergedHost, li
         and not conflicts
         and all(state is not PortState.ERROR for state in states.values()),
         failure="; ".join(failures) or ("answers conflict" if conflicts else ""),
+        rate_limited=any(p.rate_limited for p in pieces),
     )
     return host, conflicts
 

@@ -533,6 +533,8 @@ def _merged_hosts(data: Mapping[str, Any]) -> _Table:
             status += f"; no answer on {format_ports(errors)}"
         if host["unscanned_ports"]:
             status += f"; unscanned {host['unscanned_ports']}"
+        if host.get("rate_limited"):
+            status += "; its ICMP rate limit slowed the UDP scan"
         silent = [UDP + p for p in host.get("udp_open_filtered_ports", ())]
         table.rows.append(
             (

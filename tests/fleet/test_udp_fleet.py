@@ -53,10 +53,11 @@ def _schema():
 
 def test_merged_udp_ports_keep_their_protocol():
     merged = _merged(
-        _host("pos", "users", [(53, "open"), (161, "open|filtered")]),
+        _host("pos", "users", [(53, "open"), (161, "open|filtered")], rate_limited=True),
         _host("pos", "mgmt", [(161, "open")]),
     )
     mgmt, users = merged.hosts
+    assert (users.rate_limited, mgmt.rate_limited) == (True, False)
     assert (users.vantage, users.open_ports, users.open_filtered_ports) == (
         "users", [U(53)], [U(161)]
     )  # fmt: skip
@@ -77,6 +78,8 @@ def test_merged_udp_ports_keep_their_protocol():
         "rtt_ms": None, "attempts": 1, "scanner": "report 1",
     }  # fmt: skip
     assert data["summary"]["open_filtered_ports"] == 1
+    assert (entry["rate_limited"], "rate_limited" in data["hosts"][0]) == (True, False)
+    assert "up; its ICMP rate limit slowed the UDP scan" in merged_to_markdown(data)
 
 
 def test_tcp_and_udp_ports_of_one_number_do_not_conflict():
