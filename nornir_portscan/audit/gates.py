@@ -27,7 +27,7 @@ from nornir_portscan.models import (
     ScanRequest,
     Target,
 )
-from nornir_portscan.ports import format_ports
+from nornir_portscan.ports import label_ports
 
 __all__ = [
     "Audit",
@@ -129,7 +129,7 @@ class Audit:
             reasons = sorted({p.reason for p in host.ports if p.state is PortState.ERROR})
             problems.append(
                 f"no state for port{'s' if len(host.error_ports) > 1 else ''} "
-                f"{format_ports(host.error_ports)} ({', '.join(reasons)})"
+                f"{label_ports(host.error_ports)} ({', '.join(reasons)})"
             )
         verdict = self.verdict(index)
         unmet = [u for u in self.unmet(index) if u.port is not None]

@@ -33,7 +33,7 @@ from nornir_portscan.errors import InputError
 from nornir_portscan.fleet.plan import HostKey, Plan, Shard, plan_from_dict
 from nornir_portscan.inputfile import read_text, show
 from nornir_portscan.models import HostStatus, PortState
-from nornir_portscan.ports import UDP, format_ports, parse_ports
+from nornir_portscan.ports import UDP, format_ports, label_ports, parse_ports
 from nornir_portscan.reports.data import REPORT_VERSION
 
 if TYPE_CHECKING:
@@ -742,17 +742,17 @@ def render_merged(merged: MergedReport) -> str:
     """A readable table: a line per (target, vantage), then each shard and each conflict."""
     rows = [("HOST", "ADDRESS", "VANTAGE", "STATUS", "OPEN", "FILTERED", "CLOSED", "SCANNERS")]
     for h in merged.hosts:
-        errors = f" errors:{format_ports(h.error_ports)}" if h.error_ports else ""
+        errors = f" errors:{label_ports(h.error_ports)}" if h.error_ports else ""
         if h.open_filtered_ports:
-            errors = f" open|filtered:{format_ports(h.open_filtered_ports)}" + errors
+            errors = f" open|filtered:{label_ports(h.open_filtered_ports)}" + errors
         rows.append(
             (
                 h.name,
                 h.address or "-",
                 h.vantage or "-",
                 h.status.value + (f" ({h.error})" if h.error else ""),
-                format_ports(h.open_ports) or "-",
-                (format_ports(h.filtered_ports) or "-") + errors,
+                label_ports(h.open_ports) or "-",
+                (label_ports(h.filtered_ports) or "-") + errors,
                 str(h.closed_count),
                 ",".join(h.scanners),
             )

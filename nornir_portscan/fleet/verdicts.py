@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from nornir_portscan.audit.gates import violation_text
 from nornir_portscan.audit.policy import Violation, parse_policy, port_text
 from nornir_portscan.models import HostStatus, Policy, PortState
-from nornir_portscan.ports import format_ports
+from nornir_portscan.ports import label_ports
 from nornir_portscan.reports.data import port_fields
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def judge_host(host: MergedHost, policy: Policy | None) -> Judgement:
         return Judgement(False, f"{label}: not scanned in full ({host.error or 'error'})",
                          policy=policy)  # fmt: skip
     if host.unscanned:  # an interrupt or a host timeout: no answer, so no violation
-        unscanned = format_ports(host.unscanned)
+        unscanned = label_ports(host.unscanned)
         return Judgement(
             False, f"{label}: not scanned in full (ports {unscanned} unscanned)", policy=policy
         )

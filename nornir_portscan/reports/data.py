@@ -35,7 +35,7 @@ from nornir_portscan.models import (
     PortState,
     ScanReport,
 )
-from nornir_portscan.ports import UDP, format_ports
+from nornir_portscan.ports import UDP, format_ports, label_ports
 
 __all__ = [
     "REPORT_VERSION",
@@ -338,14 +338,14 @@ _HEADERS = ("HOST", "ADDRESS", "STATUS", "OPEN", "FILTERED", "CLOSED")
 def _row(host: HostResult) -> tuple[str, ...]:
     extra = f" ({host.error})" if host.error else ""
     silent = [p.key for p in host.ports if p.state is PortState.OPEN_FILTERED]
-    maybe = f" open|filtered:{format_ports(silent)}" if silent else ""
-    errors = f" errors:{format_ports(host.error_ports)}" if host.error_ports else ""
+    maybe = f" open|filtered:{label_ports(silent)}" if silent else ""
+    errors = f" errors:{label_ports(host.error_ports)}" if host.error_ports else ""
     return (
         host.name,
         host.address or "-",
         host.status.value + extra,
-        format_ports(host.open_ports) or "-",
-        (format_ports(host.filtered_ports) or "-") + maybe + errors,
+        label_ports(host.open_ports) or "-",
+        (label_ports(host.filtered_ports) or "-") + maybe + errors,
         str(host.closed_count),
     )
 

@@ -45,7 +45,7 @@ from typing import Any
 from nornir_portscan.audit.drift import change_text
 from nornir_portscan.audit.gates import Audit, unconfirmed_text, violation_text
 from nornir_portscan.models import HostResult, HostStatus, PortResult, PortState, ScanReport
-from nornir_portscan.ports import UDP, format_ports
+from nornir_portscan.ports import UDP, format_ports, label_ports
 from nornir_portscan.reports.data import (
     host_entry,
     rate_limit_note,
@@ -305,8 +305,8 @@ def _host_script(audit: Audit, index: int) -> ET.Element:
     host_drift = audit.drift.for_host(host.name, host.address) if audit.drift else None
     if "drift" in entry:
         changes = entry["drift"]
-        opened = format_ports(host_drift.opened) if host_drift else ""
-        closed = format_ports(host_drift.closed) if host_drift else ""
+        opened = label_ports(host_drift.opened) if host_drift else ""
+        closed = label_ports(host_drift.closed) if host_drift else ""
         table = ET.SubElement(script, "table", key="drift")
         _elem(table, "opened", opened)
         _elem(table, "closed", closed)

@@ -20,7 +20,7 @@ from typing import Any
 from nornir_portscan.audit.gates import Audit
 from nornir_portscan.audit.policy import port_text
 from nornir_portscan.models import ScanReport
-from nornir_portscan.ports import UDP, format_ports
+from nornir_portscan.ports import UDP, label_ports
 from nornir_portscan.reports.data import entry_ports, host_entry, report_to_dict
 
 __all__ = [
@@ -202,7 +202,7 @@ def _host_tables(audit: Audit, data: dict[str, Any]) -> tuple[_Table, _Table | N
             status = entry["status"] + (f" ({entry['error']})" if entry["error"] else "")
             errors = entry_ports(entry, "error_ports")
             if errors:
-                status += f"; errors on {format_ports(errors)}"
+                status += f"; errors on {label_ports(errors)}"
             if entry.get("rate_limited"):
                 status += "; its ICMP rate limit slowed the UDP scan"
             compliant = _COMPLIANT[entry["compliant"]] if "compliant" in entry else NONE
@@ -212,9 +212,9 @@ def _host_tables(audit: Audit, data: dict[str, Any]) -> tuple[_Table, _Table | N
                 entry["name"],
                 entry["address"] or NONE,
                 status,
-                format_ports(entry_ports(entry, "open_ports")) or NONE,
-                format_ports(entry_ports(entry, "filtered_ports")) or NONE,
-                *((format_ports(silent) or NONE,) if udp else ()),
+                label_ports(entry_ports(entry, "open_ports")) or NONE,
+                label_ports(entry_ports(entry, "filtered_ports")) or NONE,
+                *((label_ports(silent) or NONE,) if udp else ()),
                 str(closed),
                 compliant,
             )
@@ -447,14 +447,12 @@ def _matrix_table(data: Mapping[str, Any]) -> _Table:
 
 
 def _runs_text(runs: Sequence[tuple[int, int]]) -> str:
-    """Sorted runs of port keys as a port spec: ``22,80-90,U:53``."""
-    parts, marked = [], False
-    for first, last in runs:
-        text = str(first % UDP) if first == last else f"{first % UDP}-{last % UDP}"
-        if first > UDP and not marked:
-            text, marked = "U:" + text, True
-        parts.append(text)
-    return ",".join(parts)
+    """Sorted runs of port keys as a table shows them: ``22,80-90,53/udp``."""
+    return ",".join(
+        (str(first % UDP) if first == last else f"{first % UDP}-{last % UDP}")
+        + ("/udp" if first > UDP else "")
+        for first, last in runs
+    )
 
 
 def _merged_drift(drift: Mapping[str, Any]) -> _Section:
@@ -530,7 +528,7 @@ def _merged_hosts(data: Mapping[str, Any]) -> _Table:
         status = host["status"] + (f" ({host['error']})" if host["error"] else "")
         errors = entry_ports(host, "error_ports")
         if errors:
-            status += f"; no answer on {format_ports(errors)}"
+            status += f"; no answer on {label_ports(errors)}"
         if host["unscanned_ports"]:
             status += f"; unscanned {host['unscanned_ports']}"
         if host.get("rate_limited"):
@@ -542,9 +540,9 @@ def _merged_hosts(data: Mapping[str, Any]) -> _Table:
                 host["address"] or NONE,
                 host["vantage"] or NONE,
                 status,
-                format_ports(entry_ports(host, "open_ports")) or NONE,
-                format_ports(entry_ports(host, "filtered_ports")) or NONE,
-                *((format_ports(silent) or NONE,) if udp else ()),
+                label_ports(entry_ports(host, "open_ports")) or NONE,
+                label_ports(entry_ports(host, "filtered_ports")) or NONE,
+                *((label_ports(silent) or NONE,) if udp else ()),
                 str(host["closed_count"] + host.get("udp_closed_count", 0)),
                 ", ".join(host["scanners"]),
                 "yes" if host["passed"] else "no",

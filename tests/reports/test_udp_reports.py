@@ -265,7 +265,8 @@ def test_the_audit_script_names_udp_ports():
             "  port 161/udp open|filtered (no response; expected open) (no-response)",
             "  unconfirmed: port 500/udp open|filtered (no response; not in allowed_open, not "
             "proven open)",
-            "drift: opened U:53; closed 443; 137/udp closed->filtered; 161/udp open->open|filtered",
+            "drift: opened 53/udp; closed 443; 137/udp closed->filtered; "
+            "161/udp open->open|filtered",
         ]
     )
     violation = script.find("table[@key='violations']/table")
@@ -392,8 +393,8 @@ def test_markdown_shows_udp_ports_open_filtered_and_the_rate_limit():
     header = "| Host | Address | Status | Open | Filtered | Open\\|filtered | Closed | Compliant |"
     assert header in text
     assert (
-        "| web1 | 127.0.0.10 | up; its ICMP rate limit slowed the UDP scan | 22,U:53 | "
-        "443,U:137 | U:161,500 | 3 | **no** |"
+        "| web1 | 127.0.0.10 | up; its ICMP rate limit slowed the UDP scan | 22,53/udp | "
+        "443,137/udp | 161/udp,500/udp | 3 | **no** |"
     ) in text
     assert "| web1 | 161/udp | open | **open\\|filtered** | no-response |" in text
     assert "| web1 | 500/udp | not open | **open\\|filtered** | no-response |" in text
@@ -410,7 +411,7 @@ def test_a_tcp_only_page_has_no_open_filtered_column():
 
 def test_html_shows_udp_ports():
     page = audit_to_html(mixed_audit())
-    for shown in ("161/udp", "500/udp", "U:161,500", "open|filtered", "ICMP rate limit"):
+    for shown in ("161/udp", "500/udp", "161/udp,500/udp", "open|filtered", "ICMP rate limit"):
         assert shown in page
 
 
@@ -418,7 +419,8 @@ def test_the_table_shows_open_filtered_ports_and_notes_the_rate_limit():
     text = render_table(mixed_audit())
     lines = text.splitlines()
     assert lines[1].split() == [
-        "web1", "127.0.0.10", "up", "22,U:53", "443,U:137", "open|filtered:U:161,500", "3"
+        "web1", "127.0.0.10", "up", "22,53/udp", "443,137/udp", "open|filtered:161/udp,500/udp",
+        "3",
     ]  # fmt: skip
     assert "32 open|filtered" in text
     assert (
