@@ -106,9 +106,9 @@ def entry_ports(entry: Mapping[str, Any], key: str) -> list[int]:
 
 def has_udp(host: HostResult) -> bool:
     """Whether ``host`` scanned (or was to scan) a UDP port."""
-    return (
-        any(k > UDP for k in host.scanned)
-        or any(k > UDP for k in host.unscanned)
+    return (  # max() runs in C: a host of every port costs little
+        max(host.scanned, default=0) > UDP
+        or max(host.unscanned, default=0) > UDP
         or any(p.protocol == "udp" for p in host.ports)
     )
 
@@ -293,8 +293,8 @@ def report_to_dict(scan: ScanReport | Audit, *, hosts: bool = True) -> dict[str,
 
 
 def _unmet_entry(unmet: Unmet) -> dict[str, Any]:
-    return {"host": unmet.host, **_port_or_none(unmet.port), "expected": unmet.expected,
-            "actual": unmet.actual}  # fmt: skip
+    data = dataclasses.asdict(unmet)
+    return {"host": data.pop("host"), **_port_or_none(data.pop("port")), **data}
 
 
 _ENCODE = json.JSONEncoder(separators=(", ", ": ")).encode  # the C encoder: no indent
@@ -350,11 +350,6 @@ def _row(host: HostResult) -> tuple[str, ...]:
     )
 
 
-def rate_limited(host: HostResult) -> bool:
-    """Whether the host's ICMP rate limit slowed its UDP scan (``HostResult.rate_limited``)."""
-    return host.rate_limited
-
-
 def rate_limit_note(host: HostResult) -> str:
     """The note a report gives a rate-limited host."""
     label = host.name if host.address in (None, host.name) else f"{host.name} ({host.address})"
@@ -396,7 +391,7 @@ def iter_table(scan: ScanReport | Audit) -> Iterator[str]:
         + (" - INTERRUPTED, partial results" if report.interrupted else "")
     )
     lines.extend(f"warning: {w}" for w in report.warnings)
-    lines.extend(f"note: {rate_limit_note(h)}" for h in report.hosts if rate_limited(h))
+    lines.extend(f"note: {rate_limit_note(h)}" for h in report.hosts if h.rate_limited)
     lines.extend(_audit_lines(audit))
     yield "".join(line.rstrip() + "\n" for line in lines)
 

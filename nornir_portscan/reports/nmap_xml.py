@@ -49,7 +49,6 @@ from nornir_portscan.ports import UDP, format_ports, label_ports
 from nornir_portscan.reports.data import (
     host_entry,
     rate_limit_note,
-    rate_limited,
     report_to_dict,
     udp_closed_count,
 )
@@ -150,7 +149,7 @@ def _host(audit: Audit, index: int) -> ET.Element:
     if host.status is HostStatus.TIMED_OUT:
         element.set("timedout", "true")
     comment = [host.error] if host.error else []
-    if rate_limited(host):
+    if host.rate_limited:
         comment.append(rate_limit_note(host))
     if comment:
         element.set("comment", "; ".join(comment))
