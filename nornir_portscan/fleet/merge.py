@@ -173,6 +173,7 @@ class MergedReport:
         from nornir_portscan.fleet.matrix import reachability_matrix
 
         hosts = self.hosts
+        silent = sum(len(h.open_filtered_ports) for h in hosts)
         matrix = matrix if matrix is not None else reachability_matrix(self)
         return {
             "version": REPORT_VERSION,
@@ -186,11 +187,7 @@ class MergedReport:
                 "filtered_ports": sum(len(h.filtered_ports) for h in hosts),
                 "closed_ports": sum(h.closed_count for h in hosts),
                 "error_ports": sum(len(h.error_ports) for h in hosts),
-                **(
-                    {"open_filtered_ports": sum(len(h.open_filtered_ports) for h in hosts)}
-                    if any(_has_udp(h) for h in hosts)
-                    else {}
-                ),
+                **({"open_filtered_ports": silent} if silent else {}),
                 "conflicts": len(self.conflicts),
                 "probes_sent": sum(s.probes_sent for s in self.shards),
             },

@@ -12,6 +12,7 @@ also has ``udp_open_ports``, ``udp_open_filtered_ports``, ``udp_filtered_ports``
 ``udp_error_ports`` and ``udp_closed_count`` (and ``udp_opened``, ``udp_closed`` and
 ``udp_unexpected`` in its drift). An entry with a ``port`` (a violation, a change, an unmet
 expectation) adds ``"protocol": "udp"`` for a UDP port. Port specs write UDP after ``U:``.
+The summary counts ``open_filtered_ports`` when there are any.
 A TCP-only report is exactly what it was.
 """
 
@@ -104,15 +105,6 @@ def entry_ports(entry: Mapping[str, Any], key: str) -> list[int]:
     return [*entry[key], *(UDP + p for p in entry.get(f"udp_{key}", ()))]
 
 
-def has_udp(host: HostResult) -> bool:
-    """Whether ``host`` scanned (or was to scan) a UDP port."""
-    return (  # max() runs in C: a host of every port costs little
-        max(host.scanned, default=0) > UDP
-        or max(host.unscanned, default=0) > UDP
-        or any(p.protocol == "udp" for p in host.ports)
-    )
-
-
 def udp_closed_count(host: HostResult) -> int:
     """How many of ``host.closed_count`` are UDP ports (scanned, not listed otherwise)."""
     scanned = sum(1 for k in host.scanned if k > UDP)
@@ -140,6 +132,7 @@ def host_entry(scan: ScanReport | Audit, index: int) -> dict[str, Any]:
     """
     audit = scan if isinstance(scan, Audit) else Audit(scan)
     host = audit.report.hosts[index]
+    scanned, unscanned = sorted(host.scanned), sorted(host.unscanned)
     entry: dict[str, Any] = {
         "name": host.name,
         "address": host.address,
@@ -151,11 +144,12 @@ def host_entry(scan: ScanReport | Audit, index: int) -> dict[str, Any]:
         "closed_count": host.closed_count,
         "error_ports": _tcp(host.error_ports),
         "error": host.error,
-        "scanned_ports": format_ports(sorted(host.scanned)),
-        "unscanned_ports": format_ports(sorted(host.unscanned)),
+        "scanned_ports": format_ports(scanned),
+        "unscanned_ports": format_ports(unscanned),
         "ports": [port_to_dict(p) for p in host.ports],
     }
-    if has_udp(host):
+    udp = any(p.protocol == "udp" for p in host.ports)
+    if udp or (scanned and scanned[-1] > UDP) or (unscanned and unscanned[-1] > UDP):
         udp_closed = udp_closed_count(host)
         entry["closed_count"] = host.closed_count - udp_closed
         entry.update(
@@ -219,6 +213,7 @@ def _host_drift(drift: HostDrift | None, verdict: HostVerdict | None) -> dict[st
 def summary(report: ScanReport) -> dict[str, Any]:
     """Counts over the whole scan."""
     statuses = [h.status for h in report.hosts]
+    silent = sum(1 for h in report.hosts for p in h.ports if p.state is PortState.OPEN_FILTERED)
     return {
         "hosts": len(report.hosts),
         **{status.value.replace("-", "_"): statuses.count(status) for status in HostStatus},
@@ -226,15 +221,7 @@ def summary(report: ScanReport) -> dict[str, Any]:
         "filtered_ports": sum(len(h.filtered_ports) for h in report.hosts),
         "closed_ports": sum(h.closed_count for h in report.hosts),
         "error_ports": sum(len(h.error_ports) for h in report.hosts),
-        **(
-            {
-                "open_filtered_ports": sum(
-                    1 for h in report.hosts for p in h.ports if p.state is PortState.OPEN_FILTERED
-                )
-            }
-            if any(has_udp(h) for h in report.hosts)
-            else {}
-        ),
+        **({"open_filtered_ports": silent} if silent else {}),  # UDP ports that never answered
         "probes_sent": report.probes_sent,
         "duration": round(report.duration, 3),
         "rate": round(report.rate, 1),

@@ -195,7 +195,7 @@ def _host_tables(audit: Audit, data: dict[str, Any]) -> tuple[_Table, _Table | N
     def entries() -> Iterator[dict[str, Any]]:
         return (host_entry(audit, index) for index in range(count))
 
-    udp = "open_filtered_ports" in data["summary"]  # some host scanned UDP ports
+    udp = "open_filtered_ports" in data["summary"]  # some UDP port never answered
 
     def host_rows() -> Iterator[tuple[Row, bool]]:
         for entry in entries():
@@ -520,7 +520,7 @@ def _portless_section(data: Mapping[str, Any]) -> _Section:
 
 
 def _merged_hosts(data: Mapping[str, Any]) -> _Table:
-    udp = "open_filtered_ports" in data["summary"]
+    udp = "open_filtered_ports" in data["summary"]  # some UDP port never answered
     headers = ("Host", "Address", "Vantage", "Status", "Open", "Filtered",
                *(("Open|filtered",) if udp else ()), "Closed", "Scanners", "Passed")  # fmt: skip
     table = _Table(headers, len(headers) - 1)
