@@ -52,7 +52,7 @@ from nornir_portscan.engine.errqueue import (
     EE_FORMAT,
     IP_RECVERR,
     IPV6_RECVERR,
-    is_own_address,
+    OwnAddresses,
     offender,
     offender_scope,
     packed,
@@ -91,7 +91,6 @@ _TCPI_RETRANSMITS = 2
 _TCPI_RETRANS = 36
 _U32 = struct.Struct("=I")
 _PROGRESS_INTERVAL = 0.1
-_OWN_ADDRESSES_FOR = 2.0  # seconds: how long what ``_is_own_address`` said is kept
 # A connect's end (connected, refused, an ICMP error) is an edge on its socket; EPOLLERR and
 # EPOLLHUP are always reported.
 _EVENTS = select.EPOLLOUT | select.EPOLLET
@@ -146,8 +145,8 @@ class Prober:
         self.poller = select.epoll()
         self.by_fd: dict[int, _Slot] = {}  # the slot of every registered socket
         self.max_events = max(64, config.concurrency)
-        self.own_addresses: dict[tuple[bytes, int], bool] = {}  # ICMP senders: ours or not
-        self.own_since = _now()
+        self.own = OwnAddresses()  # ICMP senders: ours or not
+        self.from_target = False  # the ICMP error ``_icmp_reason`` read came from the target
         self.events = self.loop.io(self.poller.fileno(), 1)
         self.events.start(self._drain)
         self.wakeup = self.loop.timer(0.0)
@@ -203,7 +202,12 @@ class Prober:
                 else:
                     sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
             fd = sock.fileno()
-            self.poller.register(fd, _EVENTS)
+            try:
+                self.poller.register(fd, _EVENTS)
+            except OSError as exc:  # ENOMEM, ENOSPC (max_user_watches): nothing was sent
+                sock.close()
+                self._local_error(slot, exc.errno or errno.ENOMEM)
+                return False
             self.by_fd[fd] = slot
             slot.sock = sock
             slot.family = job.family
@@ -242,8 +246,13 @@ class Prober:
         assert sock is not None
         err = sock.connect_ex(slot.sockaddr)
         if err == _EALREADY:
-            # Not an answer yet: Linux queues an ICMP error and wakes epoll (EPOLLERR) just
-            # before it sets the error and closes the socket; that is the next edge.
+            # Still connecting, as far as connect() tells. An ICMP error that came while this
+            # host's connect() held the socket (its own reject of the SYN) is a soft error:
+            # the socket stays in SYN_SENT and only SO_ERROR reports it. Or Linux woke epoll
+            # for an ICMP error just before it set it: the next edge tells.
+            err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
+            if err:
+                self._finish(slot, err, reusable=False)
             return
         if err == _ECONNABORTED:
             # Closed with no error to tell: no answer, and nothing to call the port by.
@@ -252,14 +261,17 @@ class Prober:
             return
         self._finish(slot, err)
 
-    def _finish(self, slot: _Slot, err: int) -> None:
-        """A connect whose SYN was sent finished with ``err`` (0 for connected)."""
+    def _finish(self, slot: _Slot, err: int, *, reusable: bool = True) -> None:
+        """A connect whose SYN was sent finished with ``err`` (0 for connected). A socket
+        that is not ``reusable`` (a soft error read from ``SO_ERROR``: it is still
+        connecting) is closed whatever the answer."""
         sock = slot.sock
         job = slot.job
         assert sock is not None
         assert job is not None
         rtt = _now() - slot.started
         answer = classify_errno(err)
+        self.from_target = False
         if err == 0:
             try:
                 self_connect = sock.getsockname()[:2] == sock.getpeername()[:2]
@@ -273,23 +285,45 @@ class Prober:
                 # socket to itself: that says nothing about the port. Probe it again.
                 self.schedule.failed(slot, errno.EADDRINUSE)
                 return
-        elif err == _ECONNREFUSED:  # a RST; the socket is reused
-            # ... or this host's own firewall (a REJECT's default, ICMP port-unreachable). On
-            # loopback this host is the target: nothing to tell apart, so no syscall spent.
-            if not job.loopback and self._icmp_reason(sock, err, job.address) == _OWN_ICMP:
-                self._discard(slot)
-                answer = None
         else:
-            # EHOSTUNREACH, EACCES (an ICMPv6 admin-prohibited, or a local refusal), ...:
-            # only an ICMP error from the network in the error queue makes it an answer.
-            reason = None if answer else self._icmp_reason(sock, err, job.address)
-            self._discard(slot)
-            if reason is not None and reason != _OWN_ICMP:
-                answer = (PortState.FILTERED, reason)
+            try:
+                reason = self._answer_reason(slot, err, answer is not None)
+            except OSError as exc:  # no descriptor or memory to tell whose ICMP it was
+                self._discard(slot)
+                self.schedule.failed(slot, exc.errno or errno.ENOBUFS)
+                return
+            if err == _ECONNREFUSED:  # a RST; the socket is reused
+                # ... or this host's own firewall (a REJECT's default, ICMP port-unreachable)
+                if reason == _OWN_ICMP:
+                    answer = None
+                # a reset after a zoned connect keeps the socket bound to the zone's
+                # interface (sk_bound_dev_if): the next probe would leave by it
+                if answer is None or job.zoned or not reusable:
+                    self._discard(slot)
+            else:
+                # EHOSTUNREACH, EACCES (an ICMPv6 admin-prohibited, or a local refusal), ...:
+                # only an ICMP error from the network in the error queue makes it an answer.
+                self._discard(slot)
+                if answer is None and reason is not None and reason != _OWN_ICMP:
+                    answer = (PortState.FILTERED, reason)
         if answer is None:
             self._local_error(slot, err)
             return
-        self.schedule.answered(slot, answer[0], answer[1], rtt)
+        self.schedule.answered(slot, answer[0], answer[1], rtt, by_target=self.from_target)
+
+    def _answer_reason(self, slot: _Slot, err: int, known: bool) -> str | None:
+        """What the error queue says about a refused connect: ``_icmp_reason``, or None
+        where there is nothing to tell apart (no syscall spent): a RST to a loopback probe
+        (this host is the target), an error that is an answer (``known``) of itself."""
+        job = slot.job
+        assert job is not None
+        assert slot.sock is not None
+        if err == _ECONNREFUSED:
+            if job.loopback:
+                return None
+        elif known:
+            return None
+        return self._icmp_reason(slot.sock, err, job.address, slot.port)
 
     def _local_error(self, slot: _Slot, err: int) -> None:
         """A local failure: retried if it is a shortage, else an ``error`` at once."""
@@ -298,9 +332,11 @@ class Prober:
         else:
             self.schedule.refused(slot, local_reason(err))
 
-    def _icmp_reason(self, sock: socket.socket, err: int, target: str) -> str | None:
-        """The reason carried by the last ICMP error that caused ``err``, from the socket's
-        error queue: None if there is none, ``_OWN_ICMP`` if this host sent it.
+    def _icmp_reason(self, sock: socket.socket, err: int, target: str, port: int) -> str | None:
+        """The reason carried by the last ICMP error about this probe (a packet to
+        ``target``, ``port``) that caused ``err``, from the socket's error queue: None if
+        there is none, ``_OWN_ICMP`` if this host sent it. Raises ``OSError`` when this host
+        cannot tell whose it is (``is_own_address``).
 
         An ICMP error this host generated about its own packet (a local firewall's
         ``reject``, a failed neighbour lookup) names an address of this host as its sender:
@@ -308,11 +344,17 @@ class Prober:
         no longer has its source address: the connect that read the error reset it.)
         """
         reason = None
+        destination = packed(target)
         while True:
             try:
-                _, ancdata, _, _ = sock.recvmsg(0, 512, _MSG_ERRQUEUE)
+                _, ancdata, _, about = sock.recvmsg(0, 512, _MSG_ERRQUEUE)
             except OSError:  # empty (most calls: one syscall)
                 return reason
+            # A reused socket may still hold an ICMP error about an earlier probe (a
+            # loopback one, whose refusal never reads the queue): the error names the
+            # destination of the packet it is about.
+            if about and (about[1] != port or packed(about[0]) != destination):
+                continue
             for _level, _type, data in ancdata:
                 if len(data) < EE_FORMAT.size:
                     continue
@@ -324,24 +366,14 @@ class Prober:
                 sender = offender(data)
                 if (
                     sender is not None
-                    and sender != packed(target)
-                    and self._own((sender, offender_scope(data)))
+                    and sender != destination
+                    and self.own(sender, offender_scope(data))
                 ):
                     reason = _OWN_ICMP
                     continue
                 # an IPv6 socket to an IPv4-mapped address gets ICMPv4 errors
                 reason = classify_icmp(origin == _EE_ORIGIN_ICMP6, icmp_type, icmp_code)
-
-    def _own(self, sender: tuple[bytes, int]) -> bool:
-        """``is_own_address``, remembered for a while (ICMP errors come in runs)."""
-        now = _now()
-        if now - self.own_since > _OWN_ADDRESSES_FOR or len(self.own_addresses) > 64:
-            self.own_addresses.clear()  # addresses can change: keep few, not for long
-            self.own_since = now
-        own = self.own_addresses.get(sender)
-        if own is None:
-            own = self.own_addresses[sender] = is_own_address(*sender)
-        return own
+                self.from_target = sender == destination
 
     def _settle(self, slot: _Slot) -> bool:
         """Past its deadline: True if the socket has an answer after all (reported)."""
@@ -355,7 +387,7 @@ class Prober:
                 self._finish(slot, 0)
                 return True
         else:
-            self._finish(slot, err)
+            self._finish(slot, err, reusable=False)
             return True
         dropped_here = _never_left(sock)
         self._discard(slot)
@@ -382,6 +414,7 @@ class Prober:
             self._discard(slot)
         self.events.stop()
         self.poller.close()
+        self.own.close()
 
 
 def _connected(sock: socket.socket) -> bool:

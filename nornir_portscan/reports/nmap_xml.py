@@ -175,9 +175,13 @@ def _host_state(host: HostResult) -> tuple[str, str]:
     """nmap's host state and its reason, from what the ports said."""
     if host.open_ports:
         return "up", "syn-ack" if host.open_ports[0] < UDP else "udp-response"
-    if host.closed_count:
-        tcp_closed = host.closed_count > udp_closed_count(host)
-        return "up", "conn-refused" if tcp_closed else "port-unreach"
+    if host.closed_count or host.status is HostStatus.UP:  # a RST, or the host's own ICMP error
+        filtered = (p.reason for p in host.ports if p.state is PortState.FILTERED)
+        if host.closed_count > udp_closed_count(host):
+            reason = "conn-refused"
+        else:  # UDP ports only: their ICMP port-unreachable
+            reason = "port-unreach" if host.closed_count else next(filtered, "")
+        return "up", reason
     if host.status in (HostStatus.INTERRUPTED, HostStatus.NOT_SCANNED):  # no verdict: unknown
         return "unknown", host.status.value
     if host.filtered_ports or any(p.state is PortState.OPEN_FILTERED for p in host.ports):
