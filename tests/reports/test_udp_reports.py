@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import jsonschema
 import pytest
-from report_support import STARTED, ndiff, tool, xmllint_errors
+from report_support import STARTED, ndiff, parse_xml, tool, xmllint_errors
 
 from nornir_portscan import build_request
 from nornir_portscan.audit.drift import Drift, HostDrift, PortChange
@@ -285,6 +285,17 @@ def test_mixed_reports_are_valid_against_nmaps_dtd(make, tmp_path):
     path = tmp_path / "mixed.xml"
     path.write_text(report_to_xml(make()))
     assert xmllint_errors(path) == ""
+
+
+def test_libnmap_reads_udp_ports_like_the_json_report():
+    audit = mixed_audit()
+    parsed = parse_xml(report_to_xml(audit))
+    web = report_to_dict(audit)["hosts"][0]
+    listed = {(p["port"], p["protocol"]): p["state"] for p in web["ports"]}
+    closed = {(80, "tcp"), (123, "udp"), (1900, "udp")}
+    assert {(s.port, s.protocol): s.state for s in parsed.hosts[0].services} == {
+        **listed, **dict.fromkeys(closed, "closed")
+    }  # fmt: skip
 
 
 def test_ndiff_reads_udp_ports_and_their_changes(tmp_path):
