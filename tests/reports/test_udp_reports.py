@@ -460,3 +460,48 @@ def test_no_output_shows_a_port_key(render):
     text = render(mixed_audit())
     assert "udp" in text
     assert _KEY.findall(text) == []
+
+
+def test_a_real_udp_audit_judges_what_the_network_showed(udp_ports, tmp_path):
+    from nornir_portscan.audit.gates import run_audit
+
+    echo, silent, closed = udp_ports
+    policy = {
+        "expect_open": f"U:{echo},{silent}",
+        "expect_closed": f"U:{closed}",
+        "allowed_open": f"U:{echo}",
+    }
+    with pytest.raises(ValueError) as refused:
+        build_request(["127.0.0.1"], ports=f"U:{closed}", policy=policy)
+    assert str(refused.value) == (
+        f"expectations: port {silent}/udp is in expect_open but not in allowed_open; allow what "
+        f"you expect open, e.g. allowed_open: 'U:{silent}'"
+    )
+    policy["allowed_open"] = f"U:{echo},{silent}"
+    request = build_request(["127.0.0.1"], ports=f"U:{closed}", policy=policy, timeout=0.5)
+    audit = run_audit(request)
+    (verdict,) = audit.verdicts
+    assert verdict is not None
+    assert [(v.port, v.actual, v.reason) for v in verdict.violations] == [
+        (U(silent), "open|filtered", "no-response")
+    ]
+    assert audit.failure(0) == (
+        f"127.0.0.1: port {silent}/udp open|filtered (no response; expected open)"
+    )
+    # without the silent port in the allow-list it is unconfirmed, and the host passes
+    loose = {
+        "expect_open": f"U:{echo}",
+        "expect_closed": f"U:{closed}",
+        "allowed_open": f"U:{echo}",
+    }
+    request = build_request(["127.0.0.1"], ports=f"U:{silent}", policy=loose, timeout=0.5)
+    audit = run_audit(request)
+    (verdict,) = audit.verdicts
+    assert verdict is not None
+    assert (verdict.compliant, verdict.violations) == (True, ())
+    assert [(u.port, u.actual) for u in verdict.unconfirmed] == [(U(silent), "open|filtered")]
+    path = tmp_path / "audit.xml"
+    path.write_text(report_to_xml(audit))
+    assert xmllint_errors(path) == ""
+    entry = report_to_dict(audit)["hosts"][0]
+    assert (entry["passed"], entry["unconfirmed"][0]["port"]) == (True, silent)
