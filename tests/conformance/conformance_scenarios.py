@@ -172,6 +172,7 @@ MODULE_SCENARIOS = frozenset(
         "wait_timeout_nan",
         "interval_zero",
         "udp_mixed",
+        "udp_protocol",  # a new option with choices: the module's argument handling
         "udp_bad_qualifier",
     )
 )

@@ -86,3 +86,14 @@ def test_a_targets_own_bad_udp_ports_name_the_target():
     assert str(caught.value) == (
         "ports of target 'web1': invalid port 'U:0' in 'U:0': ports are 1-65535, e.g. 'U:53,161'"
     )
+
+
+def test_a_policy_file_reads_with_the_scans_protocol(tmp_path):
+    policy = tmp_path / "policy.yml"
+    policy.write_text("defaults:\n  expect_closed: '161'\nhosts:\n  127.0.0.1:\n"
+                      "    expect_open: 'T:22,U:53'\n")  # fmt: skip
+    (target,) = build_job(["127.0.0.1"], "U:1", policy_file=policy, protocol="udp").request.targets
+    assert target.policy.expect_closed == frozenset({U(161)})
+    assert target.policy.expect_open == frozenset({22, U(53)})
+    (tcp,) = build_job(["127.0.0.1"], "U:1", policy_file=policy).request.targets
+    assert tcp.policy.expect_closed == frozenset({161})
