@@ -371,4 +371,5 @@ def _merge(old: HostResult, new: HostResult) -> HostResult:
         status=status,
         # a host that timed out did not scan every port: add the ones probed now
         scanned=(*old.scanned, *added) if added else old.scanned,
+        rate_limited=old.rate_limited or new.rate_limited,
     )
