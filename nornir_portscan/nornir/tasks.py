@@ -39,9 +39,9 @@ from nornir_portscan.audit.policy import POLICY_KEYS
 from nornir_portscan.errors import InputError, OptionError, ReportError, ScanError
 from nornir_portscan.models import AddressFamily, Progress
 from nornir_portscan.pipeline import Job, build_job, run_job, write_reports
-from nornir_portscan.ports import format_ports, parse_ports
+from nornir_portscan.ports import format_ports, label_ports, parse_ports, udp_key
 from nornir_portscan.progress import ProgressBar
-from nornir_portscan.reports.data import host_entry
+from nornir_portscan.reports.data import entry_ports, host_entry
 from nornir_portscan.reports.files import ReportFiles
 from nornir_portscan.request import TargetSpec
 from nornir_portscan.targets import DEFAULT_MAX_HOSTS
@@ -87,12 +87,15 @@ class PortscanResult(dict[str, Any]):
         if self["error"] and not self["ports"]:
             line = f"{address} {self['status']}: {self['error']}"
         else:
-            parts = [f"open {format_ports(self['open_ports']) or 'none'}"]
-            if self["filtered_ports"]:
-                parts.append(f"filtered {format_ports(self['filtered_ports'])}")
-            parts.append(f"closed {self['closed_count']}")
-            if self["error_ports"]:
-                parts.append(f"errors {format_ports(self['error_ports'])}")
+            parts = [f"open {label_ports(entry_ports(self, 'open_ports')) or 'none'}"]
+            if self.get("udp_open_filtered_ports"):
+                silent = map(udp_key, self["udp_open_filtered_ports"])
+                parts.append(f"open|filtered {label_ports(silent)}")
+            if self["filtered_ports"] or self.get("udp_filtered_ports"):
+                parts.append(f"filtered {label_ports(entry_ports(self, 'filtered_ports'))}")
+            parts.append(f"closed {self['closed_count'] + self.get('udp_closed_count', 0)}")
+            if self["error_ports"] or self.get("udp_error_ports"):
+                parts.append(f"errors {label_ports(entry_ports(self, 'error_ports'))}")
             if self["error"]:
                 parts.append(self["error"])
             line = f"{address} {self['status']}: {'; '.join(parts)}"
@@ -120,19 +123,23 @@ def _drift_text(drift: Mapping[str, Any]) -> str:
     if not drift.get("in_baseline", True):
         return "drift: not in the baseline"
     texts = []
-    if drift["opened"]:
-        texts.append(f"opened {format_ports(drift['opened'])}")
-    if drift["closed"]:
-        texts.append(f"closed {format_ports(drift['closed'])}")
-    texts.extend(f"{c['port']} {c['before']}->{c['after']}" for c in drift["changed"])
+    opened, closed = entry_ports(drift, "opened"), entry_ports(drift, "closed")
+    if opened:
+        texts.append(f"opened {label_ports(opened)}")
+    if closed:
+        texts.append(f"closed {label_ports(closed)}")
+    texts.extend(
+        f"{c['port']}{'/udp' if c.get('protocol') == 'udp' else ''} {c['before']}->{c['after']}"
+        for c in drift["changed"]
+    )
     if not texts:
         return "no drift"
-    unexpected = drift.get("unexpected")
+    unexpected = entry_ports(drift, "unexpected") if "unexpected" in drift else None
     if unexpected == []:
         return f"drift: {', '.join(texts)}, as expected"
-    total = len(drift["opened"]) + len(drift["closed"]) + len(drift["changed"])
+    total = len(opened) + len(closed) + len(drift["changed"])
     if unexpected and len(unexpected) < total:
-        return f"drift: {', '.join(texts)} (unexpected: {format_ports(unexpected)})"
+        return f"drift: {', '.join(texts)} (unexpected: {label_ports(unexpected)})"
     return f"drift: {', '.join(texts)}"
 
 
