@@ -6,16 +6,21 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 name: portscan
-short_description: Build an inventory from a TCP port scan
+short_description: Build an inventory from a TCP and UDP port scan
 version_added: 0.1.0
 description:
   - Scans O(targets) (addresses, octet ranges, CIDR blocks, hostnames) for O(ports) with the
     nornir-portscan engine, in the controller process, and adds every host that has an open
     port (with O(open_only=false), every host that answered at all).
   - "Each host is named by its address (or by its name for a hostname target) and gets the
-    variables C(ansible_host), C(portscan_open_ports), C(portscan_filtered_ports) and
-    C(portscan_status). O(groups), O(keyed_groups) and O(compose) build on them, so that
-    C(groups: {ssh: '22 in portscan_open_ports'}) makes the hosts with port 22 open a group."
+    variables C(ansible_host), C(portscan_open_ports), C(portscan_filtered_ports),
+    C(portscan_udp_open_ports), C(portscan_udp_open_filtered_ports),
+    C(portscan_udp_filtered_ports) and C(portscan_status). The C(portscan_udp_*) lists hold
+    UDP port numbers (empty when no UDP port was scanned); the other two, TCP ones. A UDP port
+    that never answered is C(open|filtered), never open. O(groups), O(keyed_groups) and
+    O(compose) build on them, so that C(groups: {ssh: '22 in portscan_open_ports'}) makes the
+    hosts with TCP port 22 open a group, and C(dns: '53 in portscan_udp_open_ports') the hosts
+    that answered on UDP port 53."
   - With O(cache), the scan's result is kept in the inventory cache and read back instead of
     scanning again until it expires (C(--flush-cache) scans anew).
   - The scan runs where C(ansible-inventory) or C(ansible-playbook) runs, so it shows what the
@@ -38,9 +43,20 @@ options:
     type: list
     elements: str
   ports:
-    description: Ports to scan, in nmap's C(-p) syntax, e.g. C(22,80,443) or C(top100).
+    description:
+      - Ports to scan, in nmap's C(-p) syntax, e.g. C(22,80,443), C(top100) or C(T:22,U:53,161)
+        (UDP ports after C(U:)).
     type: str
     default: top100
+  protocol:
+    description:
+      - What a port without C(T:) or C(U:) is, in O(ports) and O(exclude_ports), as the
+        module's O(nornir_portscan.portscan.portscan#module:protocol).
+      - C(udp) is nmap's C(-sU) (C(top100) then means the 100 most common UDP ports); C(both)
+        scans each unqualified port as TCP and UDP.
+    type: str
+    choices: [tcp, udp, both]
+    default: tcp
   exclude:
     description: Targets to leave out, same syntax as O(targets).
     type: list
@@ -75,7 +91,8 @@ options:
     default: ipv4
   open_only:
     description:
-      - Add only the hosts with at least one open port. With C(false), every host that answered
+      - Add only the hosts with at least one open port, TCP or UDP (C(open|filtered) is not
+        open). With C(false), every host that answered
         (open or closed ports, or ICMP errors sent by the host itself) is added; hosts that did
         not answer never are.
     type: bool
@@ -111,8 +128,19 @@ except ImportError:
     portscan = None
 
 # plugin option -> module option of the same meaning
-SCAN_OPTIONS = ("targets", "ports", "exclude", "exclude_ports", "timeout", "retries",
+SCAN_OPTIONS = ("targets", "ports", "protocol", "exclude", "exclude_ports", "timeout", "retries",
                 "concurrency", "processes", "max_hosts", "address_family")
+
+
+def host_vars(entry):
+    """A host entry as the host's variables: TCP and UDP port numbers in lists of their own."""
+    return {"ansible_host": entry["address"],
+            "portscan_open_ports": entry["open_ports"],
+            "portscan_filtered_ports": entry["filtered_ports"],
+            "portscan_udp_open_ports": entry.get("udp_open_ports", []),
+            "portscan_udp_open_filtered_ports": entry.get("udp_open_filtered_ports", []),
+            "portscan_udp_filtered_ports": entry.get("udp_filtered_ports", []),
+            "portscan_status": entry["status"]}
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
@@ -153,12 +181,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             result = portscan.run(checked.validated_parameters)
         except portscan.TaskError as exc:
             raise AnsibleParserError(f"{path}: {exc}") from None
-        wanted = "open_ports" if self.get_option("open_only") else "up"
-        return {name: {"ansible_host": entry["address"],
-                       "portscan_open_ports": entry["open_ports"],
-                       "portscan_filtered_ports": entry["filtered_ports"],
-                       "portscan_status": entry["status"]}
-                for name, entry in result["hosts"].items() if entry[wanted]}
+        wanted = "any_open" if self.get_option("open_only") else "up"  # any_open: TCP or UDP
+        return {name: host_vars(entry) for name, entry in result["hosts"].items() if entry[wanted]}
 
     def _populate(self, hosts):
         strict = self.get_option("strict")
