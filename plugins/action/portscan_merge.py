@@ -14,6 +14,7 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.nornir_portscan.portscan.plugins.module_utils import (
     portscan_fleet as fleet)
+from ansible_collections.nornir_portscan.portscan.plugins.module_utils.portscan import port_counts
 
 ARGUMENT_SPEC = {
     "plan": {"type": "dict", "required": True},
@@ -140,8 +141,7 @@ class ActionModule(ActionBase):
         summary = data["summary"]
         result.update(data, changed=False, reports=reports, msg=failure or (
             f"plan {plan.hash[:12]}: {summary['hosts']} hosts from {summary['shards']} shards, "
-            f"{summary['open_ports']} open, {summary['filtered_ports']} filtered, "
-            f"{summary['closed_ports']} closed"))
+            f"{port_counts(summary)}"))
         if not failure and args["fail_on_violation"] and data["failed_hosts"]:
             failure = (f"{len(data['failed_hosts'])} of {len(data['hosts'])} hosts did not "
                        "pass: " + " | ".join(h["failure"] for h in data["hosts"]

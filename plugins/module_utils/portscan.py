@@ -201,13 +201,21 @@ def summary_message(result):
     summary = result["summary"]
     hosts = summary["hosts"]
     line = (f"scanned {hosts} host{'' if hosts == 1 else 's'} ({summary['up']} up): "
-            f"{summary['open_ports']} open, {summary['filtered_ports']} filtered, "
-            f"{summary['closed_ports']} closed ports")
+            f"{port_counts(summary)} ports")
     failed = result["failed_hosts"]
     if failed:
         shown = ", ".join(failed[:5]) + (", ..." if len(failed) > 5 else "")
         line += f"; {len(failed)} did not pass: {shown}"
     return line
+
+
+def port_counts(summary):
+    """A summary's port counts in words: ``5 open, 0 filtered, 4 closed``, with ``1
+    open|filtered`` after the open ones when some UDP port never answered."""
+    silent = summary.get("open_filtered_ports")
+    return (f"{summary['open_ports']} open, "
+            + (f"{silent} open|filtered, " if silent else "")
+            + f"{summary['filtered_ports']} filtered, {summary['closed_ports']} closed")
 
 
 def port_spec(value):

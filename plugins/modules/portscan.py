@@ -335,7 +335,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 msg:
-  description: What was scanned and which hosts did not pass, in one line.
+  description: What was scanned and which hosts did not pass, in one line (with an
+    C(open|filtered) count when some UDP port never answered).
   returned: success
   type: str
   sample: "scanned 3 hosts (3 up): 5 open, 0 filtered, 4 closed ports; 1 did not pass: web2"
@@ -389,33 +390,64 @@ hosts:
       type: bool
       sample: false
     any_open:
-      description: At least one port is open.
+      description: At least one port is open, TCP or UDP (C(open|filtered) is not open).
       type: bool
       sample: true
     all_open:
       description: The host is up, every port asked for was scanned (none left by an
-        interrupt or the host timeout) and every one is open.
+        interrupt or the host timeout) and every one, TCP and UDP, is open (a UDP port that
+        never answered, C(open|filtered), is not).
       type: bool
       sample: false
     open_ports:
-      description: Open ports, sorted.
+      description: Open TCP ports, sorted (UDP ones are in RV(hosts.udp_open_ports)).
       type: list
       elements: int
       sample: [22, 80]
     filtered_ports:
-      description: Ports that gave no answer (or an ICMP unreachable), sorted.
+      description: TCP ports that gave no answer (or an ICMP unreachable), sorted.
       type: list
       elements: int
       sample: []
     error_ports:
-      description: Ports whose probe failed locally (no state known), sorted.
+      description: TCP ports whose probe failed locally (no state known), sorted.
       type: list
       elements: int
       sample: []
     closed_count:
-      description: How many ports were closed.
+      description: How many TCP ports were closed (all of them for a host that scanned no UDP).
       type: int
       sample: 8
+    udp_open_ports:
+      description: UDP ports that answered (C(udp-response)), sorted.
+      type: list
+      elements: int
+      returned: when the host scanned UDP ports
+      sample: [53]
+    udp_open_filtered_ports:
+      description: UDP ports that never answered (C(open|filtered), C(no-response)), sorted;
+        never counted as open.
+      type: list
+      elements: int
+      returned: when the host scanned UDP ports
+      sample: [161]
+    udp_filtered_ports:
+      description: UDP ports that drew an ICMP error other than port-unreachable, sorted.
+      type: list
+      elements: int
+      returned: when the host scanned UDP ports
+      sample: []
+    udp_error_ports:
+      description: UDP ports whose probe failed locally (no state known), sorted.
+      type: list
+      elements: int
+      returned: when the host scanned UDP ports
+      sample: []
+    udp_closed_count:
+      description: How many UDP ports were closed (ICMP port-unreachable).
+      type: int
+      returned: when the host scanned UDP ports
+      sample: 18
     error:
       description: Why the host has no (or partial) results, for example the resolver's message.
       type: str
@@ -483,12 +515,23 @@ hosts:
     violations:
       description:
         - Every port that is not as expected. C(expected) is C(open), C(closed), C(filtered) or
-          C(not open) (an O(allowed_open) breach); C(actual) is the state found, or
-          C(not scanned).
+          C(not open) (an O(allowed_open) breach); C(actual) is the state found (a UDP port
+          that never answered is C(open|filtered), which meets no expectation), or
+          C(not scanned). A UDP port's entry has C(protocol) C(udp).
       type: list
       elements: dict
       returned: when the host has expectations
       sample: [{port: 8080, expected: open, actual: closed, reason: conn-refused}]
+    unconfirmed:
+      description:
+        - UDP ports outside O(allowed_open) that never answered (C(actual) C(open|filtered)),
+          maybe open, not proven. Listed apart from RV(hosts.violations); they neither make the
+          host non-compliant nor fail it. Entries have C(protocol) C(udp).
+      type: list
+      elements: dict
+      returned: when the host has an allow-list and such ports
+      sample: [{port: 161, protocol: udp, expected: not open, actual: open|filtered,
+                reason: no-response}]
     policy:
       description:
         - The host's expectations as port specs, after the host variables replaced the task's
@@ -501,9 +544,13 @@ hosts:
       description:
         - "How the host changed since O(baseline), confirmed by re-probing (O(recheck)):
           C(opened) (now open, not before), C(closed) (open before, not now), C(changed) (other
-          changes, C({port, before, after})), C(unexpected) (the ports whose change the
-          expectations do not explain; they fail the host) and C(in_baseline) (false for a host
-          the baseline does not have; it is not compared)."
+          changes, C({port, before, after}), with C(protocol: udp) for a UDP port),
+          C(unexpected) (the ports whose change the expectations do not explain; they fail the
+          host) and C(in_baseline) (false for a host the baseline does not have; it is not
+          compared)."
+        - C(opened), C(closed) and C(unexpected) hold TCP ports; when a UDP port changed,
+          C(udp_opened), C(udp_closed) and C(udp_unexpected) hold the UDP ones. A UDP port that
+          stopped answering (C(open) -> C(open|filtered)) is a C(changed) entry, never C(closed).
       type: dict
       returned: when O(baseline) is set
       sample: {opened: [8443], closed: [], changed: [], unexpected: [8443], in_baseline: true}
@@ -517,7 +564,11 @@ hosts:
       sample: {converged: false, elapsed: 60.2, rounds: 30, unmet: [{port: 8080, expected: open,
                                                                    actual: closed}]}
 summary:
-  description: Counts over the whole scan, its duration in seconds and its rate in probes/s.
+  description:
+    - Counts over the whole scan (TCP and UDP ports together), its duration in seconds and its
+      rate in probes/s.
+    - C(open_filtered_ports) (UDP ports that never answered) is there only when some port is
+      C(open|filtered).
   returned: success
   type: dict
   sample:

@@ -109,6 +109,7 @@ report:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nornir_portscan.portscan.plugins.module_utils.portscan_fleet import (
     ENGINE_ERROR, ENGINE_TRACEBACK, FleetError, scan_shard)
+from ansible_collections.nornir_portscan.portscan.plugins.module_utils.portscan import port_counts
 
 ARGUMENT_SPEC = {
     "plan": {"type": "dict", "required": True},
@@ -141,8 +142,7 @@ def main():
         changed=False, scanner=shard["scanner"], vantage=shard["vantage"], plan_hash=plan.hash,
         summary=summary, report=report,
         msg=(f"shard {shard['scanner']} ({shard['vantage'] or 'default vantage'}) of plan "
-             f"{plan.hash[:12]}: {summary['hosts']} hosts, {summary['open_ports']} open, "
-             f"{summary['filtered_ports']} filtered, {summary['closed_ports']} closed"))
+             f"{plan.hash[:12]}: {summary['hosts']} hosts, {port_counts(summary)}"))
 
 
 def shard_scanner(plan, text):

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from ansible_support import BIN, REPO, demo_hosts
 
-from nornir_portscan.audit.drift import Drift
+from nornir_portscan.audit.drift import Drift, HostDrift
 from nornir_portscan.audit.gates import Audit, WaitResult
 from nornir_portscan.audit.policy import evaluate, parse_policy
 from nornir_portscan.models import (
@@ -27,6 +27,7 @@ from nornir_portscan.models import (
     ScanOptions,
     ScanReport,
 )
+from nornir_portscan.ports import udp_key
 
 FQCN = "nornir_portscan.portscan.portscan"
 MODULE = REPO / "plugins" / "modules" / "portscan.py"
@@ -70,6 +71,42 @@ def audit_of_one_host() -> Audit:
     return Audit(report, (verdict,), Drift(()), WaitResult(True, 0.1, 1))
 
 
+def udp_audit() -> Audit:
+    """An audit of a host with TCP and UDP ports: 53/udp open, 161/udp silent outside the
+    allow-list (unconfirmed), 162/udp closed; 53/udp opened since the baseline."""
+    ports = (PortResult(22, PortState.OPEN, "syn-ack", 0.1, 1),
+             PortResult(53, PortState.OPEN, "udp-response", 0.1, 1, "udp"),
+             PortResult(161, PortState.OPEN_FILTERED, "no-response", None, 2, "udp"))
+    host = HostResult("dns1", "127.0.0.1", HostStatus.UP, ports,
+                      scanned=(22, udp_key(53), udp_key(161), udp_key(162)), closed_count=1)
+    report = ScanReport((host,), ScanOptions(), started=0.0, finished=1.0, probes_sent=5)
+    verdict = evaluate(host, parse_policy({"allowed_open": "22,U:53"}))
+    drift = Drift((HostDrift("dns1", "127.0.0.1", opened=(udp_key(53),)),))
+    return Audit(report, (verdict,), drift)
+
+
+@pytest.mark.usefixtures("collection_import")
+def test_documented_return_has_every_udp_key() -> None:
+    from ansible_collections.nornir_portscan.portscan.plugins.module_utils.portscan import (
+        summary_message,
+        task_result,
+    )
+
+    result = task_result(udp_audit())
+    entry = result["hosts"]["dns1"]
+    returned = module_docs()["RETURN"]
+    documented = returned["hosts"]["contains"]
+    assert entry["udp_open_ports"] == [53]
+    assert entry["unconfirmed"][0]["actual"] == "open|filtered"
+    assert (entry["any_open"], entry["all_open"]) == (True, False)  # 161/udp is not open
+    assert sorted(set(entry) - {"wait"}) == sorted(set(documented) - {"wait", "rate_limited"})
+    drift_text = " ".join(documented["drift"]["description"])
+    assert [k for k in entry["drift"] if f"C({k})" not in drift_text] == []
+    assert "open_filtered_ports" in " ".join(returned["summary"]["description"])
+    assert summary_message(result).startswith(
+        "scanned 1 host (1 up): 2 open, 1 open|filtered, 0 filtered, 1 closed ports")
+
+
 @pytest.mark.usefixtures("collection_import")
 def test_documented_return_matches_a_real_result() -> None:
     from ansible_collections.nornir_portscan.portscan.plugins.module_utils.portscan import (
@@ -83,13 +120,16 @@ def test_documented_return_matches_a_real_result() -> None:
     assert sorted(returned) == sorted(result)
     entry = result["hosts"]["web1"]
     documented = returned["hosts"]["contains"]
-    conditional = {"rate_limited"}  # a host whose ICMP rate limit slowed its UDP scan has it
+    # a host whose ICMP rate limit slowed its UDP scan has rate_limited; one that scanned UDP,
+    # the udp_ lists; one with silent UDP ports outside its allow-list, unconfirmed
+    conditional = {"rate_limited", "unconfirmed", *(k for k in documented if k.startswith("udp_"))}
     assert sorted(set(documented) - conditional) == sorted(entry)
     audit = audit_of_one_host()
     slowed = replace(audit.report.hosts[0], rate_limited=True)
     udp_entry = task_result(replace(audit, report=replace(audit.report, hosts=(slowed,))))
     assert udp_entry["hosts"]["web1"]["rate_limited"] is True
-    assert sorted(documented) == sorted(udp_entry["hosts"]["web1"])
+    assert sorted(set(documented) - conditional | {"rate_limited"}) == sorted(
+        udp_entry["hosts"]["web1"])
     assert sorted(documented["ports"]["contains"]) == sorted(entry["ports"][0])
     booleans = sorted(k for k, v in documented.items() if v["type"] == "bool"
                       and k not in conditional)  # fmt: skip
