@@ -270,11 +270,19 @@ def _resolved(
             )
         chosen = tuple(sorted(wanted, key=_vantage_order))
         try:
-            own = parse_ports(target.ports) if target.ports else ()
+            own = parse_ports(_spec(target.ports)) if target.ports else ()
         except InputError as exc:
             raise type(exc)(f"ports of target {target.name!r}: {exc}") from None
         found[target.key] = dataclasses.replace(target, ports=own, vantages=chosen)
     return tuple(found[key] for key in sorted(found, key=lambda k: (k[0], k[1] or "")))
+
+
+def _spec(ports: Any) -> Any:
+    """A target's ports for ``parse_ports``: a tuple of ints is port keys, as a plan holds them
+    (a UDP key is no port number), written as the spec they are."""
+    if isinstance(ports, tuple) and all(type(p) is int for p in ports):
+        return format_ports(sorted(ports), qualified=True)
+    return ports
 
 
 MACHINE_OPTIONS = ("processes", "concurrency")

@@ -63,7 +63,7 @@ def _keep_reports(plan, path, hostvars, results_var):
     return failed
 
 
-def _judged(plan, merged, hostvars, args):
+def _judged(plan, merged, hostvars, args, protocol="tcp"):
     """The merged report's data, judged against each target's expectations per vantage, with
     its reachability matrix by the targets' inventory groups and, with a baseline, its drift
     per vantage (confirmed by the re-checks in ``rechecks_var``, when given)."""
@@ -72,7 +72,7 @@ def _judged(plan, merged, hostvars, args):
     for target in plan.targets:
         host = hostvars.get(target.name) or {}
         own = {k: _plain(host[k]) for k in wanted if k in host}
-        policies[target.name] = fleet.vantage_policies(own, target.name)
+        policies[target.name] = fleet.vantage_policies(own, target.name, protocol)
         groups[target.name] = fleet.target_groups(_plain(host.get("group_names") or []),
                                                   args["matrix_groups"])
     parsed = fleet.parsed_policies(policies)
@@ -110,6 +110,9 @@ class ActionModule(ActionBase):
         try:
             plan = fleet.plan_from_dict(given["plan"], "plan")
             path = str(given["directory"])
+            protocol = given.get("protocol", "tcp")  # a plan of before the option: tcp
+            if protocol not in ("tcp", "udp", "both"):
+                raise fleet.InputError(f"protocol {protocol!r} is not tcp, udp or both")
         except (KeyError, TypeError, fleet.InputError) as exc:
             raise AnsibleActionFail(
                 f"plan is not what portscan_plan returned ({exc}): register its result and "
@@ -123,7 +126,7 @@ class ActionModule(ActionBase):
         failed = _keep_reports(plan, path, hostvars, args["results_var"])
         try:
             merged, failure = fleet.merge_directory(path, plan, failed)
-            data = _judged(plan, merged, hostvars, args)
+            data = _judged(plan, merged, hostvars, args, protocol)
         except (fleet.InputError, fleet.FleetError) as exc:
             raise AnsibleActionFail(str(exc)) from None
         merged_path = f"{path}/merged.json"

@@ -19,6 +19,7 @@ ARGUMENT_SPEC = {
     "targets_group": {"type": "str", "default": fleet.TARGETS_GROUP},
     "shards": {"type": "int"},
     "ports": {"type": "raw", "default": "top1000"},
+    "protocol": {"type": "str", "choices": ["tcp", "udp", "both"], "default": "tcp"},
     "timeout": {"type": "raw"},
     "min_timeout": {"type": "raw"},
     "adaptive": {"type": "bool"},
@@ -80,7 +81,7 @@ class ActionModule(ActionBase):
         options = {k: args[k] for k in fleet.PLAN_OPTIONS}
         try:
             plan = fleet.inventory_plan(scanners, targets, _plain(args["ports"]), options,
-                                        args["split_ports"])
+                                        args["split_ports"], args["protocol"])
         except fleet.FleetError as exc:
             raise AnsibleActionFail(str(exc)) from None
         directory = args["directory"] or str(
@@ -92,6 +93,7 @@ class ActionModule(ActionBase):
         hosts = sum(len(s.targets) for s in plan.shards)
         result.update(
             changed=False, hash=plan.hash, directory=path, plan=fleet.plan_inputs(plan),
+            protocol=args["protocol"],  # for portscan_merge: how the expectations read
             to_scan=to_scan, kept=sorted(set(kept) - set(to_scan)),
             shards={s.scanner: {"vantage": s.vantage, "hosts": [a.name for a in s.targets]}
                     for s in plan.shards},

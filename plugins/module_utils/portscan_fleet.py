@@ -77,19 +77,32 @@ def _vantages(value, host):
     return tuple(str(v) for v in value)
 
 
-def inventory_plan(scanners, targets, ports, options, split_ports=False):
+def qualified(spec, protocol="tcp"):
+    """A port spec as it reads whatever parses it: with ``protocol`` udp or both, each port
+    without ``T:`` or ``U:`` made that protocol's (``53`` -> ``U:53``); as it is for tcp."""
+    spec = _port_spec(spec)
+    if protocol == "tcp" or spec in (None, "", []):
+        return spec
+    return format_ports(sorted(parse_ports(spec, protocol=protocol)), qualified=True)
+
+
+def inventory_plan(scanners, targets, ports, options, split_ports=False, protocol="tcp"):
     """The plan of ``scanners`` (``[(name, vantage)]``) scanning ``targets`` (``[(name, vars)]``,
-    vars holding ``ansible_host``, ``portscan_ports``, ``portscan_vantages``)."""
+    vars holding ``ansible_host``, ``portscan_ports``, ``portscan_vantages``); ``protocol`` is
+    what a port without ``T:`` or ``U:`` is, in ``ports`` and the targets' ports and
+    expectations."""
     try:
         settings = ScanOptions(**{k: number(v) for k, v in options.items() if v is not None})
         fleet = [Scanner(str(name), None if vantage in (None, "") else str(vantage))
                  for name, vantage in scanners]
+        ports = qualified(ports, protocol)
         hosts = []
         for name, host in targets:
-            own = host.get(PORTS_VAR)
-            if isinstance(own, int) and not isinstance(own, bool):
-                own = str(own)
-            wanted = policy_ports(host, name)
+            try:
+                own = qualified(host.get(PORTS_VAR), protocol)
+            except InputError as exc:
+                raise FleetError(f"{PORTS_VAR} of target {name!r}: {exc}") from None
+            wanted = policy_ports(host, name, protocol)
             scanned = set(parse_ports(own or ports))
             if wanted - scanned:  # the expectations' ports are scanned too, from every vantage
                 own = format_ports(sorted(scanned | wanted))
@@ -97,8 +110,6 @@ def inventory_plan(scanners, targets, ports, options, split_ports=False):
                 str(name), str(host.get("ansible_host") or name),
                 own if own not in (None, "", []) else (),
                 _vantages(host.get(VANTAGES_VAR), name)))
-        if isinstance(ports, int) and not isinstance(ports, bool):
-            ports = str(ports)
         return build_plan(fleet, hosts, ports, options=settings, split_ports=split_ports)
     except (InputError, ValueError) as exc:
         raise FleetError(str(exc)) from None
@@ -157,6 +168,11 @@ def to_scan(plan, kept):
     return [s.scanner for s in missing_shards(plan, list(kept.values())) if s.targets]
 
 
+def _keys_spec(keys):
+    """Port keys as a spec the engine reads back (UDP keys are not port numbers)."""
+    return format_ports(sorted(keys), qualified=True) if keys else list(keys)
+
+
 def scan_shard(plan_data, scanner, processes=None, concurrency=None):
     """Scan ``scanner``'s shard of the plan ``plan_data`` (``plan_inputs``) on this machine;
     return its JSON report (with its ``shard`` section). ``processes`` and ``concurrency``
@@ -169,8 +185,8 @@ def scan_shard(plan_data, scanner, processes=None, concurrency=None):
         if concurrency is not None:
             options["concurrency"] = number(concurrency)
         job = build_job(
-            [TargetSpec(a.name, a.address, list(a.ports)) for a in shard.targets],
-            list(plan.ports), allow_empty=True, **options)
+            [TargetSpec(a.name, a.address, _keys_spec(a.ports)) for a in shard.targets],
+            _keys_spec(plan.ports), allow_empty=True, **options)
     except (InputError, ValueError) as exc:
         raise FleetError(str(exc)) from None
     try:
@@ -251,11 +267,19 @@ def _port_spec(value):
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-def vantage_policies(host, name):
+def vantage_policies(host, name, protocol="tcp"):
     """``{vantage: policy data}`` of a target's host variables, with ``None`` for the policy
     of every vantage: ``portscan_expect_open`` and the like hold for every vantage, and
-    ``portscan_vantage_policy: {VANTAGE: {expect_filtered: ...}}`` replaces keys for one."""
-    common = {key: _port_spec(host[var]) for key, var in POLICY_VARS.items() if var in host}
+    ``portscan_vantage_policy: {VANTAGE: {expect_filtered: ...}}`` replaces keys for one.
+    A port without ``T:`` or ``U:`` is of ``protocol`` (the plan's)."""
+
+    def spec(value, var):
+        try:
+            return qualified(value, protocol)
+        except InputError as exc:
+            raise FleetError(f"{var} of target {name!r}: {exc}") from None
+
+    common = {key: spec(host[var], var) for key, var in POLICY_VARS.items() if var in host}
     scoped = host.get(VANTAGE_POLICY_VAR) or {}
     if not isinstance(scoped, dict) or not all(
             isinstance(v, dict) or v is None for v in scoped.values()):
@@ -264,15 +288,15 @@ def vantage_policies(host, name):
             "expectations, e.g. {users: {expect_filtered: '22,443'}}")
     found = {None: common}
     for vantage, keys in scoped.items():
-        layer = {key: _port_spec(value) for key, value in (keys or {}).items()}
+        layer = {key: spec(value, VANTAGE_POLICY_VAR) for key, value in (keys or {}).items()}
         found[str(vantage)] = merge_policies([common, layer])
     return found
 
 
-def policy_ports(host, name):
+def policy_ports(host, name, protocol="tcp"):
     """Every port a target's expectations name, over all its vantages."""
     ports = set()
-    for vantage, data in vantage_policies(host, name).items():
+    for vantage, data in vantage_policies(host, name, protocol).items():
         where = f"target {name!r}" + (f" from vantage {vantage!r}" if vantage else "")
         try:
             policy = parse_policy(data, where=where)

@@ -41,9 +41,20 @@ options:
     type: int
   ports:
     description: The ports of every target without its own C(portscan_ports), as in
-      M(nornir_portscan.portscan.portscan).
+      M(nornir_portscan.portscan.portscan) (UDP after C(U:), e.g. C(T:22,U:53,161)).
     type: raw
     default: top1000
+  protocol:
+    description:
+      - What a port without C(T:) or C(U:) is, in O(ports), each target's C(portscan_ports) and
+        its expectations (C(portscan_expect_open), ..., C(portscan_vantage_policy)), as the
+        O(nornir_portscan.portscan.portscan#module:protocol) option of the module.
+      - C(udp) is nmap's C(-sU); C(both) scans each unqualified port as TCP and UDP. The plan
+        holds the ports qualified, so its hash says which protocol; the result's RV(protocol)
+        tells M(nornir_portscan.portscan.portscan_merge) how to read the expectations.
+    type: str
+    choices: [tcp, udp, both]
+    default: tcp
   timeout:
     description: Connect timeout in seconds (the engine's default when omitted). In the hash.
     type: raw
@@ -133,6 +144,12 @@ plan:
   description: The plan's inputs, for M(nornir_portscan.portscan.portscan_shard).
   returned: success
   type: dict
+protocol:
+  description: The O(protocol) the plan was made with, for
+    M(nornir_portscan.portscan.portscan_merge) (pass the registered result whole).
+  returned: success
+  type: str
+  sample: tcp
 directory:
   description: The plan's own directory on the controller (C(DIRECTORY/HASH)).
   returned: success
@@ -165,6 +182,7 @@ def main():
         "targets_group": {"type": "str", "default": "portscan_targets"},
         "shards": {"type": "int"},
         "ports": {"type": "raw", "default": "top1000"},
+        "protocol": {"type": "str", "choices": ["tcp", "udp", "both"], "default": "tcp"},
         "timeout": {"type": "raw"},
         "min_timeout": {"type": "raw"},
         "adaptive": {"type": "bool"},

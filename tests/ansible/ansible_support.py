@@ -36,6 +36,26 @@ def demo_hosts() -> dict[str, tuple[str, list[int]]]:
     return hosts
 
 
+UDP_ECHO = """  # argv: READY_FILE ADDRESS ECHO_PORT [SILENT_PORT ...]
+import signal, socket, sys
+socks = []
+for port in map(int, sys.argv[3:]):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((sys.argv[2], port))
+    socks.append(sock)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+open(sys.argv[1], "w").write("ready")
+import selectors
+selector = selectors.DefaultSelector()
+for sock in socks[:1]:  # the first answers; the others are bound and never answer
+    selector.register(sock, selectors.EVENT_READ)
+while True:
+    for key, _ in selector.select(1.0):
+        data, peer = key.fileobj.recvfrom(65535)
+        key.fileobj.sendto(b"reply", peer)
+"""
+
+
 class NetnsListeners:
     """Listening sockets inside a network namespace, held by ``tests/lab/listener.py`` processes.
 
@@ -64,6 +84,20 @@ class NetnsListeners:
         while not ready.exists():
             assert self.procs[-1].poll() is None, "the listener process failed"
             assert time.monotonic() < deadline, "the listener process did not start"
+            time.sleep(0.02)
+
+    def open_udp(self, address: str, echo: int, *mute: int) -> None:
+        """A UDP echo on ``address:echo`` (and sockets that never answer on ``mute``), ended
+        with the lab."""
+        assert address.startswith("127.")
+        ready = self.workdir / f"udp{len(self.procs)}.ready"
+        self.procs.append(subprocess.Popen(
+            ["ip", "netns", "exec", self.netns, sys.executable, "-c", UDP_ECHO, str(ready),
+             address, str(echo), *map(str, mute)]))
+        deadline = time.monotonic() + 10
+        while not ready.exists():
+            assert self.procs[-1].poll() is None, "the UDP echo failed"
+            assert time.monotonic() < deadline, "the UDP echo did not start"
             time.sleep(0.02)
 
     def open_when(self, path: Path, binds: list[tuple[str, int]], delay: float) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -117,43 +115,9 @@ def test_bad_ports_fail_with_one_line(ansible_env: dict[str, str], netns: str,
     assert "Traceback" not in said
 
 
-UDP_ECHO = """
-import signal, socket, sys
-socks = []
-for port in map(int, sys.argv[3:]):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((sys.argv[2], port))
-    socks.append(sock)
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-open(sys.argv[1], "w").write("ready")
-import selectors
-selector = selectors.DefaultSelector()
-for sock in socks[:1]:  # the first answers; the others are bound and never answer
-    selector.register(sock, selectors.EVENT_READ)
-while True:
-    for key, _ in selector.select(1.0):
-        data, peer = key.fileobj.recvfrom(65535)
-        key.fileobj.sendto(b"reply", peer)
-"""
-
-
-def udp_echo(lab: NetnsListeners, address: str, echo: int, *mute: int) -> None:
-    """A UDP echo on ``address:echo`` in the lab (and sockets that never answer on ``mute``),
-    ended with the lab."""
-    ready = lab.workdir / f"udp{len(lab.procs)}.ready"
-    lab.procs.append(subprocess.Popen(
-        ["ip", "netns", "exec", lab.netns, sys.executable, "-c", UDP_ECHO, str(ready), address,
-         str(echo), *map(str, mute)]))
-    deadline = time.monotonic() + 10
-    while not ready.exists():
-        assert lab.procs[-1].poll() is None, "the UDP echo failed"
-        assert time.monotonic() < deadline, "the UDP echo did not start"
-        time.sleep(0.02)
-
-
 def test_hosts_open_on_udp_only_are_added_with_their_udp_ports(
         ansible_env: dict[str, str], netns: str, lab: NetnsListeners, tmp_path: Path) -> None:
-    udp_echo(lab, "127.0.0.12", 5353, 5354)
+    lab.open_udp("127.0.0.12", 5353, 5354)
     lab.open([("127.0.0.11", 22)])
     config = CONFIG.replace("ports: 22,8080,8443", "ports: T:22,U:5353-5355").replace(
         "\ngroups:\n", "\ngroups:\n  dns: 5353 in portscan_udp_open_ports\n")
@@ -174,7 +138,7 @@ def test_hosts_open_on_udp_only_are_added_with_their_udp_ports(
 
 def test_protocol_udp_makes_unqualified_ports_udp(
         ansible_env: dict[str, str], netns: str, lab: NetnsListeners, tmp_path: Path) -> None:
-    udp_echo(lab, "127.0.0.11", 22)
+    lab.open_udp("127.0.0.11", 22)
     lab.open([("127.0.0.12", 22)])  # TCP: not scanned under protocol udp
     done = inventory(ansible_env, netns, tmp_path, CONFIG + "protocol: udp\n")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -230,3 +230,16 @@ def test_no_merged_output_shows_a_port_key(tmp_path):
         "| users | ungrouped | 53/udp | open\\|filtered | 0 | 0 | 0 | 0 | 0 | 1 | — |" in markdown
     )
     assert "| pos from mgmt | 161/udp | filtered | **open\\|filtered** |" in markdown
+
+
+def test_a_plan_with_a_target_s_own_udp_ports_reads_back() -> None:
+    """``plan_from_dict`` remakes a plan whose target has UDP ports of its own (port keys in
+    the plan, ``U:`` in its JSON), as ``portscan_shard`` and ``portscan_merge`` read it."""
+    from nornir_portscan.fleet import plan_from_dict, plan_inputs
+
+    plan = build_plan([Scanner("s1")], [FleetTarget("dns1", "127.0.0.1", "T:22,U:53,161")], "9")
+    data = plan_inputs(plan)
+    assert data["targets"][0][2] == "22,U:53,161"
+    again = plan_from_dict(json.loads(json.dumps(data)))
+    assert again.hash == plan.hash
+    assert again.targets[0].ports == (22, udp_key(53), udp_key(161))
