@@ -324,6 +324,7 @@ class HostResult:
     scanned: tuple[int, ...] = ()  # every port probed to the end, in request order
     vantage: str | None = None  # where the answers were seen from; None: this machine
     unscanned: tuple[int, ...] = ()  # ports not scanned (timed out, interrupted), in order
+    rate_limited: bool = False  # UDP: its ICMP rate limit held back closed ports (scanned slower)
 
     @property
     def answered(self) -> bool:

@@ -64,6 +64,7 @@ def build_job(
     interval: float = 2.0,
     reports: ReportFiles | Mapping[str, PathArg | None] | None = None,
     allow_empty: bool = False,
+    protocol: str = "tcp",
     **options: Any,
 ) -> Job:
     """Check every setting and input file; raises an ``InputError`` (one line) before anything
@@ -71,7 +72,8 @@ def build_job(
 
     Args:
         targets: Target specs (``127.0.0.1-20``, ``localhost``, ...) and ``TargetSpec`` hosts.
-        ports: The ports of every target without its own.
+        ports: The ports of every target without its own: ``22,443,U:53,161`` (``T:`` and
+            ``U:`` as nmap's ``-p``; ``U:top20``).
         exclude: Targets never scanned, for ``targets`` and ``TargetSpec`` hosts alike; a
             hostname excludes every address it resolves to.
         exclude_ports: Ports never scanned, own ports included.
@@ -92,6 +94,9 @@ def build_job(
         reports: Files to write: ``ReportFiles`` or a mapping of its fields.
         allow_empty: A job of no targets, rather than an error, when ``exclude`` removes all
             (a door that scans one inventory host at a time).
+        protocol: What a port without ``T:`` or ``U:`` is, in every port list (ports,
+            exclude_ports, targets' own, expectations): ``tcp``, ``udp`` (nmap's ``-sU``) or
+            ``both`` (``-sS -sU``).
         **options: The fields of ``ScanOptions``.
     """
     audit = AuditOptions(recheck=recheck, wait=wait, wait_timeout=wait_timeout, interval=interval)
@@ -113,6 +118,7 @@ def build_job(
         policy=expectations,
         policy_book=book,
         allow_empty=allow_empty,
+        protocol=protocol,
         **options,
     )
     if wait and not any(t.policy for t in request.targets):

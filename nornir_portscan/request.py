@@ -76,6 +76,7 @@ def build_request(
     policy: Mapping[str, Any] | None = None,
     policy_book: PolicyBook | None = None,
     allow_empty: bool = False,
+    protocol: str = "tcp",
     **options: Any,
 ) -> ScanRequest:
     """Parse and validate everything a scan needs; raises an ``InputError`` on bad input.
@@ -86,6 +87,9 @@ def build_request(
     call's expectations for every target, ``policy_book`` a policy file
     (``audit.policy.load_policy_file``); ``options`` are the fields of ``ScanOptions``. With
     ``allow_empty``, exclusions that remove every target give a request of no targets.
+    ``protocol`` (``tcp``, ``udp`` or ``both``) is what a port without a ``T:`` or ``U:``
+    qualifier is, in every port list: ``ports``, ``exclude_ports``, the targets' own and every
+    expectation (``ports.parse_ports``).
 
     >>> request = build_request(["127.0.0.1"], "22,80", expect_open="22")  # doctest: +SKIP
     """
@@ -102,14 +106,14 @@ def build_request(
         )
     if isinstance(exclude, str):
         exclude = [exclude]
-    default_ports = parse_ports(ports, exclude=exclude_ports)
-    layers = _Layers(policy, policy_book)
+    default_ports = parse_ports(ports, exclude=exclude_ports, protocol=protocol)
+    layers = _Layers(policy, policy_book, protocol)
     plain: list[str] = []
     named: list[Target] = []
     parsed: dict[Any, tuple[int, ...]] = {}  # inventories repeat the same few port specs
     for item in targets:
         if isinstance(item, TargetSpec):
-            named.append(_template(item, default_ports, exclude_ports, parsed, layers))
+            named.append(_template(item, default_ports, exclude_ports, parsed, layers, protocol))
         elif isinstance(item, str):
             plain.append(item)
         else:
@@ -141,6 +145,7 @@ def _template(
     exclude_ports: Any,
     parsed: dict[Any, tuple[int, ...]],
     layers: _Layers,
+    protocol: str,
 ) -> Target:
     """The Target of a TargetSpec before resolution: its own ports and its whole policy."""
     own: tuple[int, ...] = ()
@@ -148,7 +153,7 @@ def _template(
         key = spec.ports if isinstance(spec.ports, str) else repr(spec.ports)
         if key not in parsed:
             try:
-                parsed[key] = parse_ports(spec.ports, exclude=exclude_ports)
+                parsed[key] = parse_ports(spec.ports, exclude=exclude_ports, protocol=protocol)
             except InputError as exc:  # the parser does not know whose ports they are
                 raise type(exc)(f"ports of target {spec.name!r}: {exc}") from None
         own = parsed[key]
@@ -160,7 +165,9 @@ def _template(
 class _Layers:
     """The layers of every target's expectations; each distinct mix is parsed once."""
 
-    def __init__(self, call: Mapping[str, Any] | None, book: PolicyBook | None) -> None:
+    def __init__(
+        self, call: Mapping[str, Any] | None, book: PolicyBook | None, protocol: str
+    ) -> None:
         call = {k: v for k, v in (call or {}).items() if v is not None}
         unknown = sorted(set(call) - set(POLICY_KEYS))
         if unknown:
@@ -168,7 +175,8 @@ class _Layers:
                 f"unknown expectation {unknown[0]!r}: use {', '.join(POLICY_KEYS)}, "
                 "e.g. expect_open='22,443'"
             )
-        parse_policy(call, where="")  # the call's: its errors name no host
+        parse_policy(call, where="", protocol=protocol)  # the call's: its errors name no host
+        self.protocol = protocol
         self.call = call
         self.book = book
         self.empty = not call and (book is None or book.empty)
@@ -186,5 +194,7 @@ class _Layers:
             raw.update(own)
         key = repr(sorted(raw.items()))
         if key not in self._cache:
-            self._cache[key] = parse_policy(raw, where=f"policy of {name!r}")
+            self._cache[key] = parse_policy(
+                raw, where=f"policy of {name!r}", protocol=self.protocol
+            )
         return self._cache[key]

@@ -66,7 +66,9 @@ class HostVerdict:
     policy: Policy = field(default_factory=Policy)
 
 
-def parse_policy(data: Mapping[str, Any] | None, *, where: str = "policy") -> Policy:
+def parse_policy(
+    data: Mapping[str, Any] | None, *, where: str = "policy", protocol: str = "tcp"
+) -> Policy:
     """Build a ``Policy`` from a mapping of port specs; raises ``InputError`` naming ``where``.
 
     >>> sorted(parse_policy({"expect_open": "22,443"}).expect_open)
@@ -91,7 +93,7 @@ def parse_policy(data: Mapping[str, Any] | None, *, where: str = "policy") -> Po
             sets[key] = None if key == "allowed_open" and value is None else frozenset()
             continue
         try:
-            sets[key] = frozenset(parse_ports(value))
+            sets[key] = frozenset(parse_ports(value, protocol=protocol))
         except InputError as exc:
             raise type(exc)(f"{where} {key}: {exc}" if where else f"{key}: {exc}") from None
     policy = Policy(

@@ -20,6 +20,7 @@ import contextlib
 import functools
 import importlib.machinery
 import math
+import operator
 import os
 import select
 import selectors
@@ -55,6 +56,7 @@ from nornir_portscan.models import (
     ScanRequest,
     Target,
 )
+from nornir_portscan.ports import UDP
 
 __all__ = ["WorkerPool", "scan"]
 
@@ -65,6 +67,10 @@ _MIN_CHUNK = 256
 _PROGRESS_EVERY = 0.1
 _TICK = 0.2  # the longest the loop waits: stall checks, progress, Ctrl-C
 _UNIT_TRIES = 2
+# A UDP unit can wait this much longer than a TCP one between finished ports: a rate-limited
+# host's gap grows to 32 s, a worker-wide round waits up to 30 s (engine/udp.py).
+_UDP_STALL_EXTRA = 2 * 32 + 30
+_BY_KEY = operator.attrgetter("protocol", "port")  # "tcp" < "udp": TCP first, as port keys
 _EXAMPLE = "e.g. scan(build_request(['127.0.0.1'], '22'))"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the dir that holds the package
 WORKER_COMMAND = ["-m", "nornir_portscan.engine.worker"]
@@ -202,6 +208,7 @@ class _HostTally:
 
     ports: list[PortResult] | None = None
     closed: int = 0
+    rate_limited: bool = False  # UDP: the host's ICMP rate limit held back its scan
     unscanned: list[int] | None = None  # left by the host timeout
     done: int = 0  # ports of finished units
     finished: list[tuple[int, int]] | None = None  # index ranges of done units, if not whole
@@ -229,8 +236,9 @@ class _Work:
     run: _Run
     host_id: int  # index of the target in the run's request
     start: int  # index of ports[0] in the host's port list
-    ports: tuple[int, ...]
+    ports: tuple[int, ...]  # port keys
     whole: bool  # the unit is every port of its host
+    udp: bool = False  # UDP ports (keys): the unit holds all of its host's, one worker paces them
     tries: int = 0
     progressed: int = 0  # ports of this unit counted in the run's progress so far
 
@@ -342,6 +350,8 @@ class _Run:
         self.request = request
         self.options = request.options
         self.tallies = [_HostTally() for _ in request.targets]
+        # id(ports tuple) -> (that tuple, its keys in scan order, how many are TCP)
+        self._layouts: dict[int, tuple[tuple[int, ...], tuple[int, ...], int]] = {}
         self.retry: deque[_Work] = deque()
         self.fresh = self.plan()
         self.inflight = 0  # units on a worker, not yet merged
@@ -357,26 +367,47 @@ class _Run:
         self.last_progress = 0.0
 
     # -- planning ----------------------------------------------------------------------------
-    def chunk_size(self, target: Target) -> int:
+    def layout(self, target: Target) -> tuple[tuple[int, ...], int]:
+        """The port keys of ``target`` in scan order, and how many of them (first) are TCP.
+
+        Targets share their port tuples, so each tuple is looked at once; a TCP-only tuple (or
+        a sorted mixed one) is kept as it is."""
+        ports = self.request.ports_for(target)
+        found = self._layouts.get(id(ports))
+        if found is None or found[0] is not ports:
+            if not ports or max(ports) < UDP:
+                ordered, cut = ports, len(ports)
+            else:
+                tcp = tuple(p for p in ports if p < UDP)
+                cut = len(tcp)
+                ordered = ports if ports[:cut] == tcp else tcp + tuple(p for p in ports if p > UDP)
+            found = self._layouts[id(ports)] = (ports, ordered, cut)
+        return found[1], found[2]
+
+    def chunk_size(self, tcp_ports: int) -> int:
         cpus = self.options.processes or _cpu_count()
-        wanted = math.ceil(len(self.request.ports_for(target)) / (cpus * 4))
+        wanted = math.ceil(tcp_ports / (cpus * 4))
         return max(_MIN_CHUNK, min(_MAX_CHUNK, wanted))
 
     def unit_count(self) -> int:
-        return sum(
-            math.ceil(len(self.request.ports_for(t)) / self.chunk_size(t))
-            for t in self.request.targets
-            if t.address
-        )
+        count = 0
+        for target in self.request.targets:
+            if target.address:
+                ports, cut = self.layout(target)
+                count += math.ceil(cut / self.chunk_size(cut)) + (cut < len(ports))
+        return count
 
     def plan(self) -> Iterator[_Work]:
         for host_id, target in enumerate(self.request.targets):
             if not target.address:
                 continue
-            ports = self.request.ports_for(target)
-            size = self.chunk_size(target)
-            for start in range(0, len(ports), size):
-                yield _Work(self, host_id, start, ports[start : start + size], size >= len(ports))
+            ports, cut = self.layout(target)
+            size = self.chunk_size(cut)
+            whole = size >= cut == len(ports)
+            for start in range(0, cut, size):
+                yield _Work(self, host_id, start, ports[start : min(start + size, cut)], whole)
+            if cut < len(ports):  # every UDP port of the host in one unit: one worker paces them
+                yield _Work(self, host_id, cut, ports[cut:], cut == 0, udp=True)
 
     def has_work(self) -> bool:
         """Whether a unit waits to be handed out (then ``retry[0]`` is the next one)."""
@@ -402,7 +433,7 @@ class _Run:
     # -- the report --------------------------------------------------------------------------
     def report(self, *, interrupted: bool) -> ScanReport:
         hosts = tuple(
-            self._host_result(target, tally, self.request.ports_for(target))
+            self._host_result(target, tally, self.layout(target)[0])
             for target, tally in zip(self.request.targets, self.tallies, strict=True)
         )
         return ScanReport(
@@ -419,7 +450,7 @@ class _Run:
     def _host_result(target: Target, tally: _HostTally, wanted: tuple[int, ...]) -> HostResult:
         if not target.address:
             return HostResult(target.name, None, HostStatus.UNRESOLVED, error=target.error)
-        ports = tuple(sorted(tally.ports, key=lambda p: p.port)) if tally.ports else ()
+        ports = tuple(sorted(tally.ports, key=_BY_KEY)) if tally.ports else ()
         answered = tally.closed or any(p.state in (PortState.OPEN, PortState.CLOSED) for p in ports)
         timed_out = tally.unscanned or ()
         whole = tally.done == len(wanted)
@@ -459,6 +490,7 @@ class _Run:
             error,
             scanned,
             unscanned=unscanned,
+            rate_limited=tally.rate_limited,
         )
 
 
@@ -597,10 +629,11 @@ class _Lane:
                 self.next_unit_id,
                 host_id,
                 address,
-                work.ports,
+                tuple(p - UDP for p in work.ports) if work.udp else work.ports,
                 tally.srtt,
                 tally.rttvar,
                 tally.deadline,
+                "udp" if work.udp else "tcp",
             )
             self.next_unit_id += 1
             worker.units[unit.unit_id] = work
@@ -677,14 +710,21 @@ class _Lane:
             return
         run.inflight -= 1
         tally = run.tallies[work.host_id]
-        tally.add([PortResult(p, PortState(s), r, rtt, a) for p, s, r, rtt, a in done.ports])
+        if work.udp:
+            tally.add(
+                [PortResult(p, PortState(s), r, rtt, a, "udp") for p, s, r, rtt, a in done.ports]
+            )
+            tally.rate_limited = tally.rate_limited or done.rate_limited
+        else:
+            tally.add([PortResult(p, PortState(s), r, rtt, a) for p, s, r, rtt, a in done.ports])
         tally.closed += done.closed_count
         if done.unscanned:
             if tally.unscanned is None:
                 tally.unscanned = []
-            tally.unscanned.extend(done.unscanned)
+            offset = UDP if work.udp else 0
+            tally.unscanned.extend(p + offset for p in done.unscanned)
         tally.finish(work)
-        if done.srtt is not None:
+        if done.srtt is not None and not work.udp:  # the TCP estimate: what TCP units start with
             tally.srtt, tally.rttvar = done.srtt, done.rttvar
         run.probes_sent += done.probes_sent
         run.done_ports += len(work.ports) - work.progressed
@@ -714,7 +754,10 @@ class _Lane:
         run = work.run
         tally = run.tallies[work.host_id]
         tally.finish(work)
-        tally.add([PortResult(p, PortState.ERROR, reason, None, 0) for p in work.ports])
+        protocol = "udp" if work.udp else "tcp"
+        tally.add(
+            [PortResult(p % UDP, PortState.ERROR, reason, None, 0, protocol) for p in work.ports]
+        )
         run.done_ports += len(work.ports) - work.progressed
 
     def _fail_queued(self, reason: str) -> None:
@@ -727,7 +770,10 @@ class _Lane:
 
     def check_stalls(self, now: float) -> None:
         for worker in list(self.workers):
-            if (worker.units or not worker.ready) and now - worker.heard > self.stall_limit:
+            limit = self.stall_limit
+            if any(work.udp for work in worker.units.values()):
+                limit += _UDP_STALL_EXTRA
+            if (worker.units or not worker.ready) and now - worker.heard > limit:
                 text = (
                     f"a worker stopped answering for {self.stall_limit:.0f} s; "
                     "its ports were re-run"

@@ -108,6 +108,8 @@ def host_entry(scan: ScanReport | Audit, index: int) -> dict[str, Any]:
                 for u in audit.unmet(index)
             ],
         }
+    if host.rate_limited:  # UDP: a host-level fact, absent from every other host
+        entry["rate_limited"] = True
     failure = audit.failure(index)
     entry["passed"] = not failure
     entry["failure"] = failure
