@@ -8,7 +8,8 @@ Scenarios (issue 3), on the lab of ``tests/lab`` (brought up here and torn down 
   f  (d) with 2% random loss in each direction (TCP and ICMP, both ways), on a second lab
 UDP scenarios (issue 16), on the UDP lab of ``tests/lab/udp_lab.py`` (one namespace per host,
 each with the kernel's default ICMP rate limit: one error a second, a burst of six; a DNS, SNMP
-or NTP daemon, dropped ports, an admin-prohibited reject, every other port closed):
+or NTP daemon, dropped ports, an admin-prohibited reject, every other port closed; every run
+starts 7 s after the last, when the buckets are full again):
   u1  64 hosts x nmap's top 20 UDP ports (``-p U:top20``, ``nmap -sU --top-ports 20``)
   u2  4 hosts x nmap's top 1,000 UDP ports (``-p U:top1000``, nmap -sU's default list)
   u0  2 hosts x 5 UDP ports, every state once: the harness's own test
@@ -44,6 +45,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +97,9 @@ UDP_TOOLS: dict[str, list[str]] = {
 }  # fmt: skip
 UDP_REFERENCE = "nmap -sU -T4"
 UDP_HOSTS = {"u0": 2, "u1": 64, "u2": 4}
+# a run drains the targets' ICMP buckets (a burst of 6, one back a second): the next tool
+# would start with fewer answers than the first, so every UDP run starts after they refilled
+UDP_REST = 7.0
 LAB = LabConfig(prefix="npbench", hosts=256, hosts6=0, latency_ms=20)
 LOSSY_LAB = LabConfig(prefix="npbenchl", hosts=256, hosts6=0, latency_ms=20, loss=2)
 LABS = {"d": LAB, "e": LAB, "f": LOSSY_LAB}
@@ -348,6 +353,7 @@ def main() -> int:
                             turn = number % len(mine)
                             for tool in mine[turn:] + mine[:turn]:
                                 runs = results.setdefault((tool, beside), Runs())
+                                time.sleep(UDP_REST if sc.udp else 0)
                                 run_tool(tool, sc, target, workdir, runs, args.portscan_args)
                                 print(
                                     f"({key}) run {number + 1} {tool}{' + ' if beside else ''}"
@@ -378,8 +384,8 @@ def main() -> int:
     if rows[True]:
         header.append(
             "UDP lab: one namespace per host, the kernel's ICMP rate limit (1 error/s, burst 6) "
-            f"in each, no added latency; nmap -T5 with --max-retries {UDP_RETRIES} = portscan's "
-            "retries"
+            f"in each, no added latency, {UDP_REST:g} s between runs (the buckets refill); "
+            f"nmap -T5 with --max-retries {UDP_RETRIES} = portscan's retries"
         )
     tables = [table(rows[False])] if rows[False] else []
     tables += [table(rows[True], UDP_REFERENCE)] if rows[True] else []
