@@ -66,9 +66,10 @@ def _number(value: str) -> Any:
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="portscan",
-        description="Fast TCP connect port scanner (one worker process per CPU, gevent inside).",
+        description="Fast TCP connect and UDP port scanner (one worker process per CPU, gevent "
+        "inside).",
         epilog="examples: portscan -p 22,80,443 127.0.0.1   portscan -p top100 127.0.0.1-5 "
-        "--json report.json",
+        "--json report.json   portscan -sU -p top20 127.0.0.1   portscan -p T:22,U:53 127.0.0.1",
     )
     p.add_argument(
         "targets",
@@ -81,7 +82,20 @@ def _parser() -> argparse.ArgumentParser:
         "--ports",
         default="top1000",
         help="ports: 22,80,8000-8100, '-' for all, service names (ssh), top100, "
-        "top1000 (default: %(default)s)",
+        "top1000 (default: %(default)s); U: and T: as nmap's: U:53,161,T:22 is UDP 53 and 161 "
+        "and TCP 22, U:top20 the top 20 UDP ports",
+    )
+    p.add_argument(
+        "-sU",
+        "--udp",
+        action="store_true",
+        help="UDP scan: ports without T: or U: are UDP (with -sT: both TCP and UDP)",
+    )
+    p.add_argument(
+        "-sT",
+        "--tcp",
+        action="store_true",
+        help="TCP connect scan, the default: ports without T: or U: are TCP",
     )
     p.add_argument(
         "-iL",
@@ -263,6 +277,7 @@ def _job(args: argparse.Namespace) -> Job:
         exclude_ports=args.exclude_ports,
         target_files=args.target_file,
         family=args.family or "ipv4",
+        protocol=("both" if args.tcp else "udp") if args.udp else "tcp",
         max_hosts=args.max_hosts,
         expect_open=args.expect_open,
         expect_closed=args.expect_closed,

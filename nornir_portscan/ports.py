@@ -51,6 +51,7 @@ __all__ = [
     "PROTOCOLS",
     "UDP",
     "format_ports",
+    "label_ports",
     "parse_ports",
     "port_label",
     "port_number",
@@ -411,14 +412,17 @@ def _service_port(name: str, protocol: str) -> int | None:
     return None
 
 
-def format_ports(ports: Iterable[int]) -> str:
+def format_ports(ports: Iterable[int], *, qualified: bool = False) -> str:
     """The shortest port spec for sorted port keys, the inverse of ``parse_ports``: UDP ports
-    follow ``U:``, as in nmap's ``-p``.
+    follow ``U:``, as in nmap's ``-p``. ``qualified``: TCP ports follow ``T:``, so that the spec
+    reads the same whatever ``protocol`` parses it.
 
     >>> format_ports([22, 80, 81, 82, 443])
     '22,80-82,443'
     >>> format_ports([22, udp_key(53), udp_key(161), udp_key(162)])
     '22,U:53,161-162'
+    >>> format_ports([22, udp_key(53)], qualified=True)
+    'T:22,U:53'
     >>> format_ports([])
     ''
     """
@@ -434,5 +438,22 @@ def format_ports(ports: Iterable[int]) -> str:
         text = str(first % UDP) if first == last else f"{first % UDP}-{last % UDP}"
         if first > UDP and not marked:
             text, marked = "U:" + text, True
+        elif qualified and not parts and first < UDP:
+            text = "T:" + text
         parts.append(text)
     return ",".join(parts)
+
+
+def label_ports(ports: Iterable[int]) -> str:
+    """Sorted port keys as a table shows them: TCP as ``format_ports`` writes them, each run of
+    UDP ports followed by ``/udp``.
+
+    >>> label_ports([22, 80, 81, udp_key(53), udp_key(161), udp_key(162)])
+    '22,80-81,53/udp,161-162/udp'
+    """
+    keys = list(ports)
+    tcp = [key for key in keys if key < UDP]
+    udp = [key - UDP for key in keys if key > UDP]
+    runs = [format_ports(tcp)] if tcp else []
+    runs += [f"{run}/udp" for run in format_ports(udp).split(",")] if udp else []
+    return ",".join(runs)

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from nornir_portscan.addresses import canonical_address
 from nornir_portscan.errors import InputError
 from nornir_portscan.inputfile import read_text, show
 from nornir_portscan.models import HostResult, HostStatus, Policy, PortState
@@ -245,6 +246,11 @@ def load_policy_file(path: str | os.PathLike[str]) -> PolicyBook:
                 f"e.g. '{section}: {{web: {{expect_open: \"443\"}}}}'"
             )
         sections[section] = {str(k): dict(v) for k, v in value.items()}
+    sections["hosts"] = _canonical_hosts(sections["hosts"], where)
+    for group in sections["groups"].values():
+        members = group.get("hosts")
+        if isinstance(members, list):  # checked below: names only
+            group["hosts"] = [_canonical_name(m) if isinstance(m, str) else m for m in members]
     book = PolicyBook(dict(data.get("defaults") or {}), sections["groups"], sections["hosts"])
     parse_policy(book.defaults, where=f"{where} defaults")
     for name, group in book.groups.items():
@@ -268,6 +274,30 @@ def load_policy_file(path: str | os.PathLike[str]) -> PolicyBook:
             {k: v for k, v in host.items() if k != "groups"}, where=f"{where} host {name!r}"
         )
     return book
+
+
+def _canonical_name(name: str) -> str:
+    """A host name as targets are matched: an address in its canonical spelling (mapped,
+    upper-case and uncompressed ones are one address), a hostname as it is."""
+    try:
+        return canonical_address(name)
+    except ValueError:
+        return name
+
+
+def _canonical_hosts(hosts: dict[str, dict[str, Any]], where: str) -> dict[str, dict[str, Any]]:
+    """``hosts`` keyed by canonical names; two spellings of one address are refused."""
+    found: dict[str, dict[str, Any]] = {}
+    spelt: dict[str, str] = {}
+    for name, entry in hosts.items():
+        key = _canonical_name(name)
+        if key in found:
+            raise InputError(
+                f"policy file {where!r}: hosts {spelt[key]!r} and {name!r} are the same address "
+                f'{key}: give it one entry, e.g. \'hosts: {{"{key}": {{expect_open: "22"}}}}\''
+            )
+        found[key], spelt[key] = entry, name
+    return found
 
 
 _EG = "e.g. 'defaults: {allowed_open: \"22,443\"}'"

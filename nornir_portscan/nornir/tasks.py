@@ -154,11 +154,12 @@ def portscan(
     exclude: Iterable[str] = (),
     max_hosts: int = DEFAULT_MAX_HOSTS,
     family: AddressFamily = "ipv4",
+    protocol: str = "tcp",
     progress: ProgressOption = None,
     dry_run: bool | None = None,
     **options: Any,
 ) -> Result:
-    """Scan this host's TCP ports now, with its own settings; return its entry.
+    """Scan this host's TCP and UDP ports now, with its own settings; return its entry.
 
     The host is scanned when its task calls this, by probes sent after the call began.
     Nornir's ``port`` (the management connection's) is not scanned unless asked:
@@ -168,8 +169,9 @@ def portscan(
 
     Args:
         task: The Nornir task of one host.
-        ports: Ports to scan, e.g. ``"22,443"``, ``"top100"`` or ``[22, "8000-8010"]``;
-            else the host's inventory ``portscan: {ports: ...}``, else ``top1000``.
+        ports: Ports to scan, e.g. ``"22,443"``, ``"top100"``, ``[22, "8000-8010"]`` or
+            ``"T:22,U:53,161"`` (UDP after ``U:``, as nmap's ``-p``; ``U:top20``); else the
+            host's inventory ``portscan: {ports: ...}``, else ``top1000``.
         exclude_ports: Ports to leave out.
         expect_open: Ports that must be open. The ports of the four expectations are
             scanned even if ``ports`` does not list them.
@@ -190,6 +192,8 @@ def portscan(
             Result that says so and sends nothing.
         max_hosts: The scope guard (a host is one target, two with both address families).
         family: ``"ipv4"`` or ``"ipv6"``: which address of a hostname to scan.
+        protocol: What a port without ``T:`` or ``U:`` is, in every port list (the call's and
+            the inventory's): ``"tcp"``, ``"udp"`` (nmap's ``-sU``) or ``"both"``.
         progress: ``True`` draws this host's progress on stderr, a callable gets each
             ``Progress``; by default none (a ``ProgressBar`` processor counts hosts).
         dry_run: Say what would be probed and send nothing (Nornir's ``dry_run``).
@@ -212,7 +216,7 @@ def portscan(
         "allowed_open": allowed_open,
     }
     try:
-        spec = host_target(host, ports, exclude_ports, call)
+        spec = host_target(host, ports, exclude_ports, call, protocol=protocol)
         _check_family(family)
         job = build_job(
             [spec],
@@ -227,6 +231,7 @@ def portscan(
             wait_timeout=wait_timeout,
             interval=interval,
             allow_empty=True,
+            protocol=protocol,
             **call,
             **options,
         )
@@ -256,6 +261,8 @@ def host_target(
     ports: PortsSpec | None = None,
     exclude_ports: PortsSpec | None = None,
     call: Mapping[str, Any] | None = None,
+    *,
+    protocol: str = "tcp",
 ) -> TargetSpec:
     """A Nornir host as a ``TargetSpec``: its address (``hostname``, else its name), its ports
     and expectations from the call, else from its inventory ``portscan`` data (inherited
@@ -268,7 +275,9 @@ def host_target(
     if own_exclude is not None or _empty(chosen):
         where = " (inventory data)" if own_exclude is not None or ports is None else ""
         try:
-            chosen = list(parse_ports(chosen, exclude=own_exclude))
+            chosen = format_ports(
+                parse_ports(chosen, exclude=own_exclude, protocol=protocol), qualified=True
+            )
         except InputError as exc:
             raise type(exc)(f"host {host.name!r}{where}: {exc}") from None
     called = {k for k, v in (call or {}).items() if v is not None}
@@ -305,7 +314,12 @@ def scan_inventory(
     call = {k: settings.pop(k, None) for k in POLICY_KEYS}
     exclude_ports = settings.get("exclude_ports")
     hosts = {host.name: host for host in nornir.inventory.hosts.values()}
-    specs = [host_target(host, ports, exclude_ports, call) for host in hosts.values()]
+    protocol = settings.get("protocol", "tcp")
+    if ports is not None:  # the run's ports: bad ones are the run's one line, as at every door
+        parse_ports(ports, exclude=exclude_ports, protocol=protocol)
+    specs = [
+        host_target(host, ports, exclude_ports, call, protocol=protocol) for host in hosts.values()
+    ]
     job = build_job(specs, reports=reports, **call, **settings)
     audit = run_job(job, progress=_progress_callback(progress), scanner=_scanner())
     for warning in audit.report.warnings:

@@ -19,7 +19,7 @@ from nornir_portscan.audit.drift import HostDrift, unexpected_changes
 from nornir_portscan.audit.gates import Audit
 from nornir_portscan.audit.policy import HostVerdict
 from nornir_portscan.models import HostResult, HostStatus, Policy, PortResult, ScanReport
-from nornir_portscan.ports import format_ports
+from nornir_portscan.ports import format_ports, label_ports
 
 __all__ = [
     "REPORT_VERSION",
@@ -234,13 +234,13 @@ _HEADERS = ("HOST", "ADDRESS", "STATUS", "OPEN", "FILTERED", "CLOSED")
 
 def _row(host: HostResult) -> tuple[str, ...]:
     extra = f" ({host.error})" if host.error else ""
-    errors = f" errors:{format_ports(host.error_ports)}" if host.error_ports else ""
+    errors = f" errors:{label_ports(host.error_ports)}" if host.error_ports else ""
     return (
         host.name,
         host.address or "-",
         host.status.value + extra,
-        format_ports(host.open_ports) or "-",
-        (format_ports(host.filtered_ports) or "-") + errors,
+        label_ports(host.open_ports) or "-",
+        (label_ports(host.filtered_ports) or "-") + errors,
         str(host.closed_count),
     )
 

@@ -91,6 +91,7 @@ ARGUMENT_SPEC = {
     "ports": {"type": "raw", "default": "top1000"},
     "exclude": {"type": "list", "elements": "str", "default": []},
     "exclude_ports": {"type": "raw"},
+    "protocol": {"type": "str", "choices": ["tcp", "udp", "both"], "default": "tcp"},
     "timeout": {"type": "raw", "default": 1.0},
     "min_timeout": {"type": "raw", "default": 0.1},
     "adaptive": {"type": "bool", "default": True},
@@ -247,6 +248,7 @@ def build(params, check_mode=False):
         exclude=params["exclude"],
         exclude_ports=port_spec(params["exclude_ports"]),
         family=params["address_family"],
+        protocol=params["protocol"],
         max_hosts=params["max_hosts"],
         policy_file=params["policy_file"],
         baseline=params["baseline"],
@@ -265,14 +267,16 @@ def build(params, check_mode=False):
 def host_result(audit, index):
     """``host_entry`` plus the booleans that read well in ``when:``."""
     entry = host_entry(audit, index)
-    scanned = sum(1 for p in entry["ports"] if p["state"] != "closed") + entry["closed_count"]
+    # TCP and UDP alike: every port not closed is in ``ports``
+    opened = sum(1 for p in entry["ports"] if p["state"] == "open")
+    closed = entry["closed_count"] + entry.get("udp_closed_count", 0)
+    scanned = sum(1 for p in entry["ports"] if p["state"] != "closed") + closed
     entry.update(
         resolved=entry["address"] is not None,
         timed_out=entry["status"] == "timed_out",
-        any_open=bool(entry["open_ports"]),
+        any_open=opened > 0,
         all_open=bool(
-            entry["up"] and scanned > 0 and not entry["unscanned_ports"]
-            and len(entry["open_ports"]) == scanned
+            entry["up"] and scanned > 0 and not entry["unscanned_ports"] and opened == scanned
         ),
     )
     return entry

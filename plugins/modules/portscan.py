@@ -6,11 +6,11 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: portscan
-short_description: Scan TCP ports on many hosts at once with the nornir-portscan engine
+short_description: Scan TCP and UDP ports on many hosts at once with the nornir-portscan engine
 version_added: 0.1.0
 description:
-  - Runs a TCP connect scan of O(targets) x O(ports) in one engine run (worker processes with a
-    gevent probe pool each) and returns a result per target.
+  - Runs a TCP connect and UDP scan of O(targets) x O(ports) in one engine run (worker processes
+    with a gevent probe pool each) and returns a result per target.
   - A scan changes nothing on the targets; the task reports C(changed) only when it wrote report
     files (RV(reports)).
   - An unresolvable or timed-out target is a per-host status in RV(hosts), not a task failure.
@@ -54,8 +54,22 @@ options:
     description:
       - Ports to scan, in nmap's C(-p) syntax C(22,80,8000-8100,ssh,top100) or as a list such as
         C([22, "8000-8100"]). C(-) means all 65535 ports; C(topN) the N most often open ports.
+      - C(U:) and C(T:) as in nmap's C(-p) make the ports after them UDP or TCP until the next
+        one, C(U:53,161,T:22,443); C(U:top20) are the 20 UDP ports most often open. Ports without
+        either are of O(protocol).
+      - A UDP port that answers is C(open), one that draws an ICMP port-unreachable C(closed), one
+        that never answers C(open|filtered) (no proof either way).
     type: raw
     default: top1000
+  protocol:
+    description:
+      - What a port without C(T:) or C(U:) is, in every port list (O(ports), O(exclude_ports),
+        the targets' own, the expectations, the host variables).
+      - C(tcp) (the default, a TCP connect scan), C(udp) (nmap's C(-sU)), or C(both) (a TCP and
+        a UDP port for each, nmap's C(-sT -sU)).
+    type: str
+    choices: [tcp, udp, both]
+    default: tcp
   exclude:
     description: Targets to leave out, same syntax as string O(targets).
     type: list
@@ -290,6 +304,13 @@ EXAMPLES = r"""
   delegate_to: localhost
   register: scan
 
+- name: Scan TCP 22 and the 20 UDP ports most often open; DNS and SNMP must answer
+  nornir_portscan.portscan.portscan:
+    targets: [127.0.0.1]
+    ports: T:22,U:top20
+    expect_open: U:53,161
+  delegate_to: localhost
+
 - name: Branch on this host's own result
   ansible.builtin.debug:
     msg: "{{ inventory_hostname }} has SSH open"
@@ -399,8 +420,14 @@ hosts:
       description: Why the host has no (or partial) results, for example the resolver's message.
       type: str
       sample: null
+    rate_limited:
+      description: Present (true) when the host's ICMP rate limit held back its closed UDP
+        ports, so its UDP ports were scanned at that rate (about one closed port a second).
+      type: bool
+      returned: when the host rate-limited a UDP scan
+      sample: true
     scanned_ports:
-      description: The ports probed to the end, compacted; empty when none.
+      description: The ports probed to the end, compacted (UDP after C(U:)); empty when none.
       type: str
       sample: 22,80-82
     unscanned_ports:
@@ -416,10 +443,11 @@ hosts:
           description: The port number.
           type: int
         protocol:
-          description: C(tcp).
+          description: C(tcp) or C(udp).
           type: str
         state:
-          description: C(open), C(closed), C(filtered) or C(error).
+          description: C(open), C(closed), C(filtered), C(open|filtered) (UDP, no answer) or
+            C(error).
           type: str
         reason:
           description: What decided the state, for example C(syn-ack) or C(conn-refused).

@@ -43,9 +43,23 @@ class Run:
     report: dict[str, Any] | None = None  # a shard's JSON report, for the merge
 
 
+UDP = 1_000_000  # ports.UDP: a UDP port key
+
+
 def normal_host(entry: dict[str, Any]) -> dict[str, Any]:
-    """The fields the doors must agree on; drift and wait without their timings."""
+    """The fields the doors must agree on; drift and wait without their timings. A host that
+    scanned UDP ports adds ``udp``, its UDP port entries ``[port, state, reason]``; its
+    ``open_ports`` and ``filtered_ports`` are the TCP ones, ``closed_count`` TCP and UDP."""
     normal = {key: entry.get(key, ABSENT) for key in FIELDS}
+    if "U:" in entry.get("scanned_ports", "") or any(
+        p.get("protocol") == "udp" for p in entry.get("ports", ())
+    ):
+        for key in ("open_ports", "filtered_ports"):
+            normal[key] = [p for p in normal[key] if p < UDP]
+        normal["closed_count"] = entry["closed_count"] + entry.get("udp_closed_count", 0)
+        normal["udp"] = [
+            [p["port"], p["state"], p["reason"]] for p in entry["ports"] if p["protocol"] == "udp"
+        ]
     if "drift" in entry:
         normal["drift"] = {
             key: entry["drift"].get(key, ABSENT)
@@ -114,6 +128,8 @@ def cli_argv(settings: dict[str, Any], json_file: Path) -> list[str]:
             argv += ["--wait"] if value else []
         elif key == "exclude":
             argv.append(f"--exclude={','.join(value)}")
+        elif key == "protocol":  # nmap's -sU, -sT, both for both
+            argv += {"tcp": ["--tcp"], "udp": ["--udp"], "both": ["--udp", "--tcp"]}[value]
         else:
             argv.append(f"--{flags.get(key, key).replace('_', '-')}={_flag_value(value)}")
     return [*argv, f"--json={json_target}"]

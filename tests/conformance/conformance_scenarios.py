@@ -61,6 +61,11 @@ NAMES = (
     "shard_word",
     "shard_count_zero",
     "shard_negative",
+    # issue #16: UDP ports through every door (T:/U:, protocol=)
+    "udp_mixed",
+    "udp_protocol",
+    "udp_bad_qualifier",
+    "udp_bad_top",
 )
 
 
@@ -70,7 +75,7 @@ class World:
 
     root: Path
     hosts: tuple[str, str, str]
-    open_port: int  # open on hosts[0] and hosts[1]
+    open_port: int  # open on hosts[0] and hosts[1]; UDP: echoes on hosts[0], mute on hosts[1]
     extra_port: int  # open on hosts[0] only
     closed_port: int  # closed everywhere
     drift_port: int  # closed everywhere when the baseline was saved; since opened on hosts[1]
@@ -109,6 +114,7 @@ def host(
     violations: Any = ABSENT,
     drift: dict[str, Any] | None = None,
     wait: dict[str, Any] | None = None,
+    udp: list[list[Any]] | None = None,
 ) -> dict[str, Any]:
     """A host entry as the normalizer gives it: host names are their addresses."""
     entry: dict[str, Any] = {
@@ -127,6 +133,8 @@ def host(
         entry["drift"] = drift
     if wait is not None:
         entry["wait"] = wait
+    if udp is not None:
+        entry["udp"] = udp
     return entry
 
 
@@ -163,6 +171,9 @@ MODULE_SCENARIOS = frozenset(
         "wait_timeout_word",
         "wait_timeout_nan",
         "interval_zero",
+        "udp_mixed",
+        "udp_protocol",  # a new option with choices: the module's argument handling
+        "udp_bad_qualifier",
     )
 )
 """What the ``ansible_module`` door runs: a scan, a verdict, a wait, and every input and report
@@ -178,6 +189,12 @@ PER_HOST_REPORT = (
 )
 
 
+SILENT = ("open|filtered", "no-response")  # a bound UDP socket that never answers
+PER_HOST_PORTS = (
+    "the per-host task names the host whose call got bad ports ('ports of target ...'), by "
+    "design (tests/nornir/test_tasks.py); scan_inventory (door nornir_inventory) gives the "
+    "run's one line"
+)
 PER_HOST_SHARD = (
     "the per-host task scans one host per call; a shard of a run is a filter of the inventory "
     "(fleet.shard_hosts) for scan_inventory (door nornir_inventory)"
@@ -577,6 +594,40 @@ def scenarios(w: World) -> dict[str, Scenario]:
         _bad_shard("shard_word", "a/b", "use INDEX/COUNT", "e.g. '0/2'"),
         _bad_shard("shard_count_zero", "0/0", "the count must be 1 to 4096"),
         _bad_shard("shard_negative", "-1/2", "use INDEX/COUNT"),
+        Scenario(
+            # UDP o: an echo on a, a bound socket that never answers on b, nothing on c
+            "udp_mixed",
+            {"ports": f"T:{o},U:{o},{x}"},
+            [
+                host(a, open_ports=(o,), closed=1, udp=[[o, "open", "udp-response"]]),
+                host(b, open_ports=(o,), closed=1, udp=[[o, *SILENT]]),
+                host(c, closed=3, udp=[]),
+            ],
+        ),
+        Scenario(
+            # protocol holds for the expectations too: expect_closed x is UDP x
+            "udp_protocol",
+            {"ports": str(o), "protocol": "udp", "expect_closed": str(x)},
+            [
+                host(a, closed=1, compliant=True, violations=[], udp=[[o, "open", "udp-response"]]),
+                host(b, closed=1, compliant=True, violations=[], udp=[[o, *SILENT]]),
+                host(c, closed=2, compliant=True, violations=[], udp=[]),
+            ],
+        ),
+        Scenario(
+            "udp_bad_qualifier",
+            {"ports": f"{o},U:"},
+            error_has=("no port after 'U:'", "e.g. 'U:53,161'"),
+            cli_exit=2,
+            skip={"nornir": PER_HOST_PORTS},
+        ),
+        Scenario(
+            "udp_bad_top",
+            {"ports": "U:top5000"},
+            error_has=("invalid port set 'U:top5000'", "U:top1 to U:top1000"),
+            cli_exit=2,
+            skip={"nornir": PER_HOST_PORTS},
+        ),
     ]
     assert tuple(s.name for s in found) == NAMES
     for scenario in found:

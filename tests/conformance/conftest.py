@@ -36,6 +36,8 @@ from conformance_doors import (
 from conformance_scenarios import COMMON, NAMES, Scenario, World, scenarios
 from support import Listeners
 
+from tests.engine.udp_helpers import UdpServers
+
 HOSTS = ("127.0.61.31", "127.0.61.32", "127.0.61.33")
 ANSIBLE_DOORS = ("ansible", "ansible_module")
 RUNNERS: dict[str, Callable[[World, Scenario], Run]] = {
@@ -96,11 +98,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     (root / "reports").mkdir()
     held: dict[tuple[str, int], socket.socket] = {}
     listeners = Listeners()
+    udp = UdpServers()
     try:
         open_port, extra_port, closed_port, drift_port = _reserve_ports(4, held)
         a, b, c = HOSTS
         for address, port in ((a, open_port), (b, open_port), (a, extra_port)):
             _listen(listeners, held, address, port)
+        udp.bind(a, open_port, echo=True)  # UDP: open on a, open|filtered on b, closed on c
+        udp.bind(b, open_port, echo=False)
+        udp.thread.start()
         w = World(
             root=root,
             hosts=HOSTS,
@@ -137,6 +143,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield w
     finally:
         listeners.close()
+        udp.close()
         for sock in held.values():
             sock.close()
 

@@ -494,3 +494,41 @@ def test_missing_policy_file(tmp_path):
     with pytest.raises(InputError) as raised:
         load_policy_file(str(path))
     assert str(raised.value) == f"cannot read policy file '{path}': No such file or directory"
+
+
+ODD_SPELLINGS = """\
+groups:
+  edge:
+    hosts: ["::FFFF:127.0.0.13", "0:0:0:0:0:0:0:1"]
+    expect_closed: "23"
+hosts:
+  "::ffff:127.0.0.12":
+    expect_open: "443"
+  "2001:DB8:0:0::5":
+    expect_open: "22"
+"""
+
+
+def test_policy_file_addresses_match_in_any_spelling(tmp_path):
+    """Issue 12, item 9's rule for policies: a host entry or group member spelt as a mapped,
+    upper-case or uncompressed address is the target's address (it applied to no target)."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(ODD_SPELLINGS)
+    book = load_policy_file(path)
+    assert book.policy_for("127.0.0.12", "127.0.0.12").expect_open == F({443})
+    assert book.policy_for("db", "2001:db8::5").expect_open == F({22})
+    assert book.policy_for("127.0.0.13", "127.0.0.13").expect_closed == F({23})
+    assert book.policy_for("::1", "::1").expect_closed == F({23})
+
+
+def test_two_spellings_of_one_host_in_a_policy_file_are_refused(tmp_path):
+    path = tmp_path / "policy.yaml"
+    path.write_text('hosts:\n  "127.0.0.12": {expect_open: "22"}\n'
+                    '  "::ffff:127.0.0.12": {expect_open: "443"}\n')  # fmt: skip
+    with pytest.raises(InputError) as raised:
+        load_policy_file(path)
+    assert str(raised.value) == (
+        f"policy file '{path}': hosts '127.0.0.12' and '::ffff:127.0.0.12' are the same "
+        "address 127.0.0.12: give it one entry, e.g. 'hosts: {\"127.0.0.12\": {expect_open: "
+        "\"22\"}}'"
+    )

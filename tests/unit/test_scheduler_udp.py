@@ -114,3 +114,30 @@ def test_a_hand_built_request_in_any_order_scans_tcp_first():
     (host,) = report.hosts
     assert host.scanned == (443, 22, U(53), U(7))
     assert host.open_ports == [U(7)]
+
+
+def test_a_worker_with_a_udp_unit_gets_longer_before_it_counts_as_hung(monkeypatch):
+    """A rate-limited host's UDP unit can go a gap of 32 s or a worker-wide round of 30 s
+    without finishing a port: not a hung worker (the TCP stall limit is 14 s by default)."""
+    engine = scanner._Engine()
+    lane = engine.add_lane(ScanOptions(), 1)
+    tcp_work, udp_work = scanner._Run(request(1, (22, U(53)), processes=1)).plan()
+    lost: list[tuple[object, str]] = []
+    monkeypatch.setattr(lane, "_lost", lambda worker, reason: lost.append((worker, reason)))
+
+    class Quiet:  # a worker that said nothing since 0.0
+        def __init__(self, work: scanner._Work) -> None:
+            self.units, self.ready, self.heard = {0: work}, True, 0.0
+
+    tcp, udp = Quiet(tcp_work), Quiet(udp_work)
+    lane.workers = [tcp, udp]  # type: ignore[list-item]
+    try:
+        lane.check_stalls(lane.stall_limit + 1)
+        assert lost == [(tcp, "worker-hung")]
+        lane.check_stalls(lane.stall_limit + scanner._UDP_STALL_EXTRA - 1)
+        assert [w for w, _ in lost] == [tcp, tcp]
+        lane.check_stalls(lane.stall_limit + scanner._UDP_STALL_EXTRA + 1)
+        assert [w for w, _ in lost] == [tcp, tcp, tcp, udp]
+    finally:
+        lane.workers = []
+        engine.close()
