@@ -41,7 +41,7 @@ AddressFamily = Literal["ipv4", "ipv6", "both"]
 class HostStatus(enum.StrEnum):
     """Outcome for one host."""
 
-    UP = "up"  # at least one port answered (open or closed)
+    UP = "up"  # a port answered (open or closed), or the host sent an ICMP error itself
     NO_RESPONSE = "no-response"  # every scanned port was filtered
     UNRESOLVED = "unresolved"  # the name did not resolve
     TIMED_OUT = "timed_out"  # the host timeout expired; results are partial
@@ -328,9 +328,12 @@ class HostResult:
 
     @property
     def answered(self) -> bool:
-        """Whether some port answered (open or closed): the network says the host is there."""
-        return bool(self.closed_count) or any(
-            p.state in (PortState.OPEN, PortState.CLOSED) for p in self.ports
+        """Whether some port answered (open or closed), or the host itself sent an ICMP error
+        (status ``up``): the network says the host is there."""
+        return (
+            self.status is HostStatus.UP
+            or bool(self.closed_count)
+            or any(p.state in (PortState.OPEN, PortState.CLOSED) for p in self.ports)
         )
 
     def _with_state(self, state: PortState) -> list[int]:

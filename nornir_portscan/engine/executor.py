@@ -215,6 +215,7 @@ class _HostTally:
     srtt: float | None = None
     rttvar: float | None = None
     deadline: float | None = None
+    replied: bool = False  # the host itself sent an ICMP error (a reject on the host)
 
     def finish(self, work: _Work) -> None:
         """Count the ports of ``work`` as done."""
@@ -451,7 +452,11 @@ class _Run:
         if not target.address:
             return HostResult(target.name, None, HostStatus.UNRESOLVED, error=target.error)
         ports = tuple(sorted(tally.ports, key=_BY_KEY)) if tally.ports else ()
-        answered = tally.closed or any(p.state in (PortState.OPEN, PortState.CLOSED) for p in ports)
+        answered = (
+            tally.closed
+            or tally.replied
+            or any(p.state in (PortState.OPEN, PortState.CLOSED) for p in ports)
+        )
         timed_out = tally.unscanned or ()
         whole = tally.done == len(wanted)
         # a whole host shares the request's tuple: memory stays flat
@@ -718,6 +723,7 @@ class _Lane:
         else:
             tally.add([PortResult(p, PortState(s), r, rtt, a) for p, s, r, rtt, a in done.ports])
         tally.closed += done.closed_count
+        tally.replied = tally.replied or done.replied
         if done.unscanned:
             if tally.unscanned is None:
                 tally.unscanned = []

@@ -58,6 +58,7 @@ class UnitDone:
     rttvar: float | None
     unscanned: list[int]  # ports not probed because the host timeout expired
     rate_limited: bool = False  # UDP: the host's ICMP rate limit held back its closed ports
+    replied: bool = False  # an ICMP error came from the target itself: the host is up
 
 
 @dataclass(frozen=True, slots=True)

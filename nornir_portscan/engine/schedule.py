@@ -19,15 +19,20 @@ The socket side reports each outcome with ``answered``, ``failed`` or ``refused`
 calls ``sweep`` every ``tick`` seconds; every such call starts the probes that may start now.
 
 Drops that pass (loss, a full accept queue, a policer) show as answers to retries. Then a silent
-port's remaining attempts (``attempts_for``) go out together as ``Copies``, the first answer
-counts and the rest are moot; a host that drops a quarter of its probes gets a congestion
-``Window``, and from then on every host of the worker gets single attempts, spaced out by the
-windows and the other ports. Ports silent on one host go first on the next.
+port's remaining attempts (``attempts_for``) go out as ``Copies``, spread over one timeout of
+the host (so that a drop lasting a moment, a full accept queue, does not meet them all), the
+first answer counts and the rest are moot; a host that drops a quarter of its probes gets a
+congestion ``Window``, and from then on every host of the worker that showed drops of its own
+gets single attempts, spaced out by the windows and the other ports. A port silent at every
+attempt it was allowed is held, not called filtered, until its unit is done: if drops show
+meanwhile (nmap's retransmission cap also grows while a host is scanned), it gets the attempts
+they allow. Ports silent on one host go first on the next.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -36,7 +41,13 @@ from typing import Generic, TypeVar
 
 from nornir_portscan.classify import errno_name
 from nornir_portscan.engine.protocol import Progressed, Unit, UnitDone, WirePort, WorkerConfig
-from nornir_portscan.engine.timing import RoundTrip, Window, attempts_for, retry_timeout
+from nornir_portscan.engine.timing import (
+    RoundTrip,
+    Window,
+    attempts_for,
+    probe_timeout,
+    retry_timeout,
+)
 from nornir_portscan.states import PortState
 
 MAX_LOCAL_FAILURES = 8  # of one probe, before its port is reported as an error
@@ -67,11 +78,14 @@ class Job:
         "copies",
         "deadline",
         "family",
+        "held",
         "host",
+        "later",
         "loopback",
         "outstanding",
         "pending",
         "probes",
+        "replied",
         "results",
         "sent",
         "unit",
@@ -96,6 +110,9 @@ class Job:
         self.sent = False
         self.results: list[WirePort] = []
         self.copies: dict[int, Copies] = {}  # ports in their extra attempts
+        self.later = 0  # copies waiting in ``Schedule.later``
+        self.held: list[tuple[int, int, int]] = []  # silent at every attempt allowed so far
+        self.replied = False  # an ICMP error came from the target address itself
 
 
 class Copies:
@@ -158,6 +175,11 @@ class Schedule(Generic[P]):
         self.answered_attempt = 1  # the latest attempt of a probe that any host answered
         self.regular = config.retries + 1  # attempts of a port without signs of drops
         self.silent: set[int] = set()  # ports whose first attempt went unanswered, any host
+        # copies not yet due: (when, sequence, job, port, attempt, local failures)
+        self.later: list[tuple[float, int, Job, int, int, int]] = []
+        self.later_seq = 0
+        self.holding: set[Job] = set()  # jobs with held ports
+        self.evidence = self.revisited = 0  # drops seen, and when the held ports were revisited
         self.idle_since = now()  # when the last job was done
         # Some host's window was cut: drops here come in bursts (accept queues that many hosts
         # share, a policer), which would drop attempts sent together all at once.
@@ -174,7 +196,7 @@ class Schedule(Generic[P]):
 
     # -- work intake ------------------------------------------------------------------------
     def add(self, unit: Unit) -> None:
-        idle = not self.jobs and len(self.idle) == len(self.probes)
+        idle = not self.jobs and not self.later and len(self.idle) == len(self.probes)
         if idle and self.now() - self.idle_since > FORGET_AFTER:
             self._forget()
         host = self.hosts.get(unit.host_id)
@@ -256,15 +278,27 @@ class Schedule(Generic[P]):
             probe.guessing = False
         else:
             timeout, probe.guessing = retry_timeout(
-                config, host, self.overall, attempt, backoff=self.bursty
+                config, host, self.overall, attempt, backoff=self._congested(host)
             )
         probe.deadline = probe.started + timeout
 
+    def _congested(self, host: Host) -> bool:
+        """Drops come in bursts here (some host's window was cut: accept queues that many hosts
+        share, a policer) and ``host`` showed drops of its own: its silent ports get
+        ``MAX_ATTEMPTS``, one at a time, backing off. A host that never answered a retry (one
+        that is down, a firewall) pays nothing for the others' drops."""
+        return self.bursty and (host.answered_attempt > 1 or host.window.cuts > 0)
+
     # -- outcomes ----------------------------------------------------------------------------
-    def answered(self, probe: P, state: PortState, reason: str, rtt: float) -> None:
-        """``probe`` got an answer (``reason``) ``rtt`` seconds after it started."""
+    def answered(
+        self, probe: P, state: PortState, reason: str, rtt: float, *, by_target: bool = False
+    ) -> None:
+        """``probe`` got an answer (``reason``) ``rtt`` seconds after it started; ``by_target``:
+        an ICMP error that the target address itself sent (the host is up)."""
         job = probe.job
         assert job is not None
+        if by_target:
+            job.replied = True
         host = job.host
         host.sample(rtt)
         self.overall.sample(rtt)
@@ -284,12 +318,16 @@ class Schedule(Generic[P]):
                 tried = copies.first  # the copies went out together: as if the first answered
             host.answered_attempt = max(host.answered_attempt, tried)
             self.answered_attempt = max(self.answered_attempt, tried)
+            self.evidence += 1
         window = host.window
         if tried == 1 and not window.cuts:
             window.answers += 1  # the common case, inline: nothing else changes
         else:
+            cuts = window.cuts
             window.answered(tried - 1, probe.started, probe.started + rtt, host.inflight - 1)
-            self.bursty = self.bursty or window.cuts > 0
+            if window.cuts != cuts:
+                self.bursty = True
+                self.evidence += 1
         if state is _CLOSED and not self.config.include_closed:
             self._record(probe, job, None)  # most answers: skip the result (round() is dear)
         else:
@@ -329,13 +367,15 @@ class Schedule(Generic[P]):
         """Time out probes past their deadline; retry them or call them filtered."""
         now = self.now()
         config, overall = self.config, self.overall
+        if self.later or self.holding:
+            self._catch_up(now)
         for probe in self.probes:
             job = probe.job
             if job is None:
                 continue
             if probe.guessing:  # an estimate may have come since: shorten the stopgap
                 timeout, probe.guessing = retry_timeout(
-                    config, job.host, overall, probe.attempt, backoff=self.bursty
+                    config, job.host, overall, probe.attempt, backoff=self._congested(job.host)
                 )
                 probe.deadline = probe.started + timeout
             if now < probe.deadline or self.settle(probe):
@@ -355,32 +395,94 @@ class Schedule(Generic[P]):
                     continue
                 attempt = copies.top
             host = job.host
-            congested = self.bursty
+            congested = self._congested(host)
             allowed = attempts_for(
                 config, host.answered_attempt, self.answered_attempt, congested=congested
             )
-            if attempt >= allowed:
-                port = probe.port
-                self._record(probe, job, (port, "filtered", "no-response", None, attempt))
+            if attempt >= allowed:  # filtered, unless drops show before the unit is done
+                job.held.append((probe.port, attempt, probe.failures))
+                self.holding.add(job)
+                self._release(probe, job)
+                self._maybe_done(job)
             elif congested or allowed <= self.regular:
                 # one at a time: no sign of drops, or a congested host, whose drops come in
                 # bursts (a full accept queue, a policer) and whose window spaces them out
                 self._requeue(probe, job, attempt + 1, probe.failures, front=False)
-            else:  # drops show: every attempt left at once, the regular ones included
-                self._send_copies(probe, job, attempt + 1, allowed)
+            else:  # drops show: every attempt left, the regular ones included, in one timeout
+                self._release(probe, job)
+                self._send_copies(job, probe.port, probe.failures, attempt + 1, allowed)
         self.pump()
 
-    # -- extra attempts ----------------------------------------------------------------------
-    def _send_copies(self, probe: P, job: Job, first: int, last: int) -> None:
-        """Queue attempts ``first`` to ``last`` of ``probe``'s silent port at once: what they
-        look for is a lost packet, and losses are independent, so they need not wait for
-        each other (the host's window still spaces them out)."""
-        port = probe.port
-        job.copies[port] = Copies(first, last)
-        self._release(probe, job)
-        job.pending.extend((port, attempt, probe.failures) for attempt in range(first, last + 1))
+    def _catch_up(self, now: float) -> None:
+        """Queue the copies now due, and more attempts for held ports if drops showed."""
+        if self.later and self.later[0][0] <= now:
+            self._release_copies(now)
+        if self.holding and self.evidence != self.revisited:
+            self.revisited = self.evidence
+            for job in list(self.holding):
+                self._revisit(job)
+
+    def _revisit(self, job: Job) -> bool:
+        """Give ``job``'s held ports the attempts that the drops seen since allow; True if
+        some port got more."""
+        deadline = job.deadline
+        if deadline is not None and self.now() >= deadline:
+            return False
+        host, config = job.host, self.config
+        congested = self._congested(host)
+        allowed = attempts_for(
+            config, host.answered_attempt, self.answered_attempt, congested=congested
+        )
+        more = [item for item in job.held if item[1] < allowed]
+        if not more:
+            return False
+        job.held = [item for item in job.held if item[1] >= allowed]
+        if not job.held:
+            self.holding.discard(job)
+        for port, attempt, failures in more:
+            if congested or allowed <= self.regular:
+                job.pending.append((port, attempt + 1, failures))
+            else:
+                self._send_copies(job, port, failures, attempt + 1, allowed)
         if job not in self.jobs:
             self.jobs.append(job)
+        return True
+
+    # -- extra attempts ----------------------------------------------------------------------
+    def _send_copies(self, job: Job, port: int, failures: int, first: int, last: int) -> None:
+        """Queue attempts ``first`` to ``last`` of a silent port, spread evenly over
+        one timeout of the host: what they look for is a lost packet, so they need not wait
+        for each other, but not all in the same moment, which a full accept queue or a
+        policer's empty bucket drops as one (the host's window still spaces them out). The
+        first extra attempt waits twice that timeout, so they all end about when it does."""
+        job.copies[port] = Copies(first, last)
+        job.pending.append((port, first, failures))
+        count = last - first + 1
+        step = probe_timeout(self.config, job.host, self.overall, 1)[0] / count
+        now = self.now()
+        for i, attempt in enumerate(range(first + 1, last + 1), 1):
+            self.later_seq += 1
+            item = (now + i * step, self.later_seq, job, port, attempt, failures)
+            heapq.heappush(self.later, item)
+        job.later += count - 1
+        if job not in self.jobs:
+            self.jobs.append(job)
+
+    def _release_copies(self, now: float) -> None:
+        """Queue the copies now due (one whose port was answered meanwhile is moot)."""
+        later, jobs = self.later, self.jobs
+        while later and later[0][0] <= now:
+            _, _, job, port, attempt, failures = heapq.heappop(later)
+            job.later -= 1
+            copies = job.copies.get(port)
+            if copies is None or copies.answered:
+                if copies is not None:
+                    self._drop_copy(job, port)
+                self._maybe_done(job)
+                continue
+            job.pending.append((port, attempt, failures))
+            if job not in jobs:
+                jobs.append(job)
 
     def _drop_copy(self, job: Job, port: int) -> None:
         """One copy of ``port`` is done with (answered or moot)."""
@@ -450,8 +552,16 @@ class Schedule(Generic[P]):
         self.pump()
 
     def _maybe_done(self, job: Job) -> None:
-        if job.pending or job.outstanding or job.sent:
+        if job.pending or job.outstanding or job.later or job.sent:
             return
+        if job.held:
+            if self._revisit(job):
+                return
+            self.holding.discard(job)
+            for port, attempt, _ in job.held:
+                job.results.append((port, "filtered", "no-response", None, attempt))
+            self.finished_ports += len(job.held)
+            job.held = []
         host = job.host
         closed = job.closed
         if self.config.include_closed:
@@ -466,6 +576,7 @@ class Schedule(Generic[P]):
                 host.srtt,
                 host.rttvar,
                 job.unscanned,
+                replied=job.replied,
             )
         )
         job.sent = True
@@ -481,7 +592,7 @@ class Schedule(Generic[P]):
         self.hosts.clear()
         self.answered_attempt = 1
         self.silent.clear()
-        self.bursty = False
+        self.bursty = False  # (no copy is waiting, no port held: the worker is idle)
 
     def report_progress(self) -> None:
         """Send the ports finished since the last report, if any."""

@@ -146,6 +146,7 @@ class Prober:
         self.by_fd: dict[int, _Slot] = {}  # the slot of every registered socket
         self.max_events = max(64, config.concurrency)
         self.own = OwnAddresses()  # ICMP senders: ours or not
+        self.from_target = False  # the ICMP error ``_icmp_reason`` read came from the target
         self.events = self.loop.io(self.poller.fileno(), 1)
         self.events.start(self._drain)
         self.wakeup = self.loop.timer(0.0)
@@ -270,6 +271,7 @@ class Prober:
         assert job is not None
         rtt = _now() - slot.started
         answer = classify_errno(err)
+        self.from_target = False
         if err == 0:
             try:
                 self_connect = sock.getsockname()[:2] == sock.getpeername()[:2]
@@ -307,7 +309,7 @@ class Prober:
         if answer is None:
             self._local_error(slot, err)
             return
-        self.schedule.answered(slot, answer[0], answer[1], rtt)
+        self.schedule.answered(slot, answer[0], answer[1], rtt, by_target=self.from_target)
 
     def _answer_reason(self, slot: _Slot, err: int, known: bool) -> str | None:
         """What the error queue says about a refused connect: ``_icmp_reason``, or None
@@ -371,6 +373,7 @@ class Prober:
                     continue
                 # an IPv6 socket to an IPv4-mapped address gets ICMPv4 errors
                 reason = classify_icmp(origin == _EE_ORIGIN_ICMP6, icmp_type, icmp_code)
+                self.from_target = sender == destination
 
     def _settle(self, slot: _Slot) -> bool:
         """Past its deadline: True if the socket has an answer after all (reported)."""

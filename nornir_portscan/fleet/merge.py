@@ -639,7 +639,9 @@ def _status(statuses: Sequence[str], states: Mapping[int, PortState]) -> HostSta
     up (some port answered), then what the pieces agree on."""
     if len(set(statuses)) == 1:
         return HostStatus(statuses[0])
-    answered = any(s in (PortState.OPEN, PortState.CLOSED) for s in states.values())
+    answered = HostStatus.UP.value in statuses or any(
+        s in (PortState.OPEN, PortState.CLOSED) for s in states.values()
+    )
     partial = next((s for s in _PARTIAL if s.value in statuses), None)
     if partial is HostStatus.NOT_SCANNED and answered:
         partial = HostStatus.INTERRUPTED  # some of it was scanned

@@ -156,8 +156,9 @@ def _host_state(host: HostResult) -> tuple[str, str]:
     """nmap's host state and its reason, from what the ports said."""
     if host.open_ports:
         return "up", "syn-ack"
-    if host.closed_count:
-        return "up", "conn-refused"
+    if host.closed_count or host.status is HostStatus.UP:  # a RST, or the host's own ICMP error
+        filtered = (p.reason for p in host.ports if p.state is PortState.FILTERED)
+        return "up", "conn-refused" if host.closed_count else next(filtered, "")
     if host.status in (HostStatus.INTERRUPTED, HostStatus.NOT_SCANNED):  # no verdict: unknown
         return "unknown", host.status.value
     if host.filtered_ports:

@@ -76,7 +76,8 @@ options:
   open_only:
     description:
       - Add only the hosts with at least one open port. With C(false), every host that answered
-        (open or closed ports) is added; hosts that did not answer never are.
+        (open or closed ports, or ICMP errors sent by the host itself) is added; hosts that did
+        not answer never are.
     type: bool
     default: true
 """

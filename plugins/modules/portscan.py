@@ -377,7 +377,7 @@ hosts:
       type: str
       sample: up
     up:
-      description: At least one port answered (open or closed).
+      description: A port answered (open or closed), or the host itself sent an ICMP error.
       type: bool
       sample: true
     resolved:

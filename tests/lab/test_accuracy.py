@@ -14,14 +14,18 @@ rest of ``scanned_ports``, the host status, and no errors. What is varied:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import random
 import re
 import resource
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -34,8 +38,16 @@ from nornir_portscan.ports import parse_ports
 
 from .exact import report_mismatches
 from .fixture import running_lab
-from .lab import Lab
-from .truth import OPEN_BLOCK_BASE, OPEN_EVERYWHERE, OPEN_ROTATION, UNIQUE_OPEN_BASE, LabConfig
+from .lab import Lab, state_dir
+from .truth import (
+    ADMIN_EVERYWHERE,
+    OPEN_BLOCK_BASE,
+    OPEN_EVERYWHERE,
+    OPEN_ROTATION,
+    UNIQUE_OPEN_BASE,
+    UNREACH_EVERYWHERE,
+    LabConfig,
+)
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -240,31 +252,80 @@ def open_block_lab(lab: Lab) -> Iterator[Lab]:
         yield block
 
 
+BLOCK_PORTS = f"{OPEN_BLOCK_BASE}-{OPEN_BLOCK_BASE + 99},113,445"
+
+
+@contextlib.contextmanager
+def starved_listener(lab: Lab, pause: float = 0.15) -> Iterator[None]:
+    """The lab's listener stopped (SIGSTOP) for ``pause`` s at random moments 0.2-0.8 s apart,
+    as a server starved of CPU: its accept queues stay full, its SYNs dropped, meanwhile."""
+    state = json.loads((state_dir(lab.config.prefix) / "state.json").read_text())
+    (pid,) = [p["pid"] for p in state["processes"] if p["marker"].endswith("listener.py")]
+    done = threading.Event()
+    rng = random.Random(12)
+
+    def starve() -> None:
+        deadline = time.monotonic() + SCAN_TIMEOUT
+        while not done.wait(rng.uniform(0.2, 0.8)) and time.monotonic() < deadline:
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                done.wait(pause)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+
+    thread = threading.Thread(target=starve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5)
+        os.kill(pid, signal.SIGCONT)
+
+
+def scan_open_block(lab: Lab, run: int, *args: str, starved: bool = False) -> None:
+    hosts = all_hosts(lab)
+    with tempfile.TemporaryDirectory() as tmp:
+        before = listen_overflows(lab.config.targets_ns)
+        starving = starved_listener(lab) if starved else contextlib.nullcontext()
+        with starving:
+            report = portscan(lab, write_targets(Path(tmp) / "t", hosts), "-p", BLOCK_PORTS, *args)
+    overflows = listen_overflows(lab.config.targets_ns) - before
+    attempts = Counter(p["attempts"] for h in report["hosts"] for p in h["ports"])
+    print(
+        f"run {run} {list(args)}{' starved' if starved else ''}: {overflows} connects met a "
+        f"full accept queue; attempts of the listed ports {sorted(attempts.items())}; "
+        f"{report['probes_sent']} probes in {report['duration']:.2f} s"
+    )
+    assert overflows > 0, "the accept queues never overflowed: the test proves nothing"
+    assert_exact(lab, report, hosts, BLOCK_PORTS)
+
+
 @pytest.mark.xfail(
-    reason="issue 12, item 5, open: on a busy 2-core machine (CI) a few of these 6,400 open "
-    "ports still read filtered in some runs (their SYNs met full accept queues at every "
-    "attempt); the README says the defaults are not exact here",
+    reason="issue 12, item 5: with the defaults a few of these 6,400 open ports can read "
+    "filtered when the listeners are starved of CPU for tenths of a second at a time (their SYNs "
+    "met full accept queues at all five attempts, before any host's window was cut); exact in "
+    "every run beside busy loops, not beside a listener stopped 150 ms at random moments. The "
+    "README names --retries 9 as exact here (the test below)",
     strict=False,
 )
 @pytest.mark.parametrize("run", [1, 2, 3, 4, 5, 6])
 def test_a_hundred_backlog_one_listeners_on_64_addresses(open_block_lab: Lab, run: int) -> None:
     """Issue 12: the defaults gave 7-25 of these 6,400 open ports ``filtered`` in 3 of 4 runs.
-    Now the answers to retries give silent ports more attempts and cut each host's window."""
-    lab = open_block_lab
-    hosts = all_hosts(lab)
-    ports = f"{OPEN_BLOCK_BASE}-{OPEN_BLOCK_BASE + 99},113,445"
-    with tempfile.TemporaryDirectory() as tmp:
-        before = listen_overflows(lab.config.targets_ns)
-        report = portscan(lab, write_targets(Path(tmp) / "t", hosts), "-p", ports)
-    overflows = listen_overflows(lab.config.targets_ns) - before
-    attempts = Counter(p["attempts"] for h in report["hosts"] for p in h["ports"])
-    print(
-        f"run {run}: {overflows} connects met a full accept queue; attempts of the listed "
-        f"ports {sorted(attempts.items())}; {report['probes_sent']} probes in "
-        f"{report['duration']:.2f} s"
-    )
-    assert overflows > 0, "the accept queues never overflowed: the test proves nothing"
-    assert_exact(lab, report, hosts, ports)
+    Now the answers to retries give silent ports more attempts, spread over time, and cut each
+    host's window; a port silent at every attempt waits for its unit to end, in case drops
+    show meanwhile."""
+    scan_open_block(open_block_lab, run)
+
+
+@pytest.mark.parametrize("run", [1, 2, 3])
+def test_a_hundred_backlog_one_listeners_are_exact_with_ten_attempts(
+    open_block_lab: Lab, run: int
+) -> None:
+    """What the README states: ``--retries 9`` (ten attempts for every silent port, one at a
+    time, a timeout apart) makes this case exact, even with the listener stopped for 150 ms at
+    random moments 0.2-0.8 s apart (the defaults are not, then)."""
+    scan_open_block(open_block_lab, run, "--retries", "9", starved=True)
 
 
 @pytest.fixture(scope="module")
@@ -348,6 +409,30 @@ def test_a_policer_at_20_syns_a_second_per_host(policed_lab: Lab, run: int) -> N
     )
     assert dropped > 0, "the policer never dropped a SYN: the test proves nothing"
     assert_exact(lab, report, hosts, ports)
+
+
+def test_a_host_that_only_rejects_is_up(lab: Lab, tmp_path: Path) -> None:
+    """Issue 12: a host that answered anything is never ``no-response``. Every port scanned
+    here is rejected (ICMP admin-prohibited, host-unreachable): the ports are filtered. An
+    IPv4 target sends its rejects from its own address: it is up. The lab's IPv6 targets are
+    not interface addresses, so their ICMPv6 rejects come from the link address before them,
+    as a router's would: that is not the host answering, so they stay ``no-response``, as the
+    down hosts, which answer nothing."""
+    v4 = [*lab.hosts4[:8], *lab.down4]
+    v6 = lab.hosts6[:2]
+    ports = ",".join(map(str, (*ADMIN_EVERYWHERE, *UNREACH_EVERYWHERE)))
+    report = portscan(lab, write_targets(tmp_path / "t", [*v4, *v6, *lab.down6]), "-p", ports)
+    status = {h["address"]: h["status"] for h in report["hosts"]}
+    down = {*lab.down4, *lab.down6}
+    assert {a: s for a, s in status.items() if a in down} == dict.fromkeys(down, "no-response")
+    assert [status[a] for a in lab.hosts4[:8]] == ["up"] * 8
+    assert [h["up"] for h in report["hosts"] if h["address"] in lab.hosts4[:8]] == [True] * 8
+    assert [status[a] for a in v6] == ["no-response"] * 2
+    v6_report = {**report, "hosts": [h for h in report["hosts"] if h["address"] in v6]}
+    wrong = report_mismatches(lab.truth, v6_report, v6, ports)
+    assert [w for w in wrong if "status" not in w] == []
+    v4_report = {**report, "hosts": [h for h in report["hosts"] if h["address"] in v4]}
+    assert_exact(lab, v4_report, v4, ports)
 
 
 def test_two_scans_of_the_same_hosts_at_once(lab: Lab, targets: Path) -> None:

@@ -72,3 +72,23 @@ def test_models_pickle_and_are_frozen():
         host.name = "x"  # type: ignore[misc]
     assert (host.open_ports, host.filtered_ports, host.error_ports) == ([22], [23], [])
     assert (report.duration, report.rate) == (1.5, 7 / 1.5)
+
+
+def test_a_host_that_only_sent_its_own_icmp_errors_is_up_in_every_report() -> None:
+    """Issue 12: a host whose every port the host itself rejected (status ``up``, set by the
+    executor from the worker's ``UnitDone.replied``) answered: ``up`` in JSON, nmap XML and a
+    merge of shards."""
+    from nornir_portscan.fleet.merge import _status
+    from nornir_portscan.reports.data import host_entry
+    from nornir_portscan.reports.nmap_xml import _host_state
+
+    rejected = PortResult(113, PortState.FILTERED, "admin-prohibited", 0.4, 1)
+    host = HostResult("h", "198.18.1.1", HostStatus.UP, (rejected,), scanned=(113,))
+    silent = HostResult("h", "198.18.1.1", HostStatus.NO_RESPONSE, (rejected,), scanned=(113,))
+    assert (host.answered, silent.answered) == (True, False)
+    report = ScanReport((host,), ScanOptions(), 0.0, 1.0, 1)
+    assert host_entry(report, 0)["up"] is True
+    assert _host_state(host) == ("up", "admin-prohibited")
+    assert _host_state(silent) == ("down", "no-response")
+    filtered = {113: PortState.FILTERED}
+    assert _status(["up", "no-response"], filtered) is HostStatus.UP

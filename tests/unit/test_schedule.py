@@ -41,6 +41,7 @@ class Answer:
     reason: str
     after: float  # seconds after the probe started
     stalled: bool = False  # the loop never calls back: only the sweep's look at the socket sees it
+    by_target: bool = False  # an ICMP error that the target address itself sent
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,10 @@ class Sim:
             return  # that probe timed out before its answer came
         outcome = self._land(probe)
         assert isinstance(outcome, Answer)
-        self.schedule.answered(probe, outcome.state, outcome.reason, self.t - probe.started)
+        rtt = self.t - probe.started
+        self.schedule.answered(
+            probe, outcome.state, outcome.reason, rtt, by_target=outcome.by_target
+        )
 
     def _settle(self, probe: Probe) -> bool:
         outcome = self._land(probe)
@@ -309,12 +313,15 @@ def test_a_known_host_waits_what_its_round_trips_say(
 
 
 # -- attempts ------------------------------------------------------------------------------------
-def test_once_a_retry_answered_silent_ports_get_three_more_attempts_sent_together() -> None:
+def test_once_a_retry_answered_silent_ports_get_three_more_attempts_spread_over_a_timeout() -> None:
     """Port 80 drops its first two SYNs, 81 its first, 82 all; 83-99 answer. 81's answer to
-    its retry proves drops: the silent ports get attempts 3-5 at once; the first extra one
-    waits twice the host's timeout (a slow answer), the others the host's timeout (what they
-    look for is a lost packet). 80 answers its third. That answer came at attempt 3, so 82
-    gets a sixth, then is filtered. Three drops in 20 ports do not cut the host's window."""
+    its retry proves drops: the silent ports get attempts 3-5, a third of the host's timeout
+    apart (at the sweeps after), so that a drop lasting a moment does not meet them all; the
+    first extra one waits twice the host's timeout (a slow answer), the others the host's
+    timeout (what they look for is a lost packet): they end together. 80 answers its third,
+    before its fourth is due: that one and the fifth are never sent. That answer came at
+    attempt 3, so 82 gets a sixth, then is filtered. Three drops in 20 ports do not cut the
+    host's window."""
     sim = Sim(
         {
             (H1, 80): [SILENT, SILENT, opened()],
@@ -330,34 +337,33 @@ def test_once_a_retry_answered_silent_ports_get_three_more_attempts_sent_togethe
         [0.12, H1, 81, 2, 0.1],
         [0.12, H1, 82, 2, 0.1],
         [0.24, H1, 80, 3, 0.2],
-        [0.24, H1, 80, 4, 0.1],
-        [0.24, H1, 80, 5, 0.1],
         [0.24, H1, 82, 3, 0.2],
-        [0.24, H1, 82, 4, 0.1],
-        [0.24, H1, 82, 5, 0.1],
+        [0.28, H1, 82, 4, 0.1],
+        [0.32, H1, 82, 5, 0.1],
         [0.46, H1, 82, 6, 0.1],
     ]
     assert ports_of(done) == [(80, "open", "syn-ack", 3), (82, "filtered", "no-response", 6)]
-    assert (done.closed_count, done.probes_sent) == (18, 30)
+    assert (done.closed_count, done.probes_sent) == (18, 28)
     assert sum(m.ports for m in sim.sent if isinstance(m, Progressed)) == 20
     assert sim.schedule.hosts[1].window.cuts == 0
     assert sim.t == pytest.approx(0.58)
 
 
 def test_copies_not_yet_sent_when_one_answers_are_never_sent() -> None:
-    """Two slots: 80's copies 3 and 4 go out, 3 answers, and 5 (waiting) is never sent."""
+    """80's copy 3 goes out and answers before 4 and 5 are due: they are never sent."""
     sim = Sim({(H1, 80): [SILENT, SILENT, opened()], (H1, 81): [SILENT, closed()]}, concurrency=2)
     sim.add(H1, [80, 81])
     (done,) = sim.run()
-    assert sorted(e[3] for e in sim.starts if e[2] == 80) == [1, 2, 3, 4]
+    assert sorted(e[3] for e in sim.starts if e[2] == 80) == [1, 2, 3]
     assert ports_of(done) == [(80, "open", "syn-ack", 3)]
-    assert (done.closed_count, done.probes_sent) == (1, 6)
+    assert (done.closed_count, done.probes_sent) == (1, 5)
 
 
-def test_once_drops_show_a_silent_first_attempt_sends_all_the_others_at_once() -> None:
+def test_once_drops_show_a_silent_first_attempt_sends_all_the_others_in_one_timeout() -> None:
     """81 answered its retry; then 90's first attempt is silent: its retry and attempts 3-5
-    go out together. 91 answers them all: it counts once. (100-119
-    answer at once: two drops in 23 ports do not cut the window.)"""
+    go out within one timeout of the host, not one after the other's timeout. 91 answers its
+    retry, before its third attempt is due. (100-119 answer at once: two drops in 23 ports do
+    not cut the window.)"""
     sim = Sim(
         {(H1, 81): [SILENT, closed()], (H1, 90): SILENT, (H1, 91): [SILENT, closed()]},
         concurrency=30,
@@ -369,13 +375,13 @@ def test_once_drops_show_a_silent_first_attempt_sends_all_the_others_at_once() -
     assert [e for e in sim.starts if e[2] == 90] == [
         [0.121, H1, 90, 1, 0.1],
         [0.24, H1, 90, 2, 0.1],
-        [0.24, H1, 90, 3, 0.2],
-        [0.24, H1, 90, 4, 0.1],
-        [0.24, H1, 90, 5, 0.1],
+        [0.28, H1, 90, 3, 0.2],
+        [0.3, H1, 90, 4, 0.1],
+        [0.32, H1, 90, 5, 0.1],
     ]
-    assert sorted(e[3] for e in sim.starts if e[2] == 91) == [1, 2, 3, 4, 5]
+    assert sorted(e[3] for e in sim.starts if e[2] == 91) == [1, 2]
     assert (ports_of(done), done.closed_count) == ([(90, "filtered", "no-response", 5)], 1)
-    assert sim.t == pytest.approx(0.46)  # not 0.24 + 0.2 + 0.1 + a sweep
+    assert sim.t == pytest.approx(0.5)  # not 0.24 + 0.1 + 0.2 + 0.1 + 0.1 + sweeps
     assert sum(m.ports for m in sim.sent if isinstance(m, Progressed)) == 23
     assert sim.schedule.hosts[1].window.cuts == 0
 
@@ -392,7 +398,8 @@ def test_a_port_refused_locally_in_its_copies_is_one_error() -> None:
 
 
 def test_answers_of_several_copies_count_the_port_once() -> None:
-    sim = Sim({(H1, 80): [SILENT, SILENT, closed(0.01)], (H1, 81): [SILENT, closed()]})
+    """Copies 3-5 of 80 all go out before the first answer (after 0.09 s) comes."""
+    sim = Sim({(H1, 80): [SILENT, SILENT, closed(0.09)], (H1, 81): [SILENT, closed()]})
     sim.add(H1, [80, 81, 82], srtt=0.001, rttvar=0.0005)
     (done,) = sim.run()
     assert sorted(e[3] for e in sim.starts if e[2] == 80) == [1, 2, 3, 4, 5]  # all answer
@@ -401,13 +408,13 @@ def test_answers_of_several_copies_count_the_port_once() -> None:
 
 
 def test_copies_pending_at_the_host_deadline_leave_their_port_unscanned_once() -> None:
-    """80 is silent; 81 answers its retry, so 80 gets attempts 3-5 at once, but there are
-    two slots: 5 is still pending at the deadline. 80 is not scanned (it did not get every
+    """80 is silent; 81 answers its retry, so 80 gets attempts 3-5, but 5 is not yet due at
+    the deadline. 80 is not scanned (it did not get every
     attempt), not filtered, and counted once, when its last copy out is silent."""
     sim = Sim({(H1, 81): [SILENT, closed()]}, default=SILENT, concurrency=2)
     sim.add(H1, [80, 81], srtt=0.001, rttvar=0.0005, deadline=0.3)
     (done,) = sim.run()
-    assert [e[:4] for e in sim.starts if e[3] > 2] == [[0.24, H1, 80, 3], [0.24, H1, 80, 4]]
+    assert [e[:4] for e in sim.starts if e[3] > 2] == [[0.24, H1, 80, 3], [0.28, H1, 80, 4]]
     assert (done.ports, done.closed_count, done.unscanned) == ([], 1, [80])
     assert sum(m.ports for m in sim.sent if isinstance(m, Progressed)) == 2
 
@@ -428,18 +435,29 @@ def test_a_policed_host_is_scanned_exactly_at_the_rate_it_allows(
     assert sim.schedule.hosts[1].window.limit < 5
 
 
-def test_once_a_window_was_cut_every_host_gets_ten_single_attempts() -> None:
-    """H1 drops the first SYN of every port: its window is cut. H2's silent port then gets
-    ten attempts, one at a time (sent together, bursty drops would drop them together)."""
-    sim = Sim({(H1, p): [SILENT, closed()] for p in range(1, 11)} | {(H2, 90): SILENT})
+def test_once_a_window_was_cut_hosts_with_drops_of_their_own_get_ten_single_attempts() -> None:
+    """H1 drops the first SYN of every port: its window is cut, so drops here come in bursts.
+    H2's port 91 answered only its retry: H2's silent port then gets ten attempts, one at a
+    time, each waiting twice the one before (sent together, bursty drops would drop them
+    together). H3 never showed a drop (a host that is down, a firewall): its silent port
+    gets the five attempts that drops seen elsewhere give, in one timeout, not ten."""
+    h3 = "127.0.0.3"
+    outcomes = {(H1, p): [SILENT, closed()] for p in range(1, 11)}
+    sim = Sim(outcomes | {(H2, 90): SILENT, (H2, 91): [SILENT, closed()], (h3, 90): SILENT})
     sim.add(H1, range(1, 11), srtt=0.001, rttvar=0.0005)
     sim.run()
     assert sim.schedule.hosts[1].window.cuts > 0
+    sim.add(H2, [91], srtt=0.001, rttvar=0.0005)
+    sim.run()
     sim.add(H2, [90], srtt=0.001, rttvar=0.0005)
-    (_, done) = sim.run()
-    starts = [e[0] for e in sim.starts if e[1] == H2]
-    assert len(starts) == len(set(starts)) == 10
-    assert ports_of(done) == [(90, "filtered", "no-response", 10)]
+    sim.add(h3, [90], srtt=0.001, rttvar=0.0005)
+    done = {m.unit_id: m for m in sim.run()}
+    starts = [(e[0], e[4]) for e in sim.starts if e[1] == H2 and e[2] == 90]
+    assert len(starts) == len({t for t, _ in starts}) == 10
+    assert [timeout for _, timeout in starts] == [0.1, 0.1, 0.2, 0.4, 0.8] + [1.0] * 5
+    assert ports_of(done[3]) == [(90, "filtered", "no-response", 10)]
+    assert ports_of(done[4]) == [(90, "filtered", "no-response", 5)]
+    assert [m.unit_id for m in sim.done][-1] == 3  # H3 was done long before
 
 
 def test_a_worker_idle_for_five_seconds_forgets_the_drops_it_saw() -> None:
@@ -603,3 +621,49 @@ def test_the_schedule_imports_neither_gevent_nor_the_worker() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_port_silent_before_any_drop_showed_gets_more_attempts_once_one_shows() -> None:
+    """80 drops its first two SYNs before any port has answered a retry: it has had the
+    attempts a network without drops gets, but is held, not filtered, while the unit runs.
+    83 then answers its retry: drops show, and 80 gets attempts 3-5; it answers its third."""
+    sim = Sim(
+        {
+            (H1, 80): [SILENT, SILENT, opened()],
+            (H1, 82): closed(0.09),
+            (H1, 83): [SILENT, closed(0.05)],
+        },
+        concurrency=2,
+    )
+    sim.add(H1, [80, 81, 82, 83], srtt=0.001, rttvar=0.0005)
+    (done,) = sim.run()
+    retry_of_83 = next(e[0] for e in sim.starts if e[2] == 83 and e[3] == 2)
+    starts_of_80 = [e[:4] for e in sim.starts if e[2] == 80]
+    assert [e[3] for e in starts_of_80] == [1, 2, 3]
+    assert starts_of_80[1][0] + 0.1 < retry_of_83 + 0.05  # 80 was held when 83 answered
+    assert starts_of_80[2][0] == pytest.approx(retry_of_83 + 0.05)  # and retried then
+    assert ports_of(done) == [(80, "open", "syn-ack", 3)]
+    assert done.closed_count == 3
+
+
+def test_held_ports_are_filtered_when_their_unit_is_done_without_new_drops() -> None:
+    """A port silent at both attempts, on a network without drops, costs nothing more."""
+    sim = Sim({(H1, 80): SILENT})
+    sim.add(H1, [80, 81], srtt=0.001, rttvar=0.0005)
+    (done,) = sim.run()
+    assert ports_of(done) == [(80, "filtered", "no-response", 2)]
+    assert sim.t == pytest.approx(0.24)
+
+
+def test_a_unit_whose_target_itself_sent_an_icmp_error_says_so() -> None:
+    """The host status needs it: a host that rejects every port itself is up."""
+    reject = Answer(PortState.FILTERED, "admin-prohibited", 0.001, by_target=True)
+    router = Answer(PortState.FILTERED, "admin-prohibited", 0.001)
+    sim = Sim({(H1, 80): reject, (H2, 80): router})
+    sim.add(H1, [80])
+    sim.add(H2, [80])
+    done = {m.unit_id: m for m in sim.run()}
+    assert [(d.replied, ports_of(d)) for d in (done[1], done[2])] == [
+        (True, [(80, "filtered", "admin-prohibited", 1)]),
+        (False, [(80, "filtered", "admin-prohibited", 1)]),
+    ]
