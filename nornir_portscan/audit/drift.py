@@ -7,10 +7,17 @@ Hosts are compared per vantage: a host seen from one vantage is compared with th
 seen from the same vantage only (a merged report of many vantages against a merged baseline,
 ``compare_states``). A vantage on one side only is reported once, as a vantage that appeared
 or disappeared, not as every host of it.
+
+UDP ports (port keys) drift like TCP ones, with one more state, ``open|filtered`` (no answer):
+``open|filtered -> open`` is a port that opened (a new exposure); ``open -> open|filtered`` is
+not a port that closed: the port no longer answers, which proves nothing closed, so it is a
+``changed`` entry (re-checked like every change, and drift when confirmed), never in
+``closed``. Every other change to or from ``open|filtered`` is a ``changed`` entry too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import json
@@ -21,7 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nornir_portscan.audit.policy import Policy
+from nornir_portscan.addresses import canonical_address
+from nornir_portscan.audit.policy import Policy, port_text
 from nornir_portscan.errors import InputError
 from nornir_portscan.inputfile import read_text, show
 from nornir_portscan.models import (
@@ -32,17 +40,19 @@ from nornir_portscan.models import (
     ScanRequest,
     Target,
 )
-from nornir_portscan.ports import MAX_PORT, parse_ports
+from nornir_portscan.ports import MAX_PORT, UDP
 
 __all__ = [
     "Drift",
     "HostDrift",
     "PortChange",
+    "change_text",
     "compare",
     "compare_states",
     "confirm",
     "confirm_with",
     "load_baseline",
+    "report_spec_keys",
     "unexpected_changes",
 ]
 
@@ -52,17 +62,23 @@ SeenKey = tuple[str, str | None, str | None]  # (name, address, vantage)
 
 @dataclass(frozen=True, slots=True)
 class PortChange:
-    """A port whose state is not what it was."""
+    """A port (a port key) whose state is not what it was."""
 
     port: int
     before: str
     after: str
 
 
+def change_text(change: PortChange) -> str:
+    """``port 22 open -> not open``, ``port 53/udp open -> open|filtered``."""
+    return f"port {port_text(change.port)} {change.before} -> {change.after}"
+
+
 @dataclass(frozen=True, slots=True)
 class HostDrift:
-    """How one host changed. ``opened``: now open, not before; ``closed``: open before, not now;
-    ``changed``: every other change of state (closed <-> filtered)."""
+    """How one host changed (port keys). ``opened``: now open, not before; ``closed``: open
+    before, now closed or filtered; ``changed``: every other change of state (closed <->
+    filtered, and every change to or from ``open|filtered``: ``open -> open|filtered`` too)."""
 
     name: str
     address: str | None
@@ -129,7 +145,8 @@ def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Everything ``compare`` reads is checked here, so a bad baseline fails before the scan, not
     after it: the report version (1.x), and each host's name, address, scanned ports and port
-    entries (a port 1-65535 and a state), each host and each port once.
+    entries (a port 1-65535, a protocol ``tcp`` or ``udp`` when given, and a state), each host
+    and each port once.
     """
     text = read_text(path, "baseline", limit=_MAX_BASELINE_BYTES, hint=_SAVE_ONE)
     where = f"baseline {str(path)!r}"
@@ -169,7 +186,8 @@ _SAVE_ONE = "save a baseline with 'portscan --json baseline.json ...'"
 # minor versions only add keys, so any 1.x report is read.
 _READABLE_VERSIONS = re.compile(r"1\.[0-9]+")
 _STATES = tuple(state.value for state in PortState)
-_PORT_SPEC = re.compile(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*")
+_PORT_SPEC = re.compile(r"([TU]:)?[0-9]+(-[0-9]+)?(,([TU]:)?[0-9]+(-[0-9]+)?)*")
+_PROTOCOLS = ("tcp", "udp")
 _HOST_KEYS = ("name", "address", "scanned_ports", "ports")
 
 
@@ -218,15 +236,30 @@ def _check_host(entry: Any, where: str) -> SeenKey:
         value = _required(port, "port", at)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PORT:
             raise _bad(at, "port", f"a whole number 1-{MAX_PORT}", value)
+        protocol = port.get("protocol", "tcp")
+        if protocol not in _PROTOCOLS:
+            raise _bad(at, "protocol", "tcp or udp", protocol)
         state = _required(port, "state", at)
         if state not in _STATES:
             raise _bad(at, "state", f"{', '.join(_STATES[:-1])} or {_STATES[-1]}", state)
-        if value in seen:
+        key = value + UDP if protocol == "udp" else value
+        if key in seen:
             raise InputError(
-                f"{at}: port {value} is listed twice (also port entry {seen[value]}); {_SAVE_ONE}"
+                f"{at}: port {port_text(key)} is listed twice (also port entry {seen[key]}); "
+                f"{_SAVE_ONE}"
             )
-        seen[value] = number
-    return name, address, vantage
+        seen[key] = number
+    return _canonical(entry, "name"), _canonical(entry, "address"), vantage
+
+
+def _canonical(entry: dict[str, Any], key: str) -> Any:
+    """``entry[key]`` in the canonical spelling if it is an address (made so in ``entry``):
+    another spelling (mapped, upper case, uncompressed) is the same host."""
+    value = entry[key]
+    if _is_address(value):
+        with contextlib.suppress(ValueError):  # a zone with no interface here: as it is
+            entry[key] = value = canonical_address(value)
+    return value
 
 
 def _required(entry: dict[str, Any], key: str, where: str) -> Any:
@@ -250,32 +283,57 @@ def _is_address(value: Any) -> bool:
 
 
 def _is_port_spec(spec: str) -> bool:
-    """A port spec as a report writes it: numbers and ranges only, nothing to look up."""
+    """A port spec as a report writes it: numbers and ranges only (UDP ones after ``U:``),
+    nothing to look up."""
     if not spec:
         return True
-    if not _PORT_SPEC.fullmatch(spec) or len(spec) > 6 * MAX_PORT:
+    if not _PORT_SPEC.fullmatch(spec) or len(spec) > 12 * MAX_PORT:
         return False
     try:
-        parse_ports(spec)
-    except InputError:
+        report_spec_keys(spec)
+    except ValueError:
         return False
     return True
 
 
+def report_spec_keys(spec: str) -> list[int]:
+    """The port keys of a port spec as a report writes it (``format_ports``): numbers and
+    ranges, the ones after ``U:`` UDP (up to a ``T:``). Raises ``ValueError`` for anything
+    else; a spec that repeats a port is refused.
+
+    >>> report_spec_keys("22,80-81,U:53,161")
+    [22, 80, 81, 1000053, 1000161]
+    """
+    keys: list[int] = []
+    base = 0
+    for item in spec.split(",") if spec else ():
+        if item[:2] in ("T:", "U:"):
+            base = UDP if item[0] == "U" else 0
+        first, _, last = item.removeprefix("T:").removeprefix("U:").partition("-")
+        low, high = int(first), int(last or first)
+        if not 1 <= low <= high <= MAX_PORT:
+            raise ValueError(f"bad port range {item!r}")
+        keys.extend(range(base + low, base + high + 1))
+    if len(set(keys)) != len(keys):
+        raise ValueError("a port is listed twice")
+    return keys
+
+
 def _baseline_states(entry: Mapping[str, Any]) -> dict[int, str]:
-    """Port -> state for every port the baseline host entry knows."""
+    """Port key -> state for every port the baseline host entry knows."""
     states: dict[int, str] = {}
     scanned = entry.get("scanned_ports") or ""
     if scanned:
-        states.update(dict.fromkeys(parse_ports(scanned), PortState.CLOSED.value))
+        states.update(dict.fromkeys(report_spec_keys(scanned), PortState.CLOSED.value))
     for port in entry.get("ports", []):
-        states[int(port["port"])] = str(port["state"])
+        key = int(port["port"]) + (UDP if port.get("protocol") == "udp" else 0)
+        states[key] = str(port["state"])
     return states
 
 
 def _current_states(host: HostResult) -> dict[int, str]:
     states = dict.fromkeys(host.scanned, PortState.CLOSED.value)
-    states.update((p.port, p.state.value) for p in host.ports)
+    states.update((p.key, p.state.value) for p in host.ports)
     return states
 
 
@@ -328,8 +386,8 @@ def compare_states(
                 continue  # an error says nothing about the port
             if state == PortState.OPEN.value:
                 opened.append(port)
-            elif was == PortState.OPEN.value:
-                closed.append(port)
+            elif was == PortState.OPEN.value and state != PortState.OPEN_FILTERED.value:
+                closed.append(port)  # silence after an answer proves nothing closed
             else:
                 changed.append(PortChange(port, was, state))
         name, address, vantage = key

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nornir_portscan.audit.drift import Drift, compare, confirm, unexpected_changes
-from nornir_portscan.audit.policy import HostVerdict, Violation, evaluate
+from nornir_portscan.audit.policy import HostVerdict, Violation, evaluate, port_text
 from nornir_portscan.errors import OptionError, ScanInterrupted
 from nornir_portscan.models import (
     AuditOptions,
@@ -27,7 +27,7 @@ from nornir_portscan.models import (
     ScanRequest,
     Target,
 )
-from nornir_portscan.ports import format_ports
+from nornir_portscan.ports import label_ports
 
 __all__ = [
     "Audit",
@@ -35,6 +35,7 @@ __all__ = [
     "WaitResult",
     "apply_policies",
     "run_audit",
+    "unconfirmed_text",
     "violation_text",
     "with_policy",
 ]
@@ -128,7 +129,7 @@ class Audit:
             reasons = sorted({p.reason for p in host.ports if p.state is PortState.ERROR})
             problems.append(
                 f"no state for port{'s' if len(host.error_ports) > 1 else ''} "
-                f"{format_ports(host.error_ports)} ({', '.join(reasons)})"
+                f"{label_ports(host.error_ports)} ({', '.join(reasons)})"
             )
         verdict = self.verdict(index)
         unmet = [u for u in self.unmet(index) if u.port is not None]
@@ -148,7 +149,7 @@ class Audit:
             problems.append(
                 "unexpected drift since the baseline: "
                 + ", ".join(
-                    f"port {c.port} {c.before} -> {c.after}"
+                    f"port {port_text(c.port)} {c.before} -> {c.after}"
                     for c in changed.changes
                     if c.port in unexpected
                 )
@@ -320,10 +321,23 @@ def _wait(
 
 
 def violation_text(violation: Violation | Unmet) -> str:
-    """``port 8443 open (not in allowed_open)`` or ``port 8080 closed (expected open)``."""
+    """``port 8443 open (not in allowed_open)``, ``port 8080 closed (expected open)`` or
+    ``port 53/udp open|filtered (no response; expected open)``."""
+    port = port_text(violation.port) if violation.port is not None else "-"
     if violation.expected == "not open":
-        return f"port {violation.port} open (not in allowed_open)"
-    return f"port {violation.port} {violation.actual} (expected {violation.expected})"
+        return f"port {port} open (not in allowed_open)"
+    if violation.actual == PortState.OPEN_FILTERED.value:
+        return f"port {port} open|filtered (no response; expected {violation.expected})"
+    return f"port {port} {violation.actual} (expected {violation.expected})"
+
+
+def unconfirmed_text(entry: Violation) -> str:
+    """``port 161/udp open|filtered (no response; not in allowed_open, not proven open)``: a
+    ``HostVerdict.unconfirmed`` entry."""
+    return (
+        f"port {port_text(entry.port)} open|filtered (no response; not in allowed_open, "
+        "not proven open)"
+    )
 
 
 def _unmet(verdict: HostVerdict) -> tuple[Unmet, ...]:
@@ -342,9 +356,9 @@ def _unmet(verdict: HostVerdict) -> tuple[Unmet, ...]:
 
 def _merge(old: HostResult, new: HostResult) -> HostResult:
     """``old`` with the ports ``new`` probed again replaced by their new answers."""
-    redone = set(new.scanned) | {p.port for p in new.ports}
-    kept = [p for p in old.ports if p.port not in redone]
-    ports = tuple(sorted([*kept, *new.ports], key=lambda p: p.port))
+    redone = set(new.scanned) | {p.key for p in new.ports}
+    kept = [p for p in old.ports if p.key not in redone]
+    ports = tuple(sorted([*kept, *new.ports], key=lambda p: p.key))
     closed_before = sum(1 for p in redone if old.state_of(p) is PortState.CLOSED)
     closed_now = sum(1 for p in new.scanned if new.state_of(p) is PortState.CLOSED)
     status = HostStatus.UP if new.status is HostStatus.UP else old.status
@@ -357,4 +371,5 @@ def _merge(old: HostResult, new: HostResult) -> HostResult:
         status=status,
         # a host that timed out did not scan every port: add the ones probed now
         scanned=(*old.scanned, *added) if added else old.scanned,
+        rate_limited=old.rate_limited or new.rate_limited,
     )

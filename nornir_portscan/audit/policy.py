@@ -3,9 +3,16 @@
 A ``Policy`` holds four port sets, written with the same syntax as ``ports``:
 
 - ``expect_open``: each must be open;
-- ``expect_closed``: each must be closed (an RST from the host);
-- ``expect_filtered``: each must be filtered (no answer, or an ICMP error);
+- ``expect_closed``: each must be closed (an RST from the host; for UDP, ICMP port-unreachable);
+- ``expect_filtered``: each must be filtered (no answer, or an ICMP error; for UDP, an ICMP
+  error other than port-unreachable);
 - ``allowed_open``: every open port not in it is a violation.
+
+UDP ports are port keys (``U:161`` in a spec, ``ports.udp_key(161)`` in a set). A UDP port
+that never answered is ``open|filtered``: it proves no state, so it meets no expectation
+(``expect_open``, ``expect_closed`` and ``expect_filtered`` each fail on it, with the reason
+``no-response``), and outside ``allowed_open`` it is no proven violation either: it is
+``unconfirmed`` (``HostVerdict.unconfirmed``), reported but not failed (docs/udp.md).
 
 Policies layer like inventory data: ``merge_policies(defaults, group, host)`` lets each later
 layer replace the keys it sets. The ports a policy expects something of are scanned even when
@@ -24,7 +31,7 @@ from nornir_portscan.addresses import canonical_address
 from nornir_portscan.errors import InputError
 from nornir_portscan.inputfile import read_text, show
 from nornir_portscan.models import HostResult, HostStatus, Policy, PortState
-from nornir_portscan.ports import parse_ports
+from nornir_portscan.ports import UDP, format_ports, parse_ports, port_label
 
 __all__ = [
     "POLICY_KEYS",
@@ -36,17 +43,29 @@ __all__ = [
     "load_policy_file",
     "merge_policies",
     "parse_policy",
+    "port_text",
 ]
 
 POLICY_KEYS = ("expect_open", "expect_closed", "expect_filtered", "allowed_open")
+
+
+def port_text(port: int) -> str:
+    """A port key as a message shows it: ``22`` for TCP (as always), ``53/udp`` for UDP.
+
+    >>> port_text(22), port_text(1000053)
+    ('22', '53/udp')
+    """
+    return port_label(port) if port > UDP else str(port)
 
 
 @dataclass(frozen=True, slots=True)
 class Violation:
     """One port that is not as the policy says.
 
-    ``expected`` is ``open``, ``closed``, ``filtered`` or ``not open`` (an allow-list breach);
-    ``actual`` is the state found, or ``not scanned`` when the scan could not tell.
+    ``port`` is a port key (``port_text`` shows it); ``expected`` is ``open``, ``closed``,
+    ``filtered`` or ``not open`` (an allow-list breach); ``actual`` is the state found
+    (``open|filtered`` for a UDP port that never answered), or ``not scanned`` when the scan
+    could not tell.
     """
 
     port: int
@@ -58,13 +77,16 @@ class Violation:
 @dataclass(frozen=True, slots=True)
 class HostVerdict:
     """A host judged against its policy. ``compliant`` is None when the host could not be judged
-    (unresolved, timed out, only errors): that counts as an error, not as compliance."""
+    (unresolved, timed out, only errors): that counts as an error, not as compliance.
+    ``unconfirmed``: UDP ports outside ``allowed_open`` that never answered (``open|filtered``),
+    maybe open, not proven: reported, not failed."""
 
     name: str
     compliant: bool | None
     violations: tuple[Violation, ...] = ()
     error: str | None = None
     policy: Policy = field(default_factory=Policy)
+    unconfirmed: tuple[Violation, ...] = ()
 
 
 def parse_policy(
@@ -114,14 +136,15 @@ def _check_consistent(policy: Policy, where: str) -> None:
         both = getattr(policy, first) & getattr(policy, second)
         if both:
             raise InputError(
-                f"{where or 'expectations'}: port {min(both)} is in both {first} and {second}; "
+                f"{where or 'expectations'}: port {port_text(min(both))} is in both {first} and "
+                f"{second}; "
                 f"give each port one expected state, e.g. {first}: '22' and {second}: '23'"
             )
     if policy.allowed_open is not None and policy.expect_open - policy.allowed_open:
         port = min(policy.expect_open - policy.allowed_open)
         raise InputError(
-            f"{where or 'expectations'}: port {port} is in expect_open but not in allowed_open; "
-            f"allow what you expect open, e.g. allowed_open: '{port}'"
+            f"{where or 'expectations'}: port {port_text(port)} is in expect_open but not in "
+            f"allowed_open; allow what you expect open, e.g. allowed_open: '{format_ports([port])}'"
         )
 
 
@@ -149,21 +172,32 @@ def evaluate(host: HostResult, policy: Policy) -> HostVerdict:
                     port, want.value, got.value if got else "not scanned", _reason(host, port)
                 )
             )
+    unconfirmed: list[Violation] = []
     if policy.allowed_open is not None:
-        violations.extend(
-            Violation(port, "not open", "open", "syn-ack")
-            for port in host.open_ports
-            if port not in policy.allowed_open
-        )
+        allowed = policy.allowed_open
+        for result in host.ports:
+            if result.key in allowed:
+                continue
+            if result.state is PortState.OPEN:
+                reason = "syn-ack" if result.protocol == "tcp" else result.reason
+                violations.append(Violation(result.key, "not open", "open", reason))
+            elif result.state is PortState.OPEN_FILTERED:
+                unconfirmed.append(
+                    Violation(result.key, "not open", result.state.value, result.reason)
+                )
     violations.sort(key=lambda v: v.port)
     if host.status is HostStatus.TIMED_OUT and not violations:
-        return HostVerdict(host.name, None, error=host.error, policy=policy)
-    return HostVerdict(host.name, not violations, tuple(violations), None, policy)
+        return HostVerdict(
+            host.name, None, error=host.error, policy=policy, unconfirmed=tuple(unconfirmed)
+        )
+    return HostVerdict(
+        host.name, not violations, tuple(violations), None, policy, tuple(unconfirmed)
+    )
 
 
 def _reason(host: HostResult, port: int) -> str:
     for result in host.ports:
-        if result.port == port:
+        if result.key == port:
             return result.reason
     return "conn-refused" if host.state_of(port) is PortState.CLOSED else "not-scanned"
 

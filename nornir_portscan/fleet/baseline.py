@@ -28,7 +28,8 @@ from nornir_portscan.audit.drift import (
 )
 from nornir_portscan.fleet.merge import MergedReport
 from nornir_portscan.models import Policy, PortState
-from nornir_portscan.ports import format_ports, parse_ports
+from nornir_portscan.ports import UDP, format_ports, parse_ports
+from nornir_portscan.reports.data import port_fields
 
 __all__ = [
     "Recheck",
@@ -61,7 +62,7 @@ def _states(merged: MergedReport) -> dict[SeenKey, dict[int, str]]:
     found = {}
     for host in merged.hosts:
         states = dict.fromkeys(host.scanned, PortState.CLOSED.value)
-        states.update((p.port, p.state.value) for p in host.ports)
+        states.update((p.key, p.state.value) for p in host.ports)
         states.update(dict.fromkeys((*host.unscanned, *host.conflicts), PortState.ERROR.value))
         found[(host.name, host.address, host.vantage)] = states
     return found
@@ -83,7 +84,7 @@ def rechecks(drift: Drift, merged: MergedReport) -> tuple[Recheck, ...]:
         host = hosts.get((changed.name, changed.address, changed.vantage))
         if host is None or not host.scanners:
             continue
-        by_port = {p.port: p.scanner for p in host.ports}
+        by_port = {p.key: p.scanner for p in host.ports}
         for change in changed.changes:
             scanner = by_port.get(change.port, host.scanners[0])
             vantages[scanner] = host.vantage
@@ -100,8 +101,17 @@ def rechecks(drift: Drift, merged: MergedReport) -> tuple[Recheck, ...]:
 def _entry_states(entry: Mapping[str, Any]) -> dict[int, str]:
     scanned = entry.get("scanned_ports") or ""
     states = dict.fromkeys(parse_ports(scanned) if scanned else (), PortState.CLOSED.value)
-    states.update((int(p["port"]), str(p["state"])) for p in entry.get("ports") or ())
+    states.update(
+        (int(p["port"]) + (UDP if p.get("protocol") == "udp" else 0), str(p["state"]))
+        for p in entry.get("ports") or ()
+    )
     return states
+
+
+def _split(key: str, ports: tuple[int, ...] | list[int]) -> dict[str, list[int]]:
+    """``{key: TCP ports}``, and ``udp_<key>`` with the UDP ones when there are any."""
+    udp = [p - UDP for p in ports if p > UDP]
+    return {key: [p for p in ports if p < UDP], **({f"udp_{key}": udp} if udp else {})}
 
 
 def confirm_rechecks(
@@ -149,12 +159,13 @@ def drift_section(
                 "name": host.name,
                 "address": host.address,
                 "vantage": host.vantage,
-                "opened": list(host.opened),
-                "closed": list(host.closed),
+                **_split("opened", host.opened),
+                **_split("closed", host.closed),
                 "changed": [
-                    {"port": c.port, "before": c.before, "after": c.after} for c in host.changed
+                    {**port_fields(c.port), "before": c.before, "after": c.after}
+                    for c in host.changed
                 ],
-                "unexpected": list(unexpected_changes(host, policy)),
+                **_split("unexpected", unexpected_changes(host, policy)),
             }
         )
     unchecked = [
@@ -162,7 +173,7 @@ def drift_section(
             "name": host.name,
             "address": host.address,
             "vantage": host.vantage,
-            "ports": [c.port for c in host.changes],
+            **_split("ports", tuple(c.port for c in host.changes)),
         }
         for host in drift.unchecked
     ]
@@ -209,13 +220,16 @@ def with_drift(
     unexpected = {
         (h["name"], h["address"], h["vantage"]): h
         for h in data["drift"]["hosts"]
-        if h["unexpected"]
+        if h["unexpected"] or h.get("udp_unexpected")
     }
     for host in data["hosts"]:
         changed = unexpected.get((host["name"], host["address"], host["vantage"]))
         if changed is None:
             continue
-        said = ", ".join(f"port {p}" for p in changed["unexpected"])
+        said = ", ".join(
+            [f"port {p}" for p in changed["unexpected"]]
+            + [f"port {p}/udp" for p in changed.get("udp_unexpected", ())]
+        )
         label = f"{host['name']} ({host['address'] or 'no address'}) from {host['vantage'] or '-'}"
         why = f"unexpected drift since the baseline: {said}"
         failure = f"{host['failure']}; {why}" if host["failure"] else f"{label}: {why}"

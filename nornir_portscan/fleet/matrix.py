@@ -17,6 +17,10 @@ Expectations: ``policies`` maps a target name to its policy per vantage (``None`
 vantage); a host whose policy expects a state of the port (or allows it open, or not) is
 ``passed`` or ``failed``; one with no answer there is ``unjudged``, never passed.
 
+UDP ports are port keys (``ports.UDP``): a run never mixes protocols, and a UDP cell counts
+``open_filtered`` too (a port that never answered; outside an allow-list it is ``unjudged``),
+and says ``"protocol": "udp"`` in its JSON, its ``first`` and ``last`` port numbers.
+
 Memory and time follow the runs, not the ports: each host adds its counts as changes at the
 edges of its runs of scanned ports and at its listed ports, and one sweep over the sorted edges
 makes the cells (60 hosts of every port from 2 vantages: a few cells, not 393,210).
@@ -31,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from nornir_portscan.fleet.verdicts import CONFLICT, policy_for, port_verdict
 from nornir_portscan.models import Policy, PortState
+from nornir_portscan.ports import UDP
 
 if TYPE_CHECKING:
     from nornir_portscan.fleet.merge import MergedHost, MergedReport
@@ -39,6 +44,7 @@ __all__ = ["UNGROUPED", "Cell", "Matrix", "reachability_matrix"]
 
 UNGROUPED = "ungrouped"
 _COUNTED = ("open", "closed", "filtered", "error", CONFLICT)
+_SILENT = "open_filtered"  # counted after the verdicts: a field a TCP cell never sets
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,25 +64,32 @@ class Cell:
     passed: int = 0
     failed: int = 0
     unjudged: int = 0
+    open_filtered: int = 0  # UDP: no answer after every attempt
 
     @property
     def ports(self) -> range:
+        """The port keys of the run."""
         return range(self.first, self.last + 1)
 
     @property
     def hosts(self) -> int:
-        return self.open + self.closed + self.filtered + self.error + self.conflict
+        return (
+            self.open + self.closed + self.filtered + self.error + self.conflict
+            + self.open_filtered
+        )  # fmt: skip
 
     @property
     def verdict(self) -> str:
-        """``open``, ``closed`` or ``filtered`` when every host said so; else ``error``,
-        ``conflict`` or ``mixed``, in that order."""
+        """``open``, ``closed``, ``filtered`` or ``open|filtered`` when every host said so;
+        else ``error``, ``conflict`` or ``mixed``, in that order."""
         if self.error:
             return "error"
         if self.conflict:
             return CONFLICT
-        said = [state for state in _COUNTED[:3] if getattr(self, state)]
-        return said[0] if len(said) == 1 else "mixed"
+        said = [state for state in (*_COUNTED[:3], _SILENT) if getattr(self, state)]
+        if len(said) != 1:
+            return "mixed"
+        return PortState.OPEN_FILTERED.value if said[0] == _SILENT else said[0]
 
     @property
     def judged(self) -> bool:
@@ -84,14 +97,17 @@ class Cell:
         return bool(self.passed or self.failed or self.unjudged)
 
     def to_dict(self) -> dict[str, Any]:
+        udp = self.first > UDP
         return {
             "vantage": self.vantage,
             "group": self.group,
-            "first": self.first,
-            "last": self.last,
+            **({"protocol": "udp"} if udp else {}),
+            "first": self.first % UDP,
+            "last": self.last % UDP,
             "verdict": self.verdict,
             "hosts": self.hosts,
             **{state: getattr(self, state) for state in _COUNTED},
+            **({_SILENT: self.open_filtered} if udp else {}),
             "passed": self.passed,
             "failed": self.failed,
             "unjudged": self.unjudged,
@@ -123,10 +139,12 @@ class Matrix:
         return sum(c.failed * len(c.ports) for c in self.cells)
 
     def to_dict(self) -> dict[str, Any]:
+        udp = [p - UDP for p in self.ports if p > UDP]
         return {
             "vantages": list(self.vantages),
             "groups": list(self.groups),
-            "ports": list(self.ports),
+            "ports": [p for p in self.ports if p < UDP],
+            **({"udp_ports": udp} if udp else {}),
             "cells": [c.to_dict() for c in self.cells],
             "portless": [
                 {"vantage": v, "group": g, "host": h, "status": s} for v, g, h, s in self.portless
@@ -134,7 +152,7 @@ class Matrix:
         }
 
 
-_ORDER = (*_COUNTED, "passed", "failed", "unjudged")
+_ORDER = (*_COUNTED, "passed", "failed", "unjudged", _SILENT)
 _INDEX = {name: i for i, name in enumerate(_ORDER)}
 Deltas = dict[int, list[int]]  # port -> the change of each count there (_ORDER)
 
@@ -169,7 +187,7 @@ def _host_deltas(host: MergedHost, policy: Policy | None, deltas: Deltas) -> boo
     ports are closed but the listed ones, unscanned ones are ``error``, conflicts
     ``conflict``; each judged by ``policy`` as ``port_verdict`` does."""
     scanned = set(host.scanned)
-    special = {p.port: p.state.value for p in host.ports}
+    special = {p.key: p.state.value for p in host.ports}
     special.update(dict.fromkeys(host.unscanned, PortState.ERROR.value))
     special.update(dict.fromkeys(host.conflicts, CONFLICT))
     if not scanned and not special:
@@ -192,7 +210,7 @@ def _host_deltas(host: MergedHost, policy: Policy | None, deltas: Deltas) -> boo
             _add(deltas, port, port, closed, -1)
             if bulk is not None:
                 _add(deltas, port, port, bulk, -1)
-        _add(deltas, port, port, state)
+        _add(deltas, port, port, _SILENT if state == PortState.OPEN_FILTERED.value else state)
         verdict = port_verdict(policy, port, state)
         if verdict is not None:
             _add(deltas, port, port, verdict)

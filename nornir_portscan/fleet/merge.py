@@ -11,6 +11,8 @@ The rules:
   report lacks a host it was given). Nothing missing is ever dropped or called closed.
 - Without a plan (reports of whole scans, e.g. one per vantage), the reports are merged as they
   are; nothing can be found missing.
+- UDP ports are port keys inside (``ports.UDP``), as in the models; the JSON writes them as the
+  scan reports do: ``"protocol": "udp"`` on a UDP entry, ``udp_*`` lists beside the TCP ones.
 
 ``merge_reports`` is the pure core; ``load_report`` reads a file; ``missing_shards`` says what a
 re-run of the same plan must scan again.
@@ -26,11 +28,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nornir_portscan.audit.policy import port_text
 from nornir_portscan.errors import InputError
 from nornir_portscan.fleet.plan import HostKey, Plan, Shard, plan_from_dict
 from nornir_portscan.inputfile import read_text, show
 from nornir_portscan.models import HostStatus, PortState
-from nornir_portscan.ports import format_ports, parse_ports
+from nornir_portscan.ports import UDP, format_ports, label_ports, parse_ports
 from nornir_portscan.reports.data import REPORT_VERSION
 
 if TYPE_CHECKING:
@@ -60,12 +63,23 @@ MergeKey = tuple[str, str | None, str | None]  # name, address, vantage
 class MergedPort:
     """One port's answer, with the scanner that gave it."""
 
-    port: int
+    port: int  # the number
     state: PortState
     reason: str
     rtt_ms: float | None
     attempts: int
     scanner: str
+    protocol: str = "tcp"  # or "udp"
+
+    @property
+    def key(self) -> int:
+        """The port key (``ports.UDP`` marks UDP)."""
+        return self.port + UDP if self.protocol == "udp" else self.port
+
+
+def _merged_port(key: int, state: PortState, reason: str, scanner: str) -> MergedPort:
+    udp = key > UDP
+    return MergedPort(key % UDP, state, reason, None, 0, scanner, "udp" if udp else "tcp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +89,7 @@ class Conflict:
     name: str
     address: str | None
     vantage: str | None
-    port: int
+    port: int  # a port key
     answers: tuple[tuple[str, str], ...]  # (scanner, state), in report order
 
 
@@ -90,15 +104,16 @@ class MergedHost:
     scanners: tuple[str, ...]
     ports: tuple[MergedPort, ...]  # every port that is not closed, and closed ones listed
     closed_count: int
-    scanned: tuple[int, ...]
+    scanned: tuple[int, ...]  # port keys, as unscanned and conflicts
     unscanned: tuple[int, ...]
     error: str | None
     conflicts: tuple[int, ...]
     passed: bool
     failure: str
+    rate_limited: bool = False  # UDP: a shard said its ICMP rate limit slowed the scan
 
     def _with(self, state: PortState) -> list[int]:
-        return [p.port for p in self.ports if p.state is state]
+        return [p.key for p in self.ports if p.state is state]
 
     @property
     def open_ports(self) -> list[int]:
@@ -111,6 +126,10 @@ class MergedHost:
     @property
     def error_ports(self) -> list[int]:
         return self._with(PortState.ERROR)
+
+    @property
+    def open_filtered_ports(self) -> list[int]:
+        return self._with(PortState.OPEN_FILTERED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +173,7 @@ class MergedReport:
         from nornir_portscan.fleet.matrix import reachability_matrix
 
         hosts = self.hosts
+        silent = sum(len(h.open_filtered_ports) for h in hosts)
         matrix = matrix if matrix is not None else reachability_matrix(self)
         return {
             "version": REPORT_VERSION,
@@ -167,6 +187,7 @@ class MergedReport:
                 "filtered_ports": sum(len(h.filtered_ports) for h in hosts),
                 "closed_ports": sum(h.closed_count for h in hosts),
                 "error_ports": sum(len(h.error_ports) for h in hosts),
+                **({"open_filtered_ports": silent} if silent else {}),
                 "conflicts": len(self.conflicts),
                 "probes_sent": sum(s.probes_sent for s in self.shards),
             },
@@ -176,7 +197,7 @@ class MergedReport:
                     "name": c.name,
                     "address": c.address,
                     "vantage": c.vantage,
-                    "port": c.port,
+                    **_port_fields(c.port),
                     "answers": [{"scanner": s, "state": st} for s, st in c.answers],
                 }
                 for c in self.conflicts
@@ -202,27 +223,45 @@ def _shard_dict(shard: ShardRun) -> dict[str, Any]:
     }
 
 
+def _port_fields(key: int) -> dict[str, Any]:
+    return {"port": key} if key < UDP else {"port": key - UDP, "protocol": "udp"}
+
+
+def _has_udp(host: MergedHost) -> bool:
+    return any(k > UDP for keys in (host.scanned, host.unscanned) for k in keys) or any(
+        p.protocol == "udp" for p in host.ports
+    )
+
+
+def _tcp(keys: Sequence[int]) -> list[int]:
+    return [k for k in keys if k < UDP]
+
+
+def _udp(keys: Sequence[int]) -> list[int]:
+    return [k - UDP for k in keys if k > UDP]
+
+
 def _host_dict(host: MergedHost) -> dict[str, Any]:
-    return {
+    data = {
         "name": host.name,
         "address": host.address,
         "vantage": host.vantage,
         "scanners": list(host.scanners),
         "status": host.status.value,
         "up": any(p.state is PortState.OPEN for p in host.ports) or bool(host.closed_count),
-        "open_ports": host.open_ports,
-        "filtered_ports": host.filtered_ports,
+        "open_ports": _tcp(host.open_ports),
+        "filtered_ports": _tcp(host.filtered_ports),
         "closed_count": host.closed_count,
-        "error_ports": host.error_ports,
+        "error_ports": _tcp(host.error_ports),
         "error": host.error,
         "scanned_ports": format_ports(host.scanned),
         "unscanned_ports": format_ports(host.unscanned),
-        "conflicts": list(host.conflicts),
+        "conflicts": _tcp(host.conflicts),
         "passed": host.passed,
         "failure": host.failure,
         "ports": [
             {
-                "port": p.port,
+                **_port_fields(p.key),
                 "state": p.state.value,
                 "reason": p.reason,
                 "rtt_ms": p.rtt_ms,
@@ -232,6 +271,22 @@ def _host_dict(host: MergedHost) -> dict[str, Any]:
             for p in host.ports
         ],
     }
+    if _has_udp(host):
+        udp_closed = sum(1 for k in host.scanned if k > UDP) - sum(
+            1 for p in host.ports if p.protocol == "udp" and p.state is not PortState.CLOSED
+        )
+        data.update(
+            closed_count=host.closed_count - udp_closed,
+            udp_open_ports=_udp(host.open_ports),
+            udp_open_filtered_ports=_udp(host.open_filtered_ports),
+            udp_filtered_ports=_udp(host.filtered_ports),
+            udp_closed_count=udp_closed,
+            udp_error_ports=_udp(host.error_ports),
+            udp_conflicts=_udp(host.conflicts),
+        )
+    if host.rate_limited:
+        data["rate_limited"] = True
+    return data
 
 
 # -- reading reports ---------------------------------------------------------------------------
@@ -245,11 +300,12 @@ class _Piece:
     scanner: str
     status: str
     error: str | None
-    ports: Mapping[int, MergedPort]  # listed entries
+    ports: Mapping[int, MergedPort]  # listed entries, by port key
     scanned: tuple[int, ...]
     unscanned: tuple[int, ...]
     passed: bool = True
     failure: str = ""
+    rate_limited: bool = False
 
     def states(self) -> dict[int, PortState]:
         """Every port's state: the listed ones, and closed for a scanned port not listed."""
@@ -306,13 +362,17 @@ def _port(entry: Any, scanner: str) -> MergedPort:
     port = entry["port"]
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise TypeError(f"port must be 1-65535, not {show(port)}")
+    protocol = entry.get("protocol", "tcp")
+    if protocol not in ("tcp", "udp"):
+        raise TypeError(f"protocol must be tcp or udp, not {show(protocol)}")
     rtt = entry.get("rtt_ms")
     if isinstance(rtt, bool) or not isinstance(rtt, int | float):
         rtt = None
     attempts = entry.get("attempts", 0)
     if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 0:
         raise TypeError(f"attempts must be a count, not {show(attempts)}")
-    return MergedPort(port, state, str(entry.get("reason", "")), rtt, attempts, scanner)
+    reason = str(entry.get("reason", ""))
+    return MergedPort(port, state, reason, rtt, attempts, scanner, protocol)
 
 
 def _stamp(value: Any) -> str | None:
@@ -358,7 +418,7 @@ def _parse(data: Mapping[str, Any], source: str, vantage_of_scan: str | None = N
             ports = {}
             for item in entry["ports"]:
                 port = _port(item, scanner)
-                ports[port.port] = port
+                ports[port.key] = port
             piece = _Piece(
                 key,
                 scanner,
@@ -369,6 +429,7 @@ def _parse(data: Mapping[str, Any], source: str, vantage_of_scan: str | None = N
                 _spec(entry.get("unscanned_ports", "")),
                 entry.get("passed", True) is not False,
                 str(entry.get("failure") or ""),
+                entry.get("rate_limited") is True,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InputError(
@@ -561,7 +622,7 @@ def _lost(
     key: HostKey, vantage: str | None, scanner: str, ports: Sequence[int], error: str
 ) -> _Piece:
     reason = error.split(":", 1)[0]
-    entries = {p: MergedPort(p, PortState.ERROR, reason, None, 0, scanner) for p in ports}
+    entries = {p: _merged_port(p, PortState.ERROR, reason, scanner) for p in ports}
     return _Piece(
         (key[0], key[1], vantage),
         scanner,
@@ -627,6 +688,7 @@ def _merge_host(key: MergeKey, pieces: Sequence[_Piece]) -> tuple[MergedHost, li
         and not conflicts
         and all(state is not PortState.ERROR for state in states.values()),
         failure="; ".join(failures) or ("answers conflict" if conflicts else ""),
+        rate_limited=any(p.rate_limited for p in pieces),
     )
     return host, conflicts
 
@@ -679,15 +741,17 @@ def render_merged(merged: MergedReport) -> str:
     """A readable table: a line per (target, vantage), then each shard and each conflict."""
     rows = [("HOST", "ADDRESS", "VANTAGE", "STATUS", "OPEN", "FILTERED", "CLOSED", "SCANNERS")]
     for h in merged.hosts:
-        errors = f" errors:{format_ports(h.error_ports)}" if h.error_ports else ""
+        errors = f" errors:{label_ports(h.error_ports)}" if h.error_ports else ""
+        if h.open_filtered_ports:
+            errors = f" open|filtered:{label_ports(h.open_filtered_ports)}" + errors
         rows.append(
             (
                 h.name,
                 h.address or "-",
                 h.vantage or "-",
                 h.status.value + (f" ({h.error})" if h.error else ""),
-                format_ports(h.open_ports) or "-",
-                (format_ports(h.filtered_ports) or "-") + errors,
+                label_ports(h.open_ports) or "-",
+                (label_ports(h.filtered_ports) or "-") + errors,
                 str(h.closed_count),
                 ",".join(h.scanners),
             )
@@ -695,11 +759,14 @@ def render_merged(merged: MergedReport) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     data = merged.to_dict()["summary"]
+    silent = data.get("open_filtered_ports")
+    silent = "" if silent is None else f"{silent} open|filtered, "
     lines += [
         "",
         f"{data['hosts']} hosts, {data['shards_ok']} of {data['shards']} shards ok, "
         f"{data['open_ports']} open, {data['filtered_ports']} filtered, "
-        f"{data['closed_ports']} closed, {data['error_ports']} errors, "
+        + silent
+        + f"{data['closed_ports']} closed, {data['error_ports']} errors, "
         f"{data['conflicts']} conflicts; {data['probes_sent']} probes"
         + (f"; plan {merged.plan[:12]}" if merged.plan else ""),
     ]
@@ -717,7 +784,7 @@ def render_merged(merged: MergedReport) -> str:
         )
     for c in merged.conflicts:
         said = ", ".join(f"{state} by {scanner}" for scanner, state in c.answers)
-        lines.append(f"conflict: {c.name} port {c.port} from {c.vantage or '-'}: {said}")
+        lines.append(f"conflict: {c.name} port {port_text(c.port)} from {c.vantage or '-'}: {said}")
     return "".join(line.rstrip() + "\n" for line in lines)
 
 

@@ -10,6 +10,9 @@ vantage the target's mapping does not name (Ansible: ``portscan_expect_*`` for e
 ``portscan_vantage_policy`` per vantage). A host with ports that have no answer (a lost or
 failed shard, a local error, an unscanned port) or conflicting answers does not pass and is
 not judged; the matrix counts the same per port (``port_verdict``).
+
+UDP ports (port keys) are judged as a scan's (``audit.policy``): ``open|filtered`` meets no
+expectation, and outside ``allowed_open`` it is ``unconfirmed`` (the matrix: ``unjudged``).
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from nornir_portscan.audit.policy import Violation, parse_policy
+from nornir_portscan.audit.gates import violation_text
+from nornir_portscan.audit.policy import Violation, parse_policy, port_text
 from nornir_portscan.models import HostStatus, Policy, PortState
-from nornir_portscan.ports import format_ports
+from nornir_portscan.ports import label_ports
+from nornir_portscan.reports.data import port_fields
 
 if TYPE_CHECKING:
     from nornir_portscan.fleet.merge import MergedHost, MergedReport
@@ -43,12 +48,14 @@ Policies = Mapping[str, Mapping[str | None, Policy]]
 @dataclass(frozen=True, slots=True)
 class Judgement:
     """How one (target, vantage) stands: ``passed``, why not (``failure``, one line), the
-    ``violations`` of its ``policy`` (None: no expectations from there)."""
+    ``violations`` of its ``policy`` (None: no expectations from there), and its
+    ``unconfirmed`` UDP ports (silent, outside ``allowed_open``: not failed)."""
 
     passed: bool
     failure: str = ""
     violations: tuple[Violation, ...] = ()
     policy: Policy | None = None
+    unconfirmed: tuple[Violation, ...] = ()
 
     @property
     def kind(self) -> str | None:
@@ -66,8 +73,9 @@ def policy_for(policies: Policies, name: str, vantage: str | None) -> Policy | N
 
 
 def port_verdict(policy: Policy | None, port: int, state: str) -> str | None:
-    """``passed``, ``failed`` or ``unjudged`` (no answer) when ``policy`` expects something of
-    ``port`` (a state, or not open: an allow-list that leaves it out); else None."""
+    """``passed``, ``failed`` or ``unjudged`` (no answer; or a silent UDP port an allow-list
+    leaves out: maybe open, not proven) when ``policy`` expects something of ``port`` (a
+    state, or not open: an allow-list that leaves it out); else None."""
     if policy is None:
         return None
     want = policy.expected(port)
@@ -79,6 +87,8 @@ def port_verdict(policy: Policy | None, port: int, state: str) -> str | None:
         return "unjudged"
     if want is not None:
         return "passed" if state == want.value else "failed"
+    if state == PortState.OPEN_FILTERED.value:
+        return "unjudged"
     return "failed" if state == PortState.OPEN.value else "passed"
 
 
@@ -93,20 +103,22 @@ def judge_host(host: MergedHost, policy: Policy | None) -> Judgement:
         return Judgement(False, f"{label}: not scanned in full ({host.error or 'error'})",
                          policy=policy)  # fmt: skip
     if host.unscanned:  # an interrupt or a host timeout: no answer, so no violation
-        unscanned = format_ports(host.unscanned)
+        unscanned = label_ports(host.unscanned)
         return Judgement(
             False, f"{label}: not scanned in full (ports {unscanned} unscanned)", policy=policy
         )
     if host.conflicts:
         return Judgement(
-            False, f"{label}: shards answered ports {list(host.conflicts)} differently",
+            False,
+            f"{label}: shards answered ports [{', '.join(map(port_text, host.conflicts))}] "
+            "differently",
             policy=policy,
         )  # fmt: skip
     if policy is None:
         return Judgement(True)
-    listed = {p.port: p for p in host.ports}
+    listed = {p.key: p for p in host.ports}
     states = dict.fromkeys(host.scanned, PortState.CLOSED.value)
-    states.update((p.port, p.state.value) for p in host.ports)
+    states.update((p.key, p.state.value) for p in host.ports)
     violations = []
     for port in sorted(policy.ports):
         want = policy.expected(port)
@@ -117,17 +129,35 @@ def judge_host(host: MergedHost, policy: Policy | None) -> Judgement:
                 "conn-refused" if port in states else "not-scanned"
             )  # fmt: skip
             violations.append(Violation(port, want.value, got, reason))
+    unconfirmed = []
     if policy.allowed_open is not None:
+        outside = [p for p in host.ports if p.key not in policy.allowed_open]
         violations += [
-            Violation(p.port, "not open", "open", p.reason)
-            for p in host.ports
-            if p.state is PortState.OPEN and p.port not in policy.allowed_open
+            Violation(p.key, "not open", "open", p.reason)
+            for p in outside
+            if p.state is PortState.OPEN
+        ]
+        unconfirmed = [
+            Violation(p.key, "not open", p.state.value, p.reason)
+            for p in outside
+            if p.state is PortState.OPEN_FILTERED
         ]
     violations.sort(key=lambda v: v.port)
     if not violations:
-        return Judgement(True, policy=policy)
-    said = ", ".join(f"port {v.port} {v.actual} (expected {v.expected})" for v in violations)
-    return Judgement(False, f"{label}: {said}", tuple(violations), policy)
+        return Judgement(True, policy=policy, unconfirmed=tuple(unconfirmed))
+    said = ", ".join(_said(v) for v in violations)
+    return Judgement(False, f"{label}: {said}", tuple(violations), policy, tuple(unconfirmed))
+
+
+def _said(violation: Violation) -> str:
+    if violation.actual == PortState.OPEN_FILTERED.value:
+        return violation_text(violation)
+    return f"port {port_text(violation.port)} {violation.actual} (expected {violation.expected})"
+
+
+def _entry(violation: Violation) -> dict[str, Any]:
+    data = dataclasses.asdict(violation)
+    return {**port_fields(data.pop("port")), **data}
 
 
 def judge_merged(merged: MergedReport, policies: Policies | None = None) -> tuple[Judgement, ...]:
@@ -168,8 +198,10 @@ def judged(
             mine = raw.get(host["name"]) or {}
             host.update(
                 policy=mine.get(host["vantage"], mine.get(None)),
-                violations=[dataclasses.asdict(v) for v in judgement.violations],
+                violations=[_entry(v) for v in judgement.violations],
             )
+            if judgement.unconfirmed:
+                host["unconfirmed"] = [_entry(v) for v in judgement.unconfirmed]
             counts[judgement.kind] += 1
             counts["violations"] += len(judgement.violations)
         if not passed:

@@ -4,22 +4,39 @@ The JSON shape is described by ``data/report.schema.json`` (``report_schema()``)
 ``REPORT_VERSION``; every front door (CLI, Ansible, Nornir) uses ``report_to_dict`` and
 ``host_to_dict``. An audit adds ``compliant``, ``violations`` and ``drift`` to each host and
 ``compliance``, ``drift`` and ``wait`` to the report.
+
+UDP ports: a port entry names its ``protocol``. The host's lists of port numbers
+(``open_ports``, ``filtered_ports``, ``error_ports``, ``closed_count``; a drift's ``opened``,
+``closed``, ``unexpected``) hold TCP ports, as they always did; a host that scanned UDP ports
+also has ``udp_open_ports``, ``udp_open_filtered_ports``, ``udp_filtered_ports``,
+``udp_error_ports`` and ``udp_closed_count`` (and ``udp_opened``, ``udp_closed`` and
+``udp_unexpected`` in its drift). An entry with a ``port`` (a violation, a change, an unmet
+expectation) adds ``"protocol": "udp"`` for a UDP port. Port specs write UDP after ``U:``.
+The summary counts ``open_filtered_ports`` when there are any.
+A TCP-only report is exactly what it was.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
-from nornir_portscan.audit.drift import HostDrift, unexpected_changes
-from nornir_portscan.audit.gates import Audit
-from nornir_portscan.audit.policy import HostVerdict
-from nornir_portscan.models import HostResult, HostStatus, Policy, PortResult, ScanReport
-from nornir_portscan.ports import format_ports, label_ports
+from nornir_portscan.audit.drift import HostDrift, PortChange, change_text, unexpected_changes
+from nornir_portscan.audit.gates import Audit, Unmet, unconfirmed_text
+from nornir_portscan.audit.policy import HostVerdict, Violation
+from nornir_portscan.models import (
+    HostResult,
+    HostStatus,
+    Policy,
+    PortResult,
+    PortState,
+    ScanReport,
+)
+from nornir_portscan.ports import UDP, format_ports, label_ports
 
 __all__ = [
     "REPORT_VERSION",
@@ -53,6 +70,48 @@ def port_to_dict(port: PortResult) -> dict[str, Any]:
     }
 
 
+def port_fields(key: int) -> dict[str, Any]:
+    """A port key as the ``port`` of a JSON entry: ``{"port": 22}``, or ``{"port": 53,
+    "protocol": "udp"}`` for UDP."""
+    return {"port": key} if key < UDP else {"port": key - UDP, "protocol": "udp"}
+
+
+def _port_or_none(key: int | None) -> dict[str, Any]:
+    return {"port": None} if key is None else port_fields(key)
+
+
+def _keyed(item: Violation | PortChange) -> dict[str, Any]:
+    """A violation or a change (its ``port`` first, a port key) as JSON."""
+    data = dataclasses.asdict(item)
+    return {**port_fields(data.pop("port")), **data}
+
+
+def _tcp(keys: list[int] | tuple[int, ...]) -> list[int]:
+    return [k for k in keys if k < UDP]
+
+
+def _udp(keys: list[int] | tuple[int, ...]) -> list[int]:
+    return [k - UDP for k in keys if k > UDP]
+
+
+def entry_ports(entry: Mapping[str, Any], key: str) -> list[int]:
+    """The port keys of a host entry's ``key`` list (``open_ports``, ``filtered_ports``,
+    ``error_ports``; a drift's ``opened``, ...): its TCP ports and its ``udp_<key>`` ones, for
+    ``format_ports`` (``'22,U:53'``).
+
+    >>> entry_ports({"open_ports": [22], "udp_open_ports": [53]}, "open_ports")
+    [22, 1000053]
+    """
+    return [*entry[key], *(UDP + p for p in entry.get(f"udp_{key}", ()))]
+
+
+def udp_closed_count(host: HostResult) -> int:
+    """How many of ``host.closed_count`` are UDP ports (scanned, not listed otherwise)."""
+    scanned = sum(1 for k in host.scanned if k > UDP)
+    listed = sum(1 for p in host.ports if p.protocol == "udp" and p.state is not PortState.CLOSED)
+    return max(0, scanned - listed)
+
+
 def policy_to_dict(policy: Policy) -> dict[str, str | None]:
     """A policy as port specs."""
     allowed = policy.allowed_open
@@ -73,25 +132,41 @@ def host_entry(scan: ScanReport | Audit, index: int) -> dict[str, Any]:
     """
     audit = scan if isinstance(scan, Audit) else Audit(scan)
     host = audit.report.hosts[index]
+    scanned, unscanned = sorted(host.scanned), sorted(host.unscanned)
     entry: dict[str, Any] = {
         "name": host.name,
         "address": host.address,
         "vantage": host.vantage,
         "status": host.status.value,
         "up": host.answered,
-        "open_ports": host.open_ports,
-        "filtered_ports": host.filtered_ports,
+        "open_ports": _tcp(host.open_ports),
+        "filtered_ports": _tcp(host.filtered_ports),
         "closed_count": host.closed_count,
-        "error_ports": host.error_ports,
+        "error_ports": _tcp(host.error_ports),
         "error": host.error,
-        "scanned_ports": format_ports(sorted(host.scanned)),
-        "unscanned_ports": format_ports(sorted(host.unscanned)),
+        "scanned_ports": format_ports(scanned),
+        "unscanned_ports": format_ports(unscanned),
         "ports": [port_to_dict(p) for p in host.ports],
     }
+    udp = any(p.protocol == "udp" for p in host.ports)
+    if udp or (scanned and scanned[-1] > UDP) or (unscanned and unscanned[-1] > UDP):
+        udp_closed = udp_closed_count(host)
+        entry["closed_count"] = host.closed_count - udp_closed
+        entry.update(
+            udp_open_ports=_udp(host.open_ports),
+            udp_open_filtered_ports=[
+                p.port for p in host.ports if p.state is PortState.OPEN_FILTERED
+            ],
+            udp_filtered_ports=_udp(host.filtered_ports),
+            udp_closed_count=udp_closed,
+            udp_error_ports=_udp(host.error_ports),
+        )
     verdict = audit.verdict(index)
     if verdict is not None:
         entry["compliant"] = verdict.compliant
-        entry["violations"] = [dataclasses.asdict(v) for v in verdict.violations]
+        entry["violations"] = [_keyed(v) for v in verdict.violations]
+        if verdict.unconfirmed:
+            entry["unconfirmed"] = [_keyed(v) for v in verdict.unconfirmed]
         entry["policy"] = policy_to_dict(verdict.policy)
     drift = audit.drift
     if drift is not None:
@@ -104,7 +179,7 @@ def host_entry(scan: ScanReport | Audit, index: int) -> dict[str, Any]:
             "elapsed": audit.wait.elapsed,
             "rounds": audit.wait.rounds,
             "unmet": [
-                {"port": u.port, "expected": u.expected, "actual": u.actual}
+                {**_port_or_none(u.port), "expected": u.expected, "actual": u.actual}
                 for u in audit.unmet(index)
             ],
         }
@@ -119,17 +194,26 @@ def host_entry(scan: ScanReport | Audit, index: int) -> dict[str, Any]:
 def _host_drift(drift: HostDrift | None, verdict: HostVerdict | None) -> dict[str, Any]:
     if drift is None:
         return {"opened": [], "closed": [], "changed": [], "unexpected": []}
-    return {
-        "opened": list(drift.opened),
-        "closed": list(drift.closed),
-        "changed": [dataclasses.asdict(c) for c in drift.changed],
-        "unexpected": list(unexpected_changes(drift, verdict.policy if verdict else None)),
+    unexpected = unexpected_changes(drift, verdict.policy if verdict else None)
+    entry: dict[str, Any] = {
+        "opened": _tcp(drift.opened),
+        "closed": _tcp(drift.closed),
+        "changed": [_keyed(c) for c in drift.changed],
+        "unexpected": _tcp(unexpected),
     }
+    if any(c.port > UDP for c in drift.changes):
+        entry.update(
+            udp_opened=_udp(drift.opened),
+            udp_closed=_udp(drift.closed),
+            udp_unexpected=_udp(unexpected),
+        )
+    return entry
 
 
 def summary(report: ScanReport) -> dict[str, Any]:
     """Counts over the whole scan."""
     statuses = [h.status for h in report.hosts]
+    silent = sum(1 for h in report.hosts for p in h.ports if p.state is PortState.OPEN_FILTERED)
     return {
         "hosts": len(report.hosts),
         **{status.value.replace("-", "_"): statuses.count(status) for status in HostStatus},
@@ -137,6 +221,7 @@ def summary(report: ScanReport) -> dict[str, Any]:
         "filtered_ports": sum(len(h.filtered_ports) for h in report.hosts),
         "closed_ports": sum(h.closed_count for h in report.hosts),
         "error_ports": sum(len(h.error_ports) for h in report.hosts),
+        **({"open_filtered_ports": silent} if silent else {}),  # UDP ports that never answered
         "probes_sent": report.probes_sent,
         "duration": round(report.duration, 3),
         "rate": round(report.rate, 1),
@@ -189,9 +274,14 @@ def report_to_dict(scan: ScanReport | Audit, *, hosts: bool = True) -> dict[str,
             "converged": audit.wait.converged,
             "elapsed": audit.wait.elapsed,
             "rounds": audit.wait.rounds,
-            "unmet": [dataclasses.asdict(u) for u in audit.wait.unmet],
+            "unmet": [_unmet_entry(u) for u in audit.wait.unmet],
         }
     return data
+
+
+def _unmet_entry(unmet: Unmet) -> dict[str, Any]:
+    data = dataclasses.asdict(unmet)
+    return {"host": data.pop("host"), **_port_or_none(data.pop("port")), **data}
 
 
 _ENCODE = json.JSONEncoder(separators=(", ", ": ")).encode  # the C encoder: no indent
@@ -234,14 +324,24 @@ _HEADERS = ("HOST", "ADDRESS", "STATUS", "OPEN", "FILTERED", "CLOSED")
 
 def _row(host: HostResult) -> tuple[str, ...]:
     extra = f" ({host.error})" if host.error else ""
+    silent = [p.key for p in host.ports if p.state is PortState.OPEN_FILTERED]
+    maybe = f" open|filtered:{label_ports(silent)}" if silent else ""
     errors = f" errors:{label_ports(host.error_ports)}" if host.error_ports else ""
     return (
         host.name,
         host.address or "-",
         host.status.value + extra,
         label_ports(host.open_ports) or "-",
-        (label_ports(host.filtered_ports) or "-") + errors,
+        (label_ports(host.filtered_ports) or "-") + maybe + errors,
         str(host.closed_count),
+    )
+
+
+def rate_limit_note(host: HostResult) -> str:
+    """The note a report gives a rate-limited host."""
+    label = host.name if host.address in (None, host.name) else f"{host.name} ({host.address})"
+    return (
+        f"{label}: its ICMP rate limit slowed the UDP scan (closed ports answer about one a second)"
     )
 
 
@@ -272,11 +372,13 @@ def iter_table(scan: ScanReport | Audit) -> Iterator[str]:
     lines.append(
         f"{s['hosts']} hosts ({s['up']} up, {s['unresolved']} unresolved, {s['timed_out']} timed "
         f"out{partial}), {s['open_ports']} open, {s['filtered_ports']} filtered, "
-        f"{s['closed_ports']} closed, {s['error_ports']} errors; {s['probes_sent']} probes in "
+        + (f"{s['open_filtered_ports']} open|filtered, " if "open_filtered_ports" in s else "")
+        + f"{s['closed_ports']} closed, {s['error_ports']} errors; {s['probes_sent']} probes in "
         f"{s['duration']:.2f} s ({s['rate']:.0f}/s)"
         + (" - INTERRUPTED, partial results" if report.interrupted else "")
     )
     lines.extend(f"warning: {w}" for w in report.warnings)
+    lines.extend(f"note: {rate_limit_note(h)}" for h in report.hosts if h.rate_limited)
     lines.extend(_audit_lines(audit))
     yield "".join(line.rstrip() + "\n" for line in lines)
 
@@ -291,6 +393,9 @@ def _audit_lines(audit: Audit) -> list[str]:
             f"policy: {len(judged) - bad - errors} compliant, {bad} non-compliant, "
             f"{errors} not judged"
         )
+        lines.extend(
+            f"  unconfirmed: {v.name}: {unconfirmed_text(u)}" for v in judged for u in v.unconfirmed
+        )
     if audit.drift is not None:
         drift = audit.drift
         lines.append(
@@ -299,9 +404,7 @@ def _audit_lines(audit: Audit) -> list[str]:
             f"{len(drift.disappeared)} disappeared"
         )
         for changed in drift.hosts:
-            lines.extend(
-                f"  {changed.name} port {c.port} {c.before} -> {c.after}" for c in changed.changes
-            )
+            lines.extend(f"  {changed.name} {change_text(c)}" for c in changed.changes)
         lines.extend(f"  appeared: {name}" for name in drift.appeared)
         lines.extend(f"  disappeared: {name}" for name in drift.disappeared)
     if audit.wait is not None:

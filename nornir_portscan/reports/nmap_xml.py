@@ -1,4 +1,4 @@
-"""A scan (or an audit) as nmap XML, as ``nmap -sT -oX`` writes it.
+"""A scan (or an audit) as nmap XML, as ``nmap -sT -oX`` (``-sT -sU`` with UDP ports) writes it.
 
 The document is valid against nmap's DTD (``nmap.dtd``), so nmap's own tools (``ndiff``), and
 libraries that read nmap XML (python-libnmap), take it as they take nmap's. Where our model says
@@ -19,6 +19,11 @@ more, or other, than nmap can, it is mapped like this:
 - Closed (and filtered) ports are listed one by one when there are at most 25 of them, and
   otherwise counted in ``<extraports>`` with per-reason ``<extrareasons ports=...>``, the rule
   nmap follows; closed ports that a report only counts (no ``scanned`` list) are always counted.
+- UDP ports are ``<port protocol="udp">`` with nmap's states and reasons (``open``
+  ``udp-response``, ``closed`` ``port-unreach``, ``open|filtered`` ``no-response``), a
+  ``<scaninfo type="udp">`` of their own, and ``proto="udp"`` in ``<extrareasons>``;
+  ``open|filtered`` ports are listed or counted like filtered ones. A host whose ICMP rate
+  limit slowed its scan says so in its ``comment``.
 - Service names come from the system services database (``method="table"``); a port it does
   not name has no ``<service>``, as in nmap. Names can differ from nmap's own table.
 - An audit adds a ``portscan-audit`` host script per judged or drifted host (compliance,
@@ -35,11 +40,18 @@ import time
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from typing import Any
 
-from nornir_portscan.audit.gates import Audit, violation_text
+from nornir_portscan.audit.drift import change_text
+from nornir_portscan.audit.gates import Audit, unconfirmed_text, violation_text
 from nornir_portscan.models import HostResult, HostStatus, PortResult, PortState, ScanReport
-from nornir_portscan.ports import format_ports
-from nornir_portscan.reports.data import host_entry, report_to_dict
+from nornir_portscan.ports import UDP, format_ports, label_ports
+from nornir_portscan.reports.data import (
+    host_entry,
+    rate_limit_note,
+    report_to_dict,
+    udp_closed_count,
+)
 
 __all__ = ["iter_xml", "report_to_xml", "service_name"]
 
@@ -69,14 +81,18 @@ def iter_xml(scan: ScanReport | Audit) -> Iterator[str]:
         xmloutputversion=XML_OUTPUT_VERSION,
     )
     services = sorted({p for h in report.hosts if h.address for p in _scanned(h)})
-    ET.SubElement(
-        root,
-        "scaninfo",
-        type="connect",
-        protocol="tcp",
-        numservices=str(len(services)),
-        services=format_ports(services),
-    )
+    udp = [p - UDP for p in services if p > UDP]
+    tcp = services[: len(services) - len(udp)]
+    for kind, protocol, ports in (("connect", "tcp", tcp), ("udp", "udp", udp)):
+        if ports or (protocol == "tcp" and not udp):  # as nmap: one per protocol scanned
+            ET.SubElement(
+                root,
+                "scaninfo",
+                type=kind,
+                protocol=protocol,
+                numservices=str(len(ports)),
+                services=format_ports(ports),
+            )
     ET.SubElement(root, "verbose", level="0")
     ET.SubElement(root, "debugging", level="0")
     for warning in report.warnings:
@@ -120,7 +136,7 @@ def _comment(text: str) -> str:
 
 
 def _scanned(host: HostResult) -> set[int]:
-    return set(host.scanned) | {p.port for p in host.ports}
+    return set(host.scanned) | {p.key for p in host.ports}
 
 
 def _host(audit: Audit, index: int) -> ET.Element:
@@ -132,8 +148,11 @@ def _host(audit: Audit, index: int) -> ET.Element:
     )
     if host.status is HostStatus.TIMED_OUT:
         element.set("timedout", "true")
-    if host.error:
-        element.set("comment", host.error)
+    comment = [host.error] if host.error else []
+    if host.rate_limited:
+        comment.append(rate_limit_note(host))
+    if comment:
+        element.set("comment", "; ".join(comment))
     state, reason = _host_state(host)
     ET.SubElement(element, "status", state=state, reason=reason, reason_ttl="0")
     family = "ipv6" if ":" in host.address else "ipv4"
@@ -155,13 +174,17 @@ def _host(audit: Audit, index: int) -> ET.Element:
 def _host_state(host: HostResult) -> tuple[str, str]:
     """nmap's host state and its reason, from what the ports said."""
     if host.open_ports:
-        return "up", "syn-ack"
+        return "up", "syn-ack" if host.open_ports[0] < UDP else "udp-response"
     if host.closed_count or host.status is HostStatus.UP:  # a RST, or the host's own ICMP error
         filtered = (p.reason for p in host.ports if p.state is PortState.FILTERED)
-        return "up", "conn-refused" if host.closed_count else next(filtered, "")
+        if host.closed_count > udp_closed_count(host):
+            reason = "conn-refused"
+        else:  # UDP ports only: their ICMP port-unreachable
+            reason = "port-unreach" if host.closed_count else next(filtered, "")
+        return "up", reason
     if host.status in (HostStatus.INTERRUPTED, HostStatus.NOT_SCANNED):  # no verdict: unknown
         return "unknown", host.status.value
-    if host.filtered_ports:
+    if host.filtered_ports or any(p.state is PortState.OPEN_FILTERED for p in host.ports):
         return "down", "no-response"
     if host.error_ports or host.status is HostStatus.ERROR:
         return "unknown", "local-error"
@@ -169,16 +192,19 @@ def _host_state(host: HostResult) -> tuple[str, str]:
 
 
 def _ports(host: HostResult) -> ET.Element:
-    listed = {p.port: p for p in host.ports}
+    listed = {p.key for p in host.ports}
     closed = [p for p in host.ports if p.state is PortState.CLOSED]
     closed.extend(
         PortResult(port, PortState.CLOSED, "conn-refused", None, 1)
+        if port < UDP
+        else PortResult(port - UDP, PortState.CLOSED, "port-unreach", None, 1, "udp")
         for port in host.scanned
         if port not in listed
     )
     groups = {
         PortState.CLOSED: closed,
         PortState.FILTERED: [p for p in host.ports if p.state is PortState.FILTERED],
+        PortState.OPEN_FILTERED: [p for p in host.ports if p.state is PortState.OPEN_FILTERED],
     }
     counted_only = len(closed) != host.closed_count  # the report counts them but not which
     element = ET.Element("ports")
@@ -195,44 +221,47 @@ def _ports(host: HostResult) -> ET.Element:
             element.append(_extraports(state, ports))
         else:
             shown.extend(ports)
-    for port in sorted(shown, key=lambda p: p.port):
+    for port in sorted(shown, key=lambda p: p.key):
         element.append(_port(port))
     return element
 
 
 def _extraports(state: PortState, ports: Iterable[PortResult]) -> ET.Element:
-    by_reason: dict[str, list[int]] = defaultdict(list)
+    by_reason: dict[tuple[str, str], list[int]] = defaultdict(list)
     for port in ports:
-        by_reason[port.reason].append(port.port)
+        by_reason[port.reason, port.protocol].append(port.port)
     count = sum(len(p) for p in by_reason.values())
     element = ET.Element("extraports", state=state.value, count=str(count))
-    for reason, numbers in sorted(by_reason.items(), key=lambda item: (-len(item[1]), item[0])):
+    for (reason, proto), numbers in sorted(
+        by_reason.items(), key=lambda item: (-len(item[1]), item[0])
+    ):
         ET.SubElement(
             element,
             "extrareasons",
             reason=reason,
             count=str(len(numbers)),
-            proto="tcp",
+            proto=proto,
             ports=format_ports(sorted(numbers)),
         )
     return element
 
 
 def _port(port: PortResult) -> ET.Element:
-    element = ET.Element("port", protocol="tcp", portid=str(port.port))
+    element = ET.Element("port", protocol=port.protocol, portid=str(port.port))
     state = "unknown" if port.state is PortState.ERROR else port.state.value
     ET.SubElement(element, "state", state=state, reason=port.reason, reason_ttl="0")
-    name = service_name(port.port)
+    name = service_name(port.port, port.protocol)
     if name is not None:  # nmap writes no <service> for a port its table does not name
         ET.SubElement(element, "service", name=name, method="table", conf="3")
     return element
 
 
 @functools.lru_cache(maxsize=4096)
-def service_name(port: int) -> str | None:
-    """The TCP service name of ``port`` in the system services database, if it has one."""
+def service_name(port: int, protocol: str = "tcp") -> str | None:
+    """The service name of ``port`` (``tcp`` or ``udp``) in the system services database, if it
+    has one."""
     try:
-        return socket.getservbyport(port, "tcp")
+        return socket.getservbyport(port, protocol)
     except OSError:
         return None
 
@@ -268,23 +297,31 @@ def _host_script(audit: Audit, index: int) -> ET.Element:
         )
         table = ET.SubElement(script, "table", key="violations")
         for violation, row_data in zip(verdict.violations, entry["violations"], strict=True):
-            row = ET.SubElement(table, "table")
-            for key in ("port", "expected", "actual", "reason"):
-                _elem(row, key, str(row_data[key]))
+            _row(table, row_data, ("port", "protocol", "expected", "actual", "reason"))
             lines.append(f"  {violation_text(violation)} ({violation.reason})")
+        if verdict.unconfirmed:
+            table = ET.SubElement(script, "table", key="unconfirmed")
+            for item, row_data in zip(verdict.unconfirmed, entry["unconfirmed"], strict=True):
+                _row(table, row_data, ("port", "protocol", "expected", "actual", "reason"))
+                lines.append(f"  unconfirmed: {unconfirmed_text(item)}")
+    host = audit.report.hosts[index]
+    host_drift = audit.drift.for_host(host.name, host.address) if audit.drift else None
     if "drift" in entry:
         changes = entry["drift"]
+        opened = label_ports(host_drift.opened) if host_drift else ""
+        closed = label_ports(host_drift.closed) if host_drift else ""
         table = ET.SubElement(script, "table", key="drift")
-        _elem(table, "opened", format_ports(changes["opened"]))
-        _elem(table, "closed", format_ports(changes["closed"]))
+        _elem(table, "opened", opened)
+        _elem(table, "closed", closed)
         changed = ET.SubElement(table, "table", key="changed")
         for change in changes["changed"]:
-            row = ET.SubElement(changed, "table")
-            for key in ("port", "before", "after"):
-                _elem(row, key, str(change[key]))
-        parts = [f"opened {format_ports(changes['opened'])}"] if changes["opened"] else []
-        parts += [f"closed {format_ports(changes['closed'])}"] if changes["closed"] else []
-        parts += [f"{c['port']} {c['before']}->{c['after']}" for c in changes["changed"]]
+            _row(changed, change, ("port", "protocol", "before", "after"))
+        parts = [f"opened {opened}"] if opened else []
+        parts += [f"closed {closed}"] if closed else []
+        parts += [
+            change_text(c).removeprefix("port ").replace(" -> ", "->")
+            for c in (host_drift.changed if host_drift else ())
+        ]
         lines.append("drift: " + ("; ".join(parts) or "none"))
     script.set("output", "\n".join(lines))
     return script
@@ -327,15 +364,22 @@ def _run_script(audit: Audit) -> ET.Element:
         _elem(table, "rounds", str(wait["rounds"]))
         unmet = ET.SubElement(table, "table", key="unmet")
         for item in wait["unmet"]:
-            row = ET.SubElement(unmet, "table")
-            for key in ("host", "port", "expected", "actual"):
-                _elem(row, key, "" if item[key] is None else str(item[key]))
+            _row(unmet, item, ("host", "port", "protocol", "expected", "actual"))
         lines.append(
             f"wait: {'converged' if wait['converged'] else 'NOT converged'} in "
             f"{wait['elapsed']} s, rounds: {wait['rounds']}, unmet: {len(wait['unmet'])}"
         )
     script.set("output", "\n".join(lines))
     return script
+
+
+def _row(parent: ET.Element, data: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """A ``<table>`` of ``data``'s ``keys`` (a missing key is left out: ``protocol`` is given
+    for UDP ports only; None is written empty)."""
+    row = ET.SubElement(parent, "table")
+    for key in keys:
+        if key in data:
+            _elem(row, key, "" if data[key] is None else str(data[key]))
 
 
 def _elem(parent: ET.Element, key: str | None, text: str) -> None:

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nornir_portscan.audit.gates import Audit
+from nornir_portscan.audit.policy import port_text
 from nornir_portscan.models import ScanReport
-from nornir_portscan.ports import format_ports
-from nornir_portscan.reports.data import host_entry, report_to_dict
+from nornir_portscan.ports import UDP, label_ports
+from nornir_portscan.reports.data import entry_ports, host_entry, report_to_dict
 
 __all__ = [
     "audit_to_html",
@@ -97,6 +98,18 @@ def _view(audit: Audit) -> _View:
     sections = [_Section("Hosts", hosts, "violation", "No hosts.", always=True)]
     if violations is not None:
         sections.append(_Section("Violations", violations, "violation", "No violations."))
+    unconfirmed = _unconfirmed_table(audit)
+    if unconfirmed is not None:
+        sections.append(
+            _Section(
+                "Unconfirmed",
+                unconfirmed,
+                "drift",
+                "",
+                "UDP ports outside allowed_open that never answered (open|filtered): maybe "
+                "open, not proven; not counted as violations.",
+            )
+        )
     if drift is not None:
         sections.append(_Section("Drift", drift, "drift", "No drift.", drift_note))
     unmet = _unmet_table(data)
@@ -158,8 +171,13 @@ def _summary(data: dict[str, Any]) -> list[tuple[str, str, bool]]:
         ]
     wait = data.get("wait")
     summary.append(("Wait", _wait_text(wait), wait is not None and not wait["converged"]))
+    silent = (
+        f"{counts['open_filtered_ports']} open|filtered, "
+        if "open_filtered_ports" in counts
+        else ""
+    )
     ports = (
-        f"{counts['open_ports']} open, {counts['filtered_ports']} filtered, "
+        f"{counts['open_ports']} open, {counts['filtered_ports']} filtered, {silent}"
         f"{counts['closed_ports']} closed, {counts['error_ports']} with errors"
     )
     summary.append(("Ports", ports, False))
@@ -177,19 +195,27 @@ def _host_tables(audit: Audit, data: dict[str, Any]) -> tuple[_Table, _Table | N
     def entries() -> Iterator[dict[str, Any]]:
         return (host_entry(audit, index) for index in range(count))
 
+    udp = "open_filtered_ports" in data["summary"]  # some UDP port never answered
+
     def host_rows() -> Iterator[tuple[Row, bool]]:
         for entry in entries():
             status = entry["status"] + (f" ({entry['error']})" if entry["error"] else "")
-            if entry["error_ports"]:
-                status += f"; errors on {format_ports(entry['error_ports'])}"
+            errors = entry_ports(entry, "error_ports")
+            if errors:
+                status += f"; errors on {label_ports(errors)}"
+            if entry.get("rate_limited"):
+                status += "; its ICMP rate limit slowed the UDP scan"
             compliant = _COMPLIANT[entry["compliant"]] if "compliant" in entry else NONE
+            closed = entry["closed_count"] + entry.get("udp_closed_count", 0)
+            silent = [UDP + p for p in entry.get("udp_open_filtered_ports", ())]
             row = (
                 entry["name"],
                 entry["address"] or NONE,
                 status,
-                format_ports(entry["open_ports"]) or NONE,
-                format_ports(entry["filtered_ports"]) or NONE,
-                str(entry["closed_count"]),
+                label_ports(entry_ports(entry, "open_ports")) or NONE,
+                label_ports(entry_ports(entry, "filtered_ports")) or NONE,
+                *((label_ports(silent) or NONE,) if udp else ()),
+                str(closed),
                 compliant,
             )
             yield row, entry.get("compliant") is False
@@ -197,10 +223,11 @@ def _host_tables(audit: Audit, data: dict[str, Any]) -> tuple[_Table, _Table | N
     def violation_rows() -> Iterator[tuple[Row, bool]]:
         for entry in entries():
             for v in entry.get("violations", []):
-                yield (entry["name"], str(v["port"]), v["expected"], v["actual"], v["reason"]), True
+                yield (entry["name"], _port(v), v["expected"], v["actual"], v["reason"]), True
 
-    headers = ("Host", "Address", "Status", "Open", "Filtered", "Closed", "Compliant")
-    hosts = _Table(headers, 6, source=host_rows, count=count)
+    headers = ("Host", "Address", "Status", "Open", "Filtered",
+               *(("Open|filtered",) if udp else ()), "Closed", "Compliant")  # fmt: skip
+    hosts = _Table(headers, len(headers) - 1, source=host_rows, count=count)
     if "compliance" not in data:
         return hosts, None
     found = data["compliance"]["violations"]
@@ -208,6 +235,30 @@ def _host_tables(audit: Audit, data: dict[str, Any]) -> tuple[_Table, _Table | N
         ("Host", "Port", "Expected", "Actual", "Reason"), 3, source=violation_rows, count=found
     )
     return hosts, violations
+
+
+def _key(item: Mapping[str, Any]) -> int:
+    """The port key of a JSON entry with a ``port`` (and a ``protocol`` for UDP)."""
+    return int(item["port"]) + (UDP if item.get("protocol") == "udp" else 0)
+
+
+def _port(item: Mapping[str, Any]) -> str:
+    """The ``port`` of a JSON entry as it reads: ``22``, ``53/udp``, or an empty cell."""
+    if item["port"] is None:
+        return NONE
+    return f"{item['port']}/udp" if item.get("protocol") == "udp" else str(item["port"])
+
+
+def _unconfirmed_table(audit: Audit) -> _Table | None:
+    rows: list[Row] = [
+        (v.name, port_text(u.port), u.expected, u.actual, u.reason)
+        for v in audit.verdicts
+        if v is not None
+        for u in v.unconfirmed
+    ]
+    if not rows:
+        return None
+    return _Table(("Host", "Port", "Expected", "Actual", "Reason"), 3, rows, set(range(len(rows))))
 
 
 def _drift_table(audit: Audit, data: dict[str, Any]) -> tuple[_Table | None, str]:
@@ -227,7 +278,7 @@ def _drift_table(audit: Audit, data: dict[str, Any]) -> tuple[_Table | None, str
                     host.name,
                     host.address or NONE,
                     kind,
-                    str(change.port),
+                    port_text(change.port),
                     change.before,
                     change.after,
                 )
@@ -245,8 +296,7 @@ def _unmet_table(data: dict[str, Any]) -> _Table | None:
         return None
     table = _Table(("Host", "Port", "Expected", "Actual"), 3)
     for item in data["wait"]["unmet"]:
-        port = NONE if item["port"] is None else str(item["port"])
-        table.rows.append((item["host"], port, item["expected"], item["actual"]))
+        table.rows.append((item["host"], _port(item), item["expected"], item["actual"]))
     table.marked.update(range(len(table.rows)))
     return table
 
@@ -292,7 +342,7 @@ def _merged_view(data: Mapping[str, Any]) -> _View:
     sections.append(_Section("Hosts", _merged_hosts(data), "violation", "No hosts.", always=True))
     if "compliance" in data:  # the hosts were judged (the Ansible merge judges them)
         broken = [
-            (f"{h['name']} from {h['vantage'] or NONE}", str(v["port"]), v["expected"], v["actual"])
+            (f"{h['name']} from {h['vantage'] or NONE}", _port(v), v["expected"], v["actual"])
             for h in data["hosts"]
             for v in h.get("violations", [])
         ]
@@ -306,7 +356,7 @@ def _merged_view(data: Mapping[str, Any]) -> _View:
             (
                 c["name"],
                 c["vantage"] or NONE,
-                str(c["port"]),
+                _port(c),
                 ", ".join(f"{a['state']} by {a['scanner']}" for a in c["answers"]),
             )
             for c in data["conflicts"]
@@ -349,8 +399,10 @@ def _merged_summary(data: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
             _count("Not judged (error)", compliance["error"]),
             _count("Violations", compliance["violations"]),
         ]
+    silent = counts.get("open_filtered_ports")
+    silent = "" if silent is None else f"{silent} open|filtered, "
     ports = (
-        f"{counts['open_ports']} open, {counts['filtered_ports']} filtered, "
+        f"{counts['open_ports']} open, {counts['filtered_ports']} filtered, {silent}"
         f"{counts['closed_ports']} closed, {counts['error_ports']} with no answer"
     )
     summary += [("Ports", ports, False), ("Probes", str(counts["probes_sent"]), False)]
@@ -363,21 +415,25 @@ _CELL_COUNTS = ("open", "closed", "filtered", "error", "conflict")
 def _matrix_table(data: Mapping[str, Any]) -> _Table:
     """A row per vantage, group and what its cells say, with the ports that say it: exact,
     and short for a thousand ports that are all closed."""
+    udp = any(cell.get("protocol") == "udp" for cell in data["matrix"]["cells"])
+    counted = (*_CELL_COUNTS, "open_filtered") if udp else _CELL_COUNTS
     headers = ("Vantage", "Group", "Ports", "Verdict", "Open", "Closed", "Filtered", "Error",
-               "Conflict", "Expectations")  # fmt: skip
+               "Conflict", *(("Open|filtered",) if udp else ()), "Expectations")  # fmt: skip
     table = _Table(headers, 3)
-    # in cell order: by vantage, group, first port; each row its runs of ports
+    # in cell order: by vantage, group, first port; each row its runs of ports (port keys)
     rows: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
     for cell in data["matrix"]["cells"]:
-        said = (cell["verdict"], *(cell[k] for k in _CELL_COUNTS))
+        said = (cell["verdict"], *(cell.get(k, 0) for k in counted))
         judged = (cell["passed"], cell["failed"], cell["unjudged"])
         runs = rows.setdefault((cell["vantage"], cell["group"], *said, *judged), [])
-        if runs and runs[-1][1] + 1 == cell["first"]:
-            runs[-1] = (runs[-1][0], cell["last"])
+        base = UDP if cell.get("protocol") == "udp" else 0
+        first, last = base + cell["first"], base + cell["last"]
+        if runs and runs[-1][1] + 1 == first:
+            runs[-1] = (runs[-1][0], last)
         else:
-            runs.append((cell["first"], cell["last"]))
+            runs.append((first, last))
     for (vantage, group, verdict, *counts, passed, failed, unjudged), found in rows.items():
-        ports = ",".join(str(a) if a == b else f"{a}-{b}" for a, b in found)
+        ports = _runs_text(found)
         expected = ", ".join(
             f"{n} {word}"
             for n, word in ((passed, "pass"), (failed, "FAIL"), (unjudged, "not judged"))
@@ -390,6 +446,15 @@ def _matrix_table(data: Mapping[str, Any]) -> _Table:
     return table
 
 
+def _runs_text(runs: Sequence[tuple[int, int]]) -> str:
+    """Sorted runs of port keys as a table shows them: ``22,80-90,53/udp``."""
+    return ",".join(
+        (str(first % UDP) if first == last else f"{first % UDP}-{last % UDP}")
+        + ("/udp" if first > UDP else "")
+        for first, last in runs
+    )
+
+
 def _merged_drift(drift: Mapping[str, Any]) -> _Section:
     table = _Table(("Host", "Vantage", "Change", "Port", "Before", "After", "Unexpected"), 2)
     for host in drift["hosts"]:
@@ -399,13 +464,15 @@ def _merged_drift(drift: Mapping[str, Any]) -> _Section:
             else (f"{host['name']} ({host['address']})")
         )
         changes = [
-            *(("opened", p, "not open", "open") for p in host["opened"]),
-            *(("closed", p, "open", "not open") for p in host["closed"]),
-            *(("changed", c["port"], c["before"], c["after"]) for c in host["changed"]),
+            *(("opened", p, "not open", "open") for p in entry_ports(host, "opened")),
+            *(("closed", p, "open", "not open") for p in entry_ports(host, "closed")),
+            *(("changed", _key(c), c["before"], c["after"]) for c in host["changed"]),
         ]
+        surprising = set(entry_ports(host, "unexpected"))
         for kind, port, before, after in sorted(changes, key=lambda c: c[1]):
-            unexpected = "yes" if port in host["unexpected"] else "no"
-            row = (label, host["vantage"] or NONE, kind, str(port), before, after, unexpected)
+            unexpected = "yes" if port in surprising else "no"
+            row = (label, host["vantage"] or NONE, kind, port_text(port), before, after,
+                   unexpected)  # fmt: skip
             table.rows.append(row)
     for item in drift.get("unchecked", []):
         table.rows.extend(
@@ -413,19 +480,19 @@ def _merged_drift(drift: Mapping[str, Any]) -> _Section:
                 item["name"],
                 item["vantage"] or NONE,
                 "no re-check answer",
-                str(port),
+                port_text(port),
                 NONE,
                 NONE,
                 NONE,
             )
-            for port in item["ports"]
+            for port in entry_ports(item, "ports")
         )
     differing = len(table.rows)
     for kind in ("appeared", "disappeared"):
         table.rows.extend((label, NONE, kind, NONE, NONE, NONE, NONE) for label in drift[kind])
     table.marked.update(range(len(table.rows)))
     if drift.get("confirming"):
-        unchecked = sum(len(u["ports"]) for u in drift["unchecked"])
+        unchecked = sum(len(entry_ports(u, "ports")) for u in drift["unchecked"])
         note = (
             f"Re-checked {drift['rechecked']} differing ports, each from its own vantage; "
             f"{drift['confirmed']} confirmed"
@@ -453,24 +520,30 @@ def _portless_section(data: Mapping[str, Any]) -> _Section:
 
 
 def _merged_hosts(data: Mapping[str, Any]) -> _Table:
-    headers = ("Host", "Address", "Vantage", "Status", "Open", "Filtered", "Closed",
-               "Scanners", "Passed")  # fmt: skip
-    table = _Table(headers, 8)
+    udp = "open_filtered_ports" in data["summary"]  # some UDP port never answered
+    headers = ("Host", "Address", "Vantage", "Status", "Open", "Filtered",
+               *(("Open|filtered",) if udp else ()), "Closed", "Scanners", "Passed")  # fmt: skip
+    table = _Table(headers, len(headers) - 1)
     for host in data["hosts"]:
         status = host["status"] + (f" ({host['error']})" if host["error"] else "")
-        if host["error_ports"]:
-            status += f"; no answer on {format_ports(host['error_ports'])}"
+        errors = entry_ports(host, "error_ports")
+        if errors:
+            status += f"; no answer on {label_ports(errors)}"
         if host["unscanned_ports"]:
             status += f"; unscanned {host['unscanned_ports']}"
+        if host.get("rate_limited"):
+            status += "; its ICMP rate limit slowed the UDP scan"
+        silent = [UDP + p for p in host.get("udp_open_filtered_ports", ())]
         table.rows.append(
             (
                 host["name"],
                 host["address"] or NONE,
                 host["vantage"] or NONE,
                 status,
-                format_ports(host["open_ports"]) or NONE,
-                format_ports(host["filtered_ports"]) or NONE,
-                str(host["closed_count"]),
+                label_ports(entry_ports(host, "open_ports")) or NONE,
+                label_ports(entry_ports(host, "filtered_ports")) or NONE,
+                *((label_ports(silent) or NONE,) if udp else ()),
+                str(host["closed_count"] + host.get("udp_closed_count", 0)),
                 ", ".join(host["scanners"]),
                 "yes" if host["passed"] else "no",
             )
@@ -537,7 +610,7 @@ def _md(text: str) -> str:
 
 
 def _md_table(table: _Table) -> Iterator[str]:
-    yield "| " + " | ".join(table.headers) + " |"
+    yield "| " + " | ".join(_md(header) for header in table.headers) + " |"
     yield "|" + "|".join("---" for _ in table.headers) + "|"
     for row, marked in table.items():
         cells = [_md(cell) for cell in row]

@@ -87,6 +87,7 @@ def port_twice(data: dict[str, Any]) -> None:
 
 WEB1 = "baseline '{path}': host 1 ('web1')"
 PORT2 = f"{WEB1} port entry 2"
+STATES = "open, closed, filtered, open|filtered or error"
 
 
 @pytest.mark.parametrize(
@@ -110,9 +111,9 @@ PORT2 = f"{WEB1} port entry 2"
         (setting("hosts", 0, "ports", 1, "state", delete=True),
          f"{PORT2}: 'state' is missing; {SAVE}"),
         (setting("hosts", 0, "ports", 1, "state", value="up"),
-         f"{PORT2}: 'state' must be open, closed, filtered, open|filtered or error, not 'up'; {SAVE}"),
+         f"{PORT2}: 'state' must be {STATES}, not 'up'; {SAVE}"),
         (setting("hosts", 0, "ports", 1, "state", value=None),
-         f"{PORT2}: 'state' must be open, closed, filtered, open|filtered or error, not null; {SAVE}"),
+         f"{PORT2}: 'state' must be {STATES}, not null; {SAVE}"),
         (setting("hosts", 0, "ports", value=[5]),
          f"{WEB1} port entry 1 must be an object with 'port' and 'state', not 5; {SAVE}"),
         (port_twice,

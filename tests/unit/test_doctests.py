@@ -8,9 +8,13 @@ import pytest
 
 import nornir_portscan
 
-# The worker imports gevent, which never enters a process that is not a worker; __main__
-# runs the command line.
-NOT_HERE = {"nornir_portscan.engine.worker", "nornir_portscan.__main__"}
+# The worker and its UDP prober import gevent, which never enters a process that is not a
+# worker (a later test checks this process); __main__ runs the command line.
+NOT_HERE = {
+    "nornir_portscan.engine.worker",
+    "nornir_portscan.engine.udp",
+    "nornir_portscan.__main__",
+}
 MODULES = sorted(
     info.name
     for info in pkgutil.walk_packages(nornir_portscan.__path__, "nornir_portscan.")
