@@ -88,7 +88,8 @@ def report_mismatches(
     reasons: bool = True,
 ) -> list[str]:
     """Every way a ``portscan`` JSON report differs from the truth: hosts, status, the scanned
-    ports, each listed port's state and reason, ``closed_count`` for the rest, errors.
+    ports, each listed port's state and reason, ``closed_count`` (``udp_closed_count``) for
+    the rest, errors.
 
     ``partial``: every host must have timed out; then only what it reports as scanned counts.
     ``reasons=False`` compares states only."""
@@ -119,11 +120,13 @@ def report_mismatches(
                 problems.append(
                     f"{address}:{_name(port)} {got[0]}/{got[1]}, expected {want[0]}/{want[1]}"
                 )
-        unlisted = len(scanned - set(listed))
-        if host["closed_count"] != unlisted:
-            problems.append(f"{address}: closed_count {host['closed_count']}, expected {unlisted}")
-        if host["error_ports"]:
-            problems.append(f"{address}: error ports {host['error_ports'][:5]}")
+        for protocol, count in (("tcp", "closed_count"), ("udp", "udp_closed_count")):
+            unlisted = sum(port_protocol(p) == protocol for p in scanned - set(listed))
+            if host.get(count, 0) != unlisted:
+                problems.append(f"{address}: {count} {host.get(count, 0)}, expected {unlisted}")
+        for errors in ("error_ports", "udp_error_ports"):
+            if host.get(errors):
+                problems.append(f"{address}: {errors} {host[errors][:5]}")
     return problems
 
 

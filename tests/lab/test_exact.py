@@ -31,7 +31,8 @@ XML = """<?xml version="1.0"?>
 
 def _report(ports: list[dict[str, object]], closed: int) -> dict[str, object]:
     host = {"address": HOST, "status": "up", "scanned_ports": PORTS, "ports": ports,
-            "closed_count": closed, "error_ports": []}  # fmt: skip
+            "closed_count": 0, "udp_closed_count": closed, "error_ports": [],
+            "udp_error_ports": []}  # fmt: skip
     return {"hosts": [host]}
 
 
