@@ -442,7 +442,9 @@ class _Run:
             hosts=hosts,
             options=self.options,
             started=self.started,
-            finished=time.time(),
+            # the start's wall clock plus the monotonic time since: a clock step (NTP) during
+            # the scan changes neither the duration nor the rate
+            finished=self.started + (time.monotonic() - self.started_mono),
             probes_sent=self.probes_sent,
             warnings=tuple(self.warnings),
             interrupted=interrupted,
