@@ -478,7 +478,7 @@ class _Run:
             error = (
                 f"{len(unscanned)} of {len(wanted)} ports not scanned"
                 if status is HostStatus.INTERRUPTED
-                else "interrupted before this host was scanned"
+                else "interrupted before any result of this host came in"
             )
         elif timed_out:
             status = HostStatus.TIMED_OUT
