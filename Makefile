@@ -9,8 +9,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # nmap, ndiff, libxml2-utils (xmllint): reference tools of the benchmarks and the XML report
 # checks; iproute2, nftables, iptables: the test network (namespaces, firewall rules, NFQUEUE
-# latency); util-linux: prlimit for the low-ulimit test; chromium: renders the HTML report.
-APT_PACKAGES := nmap ndiff libxml2-utils iproute2 nftables iptables util-linux procps chromium
+# latency); util-linux: prlimit for the low-ulimit test; chromium: renders the HTML report;
+# dnsmasq-base, snmpd, chrony: the UDP lab's services (DNS, SNMP, NTP).
+APT_PACKAGES := nmap ndiff libxml2-utils iproute2 nftables iptables util-linux procps chromium \
+	dnsmasq-base snmpd chrony
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.ansible/collections
 export ANSIBLE_HOME := $(CURDIR)/.ansible
 

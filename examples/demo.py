@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,6 +27,9 @@ DEMO_HOSTS = {
     "db1": ("127.0.0.13", [2222, 15432]),
 }
 DEMO_PORTS = "2222,8080,8443,15432,9000-9010"
+# a UDP service on web1 that answers every datagram (open); 15354 has none (closed)
+DEMO_UDP = ("127.0.0.11", 15353)
+DEMO_UDP_PORTS = "15353,15354"
 
 
 def start_demo_target() -> Listeners:
@@ -36,6 +41,23 @@ def start_demo_target() -> Listeners:
     return listeners
 
 
+def start_udp_echo() -> socket.socket:
+    """A UDP service on ``DEMO_UDP`` that echoes every datagram, until its socket is closed."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(DEMO_UDP)
+
+    def serve() -> None:
+        while True:
+            try:
+                data, peer = sock.recvfrom(2048)
+                sock.sendto(data or b"\0", peer)
+            except OSError:  # closed
+                return
+
+    threading.Thread(target=serve, daemon=True).start()
+    return sock
+
+
 def step(title: str, cmd: list[str]) -> int:
     print(f"\n=== {title}\n$ {' '.join(cmd)}", flush=True)
     return subprocess.run(cmd, cwd=REPO, env=os.environ).returncode
@@ -43,6 +65,7 @@ def step(title: str, cmd: list[str]) -> int:
 
 def main() -> int:
     listeners = start_demo_target()
+    udp = start_udp_echo()
     bindir = Path(sys.executable).parent
     failures = 0
     try:
@@ -54,6 +77,20 @@ def main() -> int:
             step(
                 "the portscan command line",
                 [str(bindir / "portscan"), "-p", DEMO_PORTS, "127.0.0.11-13", "--no-progress"],
+            )
+            != 0
+        )
+        failures += (
+            step(
+                "UDP through the command line (-sU: the ports are UDP)",
+                [
+                    str(bindir / "portscan"),
+                    "-sU",
+                    "-p",
+                    DEMO_UDP_PORTS,
+                    DEMO_UDP[0],
+                    "--no-progress",
+                ],
             )
             != 0
         )
@@ -85,6 +122,7 @@ def main() -> int:
             )
     finally:
         listeners.close()
+        udp.close()
     print("\ndemo finished" + (f" with {failures} failing step(s)" if failures else ""))
     return 1 if failures else 0
 

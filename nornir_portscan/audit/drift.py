@@ -17,6 +17,7 @@ not a port that closed: the port no longer answers, which proves nothing closed,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import json
@@ -27,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nornir_portscan.addresses import canonical_address
 from nornir_portscan.audit.policy import Policy, port_text
 from nornir_portscan.errors import InputError
 from nornir_portscan.inputfile import read_text, show
@@ -247,7 +249,17 @@ def _check_host(entry: Any, where: str) -> SeenKey:
                 f"{_SAVE_ONE}"
             )
         seen[key] = number
-    return name, address, vantage
+    return _canonical(entry, "name"), _canonical(entry, "address"), vantage
+
+
+def _canonical(entry: dict[str, Any], key: str) -> Any:
+    """``entry[key]`` in the canonical spelling if it is an address (made so in ``entry``):
+    another spelling (mapped, upper case, uncompressed) is the same host."""
+    value = entry[key]
+    if _is_address(value):
+        with contextlib.suppress(ValueError):  # a zone with no interface here: as it is
+            entry[key] = value = canonical_address(value)
+    return value
 
 
 def _required(entry: dict[str, Any], key: str, where: str) -> Any:

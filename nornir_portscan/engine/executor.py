@@ -67,6 +67,7 @@ _MIN_CHUNK = 256
 _PROGRESS_EVERY = 0.1
 _TICK = 0.2  # the longest the loop waits: stall checks, progress, Ctrl-C
 _UNIT_TRIES = 2
+_READ_SIZE = 1 << 16  # a pipe's capacity; a 1 MiB buffer cost an mmap and munmap per read
 # A UDP unit can wait this much longer than a TCP one between finished ports: a rate-limited
 # host's gap grows to 32 s, a worker-wide round waits up to 30 s (engine/udp.py).
 _UDP_STALL_EXTRA = 2 * 32 + 30
@@ -351,6 +352,7 @@ class _Run:
         self.request = request
         self.options = request.options
         self.tallies = [_HostTally() for _ in request.targets]
+        self.cpus = self.options.processes or _cpu_count()  # once: a syscall, 2 per target
         # id(ports tuple) -> (that tuple, its keys in scan order, how many are TCP)
         self._layouts: dict[int, tuple[tuple[int, ...], tuple[int, ...], int]] = {}
         self.retry: deque[_Work] = deque()
@@ -386,8 +388,7 @@ class _Run:
         return found[1], found[2]
 
     def chunk_size(self, tcp_ports: int) -> int:
-        cpus = self.options.processes or _cpu_count()
-        wanted = math.ceil(tcp_ports / (cpus * 4))
+        wanted = math.ceil(tcp_ports / (self.cpus * 4))
         return max(_MIN_CHUNK, min(_MAX_CHUNK, wanted))
 
     def unit_count(self) -> int:
@@ -441,7 +442,9 @@ class _Run:
             hosts=hosts,
             options=self.options,
             started=self.started,
-            finished=time.time(),
+            # the start's wall clock plus the monotonic time since: a clock step (NTP) during
+            # the scan changes neither the duration nor the rate
+            finished=self.started + (time.monotonic() - self.started_mono),
             probes_sent=self.probes_sent,
             warnings=tuple(self.warnings),
             interrupted=interrupted,
@@ -475,7 +478,7 @@ class _Run:
             error = (
                 f"{len(unscanned)} of {len(wanted)} ports not scanned"
                 if status is HostStatus.INTERRUPTED
-                else "interrupted before this host was scanned"
+                else "interrupted before any result of this host came in"
             )
         elif timed_out:
             status = HostStatus.TIMED_OUT
@@ -662,7 +665,7 @@ class _Lane:
 
     def _read(self, worker: _Worker) -> None:
         try:
-            data = os.read(worker.stdout, 1 << 20)
+            data = os.read(worker.stdout, _READ_SIZE)
         except BlockingIOError:
             return
         except OSError:

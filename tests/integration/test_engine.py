@@ -418,3 +418,16 @@ def test_open_ports_leave_no_time_wait_on_either_side(listeners):
         if state == "06" and f"{port:04X}" in (local.split(":")[1], remote.split(":")[1]):
             time_wait += 1
     assert time_wait == 0
+
+
+def test_a_clock_step_during_the_scan_changes_neither_duration_nor_rate(monkeypatch):
+    """NTP stepping the wall clock an hour ahead while a scan runs: the report's duration is
+    the scan's (it said an hour and a rate near 0/s)."""
+    real = time.time
+    calls = itertools.count()
+    # the first reading (the start) is true, every later one an hour ahead
+    monkeypatch.setattr(time, "time", lambda: real() + (3600.0 if next(calls) else 0.0))
+    report = scan(build_request(["127.0.0.1"], [closed_port()]))
+    monkeypatch.undo()
+    assert report.duration < 60
+    assert report.rate > 0.01

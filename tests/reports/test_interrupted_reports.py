@@ -67,7 +67,7 @@ def test_hosts_not_scanned_or_partly_scanned_have_statuses_of_their_own(interrup
     assert (h1.scanned, h1.unscanned, h1.error) == (
         (),
         PORTS,
-        "interrupted before this host was scanned",
+        "interrupted before any result of this host came in",
     )
     assert h2.unscanned == (1, 2, 3)
 
@@ -91,7 +91,7 @@ def test_the_host_entry_says_what_was_not_scanned_and_judges_only_what_was(inter
         )
         assert (entry["scanned_ports"], entry["open_ports"], entry["closed_count"]) == ("", [], 0)
         assert entry["passed"] is False
-        assert "not-scanned: interrupted before this host was scanned" in entry["failure"]
+        assert "not-scanned: interrupted before any result of this host came in" in entry["failure"]
     assert h1["compliant"] is None  # neither compliant nor not: nothing was asked of h1
     assert h1["violations"] == []
 
@@ -108,7 +108,7 @@ def test_the_table_shows_the_statuses_and_the_counts(interrupted):
     table = render_table(interrupted)
     rows = {line.split()[0]: line for line in table.splitlines()[1:4]}
     assert "interrupted (488 of 1000 ports not scanned)" in rows["h0"]
-    assert "not-scanned (interrupted before this host was scanned)" in rows["h1"]
+    assert "not-scanned (interrupted before any result of this host came in)" in rows["h1"]
     assert "1 partly scanned, 2 not scanned" in table
     assert "no-response" not in table
 
@@ -118,7 +118,8 @@ def test_xml_calls_no_host_down(interrupted, tmp_path):
     hosts = ET.fromstring(text.split("\n", 3)[3]).findall("host")
     states = [(h.find("status").get("state"), h.find("status").get("reason")) for h in hosts]
     assert states == [("up", "syn-ack"), ("unknown", "not-scanned"), ("unknown", "not-scanned")]
-    assert [h.get("comment") for h in hosts][1] == "interrupted before this host was scanned"
+    comment = [h.get("comment") for h in hosts][1]
+    assert comment == "interrupted before any result of this host came in"
     path = tmp_path / "r.xml"
     path.write_text(text)
     assert xmllint_errors(path) == ""

@@ -354,3 +354,21 @@ def test_changes_the_policy_explains_are_expected(policy, unexpected):
         changed=(PortChange(8080, "closed", "filtered"),),
     )  # fmt: skip
     assert unexpected_changes(changed, parse_policy(policy) if policy else None) == unexpected
+
+
+def test_a_baseline_address_in_another_spelling_is_the_same_host(tmp_path):
+    """A hand-made or converted baseline may spell an address as a mapped, upper-case or
+    uncompressed one: the host is the one scanned now, not one gone and one new."""
+    saved = report_to_dict(
+        report(host("web1", "127.0.0.11", {22: OPEN}), host("::1", "::1", {22: OPEN}))
+    )
+    saved["hosts"][0]["address"] = "::ffff:127.0.0.11"
+    saved["hosts"][1]["address"] = "0:0:0:0:0:0:0:1"
+    saved["hosts"][1]["name"] = "0:0:0:0:0:0:0:1"
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps(saved))
+    now = report(host("web1", "127.0.0.11", {22: CLOSED}), host("::1", "::1", {22: OPEN}))
+    drift = compare(load_baseline(path), now)
+    assert drift.appeared == ()
+    assert drift.disappeared == ()
+    assert drift.hosts == (HostDrift("web1", "127.0.0.11", closed=(22,)),)
