@@ -29,7 +29,9 @@ description:
     the merged report.
 options:
   plan:
-    description: The registered result of M(nornir_portscan.portscan.portscan_plan), whole.
+    description: The registered result of M(nornir_portscan.portscan.portscan_plan), whole
+      (its C(protocol) says what a port without C(T:) or C(U:) is in the targets'
+      expectations; C(tcp) when it has none).
     type: dict
     required: true
   results_var:
