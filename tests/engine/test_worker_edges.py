@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent(
     from gevent import sleep, spawn_later
     from gevent.event import Event
     from nornir_portscan.engine.protocol import Unit, UnitDone, WorkerConfig
-    from nornir_portscan.engine.worker import Prober
+    from nornir_portscan.engine.prober import Prober
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent(
     f"""
     from gevent.event import Event
     from nornir_portscan.engine.protocol import Unit, UnitDone, WorkerConfig
-    from nornir_portscan.engine.worker import Prober
+    from nornir_portscan.engine.prober import Prober
 
     config = WorkerConfig(concurrency=200, rate=None, host_concurrency=None, min_timeout=0.1,
                           max_timeout=1.0, adaptive=True, retries=1, include_closed=False)

@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent(
     """
     import json, socket
     from nornir_portscan.engine.protocol import Unit, UnitDone, WorkerConfig
-    from nornir_portscan.engine.worker import Prober
+    from nornir_portscan.engine.prober import Prober
 
     # A loopback listener that never accepts, its queue full: the next SYN is dropped and
     # the probe's connect stays in flight (SYN_SENT), without any traffic off the machine.

@@ -29,8 +29,8 @@ import time
 from gevent import get_hub, sleep
 from gevent.event import Event
 
+from nornir_portscan.engine.prober import Prober
 from nornir_portscan.engine.protocol import Unit, UnitDone, WorkerConfig
-from nornir_portscan.engine.worker import Prober
 
 DEFAULTS = {
     "concurrency": 50,

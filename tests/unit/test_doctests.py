@@ -8,10 +8,11 @@ import pytest
 
 import nornir_portscan
 
-# The worker and its UDP prober import gevent, which never enters a process that is not a
+# The worker and its probers import gevent, which never enters a process that is not a
 # worker (a later test checks this process); __main__ runs the command line.
 NOT_HERE = {
     "nornir_portscan.engine.worker",
+    "nornir_portscan.engine.prober",
     "nornir_portscan.engine.udp",
     "nornir_portscan.__main__",
 }
