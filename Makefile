@@ -7,18 +7,20 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+COMPILED := $(VENV)/.compiled
 # nmap, ndiff, libxml2-utils (xmllint): reference tools of the benchmarks and the XML report
 # checks; iproute2, nftables, iptables: the test network (namespaces, firewall rules, NFQUEUE
 # latency); util-linux: prlimit for the low-ulimit test; chromium: renders the HTML report;
-# dnsmasq-base, snmpd, chrony: the UDP lab's services (DNS, SNMP, NTP).
+# dnsmasq-base, snmpd, chrony: the UDP lab's services (DNS, SNMP, NTP); gcc: mypyc's build of
+# the probe loop (setup.py).
 APT_PACKAGES := nmap ndiff libxml2-utils iproute2 nftables iptables util-linux procps chromium \
-	dnsmasq-base snmpd chrony
+	dnsmasq-base snmpd chrony gcc
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.ansible/collections
 export ANSIBLE_HOME := $(CURDIR)/.ansible
 
 .PHONY: setup system-deps demo test lint sanity bench clean
 
-setup: system-deps $(STAMP) $(ANSIBLE_COLLECTIONS_PATH)/ansible_collections/nornir_portscan/portscan
+setup: system-deps $(STAMP) $(COMPILED) $(ANSIBLE_COLLECTIONS_PATH)/ansible_collections/nornir_portscan/portscan
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -33,6 +35,14 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# The probe loop compiled in place with mypyc (setup.py), again whenever its sources or what
+# they import change: a compiled module is never older than the code beside it.
+$(COMPILED): $(STAMP) setup.py $(addprefix nornir_portscan/,engine/prober.py engine/schedule.py \
+		engine/timing.py engine/udp.py engine/udp_pacing.py engine/udp_payloads.py engine/protocol.py \
+		engine/errqueue.py classify.py states.py)
+	$(PY) setup.py -q build_ext --inplace --force
 	touch $@
 
 # The repo root is the collection: resolve it from the working tree, no install step.
@@ -65,3 +75,4 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .ansible .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
+	find . -name '*.so' -not -path './.venv/*' -delete

@@ -102,7 +102,7 @@ class Job:
         self.loopback = unit.address.startswith("127.") or unit.address == "::1"
         self.deadline = unit.deadline
         # (port, attempt, local failures so far)
-        self.pending: deque[tuple[int, int, int]] = deque((p, 1, 0) for p in ports)
+        self.pending: deque[tuple[int, int, int]] = deque([(p, 1, 0) for p in ports])
         self.outstanding = 0
         self.probes = 0
         self.closed = 0

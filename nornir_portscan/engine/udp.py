@@ -134,7 +134,7 @@ class _Job:
         self.host = host
         self.address = unit.address
         self.family = socket.AF_INET6 if ":" in unit.address else socket.AF_INET
-        self.fresh: deque[_Port] = deque(_Port(p) for p in unit.ports)  # first attempts
+        self.fresh: deque[_Port] = deque([_Port(p) for p in unit.ports])  # first attempts
         self.candidates: deque[_Port] = deque()  # silent so far, waiting for a round
         self.round: deque[_Port] = deque()  # the current round, not yet sent
         self.round_size: int | None = None
@@ -637,8 +637,8 @@ class UdpProber:
         ports = [*job.fresh, *job.round, *job.candidates]
         for queue in (self.suspects, self.verify_round):
             ports += [port for owner, port in queue if owner is job]
-        self.suspects = deque(item for item in self.suspects if item[0] is not job)
-        self.verify_round = deque(item for item in self.verify_round if item[0] is not job)
+        self.suspects = deque([item for item in self.suspects if item[0] is not job])
+        self.verify_round = deque([item for item in self.verify_round if item[0] is not job])
         job.suspects = 0
         job.fresh.clear()
         job.round.clear()
