@@ -42,6 +42,7 @@ $(STAMP): pyproject.toml
 $(COMPILED): $(STAMP) setup.py $(addprefix nornir_portscan/,engine/prober.py engine/schedule.py \
 		engine/timing.py engine/udp.py engine/udp_pacing.py engine/udp_payloads.py engine/protocol.py \
 		engine/errqueue.py classify.py states.py)
+	rm -f nornir_portscan__mypyc*.so nornir_portscan/engine/*.so  # new files: a running scan keeps the old
 	$(PY) setup.py -q build_ext --inplace --force
 	touch $@
 

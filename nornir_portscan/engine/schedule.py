@@ -2,7 +2,7 @@
 a silent port gets, and what each outcome means. Pure: the clock is injected and the socket side
 is a few callbacks, so unit tests drive it with a fake clock and fake outcomes.
 
-The socket side (``engine/worker.py``) owns the sockets and the loop. It hands the schedule its
+The socket side (``engine/prober.py``) owns the sockets and the loop. It hands the schedule its
 probe slots (``Probe`` or a subclass) and these callbacks:
 
 - ``start(probe) -> bool``: connect to ``probe.job.address`` port ``probe.port``, stamping
