@@ -251,7 +251,12 @@ class Prober:
         if err == 0:
             try:
                 self_connect = sock.getsockname()[:2] == sock.getpeername()[:2]
-            except OSError as exc:  # no peer: not connected, so no answer (never "open")
+            except OSError as exc:
+                late = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
+                if late in _ANSWERED_THEN_RESET:  # connected, then reset before we looked
+                    self._finish(slot, late)
+                    return
+                # no peer and no reset: not connected, so no answer (never "open")
                 self._discard(slot)
                 self.schedule.failed(slot, exc.errno or errno.ENOTCONN)
                 return

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from test_worker_adversarial import run_harness
 
 from nornir_portscan import HostStatus, PortState, build_job, build_request, run_job, scan
 
@@ -94,6 +95,29 @@ def test_a_service_that_resets_after_the_handshake_is_open(resetting):
         assert host.error_ports == []
         assert host.closed_count == len(RESET_PORTS) // 10
     assert report.probes_sent == len(RESET_HOSTS) * len(RESET_PORTS)
+
+
+def test_a_reset_that_lands_before_the_worker_looks_at_the_peer_is_open() -> None:
+    """The connect succeeded (the handshake is done: the port is open) and the service reset
+    the connection before the worker asked for its peer: open at the first probe, not a local
+    error retried until it is ``error ENOTCONN`` (seen once in 2,000 probes of the test above).
+    ``getpeername`` is made to wait for the reset, in a worker harness (gevent stays out of
+    here)."""
+    listeners = ResettingListeners()
+    try:
+        listeners.open("127.72.1.1", 7300, fin_first=False)
+        listeners.open("127.72.1.1", 7301, fin_first=True)
+    except OSError as exc:
+        listeners.close()
+        pytest.skip(f"cannot listen on the reset ports: {exc}")
+    listeners.thread.start()
+    try:
+        spec = {"units": [["127.72.1.1", [7300, 7301]]], "peer_after": 0.2, "limit": 20}
+        (unit,) = run_harness(None, spec)["units"]
+    finally:
+        listeners.close()
+    assert unit["ports"] == [[7300, "open", "syn-ack", 1], [7301, "open", "syn-ack", 1]]
+    assert unit["probes"] == 2
 
 
 def test_resets_under_load_stay_open_run_after_run(resetting):

@@ -9,7 +9,8 @@ optionally ``"config"`` (``WorkerConfig`` fields), ``"limit"`` (seconds for the 
 ``"stopped_for"`` seconds later), ``"then"`` (``{"run": [argv...], "units": [...]}``: once
 the units are done, these commands run and these units follow, on the same prober) and
 ``"nofile_extra"`` (once the prober exists, a descriptor
-table full but for this many). Output: ``{"units": [{"address", "ports": [[port,
+table full but for this many) and ``"peer_after"`` (seconds: every ``getpeername`` waits
+this long first, so that a peer's reset right after the handshake lands before it). Output: ``{"units": [{"address", "ports": [[port,
 state, reason, attempts]], "closed", "probes", "unscanned"}], "done": bool, "elapsed": seconds
 from the first unit to the last result}``.
 """
@@ -62,6 +63,14 @@ def main(spec: dict) -> None:
         listener.bind((address, port))
         listener.listen(1024)
         listening.append(listener)
+    if "peer_after" in spec:
+        getpeername = socket.socket.getpeername
+
+        def late_getpeername(sock: socket.socket) -> object:
+            time.sleep(spec["peer_after"])
+            return getpeername(sock)
+
+        socket.socket.getpeername = late_getpeername  # type: ignore[method-assign]
     prober = Prober(config, send)
     if "nofile_extra" in spec:
         # a full descriptor table but for this many: fillers up to a low limit, some freed
