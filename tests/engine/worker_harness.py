@@ -10,9 +10,10 @@ optionally ``"config"`` (``WorkerConfig`` fields), ``"limit"`` (seconds for the 
 the units are done, these commands run and these units follow, on the same prober) and
 ``"nofile_extra"`` (once the prober exists, a descriptor
 table full but for this many) and ``"peer_after"`` (seconds: every ``getpeername`` waits
-this long first, so that a peer's reset right after the handshake lands before it). Output: ``{"units": [{"address", "ports": [[port,
-state, reason, attempts]], "closed", "probes", "unscanned"}], "done": bool, "elapsed": seconds
-from the first unit to the last result}``.
+this long first, so that a peer's reset right after the handshake lands before it).
+Output: ``{"units": [{"address", "ports": [[port, state, reason, attempts]], "closed",
+"probes", "unscanned"}], "done": bool, "elapsed": seconds from the first unit to the last
+result}``.
 """
 
 from __future__ import annotations
