@@ -37,11 +37,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# The probe loop compiled in place with mypyc (setup.py), again whenever its sources or what
-# they import change: a compiled module is never older than the code beside it.
-$(COMPILED): $(STAMP) setup.py $(addprefix nornir_portscan/,engine/prober.py engine/schedule.py \
-		engine/timing.py engine/udp.py engine/udp_pacing.py engine/udp_payloads.py engine/protocol.py \
-		engine/errqueue.py classify.py states.py)
+# The probe loop compiled in place with mypyc (setup.py), again whenever the engine or the
+# modules beside it change: a compiled module is never older than the code it was built from.
+$(COMPILED): $(STAMP) setup.py $(wildcard nornir_portscan/*.py nornir_portscan/engine/*.py)
 	rm -f nornir_portscan__mypyc*.so nornir_portscan/engine/*.so  # new files: a running scan keeps the old
 	$(PY) setup.py -q build_ext --inplace --force
 	touch $@

@@ -6,6 +6,7 @@ offender's address that follows it (``SO_EE_OFFENDER``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import struct
@@ -15,6 +16,7 @@ __all__ = [
     "IPV6_RECVERR",
     "IP_RECVERR",
     "OwnAddresses",
+    "ask_for_errors",
     "is_own_address",
     "offender",
     "packed",
@@ -29,6 +31,16 @@ _AF_INET6_BYTES = struct.pack("=H", socket.AF_INET6)
 _SHORTAGES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EAGAIN})
 # RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE
 _ADDRESS_AND_ROUTE_GROUPS = 0x10 | 0x40 | 0x100 | 0x400
+
+
+def ask_for_errors(sock: socket.socket, family: int) -> None:
+    """Have the kernel queue the ICMP errors about ``sock``'s packets (``IP_RECVERR`` or
+    ``IPV6_RECVERR``); a socket that refuses keeps only its errno."""
+    with contextlib.suppress(OSError):
+        if family == socket.AF_INET:
+            sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
 
 
 def offender(data: bytes) -> bytes | None:

@@ -35,9 +35,8 @@ from gevent import get_hub
 from nornir_portscan.classify import classify_errno, classify_icmp, is_transient, local_reason
 from nornir_portscan.engine.errqueue import (
     EE_FORMAT,
-    IP_RECVERR,
-    IPV6_RECVERR,
     OwnAddresses,
+    ask_for_errors,
     offender,
     offender_scope,
     packed,
@@ -172,11 +171,7 @@ class Prober:
                 self._local_error(slot, exc.errno or 0)
                 return False
             sock.setblocking(False)
-            with contextlib.suppress(OSError):
-                if job.family == socket.AF_INET:
-                    sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
-                else:
-                    sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+            ask_for_errors(sock, job.family)
             fd = sock.fileno()
             try:
                 self.poller.register(fd, _EVENTS)

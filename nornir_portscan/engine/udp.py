@@ -41,7 +41,7 @@ from typing import Any
 from gevent import get_hub
 
 from nornir_portscan.classify import classify_icmp, errno_name, is_transient, local_reason
-from nornir_portscan.engine.errqueue import EE_FORMAT, IP_RECVERR, IPV6_RECVERR, offender, packed
+from nornir_portscan.engine.errqueue import EE_FORMAT, ask_for_errors, offender, packed
 from nornir_portscan.engine.protocol import Progressed, Unit, UnitDone, WirePort, WorkerConfig
 from nornir_portscan.engine.protocol import sockaddr as _sockaddr
 from nornir_portscan.engine.timing import RoundTrip, probe_timeout
@@ -372,11 +372,7 @@ class UdpProber:
             self._local_error(slot, exc.errno or 0)
             return
         sock.setblocking(False)
-        with contextlib.suppress(OSError):
-            if job.family == socket.AF_INET:
-                sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
-            else:
-                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+        ask_for_errors(sock, job.family)
         slot.sock = sock
         address = _sockaddr(job.address, port.number)
         unconnected = port.number in REPLIES_FROM_ANOTHER_PORT
