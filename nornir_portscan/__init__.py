@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from nornir_portscan.audit.gates import Audit
-    from nornir_portscan.engine.executor import WorkerPool, scan
+    from nornir_portscan.engine.executor import scan
+    from nornir_portscan.engine.processes import WorkerPool
     from nornir_portscan.engine.service import ScanService
     from nornir_portscan.errors import (
         InputError,
@@ -107,7 +108,8 @@ _EXPORTS = {
     "nornir_portscan.ports": ["parse_ports"],
     "nornir_portscan.nornir.processors": ["ProgressBar"],
     "nornir_portscan.reports.data": ["host_entry", "report_to_dict"],
-    "nornir_portscan.engine.executor": ["WorkerPool", "scan"],
+    "nornir_portscan.engine.executor": ["scan"],
+    "nornir_portscan.engine.processes": ["WorkerPool"],
     "nornir_portscan.engine.service": ["ScanService"],
     "nornir_portscan.request": ["TargetSpec", "build_request"],
     "nornir_portscan.targets": ["parse_targets"],

@@ -23,8 +23,8 @@ def started(monkeypatch) -> list[int]:
     real = executor._Worker
 
     class Counted(real):  # type: ignore[misc, valid-type]
-        def __init__(self, env: Any) -> None:
-            super().__init__(env)
+        def __init__(self, env: Any, proc: Any = None) -> None:
+            super().__init__(env, proc)
             pids.append(self.proc.pid)
 
     monkeypatch.setattr(executor, "_Worker", Counted)

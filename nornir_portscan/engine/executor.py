@@ -18,22 +18,26 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.machinery
 import math
 import operator
 import os
 import select
 import selectors
 import subprocess
-import sys
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nornir_portscan.engine.processes import (
+    WorkerPool,
+    cpu_count,
+    start_worker,
+    stop_process,
+    worker_env,
+)
 from nornir_portscan.engine.protocol import (
     STOP,
     FrameReader,
@@ -44,7 +48,7 @@ from nornir_portscan.engine.protocol import (
     WorkerReady,
     frame,
 )
-from nornir_portscan.errors import InputError, ScanError, ScanInterrupted
+from nornir_portscan.errors import InputError, ScanInterrupted
 from nornir_portscan.models import (
     HostResult,
     HostStatus,
@@ -73,13 +77,6 @@ _READ_SIZE = 1 << 16  # a pipe's capacity; a 1 MiB buffer cost an mmap and munma
 _UDP_STALL_EXTRA = 2 * 32 + 30
 _BY_KEY = operator.attrgetter("protocol", "port")  # "tcp" < "udp": TCP first, as port keys
 _EXAMPLE = "e.g. scan(build_request(['127.0.0.1'], '22'))"
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the dir that holds the package
-WORKER_COMMAND = ["-m", "nornir_portscan.engine.worker"]
-"""Arguments to ``sys.executable`` that start a worker; a seam for the scheduler's unit tests."""
-WORKER_PATH = "_NORNIR_PORTSCAN_WORKER_PATH"
-"""The environment variable that names the directories of gevent and of what it imports, which
-a worker (run without the site module) puts after the standard library."""
-_GEVENT_PACKAGES = ("gevent", "greenlet", "zope")  # zope.event, zope.interface
 
 
 def scan(
@@ -102,7 +99,7 @@ def scan(
         return run.report(interrupted=False)
     engine = _Engine()
     try:
-        wanted = request.options.processes or _cpu_count()
+        wanted = request.options.processes or cpu_count()
         # All of the lane's workers at once: they start in parallel, and the rate and the
         # ephemeral ports are divided between exactly this many.
         lane = engine.add_lane(request.options, min(wanted, units), pool=workers, prestart=True)
@@ -122,84 +119,6 @@ def scan(
         raise ScanInterrupted(run.report(interrupted=True)) from None
     finally:
         engine.close()  # kills whatever is left after an error
-
-
-class WorkerPool:
-    """Worker processes started before the scan is known, so that their start-up (a fresh
-    interpreter importing gevent, about 0.05 s) overlaps the caller's own work, such as walking
-    an inventory of a thousand hosts::
-
-        with WorkerPool() as workers:
-            request = build_request(targets_from_inventory(), ports="22,443")
-            report = scan(request, workers=workers)
-
-    ``scan`` takes the workers it needs; ``close`` (the end of the ``with`` block) stops the
-    others. Idle workers only wait for their orders: nothing is sent before ``scan``.
-    """
-
-    def __init__(self, processes: int | None = None) -> None:
-        ScanOptions(processes=processes)  # the one check of the setting: OptionError
-        self._idle: list[_Worker] = []
-        # a pool dropped without close() still stops its workers when it is collected
-        self._finalizer = weakref.finalize(self, _kill_workers, self._idle)
-        env = _worker_env()
-        try:
-            for _ in range(processes or _cpu_count()):
-                self._idle.append(_Worker(env))
-        except BaseException:
-            self.close()
-            raise
-
-    def take(self) -> _Worker | None:
-        """An idle worker that is still running, or None when none is left."""
-        while self._idle:
-            worker = self._idle.pop()
-            if worker.proc.poll() is None:
-                return worker
-            worker.kill()  # died while idle: reap it, try the next
-        return None
-
-    def close(self) -> None:
-        """Stop the workers no scan took."""
-        self._finalizer()
-
-    def __enter__(self) -> WorkerPool:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def _kill_workers(workers: list[_Worker]) -> None:
-    while workers:
-        workers.pop().kill()
-
-
-def _cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) or 1
-
-
-def _worker_env() -> dict[str, str]:
-    """The environment of a worker: this one, with this copy of the package first, and where
-    gevent is (``WORKER_PATH``)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *filter(None, [env.get("PYTHONPATH")])])
-    env[WORKER_PATH] = os.pathsep.join(_gevent_dirs())
-    return env
-
-
-def _gevent_dirs() -> list[str]:
-    """The ``sys.path`` entries that hold gevent and the packages it imports; found, not
-    imported (this process never imports gevent). Not in the script's directory (or the working
-    directory), which a worker never sees (-P)."""
-    path = sys.path if sys.flags.safe_path else sys.path[1:]
-    dirs: list[str] = []
-    for name in _GEVENT_PACKAGES:
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        for location in (spec and spec.submodule_search_locations) or ():
-            if str(Path(location).parent) not in dirs:
-                dirs.append(str(Path(location).parent))
-    return dirs
 
 
 @dataclass(slots=True)
@@ -246,24 +165,8 @@ class _Work:
 
 
 class _Worker:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        try:
-            self.proc = subprocess.Popen(
-                # -P: never the caller's working directory first on sys.path, so the worker
-                # runs this copy of the package (PYTHONPATH below), not one that happens to be
-                # in the current directory. -S: no site module, whose .pth files (an editable
-                # install's finder) cost a fifth of a worker's start; the worker adds gevent's
-                # directories itself (WORKER_PATH), or runs site after all if gevent needs more.
-                [sys.executable, "-S", "-P", *WORKER_COMMAND],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                env=env,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise ScanError(
-                f"cannot start a worker process with {sys.executable!r}: {exc}"
-            ) from exc
+    def __init__(self, env: Mapping[str, str], proc: subprocess.Popen[bytes] | None = None) -> None:
+        self.proc = proc or start_worker(env)  # ``proc``: one a ``WorkerPool`` started
         assert self.proc.stdin is not None
         assert self.proc.stdout is not None
         self.stdin = self.proc.stdin.fileno()
@@ -298,14 +201,7 @@ class _Worker:
 
     def kill(self) -> None:
         self.alive = False
-        with contextlib.suppress(OSError):
-            self.proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=1)
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            with contextlib.suppress(OSError):
-                if pipe is not None:
-                    pipe.close()
+        stop_process(self.proc)
 
     def ask_to_stop(self) -> None:
         self.alive = False
@@ -352,7 +248,7 @@ class _Run:
         self.request = request
         self.options = request.options
         self.tallies = [_HostTally() for _ in request.targets]
-        self.cpus = self.options.processes or _cpu_count()  # once: a syscall, 2 per target
+        self.cpus = self.options.processes or cpu_count()  # once: a syscall, 2 per target
         # id(ports tuple) -> (that tuple, its keys in scan order, how many are TCP)
         self._layouts: dict[int, tuple[tuple[int, ...], tuple[int, ...], int]] = {}
         self.retry: deque[_Work] = deque()
@@ -578,7 +474,7 @@ class _Lane:
 
     # -- workers -----------------------------------------------------------------------------
     def spawn(self) -> None:
-        worker = (self.pool.take() if self.pool else None) or _Worker(self.engine.env)
+        worker = _Worker(self.engine.env, self.pool.take() if self.pool else None)
         self.spawned += 1
         worker.heard = time.monotonic()
         self.workers.append(worker)
@@ -813,7 +709,7 @@ class _Engine:
     def __init__(self) -> None:
         self.selector = selectors.DefaultSelector()
         self.lanes: list[_Lane] = []
-        self.env = _worker_env()
+        self.env = worker_env()
         self.stopping: list[tuple[_Worker, float]] = []  # asked to stop, not yet gone
 
     def add_lane(

@@ -41,11 +41,11 @@ from collections import deque
 from nornir_portscan.engine.executor import (
     _TICK,
     ProgressCallback,
-    _cpu_count,
     _Engine,
     _Lane,
     _Run,
 )
+from nornir_portscan.engine.processes import cpu_count
 from nornir_portscan.errors import OptionError, ScanError, ScanInterrupted
 from nornir_portscan.models import Progress, ScanOptions, ScanReport, ScanRequest
 
@@ -365,7 +365,7 @@ class _Loop:
         if lane is None or len(lane.host_ids) >= _LANE_HOSTS:
             if lane is not None:
                 self.renewed.append(lane)
-            size = options.processes or _cpu_count()
+            size = options.processes or cpu_count()
             # With a rate, all workers at once: the rate is divided between all of them.
             lane = self.engine.add_lane(options, size, prestart=options.rate is not None)
             self.lanes[key] = lane

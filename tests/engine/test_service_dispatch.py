@@ -25,7 +25,7 @@ from nornir_portscan import (
     ScanRequest,
     Target,
 )
-from nornir_portscan.engine import executor, service
+from nornir_portscan.engine import processes, service
 from nornir_portscan.engine.service import ScanService
 
 FAKE = str(Path(__file__).resolve().parent.parent / "unit" / "fake_worker.py")
@@ -34,7 +34,7 @@ HANG = 999  # FAKE_HANG_ON_PORT: a unit holding this port is never answered
 
 @pytest.fixture(autouse=True)
 def fake_worker(monkeypatch):
-    monkeypatch.setattr(executor, "WORKER_COMMAND", [FAKE])
+    monkeypatch.setattr(processes, "WORKER_COMMAND", [FAKE])
 
 
 pytestmark = pytest.mark.usefixtures("no_shared_service")

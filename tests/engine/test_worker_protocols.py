@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from nornir_portscan.engine.executor import _worker_env
+from nornir_portscan.engine.processes import worker_env
 from nornir_portscan.engine.protocol import (
     STOP,
     FrameReader,
@@ -51,7 +51,7 @@ def test_a_worker_probes_tcp_and_udp_units_with_their_own_probers() -> None:
         [sys.executable, "-m", "nornir_portscan.engine.worker"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        env=_worker_env(),
+        env=worker_env(),
         cwd=REPO,
     )
     assert worker.stdin is not None

@@ -19,7 +19,7 @@ from report_support import xmllint_errors
 
 from nornir_portscan import HostStatus, ScanOptions, ScanRequest, Target
 from nornir_portscan.audit.gates import Audit, run_audit
-from nornir_portscan.engine import executor
+from nornir_portscan.engine import processes
 from nornir_portscan.errors import ScanInterrupted
 from nornir_portscan.models import Policy, Progress
 from nornir_portscan.reports.data import host_entry, render_table, report_schema, report_to_dict
@@ -35,7 +35,7 @@ def interrupted(monkeypatch) -> Audit:
     """h0 scanned in part (two units done, the third hangs, the fourth never sent), h1 and h2
     not at all; h0 expects 7 closed (it is open: a real violation) and 600 closed (never
     scanned), h1 expects 22 open."""
-    monkeypatch.setattr(executor, "WORKER_COMMAND", [FAKE])
+    monkeypatch.setattr(processes, "WORKER_COMMAND", [FAKE])
     monkeypatch.setenv("FAKE_HANG_ON_PORT", "600")
     targets = (
         Target("h0", "127.0.0.1", policy=Policy(expect_closed=frozenset({7, 600}))),

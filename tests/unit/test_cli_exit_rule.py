@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nornir_portscan import cli
-from nornir_portscan.engine import executor
+from nornir_portscan.engine import processes
 
 FAKE = str(Path(__file__).with_name("fake_worker.py"))
 ERROR_LINE = (
@@ -23,7 +23,7 @@ ERROR_LINE = (
 
 @pytest.fixture(autouse=True)
 def dying_worker(monkeypatch):
-    monkeypatch.setattr(executor, "WORKER_COMMAND", [FAKE])
+    monkeypatch.setattr(processes, "WORKER_COMMAND", [FAKE])
     monkeypatch.setenv("FAKE_DIE_ON_PORT", "5")
 
 

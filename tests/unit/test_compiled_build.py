@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import nornir_portscan
-from nornir_portscan.engine import executor
+from nornir_portscan.engine import processes
 
 REPO = Path(__file__).resolve().parents[2]
 COMPILED = ["nornir_portscan.engine.prober", "nornir_portscan.engine.schedule",
@@ -70,7 +70,7 @@ def test_a_worker_runs_the_compiled_modules(tmp_path: Path) -> None:
         "import json, sys, nornir_portscan.engine.worker, nornir_portscan.engine.udp\n"
         f"print(json.dumps([sys.modules[name].__file__ for name in {COMPILED!r}]))"
     )
-    out = subprocess.run([sys.executable, "-S", "-P", "-c", code], env=executor._worker_env(),
+    out = subprocess.run([sys.executable, "-S", "-P", "-c", code], env=processes.worker_env(),
                          cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True)
     files = json.loads(out.stdout.splitlines()[-1])
     assert all(file.endswith(_EXTENSION) for file in files), files
@@ -98,7 +98,7 @@ def test_the_plain_python_package_gives_the_same_scan(tmp_path: Path) -> None:
         [sys.executable, "-S", "-P", "-c",
          "import nornir_portscan.engine.worker, sys; print(sys.modules["
          "'nornir_portscan.engine.prober'].__file__)"],
-        env={**executor._worker_env(), "PYTHONPATH": str(plain)},
+        env={**processes.worker_env(), "PYTHONPATH": str(plain)},
         capture_output=True, text=True, timeout=60, check=True,
     )
     assert check.stdout.strip() == str(plain / "nornir_portscan/engine/prober.py")

@@ -8,13 +8,14 @@ import pytest
 
 from nornir_portscan import HostStatus, PortState, ScanOptions, ScanRequest, Target
 from nornir_portscan.engine import executor as scanner
+from nornir_portscan.engine import processes
 
 FAKE = str(Path(__file__).with_name("fake_worker.py"))
 
 
 @pytest.fixture(autouse=True)
 def fake_worker(monkeypatch):
-    monkeypatch.setattr(scanner, "WORKER_COMMAND", [FAKE])
+    monkeypatch.setattr(processes, "WORKER_COMMAND", [FAKE])
 
 
 def request(hosts: int, ports: range, **options) -> ScanRequest:

@@ -9,6 +9,7 @@ import pytest
 
 from nornir_portscan import HostStatus, PortState, ScanOptions, ScanRequest, Target
 from nornir_portscan.engine import executor as scanner
+from nornir_portscan.engine import processes
 from nornir_portscan.ports import UDP, udp_key
 
 FAKE = str(Path(__file__).with_name("fake_worker.py"))
@@ -17,7 +18,7 @@ U = udp_key
 
 @pytest.fixture(autouse=True)
 def fake_worker(monkeypatch):
-    monkeypatch.setattr(scanner, "WORKER_COMMAND", [FAKE])
+    monkeypatch.setattr(processes, "WORKER_COMMAND", [FAKE])
 
 
 def request(hosts: int, ports: tuple[int, ...], **options) -> ScanRequest:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import nornir_portscan
-from nornir_portscan.engine import executor
+from nornir_portscan.engine import executor, processes
 
 _REPORT = (
     "import json, os, sys, nornir_portscan, gevent\n"
@@ -50,7 +50,7 @@ def test_a_worker_imports_the_parents_copy_of_the_package(tmp_path: Path) -> Non
             "-c",
             "import nornir_portscan; print(nornir_portscan.__file__)",
         ],
-        env=executor._worker_env(),
+        env=processes.worker_env(),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -62,7 +62,7 @@ def test_a_worker_imports_the_parents_copy_of_the_package(tmp_path: Path) -> Non
 
 def test_a_worker_finds_gevent_without_the_site_module(tmp_path: Path) -> None:
     code = "import nornir_portscan.engine.worker\n" + _REPORT
-    package, gevent, site_ran, path, stdlib = _worker_python(code, executor._worker_env(), tmp_path)
+    package, gevent, site_ran, path, stdlib = _worker_python(code, processes.worker_env(), tmp_path)
     assert (package, gevent, site_ran) == (nornir_portscan.__file__, _gevent_file(), False)
     # after the standard library, as the site module puts it: it never shadows the stdlib
     assert path.index(str(Path(gevent).parents[1])) > path.index(str(Path(stdlib).parent))
@@ -71,7 +71,7 @@ def test_a_worker_finds_gevent_without_the_site_module(tmp_path: Path) -> None:
 def test_a_worker_runs_the_site_module_when_gevent_is_not_where_it_was_told(
     tmp_path: Path,
 ) -> None:
-    env = {**executor._worker_env(), executor.WORKER_PATH: str(tmp_path)}
+    env = {**processes.worker_env(), processes.WORKER_PATH: str(tmp_path)}
     code = "import nornir_portscan.engine.worker\n" + _REPORT
     package, gevent, site_ran, *_ = _worker_python(code, env, tmp_path)
     assert (package, gevent, site_ran) == (nornir_portscan.__file__, _gevent_file(), True)
@@ -79,7 +79,7 @@ def test_a_worker_runs_the_site_module_when_gevent_is_not_where_it_was_told(
 
 def test_the_worker_reads_the_variable_the_executor_sets() -> None:
     source = Path(executor.__file__).with_name("worker.py").read_text()
-    assert f'"{executor.WORKER_PATH}"' in source
+    assert f'"{processes.WORKER_PATH}"' in source
 
 
 def test_gevent_in_the_callers_script_directory_is_not_the_workers(tmp_path: Path) -> None:
@@ -88,12 +88,12 @@ def test_gevent_in_the_callers_script_directory_is_not_the_workers(tmp_path: Pat
     (tmp_path / "gevent" / "__init__.py").write_text("raise SystemExit('the wrong gevent')\n")
     script = tmp_path / "caller.py"
     script.write_text(
-        "from nornir_portscan.engine import executor\n"
-        "print(executor._worker_env()[executor.WORKER_PATH])\n"
+        "from nornir_portscan.engine import processes\n"
+        "print(processes.worker_env()[processes.WORKER_PATH])\n"
     )
     out = subprocess.run(
         [sys.executable, str(script)],
-        env={**executor._worker_env(), "PYTHONPATH": executor._PACKAGE_ROOT},
+        env={**processes.worker_env(), "PYTHONPATH": processes._PACKAGE_ROOT},
         capture_output=True,
         text=True,
         timeout=30,
@@ -108,7 +108,7 @@ def test_a_worker_builds_none_of_the_other_models(tmp_path: Path) -> None:
         "import json, sys, nornir_portscan.engine.worker\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith('nornir_portscan'))))"
     )
-    (modules,) = [_worker_python(code, executor._worker_env(), tmp_path)]
+    (modules,) = [_worker_python(code, processes.worker_env(), tmp_path)]
     assert "nornir_portscan.models" not in modules
     assert "nornir_portscan.states" in modules
 
